@@ -1,0 +1,489 @@
+//! Content digests of files and directories, exactly as `spec/lockfile.md` defines them.
+//!
+//! * A file's digest is `blake3:` + the hex BLAKE3 of its bytes.
+//! * A directory's digest is `blake3:` + the hex BLAKE3 of its *manifest*: the text `b3sum`
+//!   prints for every regular file below it (symlinks followed), one `<hex>  <path>\n` line per
+//!   file, paths relative to the directory with `/` separators, sorted by their bytes, and
+//!   escaped as b3sum escapes them. So
+//!   `cd DIR && find -L . -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 b3sum | b3sum --no-names`
+//!   prints the same hex.
+//!
+//! Files are hashed in parallel on a rayon pool; a large file goes through BLAKE3's
+//! multithreaded memory-mapped path (blake3 maps only files of 16 KiB and more).
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, IoResultExt, Result};
+
+/// The prefix of every digest string.
+pub const PREFIX: &str = "blake3:";
+
+/// A BLAKE3 digest, written `blake3:<64 lowercase hex digits>`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The 64 lowercase hex digits without the `blake3:` prefix.
+    pub fn hex(&self) -> String {
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+    }
+
+    /// The digest of some bytes.
+    pub fn of_bytes(bytes: &[u8]) -> Digest {
+        Digest(*blake3::hash(bytes).as_bytes())
+    }
+}
+
+impl From<blake3::Hash> for Digest {
+    fn from(h: blake3::Hash) -> Self {
+        Digest(*h.as_bytes())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{PREFIX}{}", self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why a digest string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a digest (expected `blake3:` and 64 lowercase hex digits): {0:?}")]
+pub struct DigestParseError(pub String);
+
+impl FromStr for Digest {
+    type Err = DigestParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || DigestParseError(s.to_string());
+        let hex = s.strip_prefix(PREFIX).ok_or_else(bad)?;
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Digest(out))
+    }
+}
+
+/// Whether a hashed path was a file or a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file (or a symlink to one).
+    File,
+    /// A directory, digested through its manifest.
+    Dir,
+}
+
+/// One line of a directory manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The path relative to the directory, `/`-separated, as raw bytes.
+    pub path: Vec<u8>,
+    /// BLAKE3 of the file's bytes.
+    pub hash: Digest,
+    /// The file's size in bytes, when known (manifests read back from text do not carry it).
+    pub size: Option<u64>,
+}
+
+impl Entry {
+    /// The path as b3sum prints it: lossy UTF-8, with `\`, newline and carriage return escaped.
+    /// Returns the text and whether it was escaped.
+    pub fn display_path(&self) -> (String, bool) {
+        let lossy = String::from_utf8_lossy(&self.path);
+        if lossy.contains(['\\', '\n', '\r']) {
+            let escaped = lossy
+                .replace('\\', "\\\\")
+                .replace('\n', "\\n")
+                .replace('\r', "\\r");
+            (escaped, true)
+        } else {
+            (lossy.into_owned(), false)
+        }
+    }
+
+    /// Append this entry's manifest line (`[\\]<hex>  <path>\n`) to `out`.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        let (path, escaped) = self.display_path();
+        if escaped {
+            out.push(b'\\');
+        }
+        out.extend_from_slice(self.hash.hex().as_bytes());
+        out.extend_from_slice(b"  ");
+        out.extend_from_slice(path.as_bytes());
+        out.push(b'\n');
+    }
+
+    /// The path as a person reads it (lossy UTF-8, unescaped).
+    pub fn path_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.path).into_owned()
+    }
+}
+
+/// The list of files below a directory, sorted by path bytes: the thing a directory digest is
+/// the BLAKE3 of.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// Entries, sorted by `path` bytes, no duplicates.
+    pub entries: Vec<Entry>,
+}
+
+impl Manifest {
+    /// The manifest text, byte for byte what `b3sum` prints for these files in this order.
+    pub fn to_text(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.entries.len() * 100);
+        for e in &self.entries {
+            e.write_line(&mut out);
+        }
+        out
+    }
+
+    /// The directory digest: BLAKE3 over [`Manifest::to_text`], without building the whole text.
+    pub fn digest(&self) -> Digest {
+        let mut hasher = blake3::Hasher::new();
+        let mut line = Vec::with_capacity(256);
+        for e in &self.entries {
+            line.clear();
+            e.write_line(&mut line);
+            hasher.update(&line);
+        }
+        hasher.finalize().into()
+    }
+
+    /// Parse manifest text (b3sum's output format). Paths come back as their UTF-8 text (b3sum's
+    /// text is lossy for names that are not UTF-8, so such names cannot be recovered exactly).
+    pub fn parse(text: &[u8]) -> std::result::Result<Manifest, String> {
+        let text = std::str::from_utf8(text).map_err(|e| format!("not UTF-8: {e}"))?;
+        let mut entries = Vec::new();
+        for (n, line) in text.split_terminator('\n').enumerate() {
+            let lineno = n + 1;
+            let (escaped, rest) = match line.strip_prefix('\\') {
+                Some(rest) => (true, rest),
+                None => (false, line),
+            };
+            let (hex, path) = rest
+                .split_once("  ")
+                .ok_or_else(|| format!("line {lineno}: expected `<hex>  <path>`"))?;
+            let hash: Digest = format!("{PREFIX}{hex}")
+                .parse()
+                .map_err(|_| format!("line {lineno}: bad hash {hex:?}"))?;
+            let path = if escaped {
+                unescape(path).ok_or_else(|| format!("line {lineno}: bad escape in path"))?
+            } else {
+                path.to_string()
+            };
+            if path.is_empty() {
+                return Err(format!("line {lineno}: empty path"));
+            }
+            entries.push(Entry {
+                path: path.into_bytes(),
+                hash,
+                size: None,
+            });
+        }
+        if !entries.windows(2).all(|w| w[0].path < w[1].path) {
+            return Err("paths are not sorted and unique".into());
+        }
+        Ok(Manifest { entries })
+    }
+
+    /// Total size of the files, when every entry knows its size.
+    pub fn bytes(&self) -> Option<u64> {
+        self.entries.iter().map(|e| e.size).sum()
+    }
+}
+
+fn unescape(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next()? {
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                '\\' => out.push('\\'),
+                _ => return None,
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+/// Something below a directory that is not hashed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The path, relative to the hashed directory.
+    pub path: PathBuf,
+    /// Why it was skipped.
+    pub reason: &'static str,
+}
+
+/// The result of hashing a file or directory.
+#[derive(Debug, Clone)]
+pub struct Hashed {
+    /// File or directory.
+    pub kind: Kind,
+    /// The digest as the spec defines it.
+    pub digest: Digest,
+    /// Number of regular files (1 for a file).
+    pub files: u64,
+    /// Total bytes hashed.
+    pub bytes: u64,
+    /// For a directory, its manifest.
+    pub manifest: Option<Manifest>,
+    /// Entries that were not hashed (FIFOs, sockets, devices, dangling symlinks).
+    pub skipped: Vec<Skipped>,
+}
+
+/// BLAKE3 of one file's bytes, and its size. Files of 16 KiB and more are memory-mapped and
+/// hashed on the rayon pool.
+pub fn hash_file(path: &Path) -> Result<(Digest, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_mmap_rayon(path).ctx("cannot read", path)?;
+    Ok((hasher.finalize().into(), hasher.count()))
+}
+
+/// Hash a file or a directory (following symlinks) as the spec defines.
+pub fn hash_path(path: &Path) -> Result<Hashed> {
+    let meta = std::fs::metadata(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::Missing {
+                what: "path",
+                path: path.to_path_buf(),
+            }
+        } else {
+            Error::Io {
+                op: "cannot read",
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    if meta.is_dir() {
+        hash_dir(path)
+    } else if meta.is_file() {
+        let (digest, bytes) = hash_file(path)?;
+        Ok(Hashed {
+            kind: Kind::File,
+            digest,
+            files: 1,
+            bytes,
+            manifest: None,
+            skipped: Vec::new(),
+        })
+    } else {
+        Err(Error::BadPath {
+            path: path.display().to_string(),
+            message: "not a regular file or directory".into(),
+        })
+    }
+}
+
+/// The regular files below `root` (symlinks followed), as (relative path bytes, absolute path),
+/// sorted by relative path bytes; plus what was skipped.
+pub fn list_files(root: &Path) -> Result<(Vec<(Vec<u8>, PathBuf)>, Vec<Skipped>)> {
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    for item in walkdir::WalkDir::new(root).follow_links(true) {
+        let entry = match item {
+            Ok(entry) => entry,
+            Err(err) => {
+                let err_path = err.path().unwrap_or(root).to_path_buf();
+                if err.loop_ancestor().is_some() {
+                    return Err(Error::SymlinkLoop { path: err_path });
+                }
+                // A dangling symlink: walkdir cannot stat its target.
+                let dangling = std::fs::symlink_metadata(&err_path)
+                    .map(|m| m.file_type().is_symlink())
+                    .unwrap_or(false)
+                    && std::fs::metadata(&err_path).is_err();
+                if dangling {
+                    skipped.push(Skipped {
+                        path: rel(root, &err_path),
+                        reason: "dangling symlink",
+                    });
+                    continue;
+                }
+                let source = err
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("walk error"));
+                return Err(Error::Io {
+                    op: "cannot read",
+                    path: err_path,
+                    source,
+                });
+            }
+        };
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        if ft.is_file() {
+            let rel_bytes = rel(root, entry.path()).as_os_str().as_bytes().to_vec();
+            files.push((rel_bytes, entry.into_path()));
+        } else {
+            skipped.push(Skipped {
+                path: rel(root, entry.path()),
+                reason: "not a regular file (FIFO, socket or device)",
+            });
+        }
+    }
+    // walkdir's per-directory order is not the order of whole paths ("a.txt" < "a/b"), so sort
+    // after collecting.
+    files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok((files, skipped))
+}
+
+fn rel(root: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(root).unwrap_or(path).to_path_buf()
+}
+
+/// Hash every regular file below `root` in parallel and build the manifest.
+pub fn hash_dir(root: &Path) -> Result<Hashed> {
+    let (files, skipped) = list_files(root)?;
+    let entries = files
+        .par_iter()
+        .map(|(rel, abs)| {
+            let (hash, size) = hash_file(abs)?;
+            Ok(Entry {
+                path: rel.clone(),
+                hash,
+                size: Some(size),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let manifest = Manifest { entries };
+    Ok(Hashed {
+        kind: Kind::Dir,
+        digest: manifest.digest(),
+        files: manifest.entries.len() as u64,
+        bytes: manifest.bytes().unwrap_or(0),
+        manifest: Some(manifest),
+        skipped,
+    })
+}
+
+/// The relative path of an entry as an `OsStr` (for joining onto a root).
+pub fn entry_os_path(entry: &Entry) -> &OsStr {
+    OsStr::from_bytes(&entry.path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_round_trips_and_rejects_bad_text() {
+        let d = Digest::of_bytes(b"abc");
+        let s = d.to_string();
+        assert!(s.starts_with("blake3:"));
+        assert_eq!(s.parse::<Digest>().unwrap(), d);
+        for bad in [
+            "",
+            "blake3:",
+            "sha256:6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85",
+            "blake3:6437B3AC38465133FFB63B75273A8DB548C558465D79DB03FD359C6CD5BD9D85",
+            "blake3:6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d8",
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn manifest_escapes_like_b3sum_and_parses_back() {
+        let m = Manifest {
+            entries: vec![
+                Entry {
+                    path: b"a\\b".to_vec(),
+                    hash: Digest::of_bytes(b"1"),
+                    size: None,
+                },
+                Entry {
+                    path: b"line\nbreak".to_vec(),
+                    hash: Digest::of_bytes(b"2"),
+                    size: None,
+                },
+                Entry {
+                    path: b"plain.txt".to_vec(),
+                    hash: Digest::of_bytes(b"3"),
+                    size: None,
+                },
+            ],
+        };
+        let text = String::from_utf8(m.to_text()).unwrap();
+        let lines: Vec<&str> = text.split_terminator('\n').collect();
+        assert!(lines[0].starts_with('\\') && lines[0].ends_with("  a\\\\b"));
+        assert!(lines[1].starts_with('\\') && lines[1].ends_with("  line\\nbreak"));
+        assert!(!lines[2].starts_with('\\'));
+        assert_eq!(Manifest::parse(text.as_bytes()).unwrap(), m);
+        assert_eq!(m.digest(), Digest::of_bytes(text.as_bytes()));
+    }
+
+    #[test]
+    fn manifest_parse_rejects_garbage() {
+        assert!(Manifest::parse(b"zz  a\n").is_err());
+        assert!(Manifest::parse(b"no separator\n").is_err());
+        let h = Digest::of_bytes(b"x").hex();
+        let unsorted = format!("{h}  b\n{h}  a\n");
+        assert!(Manifest::parse(unsorted.as_bytes()).is_err());
+        let bad_escape = format!("\\{h}  a\\qb\n");
+        assert!(Manifest::parse(bad_escape.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn directory_order_is_by_whole_path_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/b"), b"x").unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"y").unwrap();
+        std::fs::create_dir(dir.path().join("empty")).unwrap();
+        let h = hash_dir(dir.path()).unwrap();
+        let paths: Vec<String> = h
+            .manifest
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.path_lossy())
+            .collect();
+        assert_eq!(paths, ["a.txt", "a/b"]);
+        assert_eq!(h.files, 2);
+        assert_eq!(h.bytes, 2);
+    }
+
+    #[test]
+    fn symlink_loop_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::os::unix::fs::symlink("..", dir.path().join("d/up")).unwrap();
+        match hash_dir(dir.path()) {
+            Err(Error::SymlinkLoop { path }) => assert!(path.ends_with("d/up"), "{path:?}"),
+            other => panic!("expected a loop error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dangling_symlink_is_skipped_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        std::os::unix::fs::symlink("nowhere", dir.path().join("broken")).unwrap();
+        let h = hash_dir(dir.path()).unwrap();
+        assert_eq!(h.files, 1);
+        assert_eq!(h.skipped.len(), 1);
+        assert_eq!(h.skipped[0].path, PathBuf::from("broken"));
+    }
+}

@@ -1,0 +1,170 @@
+//! The library's error type. Every I/O error carries the path it was about, and
+//! errors a user can fix carry a hint (see [`Error::hint`]).
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation on `path` failed.
+    #[error("{op} {}", path.display())]
+    Io {
+        /// What was being done ("cannot read", "cannot write", ...).
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A lockfile is not valid TOML or does not have the expected shape.
+    #[error("cannot parse {}", path.display())]
+    LockSyntax {
+        /// The lockfile.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A lockfile parsed but breaks a rule of the format.
+    #[error("invalid lockfile {}: {message}", path.display())]
+    LockInvalid {
+        /// The lockfile.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The lockfile was written by a newer cairn.
+    #[error(
+        "{} was written by a newer cairn (lockfile version {found}); this cairn reads version {supported}",
+        path.display()
+    )]
+    LockTooNew {
+        /// The lockfile.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest version this build reads.
+        supported: i64,
+    },
+    /// `cairn.toml` is malformed.
+    #[error("cannot parse {}", path.display())]
+    ConfigSyntax {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's message.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A path given by the user or found in a file is not acceptable.
+    #[error("{message}: {path}")]
+    BadPath {
+        /// The path as given.
+        path: String,
+        /// Why it is refused.
+        message: String,
+    },
+    /// A data, checkpoint or output path does not exist.
+    #[error("{what} does not exist: {}", path.display())]
+    Missing {
+        /// What kind of path ("data path", "checkpoint", ...).
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+    },
+    /// The directory is not inside a git repository.
+    #[error("not a git repository (or any parent up to /): {}", path.display())]
+    NotARepo {
+        /// Where the search started.
+        path: PathBuf,
+    },
+    /// A git operation failed.
+    #[error("git: {message}")]
+    Git {
+        /// What was being done.
+        message: String,
+        /// The libgit2 error.
+        #[source]
+        source: git2::Error,
+    },
+    /// A directory walk met a symlink loop.
+    #[error("symlink loop at {}", path.display())]
+    SymlinkLoop {
+        /// The path that closes the loop.
+        path: PathBuf,
+    },
+    /// A user-declared setting is inconsistent (duplicate names, bad glob, ...).
+    #[error("{0}")]
+    Usage(String),
+    /// Another cairn process holds the lock on this project.
+    #[error("another cairn is working in {} (lock file {} exists)", dir.display(), lock.display())]
+    Busy {
+        /// The project directory.
+        dir: PathBuf,
+        /// The lock file held.
+        lock: PathBuf,
+    },
+}
+
+impl Error {
+    /// A line of advice for the user, when there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::LockTooNew { .. } => Some(
+                "upgrade cairn (cargo install cairn-cli) to read this lockfile; it was left untouched"
+                    .into(),
+            ),
+            Error::LockSyntax { .. } | Error::LockInvalid { .. } => Some(
+                "the lockfile was left untouched; fix it by hand, or restore it with `git checkout -- <lockfile>`"
+                    .into(),
+            ),
+            Error::NotARepo { .. } => Some(
+                "run cairn inside a git repository (`git init`), or pass --no-git to lock without code"
+                    .into(),
+            ),
+            Error::Busy { lock, .. } => Some(format!(
+                "wait for the other cairn to finish; if none is running, remove {}",
+                lock.display()
+            )),
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                Some("check the file's permissions".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach a path to an I/O error (after jj's `IoResultExt::context`).
+pub(crate) trait IoResultExt<T> {
+    /// Wrap the error with `op` and `path`.
+    fn ctx(self, op: &'static str, path: &Path) -> Result<T>;
+}
+
+impl<T> IoResultExt<T> for std::io::Result<T> {
+    fn ctx(self, op: &'static str, path: &Path) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+/// Attach a message to a libgit2 error.
+pub(crate) trait GitResultExt<T> {
+    /// Wrap the error with what was being done.
+    fn git(self, message: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> GitResultExt<T> for std::result::Result<T, git2::Error> {
+    fn git(self, message: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Git {
+            message: message(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,20 @@
+//! cairn: reproducible machine-learning training runs.
+//!
+//! The library behind the `cairn` command. Data flows one way: probes ([`git`], [`digest`],
+//! [`host`]) fill a [`lockfile::Lock`], which is written as canonical TOML; verification reads
+//! the TOML back into a `Lock`, probes again, and produces a [`verify::Report`]. The library never
+//! prints.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod git;
+pub mod host;
+pub mod lock;
+pub mod lockfile;
+pub mod paths;
+pub mod project;
+pub mod verify;
+
+pub use error::{Error, Result};

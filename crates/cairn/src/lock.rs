@@ -1,0 +1,543 @@
+//! `cairn lock`: probe the project, optionally run the training command, and write the lock.
+//!
+//! Order of work: refuse early if the existing lock cannot be safely replaced; hash datasets and
+//! capture the code *before* the command runs (the inputs as the run saw them); run the command
+//! with inherited stdio; hash the checkpoints and outputs it produced; write the change sidecar,
+//! the manifests and finally the lock, atomically. A command that fails does not touch the lock:
+//! its record goes to `.cairn/failed/<run id>.lock`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+use crate::digest::{self, Digest, Kind, Skipped};
+use crate::error::{Error, Result};
+use crate::git::{self, Excluder};
+use crate::lockfile::{self, Artifact, Code, Data, Location, Lock, Run, Submodule};
+use crate::paths::RelPath;
+use crate::project::Project;
+
+/// A dataset named on the command line: `PATH` or `NAME=PATH`, relative to the current directory.
+#[derive(Debug, Clone)]
+pub struct DataArg {
+    /// The name, when given.
+    pub name: Option<String>,
+    /// The path as given.
+    pub path: String,
+}
+
+impl DataArg {
+    /// Parse `NAME=PATH` or `PATH`. A `NAME=` prefix counts only when NAME is a valid name.
+    pub fn parse(s: &str) -> DataArg {
+        if let Some((name, path)) = s.split_once('=') {
+            if lockfile::valid_name(name) && !path.is_empty() {
+                return DataArg {
+                    name: Some(name.to_string()),
+                    path: path.to_string(),
+                };
+            }
+        }
+        DataArg {
+            name: None,
+            path: s.to_string(),
+        }
+    }
+}
+
+/// What to lock.
+#[derive(Debug, Clone, Default)]
+pub struct LockOptions {
+    /// Datasets from the command line (added to those in cairn.toml; same name replaces).
+    pub data: Vec<DataArg>,
+    /// Checkpoint paths or globs from the command line (relative to the current directory).
+    pub checkpoints: Vec<String>,
+    /// Output paths or globs from the command line.
+    pub outputs: Vec<String>,
+    /// The command to run; empty to record the current state only.
+    pub command: Vec<String>,
+    /// Lock without code capture (outside git, or on purpose).
+    pub no_git: bool,
+    /// Replace an existing lock even when it cannot be read.
+    pub force: bool,
+}
+
+/// Things worth telling the user that did not stop the lock.
+#[derive(Debug, Clone)]
+pub enum Warning {
+    /// A glob matched nothing.
+    NoMatch {
+        /// The pattern.
+        pattern: String,
+    },
+    /// Entries below a dataset were skipped.
+    Skipped {
+        /// The dataset or artifact.
+        what: String,
+        /// What was skipped.
+        skipped: Skipped,
+    },
+    /// The uncommitted change is large.
+    LargeChange {
+        /// Its size in bytes.
+        bytes: usize,
+        /// The paths it touches (the first few).
+        paths: Vec<String>,
+    },
+    /// The code has uncommitted changes (recorded in the sidecar).
+    Dirty {
+        /// The sidecar.
+        sidecar: PathBuf,
+        /// Paths touched.
+        paths: Vec<String>,
+    },
+}
+
+/// How a lock ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The lock was written.
+    Written {
+        /// The lockfile.
+        path: PathBuf,
+        /// The lock.
+        lock: Box<Lock>,
+    },
+    /// Nothing changed since the existing lock; the file was not rewritten.
+    Unchanged {
+        /// The lockfile.
+        path: PathBuf,
+    },
+    /// The command failed; the lock was left alone and the record written elsewhere.
+    CommandFailed {
+        /// The command's exit code (negative: the signal that killed it).
+        exit_code: i64,
+        /// Where the record went.
+        record: PathBuf,
+        /// The lockfile that was left untouched.
+        lock_path: PathBuf,
+        /// Why the run counts as failed.
+        reason: String,
+    },
+}
+
+/// Above this size an uncommitted change earns a warning.
+pub const LARGE_CHANGE: usize = 10 * 1024 * 1024;
+
+struct Resolved {
+    name: String,
+    abs: PathBuf,
+    location: Location,
+}
+
+fn resolve_data(project: &Project, opts: &LockOptions) -> Result<Vec<Resolved>> {
+    let resolve = |name: Option<&str>, base: &Path, given: &str| -> Result<Resolved> {
+        let (abs, rel) = project.resolve(base, given);
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => abs
+                .file_name()
+                .and_then(|n| n.to_str())
+                .filter(|n| lockfile::valid_name(n))
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "cannot derive a dataset name from {given:?}; name it: --data NAME={given}"
+                    ))
+                })?
+                .to_string(),
+        };
+        let location = rel.map_or(Location::External, Location::Path);
+        Ok(Resolved {
+            name,
+            abs,
+            location,
+        })
+    };
+    let mut by_name: BTreeMap<String, Resolved> = BTreeMap::new();
+    for (name, path) in &project.config.data {
+        let r = resolve(Some(name), &project.root, path)?;
+        by_name.insert(r.name.clone(), r);
+    }
+    // A command-line dataset replaces cairn.toml's entry of the same name; two command-line
+    // datasets with one name are a mistake.
+    let mut cli_names = std::collections::BTreeSet::new();
+    for d in &opts.data {
+        let r = resolve(d.name.as_deref(), &project.cwd, &d.path)?;
+        if !cli_names.insert(r.name.clone()) {
+            return Err(Error::Usage(format!(
+                "dataset name {:?} is given twice; name them apart with --data NAME=PATH",
+                r.name
+            )));
+        }
+        by_name.insert(r.name.clone(), r);
+    }
+    Ok(by_name.into_values().collect())
+}
+
+/// Expand paths and globs (relative to `base`) into existing project paths. Returns the
+/// matches and the patterns that matched nothing.
+fn expand(
+    project: &Project,
+    base: &Path,
+    specs: &[String],
+    what: &'static str,
+    require_existing: bool,
+) -> Result<(Vec<(RelPath, PathBuf)>, Vec<String>)> {
+    let mut out = BTreeMap::new();
+    let mut unmatched = Vec::new();
+    for spec in specs {
+        let is_glob = spec.contains(['*', '?', '[']);
+        let (abs, rel) = project.resolve(base, spec);
+        if !is_glob {
+            let rel = rel.ok_or_else(|| Error::BadPath {
+                path: spec.clone(),
+                message: format!("{what} must be inside the project {}", project.root.display()),
+            })?;
+            if !abs.exists() {
+                if require_existing {
+                    return Err(Error::Missing { what, path: abs });
+                }
+                unmatched.push(spec.clone());
+                continue;
+            }
+            out.insert(rel, abs);
+            continue;
+        }
+        let pattern = abs.to_string_lossy().into_owned();
+        let paths = glob::glob(&pattern)
+            .map_err(|e| Error::Usage(format!("bad {what} pattern {spec:?}: {e}")))?;
+        let mut any = false;
+        for p in paths {
+            let p = p.map_err(|e| Error::Io {
+                op: "cannot read",
+                path: e.path().to_path_buf(),
+                source: e.into(),
+            })?;
+            let rel = RelPath::from_fs(&project.root, &p).map_err(|_| Error::BadPath {
+                path: spec.clone(),
+                message: format!("{what} pattern reaches outside the project"),
+            })?;
+            if project_owned(rel.as_str()) {
+                continue;
+            }
+            any = true;
+            out.insert(rel, p);
+        }
+        if !any {
+            unmatched.push(spec.clone());
+        }
+    }
+    Ok((out.into_iter().collect(), unmatched))
+}
+
+fn project_owned(rel: &str) -> bool {
+    Excluder::default().excludes(rel.as_bytes())
+}
+
+fn hash_artifact(
+    project: &Project,
+    rel: RelPath,
+    abs: &Path,
+    warnings: &mut Vec<Warning>,
+) -> Result<Artifact> {
+    let h = digest::hash_path(abs)?;
+    store_manifest(project, &h)?;
+    for s in h.skipped {
+        warnings.push(Warning::Skipped {
+            what: rel.to_string(),
+            skipped: s,
+        });
+    }
+    Ok(Artifact {
+        path: rel,
+        kind: h.kind,
+        digest: h.digest,
+        files: (h.kind == Kind::Dir).then_some(h.files),
+        bytes: h.bytes,
+    })
+}
+
+fn store_manifest(project: &Project, h: &digest::Hashed) -> Result<()> {
+    if let Some(m) = &h.manifest {
+        lockfile::write_if_changed(&project.manifest_path(&h.digest), &m.to_text())?;
+    }
+    Ok(())
+}
+
+fn run_id(now: SystemTime, command: &[String], tree: Option<&str>) -> String {
+    let mut h = blake3::Hasher::new();
+    let nanos = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.update(&nanos.to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    for a in command {
+        h.update(a.as_bytes());
+        h.update(&[0]);
+    }
+    h.update(tree.unwrap_or("").as_bytes());
+    h.finalize().to_hex()[..32].to_string()
+}
+
+/// Check that an existing lock at `path` may be replaced: absent, or readable by this cairn.
+fn check_replaceable(path: &Path, force: bool) -> Result<Option<Lock>> {
+    match Lock::load(path) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(Error::Missing { .. }) => Ok(None),
+        Err(e @ Error::LockTooNew { .. }) => Err(e),
+        Err(e @ (Error::LockSyntax { .. } | Error::LockInvalid { .. })) if !force => Err(e),
+        Err(Error::LockSyntax { .. } | Error::LockInvalid { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Lock the project.
+pub fn lock(project: &Project, lock_path: &Path, opts: &LockOptions) -> Result<(Outcome, Vec<Warning>)> {
+    let _guard = project.exclusive()?;
+    let previous = check_replaceable(lock_path, opts.force)?;
+    let mut warnings = Vec::new();
+
+    // Datasets, before the command runs.
+    let datasets = resolve_data(project, opts)?;
+    let mut data = Vec::new();
+    for d in &datasets {
+        if !d.abs.exists() && std::fs::symlink_metadata(&d.abs).is_err() {
+            return Err(Error::Missing {
+                what: "data path",
+                path: d.abs.clone(),
+            });
+        }
+        let h = digest::hash_path(&d.abs)?;
+        store_manifest(project, &h)?;
+        for s in &h.skipped {
+            warnings.push(Warning::Skipped {
+                what: d.name.clone(),
+                skipped: s.clone(),
+            });
+        }
+        data.push(Data {
+            name: d.name.clone(),
+            location: d.location.clone(),
+            kind: h.kind,
+            digest: h.digest,
+            files: h.files,
+            bytes: h.bytes,
+        });
+    }
+
+    // Artifact declarations: command line (relative to cwd) and cairn.toml (relative to root).
+    let specs = |cli: &[String], cfg: &[String]| -> Vec<(PathBuf, String)> {
+        cfg.iter()
+            .map(|s| (project.root.clone(), s.clone()))
+            .chain(cli.iter().map(|s| (project.cwd.clone(), s.clone())))
+            .collect()
+    };
+    let ckpt_specs = specs(&opts.checkpoints, &project.config.checkpoints);
+    let out_specs = specs(&opts.outputs, &project.config.outputs);
+
+    // Code, before the command runs. Paths locked by digest are not code.
+    let code_state = match (&project.repo, opts.no_git) {
+        (Some(repo), false) => {
+            let mut tracked: Vec<String> = data
+                .iter()
+                .filter_map(|d| match &d.location {
+                    Location::Path(p) => project.repo_relative(p),
+                    Location::External => None,
+                })
+                .collect();
+            for (base, spec) in ckpt_specs.iter().chain(&out_specs) {
+                if let (_, Some(rel)) = project.resolve(base, spec) {
+                    if !rel.as_str().contains(['*', '?', '[']) {
+                        tracked.extend(project.repo_relative(&rel));
+                    }
+                }
+            }
+            Some(git::capture(repo, &Excluder::new(tracked))?)
+        }
+        _ => None,
+    };
+
+    // The command.
+    let locked_at = SystemTime::now();
+    let mut run = Run {
+        id: run_id(
+            locked_at,
+            &opts.command,
+            code_state.as_ref().map(|c| c.tree.to_string()).as_deref(),
+        ),
+        locked_at: Some(lockfile::rfc3339(locked_at)),
+        command: None,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+    };
+    let mut failure: Option<String> = None;
+    if let Some((program, args)) = opts.command.split_first() {
+        let started = SystemTime::now();
+        let status = Command::new(program)
+            .args(args)
+            .current_dir(&project.cwd)
+            .status()
+            .map_err(|source| Error::Io {
+                op: "cannot run",
+                path: PathBuf::from(program),
+                source,
+            })?;
+        let finished = SystemTime::now();
+        let code = status.code().map(i64::from).unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            -i64::from(status.signal().unwrap_or(0))
+        });
+        run.command = Some(opts.command.clone());
+        run.started_at = Some(lockfile::rfc3339(started));
+        run.finished_at = Some(lockfile::rfc3339(finished));
+        run.exit_code = Some(code);
+        if code != 0 {
+            failure = Some(if code < 0 {
+                format!("the command was killed by signal {}", -code)
+            } else {
+                format!("the command exited with status {code}")
+            });
+        }
+    }
+
+    // Checkpoints and outputs, after the command. A declared path that is missing after a
+    // command makes the run a failure; without a command it is an error.
+    let ran = !opts.command.is_empty();
+    let mut artifacts = |specs: &[(PathBuf, String)], what: &'static str| -> Result<Vec<Artifact>> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (base, spec) in specs {
+            let (found, unmatched) = expand(project, base, std::slice::from_ref(spec), what, !ran)?;
+            for p in unmatched {
+                if p.contains(['*', '?', '[']) {
+                    warnings.push(Warning::NoMatch { pattern: p });
+                } else if failure.is_none() {
+                    failure = Some(format!("{what} {p} was not produced"));
+                }
+            }
+            for (rel, abs) in found {
+                if seen.insert(rel.clone()) {
+                    out.push(hash_artifact(project, rel, &abs, &mut warnings)?);
+                }
+            }
+        }
+        Ok(out)
+    };
+    let checkpoints = artifacts(&ckpt_specs, "checkpoint")?;
+    let outputs = artifacts(&out_specs, "output")?;
+
+    // The change sidecar.
+    let code = match code_state {
+        Some(state) => {
+            let change = if state.patch.is_empty() {
+                None
+            } else {
+                let digest = Digest::of_bytes(&state.patch);
+                let sidecar = project.change_path(&digest);
+                lockfile::write_if_changed(&sidecar, &state.patch)?;
+                if state.patch.len() > LARGE_CHANGE {
+                    warnings.push(Warning::LargeChange {
+                        bytes: state.patch.len(),
+                        paths: state.changed.iter().take(10).cloned().collect(),
+                    });
+                }
+                warnings.push(Warning::Dirty {
+                    sidecar,
+                    paths: state.changed.clone(),
+                });
+                Some(digest)
+            };
+            Some(Code {
+                commit: state.commit.to_string(),
+                branch: state.branch,
+                remote: state.remote,
+                tree: state.tree.to_string(),
+                dirty: change.is_some(),
+                change,
+                submodules: state
+                    .submodules
+                    .into_iter()
+                    .filter_map(|s| {
+                        Some(Submodule {
+                            path: RelPath::parse(&s.path).ok()?,
+                            commit: s.commit.to_string(),
+                            url: s.url,
+                            dirty: s.dirty,
+                        })
+                    })
+                    .collect(),
+            })
+        }
+        None => None,
+    };
+
+    let lock = Lock {
+        created_by: Some(format!("cairn {}", env!("CARGO_PKG_VERSION"))),
+        run,
+        code,
+        host: Some(crate::host::probe()),
+        data,
+        checkpoints,
+        outputs,
+    };
+    // Normalise through the canonical text so the value we return is what a reader sees.
+    let text = lock.to_toml();
+    let lock = Lock::from_toml(&text, lock_path)?;
+
+    if let Some(reason) = failure {
+        let record = project
+            .cairn_dir()
+            .join("failed")
+            .join(format!("{}.lock", lock.run.id));
+        lockfile::atomic_write(&record, text.as_bytes())?;
+        return Ok((
+            Outcome::CommandFailed {
+                exit_code: lock.run.exit_code.unwrap_or(0),
+                record,
+                lock_path: lock_path.to_path_buf(),
+                reason,
+            },
+            warnings,
+        ));
+    }
+
+    if !ran {
+        if let Some(prev) = &previous {
+            if prev.without_times() == lock.without_times() {
+                return Ok((
+                    Outcome::Unchanged {
+                        path: lock_path.to_path_buf(),
+                    },
+                    warnings,
+                ));
+            }
+        }
+    }
+    lockfile::write_if_changed(lock_path, text.as_bytes())?;
+    Ok((
+        Outcome::Written {
+            path: lock_path.to_path_buf(),
+            lock: Box::new(lock),
+        },
+        warnings,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_args_parse() {
+        let d = DataArg::parse("train=data/train");
+        assert_eq!(d.name.as_deref(), Some("train"));
+        assert_eq!(d.path, "data/train");
+        let d = DataArg::parse("data/a=b");
+        assert_eq!(d.name, None);
+        assert_eq!(d.path, "data/a=b");
+        let d = DataArg::parse("/mnt/x");
+        assert_eq!(d.name, None);
+    }
+}

@@ -1,0 +1,923 @@
+//! The `cairn.lock` model: a serde *wire* form that mirrors the TOML, a validated [`Lock`]
+//! built from it with `TryFrom`, and the canonical writer. `spec/lockfile.md` is the normative
+//! description; change the two together.
+//!
+//! # Format history
+//! * **version 1** (cairn 0.1): `[run]`, `[code]` (+ `[[code.submodule]]`), `[[data]]`,
+//!   `[[checkpoint]]`, `[[output]]`, `[host]` (+ `[[host.gpu]]`). Tables reserved for later
+//!   additions without a version bump are listed in the spec.
+//!
+//! Reading is two-step: [`read_version`] looks at `version` alone, so a lock from a newer cairn
+//! says "upgrade" instead of failing on some key it does not know; then the full parse.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+use crate::digest::{Digest, Kind};
+use crate::error::{Error, IoResultExt, Result};
+use crate::paths::RelPath;
+
+/// The lockfile version this build writes and the newest it reads.
+pub const VERSION: i64 = 1;
+
+/// The default lockfile name, at the project root.
+pub const DEFAULT_NAME: &str = "cairn.lock";
+
+/// The comment at the top of every lockfile.
+pub const HEADER: &str = "# This file is written by cairn (https://example.invalid/cairn); do not edit it by hand.\n# Spec: spec/lockfile.md. Regenerate with `cairn lock`, check with `cairn verify`.\n";
+
+// ---------------------------------------------------------------------------------------------
+// Wire form: exactly the TOML, kebab-case, everything optional. Field order is the canonical
+// key order of the written file.
+
+mod wire {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct Lock {
+        pub version: Option<toml::Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub created_by: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub run: Option<Run>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub code: Option<Code>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub host: Option<Host>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub data: Vec<Artifact>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub checkpoint: Vec<Artifact>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub output: Vec<Artifact>,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct Run {
+        pub id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub locked_at: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub command: Option<Vec<String>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub started_at: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub finished_at: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub exit_code: Option<i64>,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct Code {
+        pub commit: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub branch: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub remote: Option<String>,
+        pub tree: Option<String>,
+        pub dirty: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub change: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub submodule: Vec<Submodule>,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct Submodule {
+        pub path: Option<String>,
+        pub commit: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub url: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub dirty: bool,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct Host {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub os: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub kernel: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub arch: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub cpu: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub cores: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub memory: Option<u64>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub gpu: Vec<Gpu>,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct Gpu {
+        pub name: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub uuid: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub memory: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub driver: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub cuda: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub compute_capability: Option<String>,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct Artifact {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub path: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub external: bool,
+        pub kind: Option<String>,
+        pub digest: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub files: Option<u64>,
+        pub bytes: Option<u64>,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated form.
+
+/// A parsed, validated lockfile. Entries are sorted and free of duplicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lock {
+    /// The cairn that wrote it (`cairn 0.1.0`); informational.
+    pub created_by: Option<String>,
+    /// The run: id, times, command, exit code.
+    pub run: Run,
+    /// The code; `None` for a lock made with `--no-git`.
+    pub code: Option<Code>,
+    /// The machine the run happened on.
+    pub host: Option<Host>,
+    /// Datasets, sorted by name.
+    pub data: Vec<Data>,
+    /// Checkpoints, sorted by path.
+    pub checkpoints: Vec<Artifact>,
+    /// Other outputs (metrics files, exports), sorted by path.
+    pub outputs: Vec<Artifact>,
+}
+
+/// `[run]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// A unique id for this run (32 lowercase hex digits).
+    pub id: String,
+    /// When the lock was taken (RFC 3339 UTC).
+    pub locked_at: Option<String>,
+    /// The command's argv, when a command was run.
+    pub command: Option<Vec<String>>,
+    /// When the command started.
+    pub started_at: Option<String>,
+    /// When it finished.
+    pub finished_at: Option<String>,
+    /// Its exit code (negative: killed by that signal).
+    pub exit_code: Option<i64>,
+}
+
+/// `[code]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Code {
+    /// The checked-out commit (hex object id).
+    pub commit: String,
+    /// The branch, `None` when HEAD was detached.
+    pub branch: Option<String>,
+    /// The URL of the branch's remote (or `origin`), credentials stripped.
+    pub remote: Option<String>,
+    /// The git tree id of the working tree (commit + change), lock and `.cairn/` excluded.
+    pub tree: String,
+    /// Whether the working tree differed from the commit.
+    pub dirty: bool,
+    /// The digest of the change sidecar (`.cairn/changes/<hex>.patch`), present iff dirty.
+    pub change: Option<Digest>,
+    /// Submodules, sorted by path.
+    pub submodules: Vec<Submodule>,
+}
+
+/// `[[code.submodule]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submodule {
+    /// Path in the superproject.
+    pub path: RelPath,
+    /// The commit checked out in the submodule.
+    pub commit: String,
+    /// Its URL, credentials stripped.
+    pub url: Option<String>,
+    /// Whether the submodule's own working tree had changes (not captured).
+    pub dirty: bool,
+}
+
+/// `[host]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Host {
+    /// OS name and version (os-release `PRETTY_NAME`).
+    pub os: Option<String>,
+    /// Kernel release.
+    pub kernel: Option<String>,
+    /// CPU architecture (`x86_64`, `aarch64`).
+    pub arch: Option<String>,
+    /// CPU model name.
+    pub cpu: Option<String>,
+    /// Logical cores.
+    pub cores: Option<u64>,
+    /// Total memory, bytes.
+    pub memory: Option<u64>,
+    /// GPUs, in device order.
+    pub gpus: Vec<Gpu>,
+}
+
+/// `[[host.gpu]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gpu {
+    /// Product name.
+    pub name: String,
+    /// GPU UUID.
+    pub uuid: Option<String>,
+    /// Memory, bytes.
+    pub memory: Option<u64>,
+    /// Driver version.
+    pub driver: Option<String>,
+    /// Highest CUDA version the driver supports.
+    pub cuda: Option<String>,
+    /// Compute capability (`9.0`).
+    pub compute_capability: Option<String>,
+}
+
+/// Where a dataset lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// Inside the project, at this path.
+    Path(RelPath),
+    /// Outside the project; verify reads it only where cairn.toml or `--data NAME=PATH` says.
+    External,
+}
+
+/// `[[data]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Data {
+    /// Unique name (`[A-Za-z0-9._-]+`).
+    pub name: String,
+    /// Where it lives.
+    pub location: Location,
+    /// File or directory.
+    pub kind: Kind,
+    /// The digest.
+    pub digest: Digest,
+    /// Number of files.
+    pub files: u64,
+    /// Total bytes.
+    pub bytes: u64,
+}
+
+/// `[[checkpoint]]` and `[[output]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    /// Path in the project.
+    pub path: RelPath,
+    /// File or directory.
+    pub kind: Kind,
+    /// The digest.
+    pub digest: Digest,
+    /// Number of files (directories only).
+    pub files: Option<u64>,
+    /// Total bytes.
+    pub bytes: u64,
+}
+
+/// Is `name` acceptable as a dataset name?
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Is `s` a git object id (40 or 64 lowercase hex digits)?
+pub fn valid_oid(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Format a time as RFC 3339 UTC with seconds (`2026-11-26T20:47:01Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn kind_str(kind: Kind) -> &'static str {
+    match kind {
+        Kind::File => "file",
+        Kind::Dir => "dir",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire -> validated.
+
+struct Checker {
+    problems: Vec<String>,
+}
+
+impl Checker {
+    fn req<T>(&mut self, v: Option<T>, what: &str) -> Option<T> {
+        if v.is_none() {
+            self.problems.push(format!("missing `{what}`"));
+        }
+        v
+    }
+
+    fn digest(&mut self, v: Option<String>, what: &str) -> Option<Digest> {
+        let s = self.req(v, what)?;
+        match s.parse() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.problems.push(format!("`{what}`: {e}"));
+                None
+            }
+        }
+    }
+
+    fn oid(&mut self, v: Option<String>, what: &str) -> Option<String> {
+        let s = self.req(v, what)?;
+        if valid_oid(&s) {
+            Some(s)
+        } else {
+            self.problems
+                .push(format!("`{what}` is not a git object id (40 or 64 hex digits): {s:?}"));
+            None
+        }
+    }
+
+    fn path(&mut self, v: Option<String>, what: &str) -> Option<RelPath> {
+        let s = self.req(v, what)?;
+        match RelPath::parse(&s) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.problems.push(format!("`{what}`: {e}"));
+                None
+            }
+        }
+    }
+
+    fn time(&mut self, v: Option<String>, what: &str) -> Option<String> {
+        let s = v?;
+        if humantime::parse_rfc3339(&s).is_err() {
+            self.problems
+                .push(format!("`{what}` is not an RFC 3339 UTC time: {s:?}"));
+        }
+        Some(s)
+    }
+
+    fn kind(&mut self, v: Option<String>, what: &str) -> Option<Kind> {
+        match self.req(v, what)?.as_str() {
+            "file" => Some(Kind::File),
+            "dir" => Some(Kind::Dir),
+            other => {
+                self.problems
+                    .push(format!("`{what}` must be \"file\" or \"dir\", not {other:?}"));
+                None
+            }
+        }
+    }
+
+    fn artifact(&mut self, a: wire::Artifact, table: &str, i: usize) -> Option<Artifact> {
+        let at = format!("{table}[{i}]");
+        let path = self.path(a.path, &format!("{at}.path"));
+        let kind = self.kind(a.kind, &format!("{at}.kind"));
+        let digest = self.digest(a.digest, &format!("{at}.digest"));
+        let bytes = self.req(a.bytes, &format!("{at}.bytes"));
+        Some(Artifact {
+            path: path?,
+            kind: kind?,
+            digest: digest?,
+            files: a.files,
+            bytes: bytes?,
+        })
+    }
+}
+
+fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    let run = c.req(w.run, "run").map(|r| {
+        let id = c.req(r.id, "run.id");
+        if let Some(id) = &id {
+            if id.len() != 32 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                c.problems
+                    .push(format!("`run.id` must be 32 lowercase hex digits: {id:?}"));
+            }
+        }
+        if matches!(&r.command, Some(argv) if argv.is_empty()) {
+            c.problems.push("`run.command` is an empty list".into());
+        }
+        Run {
+            id: id.unwrap_or_default(),
+            locked_at: c.time(r.locked_at, "run.locked-at"),
+            command: r.command,
+            started_at: c.time(r.started_at, "run.started-at"),
+            finished_at: c.time(r.finished_at, "run.finished-at"),
+            exit_code: r.exit_code,
+        }
+    });
+
+    let code = w.code.map(|code| {
+        let commit = c.oid(code.commit, "code.commit");
+        let tree = c.oid(code.tree, "code.tree");
+        let dirty = c.req(code.dirty, "code.dirty").unwrap_or(false);
+        let change = code
+            .change
+            .and_then(|s| c.digest(Some(s), "code.change"));
+        if dirty != change.is_some() {
+            c.problems
+                .push("`code.change` must be present exactly when `code.dirty` is true".into());
+        }
+        let mut submodules = Vec::new();
+        for (i, s) in code.submodule.into_iter().enumerate() {
+            let path = c.path(s.path, &format!("code.submodule[{i}].path"));
+            let commit = c.oid(s.commit, &format!("code.submodule[{i}].commit"));
+            if let (Some(path), Some(commit)) = (path, commit) {
+                submodules.push(Submodule {
+                    path,
+                    commit,
+                    url: s.url,
+                    dirty: s.dirty,
+                });
+            }
+        }
+        submodules.sort_by(|a, b| a.path.cmp(&b.path));
+        for pair in submodules.windows(2) {
+            if pair[0].path == pair[1].path {
+                c.problems
+                    .push(format!("submodule `{}` appears twice", pair[0].path));
+            }
+        }
+        Code {
+            commit: commit.unwrap_or_default(),
+            branch: code.branch,
+            remote: code.remote,
+            tree: tree.unwrap_or_default(),
+            dirty,
+            change,
+            submodules,
+        }
+    });
+
+    let host = w.host.map(|h| Host {
+        os: h.os,
+        kernel: h.kernel,
+        arch: h.arch,
+        cpu: h.cpu,
+        cores: h.cores,
+        memory: h.memory,
+        gpus: h
+            .gpu
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, g)| {
+                Some(Gpu {
+                    name: c.req(g.name, &format!("host.gpu[{i}].name"))?,
+                    uuid: g.uuid,
+                    memory: g.memory,
+                    driver: g.driver,
+                    cuda: g.cuda,
+                    compute_capability: g.compute_capability,
+                })
+            })
+            .collect(),
+    });
+
+    let mut data = Vec::new();
+    for (i, d) in w.data.into_iter().enumerate() {
+        let at = format!("data[{i}]");
+        let name = c.req(d.name, &format!("{at}.name"));
+        if let Some(name) = &name {
+            if !valid_name(name) {
+                c.problems.push(format!(
+                    "`{at}.name` must be letters, digits, `.`, `_` or `-`: {name:?}"
+                ));
+            }
+        }
+        let location = match (d.path, d.external) {
+            (Some(p), false) => c.path(Some(p), &format!("{at}.path")).map(Location::Path),
+            (None, true) => Some(Location::External),
+            (Some(_), true) => {
+                c.problems
+                    .push(format!("`{at}` has both `path` and `external = true`"));
+                None
+            }
+            (None, false) => {
+                c.problems
+                    .push(format!("`{at}` needs `path` (or `external = true`)"));
+                None
+            }
+        };
+        let kind = c.kind(d.kind, &format!("{at}.kind"));
+        let digest = c.digest(d.digest, &format!("{at}.digest"));
+        let files = c.req(d.files, &format!("{at}.files"));
+        let bytes = c.req(d.bytes, &format!("{at}.bytes"));
+        if let (Some(name), Some(location), Some(kind), Some(digest), Some(files), Some(bytes)) =
+            (name, location, kind, digest, files, bytes)
+        {
+            data.push(Data {
+                name,
+                location,
+                kind,
+                digest,
+                files,
+                bytes,
+            });
+        }
+    }
+    data.sort_by(|a, b| a.name.cmp(&b.name));
+    for pair in data.windows(2) {
+        if pair[0].name == pair[1].name {
+            c.problems
+                .push(format!("dataset name `{}` appears twice", pair[0].name));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for d in &data {
+        if let Location::Path(p) = &d.location {
+            if !seen.insert(p.clone()) {
+                c.problems.push(format!("data path `{p}` appears twice"));
+            }
+        }
+    }
+
+    let mut artifacts = |list: Vec<wire::Artifact>, table: &str| {
+        let mut out: Vec<Artifact> = list
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, a)| c.artifact(a, table, i))
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        for pair in out.windows(2) {
+            if pair[0].path == pair[1].path {
+                c.problems
+                    .push(format!("{table} path `{}` appears twice", pair[0].path));
+            }
+        }
+        out
+    };
+    let checkpoints = artifacts(w.checkpoint, "checkpoint");
+    let outputs = artifacts(w.output, "output");
+
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    Ok(Lock {
+        created_by: w.created_by,
+        run: run.expect("checked above"),
+        code,
+        host,
+        data,
+        checkpoints,
+        outputs,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated -> wire -> text.
+
+impl From<&Lock> for wire::Lock {
+    fn from(l: &Lock) -> Self {
+        let artifact = |a: &Artifact| wire::Artifact {
+            name: None,
+            path: Some(a.path.to_string()),
+            external: false,
+            kind: Some(kind_str(a.kind).into()),
+            digest: Some(a.digest.to_string()),
+            files: a.files,
+            bytes: Some(a.bytes),
+        };
+        wire::Lock {
+            version: Some(toml::Value::Integer(VERSION)),
+            created_by: l.created_by.clone(),
+            run: Some(wire::Run {
+                id: Some(l.run.id.clone()),
+                locked_at: l.run.locked_at.clone(),
+                command: l.run.command.clone(),
+                started_at: l.run.started_at.clone(),
+                finished_at: l.run.finished_at.clone(),
+                exit_code: l.run.exit_code,
+            }),
+            code: l.code.as_ref().map(|c| wire::Code {
+                commit: Some(c.commit.clone()),
+                branch: c.branch.clone(),
+                remote: c.remote.clone(),
+                tree: Some(c.tree.clone()),
+                dirty: Some(c.dirty),
+                change: c.change.map(|d| d.to_string()),
+                submodule: c
+                    .submodules
+                    .iter()
+                    .map(|s| wire::Submodule {
+                        path: Some(s.path.to_string()),
+                        commit: Some(s.commit.clone()),
+                        url: s.url.clone(),
+                        dirty: s.dirty,
+                    })
+                    .collect(),
+            }),
+            host: l.host.as_ref().map(|h| wire::Host {
+                os: h.os.clone(),
+                kernel: h.kernel.clone(),
+                arch: h.arch.clone(),
+                cpu: h.cpu.clone(),
+                cores: h.cores,
+                memory: h.memory,
+                gpu: h
+                    .gpus
+                    .iter()
+                    .map(|g| wire::Gpu {
+                        name: Some(g.name.clone()),
+                        uuid: g.uuid.clone(),
+                        memory: g.memory,
+                        driver: g.driver.clone(),
+                        cuda: g.cuda.clone(),
+                        compute_capability: g.compute_capability.clone(),
+                    })
+                    .collect(),
+            }),
+            data: l
+                .data
+                .iter()
+                .map(|d| wire::Artifact {
+                    name: Some(d.name.clone()),
+                    path: match &d.location {
+                        Location::Path(p) => Some(p.to_string()),
+                        Location::External => None,
+                    },
+                    external: d.location == Location::External,
+                    kind: Some(kind_str(d.kind).into()),
+                    digest: Some(d.digest.to_string()),
+                    files: Some(d.files),
+                    bytes: Some(d.bytes),
+                })
+                .collect(),
+            checkpoint: l.checkpoints.iter().map(artifact).collect(),
+            output: l.outputs.iter().map(artifact).collect(),
+        }
+    }
+}
+
+impl Lock {
+    /// The canonical text of this lock: header comment, `version` first, fixed key order,
+    /// sorted entries, one trailing newline.
+    pub fn to_toml(&self) -> String {
+        let mut sorted = self.clone();
+        sorted.sort();
+        let body = toml::to_string(&wire::Lock::from(&sorted))
+            .expect("the lock model always serialises to TOML");
+        let mut out = String::with_capacity(HEADER.len() + body.len() + 1);
+        out.push_str(HEADER);
+        out.push_str(body.trim_end_matches('\n'));
+        out.push('\n');
+        out
+    }
+
+    /// Put every list in canonical order.
+    pub fn sort(&mut self) {
+        self.data.sort_by(|a, b| a.name.cmp(&b.name));
+        self.checkpoints.sort_by(|a, b| a.path.cmp(&b.path));
+        self.outputs.sort_by(|a, b| a.path.cmp(&b.path));
+        if let Some(code) = &mut self.code {
+            code.submodules.sort_by(|a, b| a.path.cmp(&b.path));
+        }
+    }
+
+    /// Parse and validate lockfile text. `path` is only used in messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Lock> {
+        read_version(text, path)?;
+        let wire: wire::Lock = toml::from_str(text).map_err(|e| Error::LockSyntax {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        convert(wire).map_err(|problems| Error::LockInvalid {
+            path: path.to_path_buf(),
+            message: problems.join("; "),
+        })
+    }
+
+    /// Read and validate a lockfile.
+    pub fn load(path: &Path) -> Result<Lock> {
+        let bytes = std::fs::read(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                Error::Missing {
+                    what: "lockfile",
+                    path: path.to_path_buf(),
+                }
+            } else {
+                Error::Io {
+                    op: "cannot read",
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| Error::LockInvalid {
+            path: path.to_path_buf(),
+            message: "not UTF-8 text".into(),
+        })?;
+        Lock::from_toml(&text, path)
+    }
+
+    /// The same lock with everything that changes between two identical runs (run id and
+    /// times) blanked, for "has anything changed?" comparisons.
+    pub fn without_times(&self) -> Lock {
+        let mut l = self.clone();
+        l.run.id.clear();
+        l.run.locked_at = None;
+        l.run.started_at = None;
+        l.run.finished_at = None;
+        l
+    }
+}
+
+/// Read `version` alone. Fails with [`Error::LockTooNew`] for a newer format, and with a syntax
+/// error (line and column) when the text is not TOML.
+pub fn read_version(text: &str, path: &Path) -> Result<i64> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: Option<toml::Value>,
+    }
+    let v: VersionOnly = toml::from_str(text).map_err(|e| Error::LockSyntax {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    let invalid = |message: &str| Error::LockInvalid {
+        path: path.to_path_buf(),
+        message: message.into(),
+    };
+    match v.version {
+        None => Err(invalid("missing `version` (a cairn.lock starts with `version = 1`)")),
+        Some(toml::Value::Integer(n)) if n > VERSION => Err(Error::LockTooNew {
+            path: path.to_path_buf(),
+            found: n,
+            supported: VERSION,
+        }),
+        Some(toml::Value::Integer(n)) if n >= 1 => Ok(n),
+        Some(other) => Err(invalid(&format!(
+            "`version` must be a positive integer, not {other}"
+        ))),
+    }
+}
+
+/// Write `text` to `path` atomically: a temporary file in the same directory, fsync, rename,
+/// fsync of the directory. Returns `false` (and writes nothing) when the file already holds
+/// exactly these bytes.
+pub fn write_if_changed(path: &Path, text: &[u8]) -> Result<bool> {
+    if let Ok(old) = std::fs::read(path) {
+        if old == text {
+            return Ok(false);
+        }
+    }
+    atomic_write(path, text)?;
+    Ok(true)
+}
+
+/// Atomically replace `path` with `bytes` (see [`write_if_changed`]).
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&dir).ctx("cannot create directory", &dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".cairn-tmp-")
+        .tempfile_in(&dir)
+        .ctx("cannot create a temporary file in", &dir)?;
+    tmp.write_all(bytes).ctx("cannot write", tmp.path())?;
+    tmp.as_file().sync_all().ctx("cannot sync", tmp.path())?;
+    tmp.persist(path).map_err(|e| Error::Io {
+        op: "cannot replace",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    if let Ok(d) = std::fs::File::open(&dir) {
+        // Make the rename durable; a directory that cannot be opened is not worth failing for.
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Lock {
+        Lock {
+            created_by: Some("cairn 0.1.0".into()),
+            run: Run {
+                id: "0123456789abcdef0123456789abcdef".into(),
+                locked_at: Some("2026-11-26T20:00:00Z".into()),
+                command: Some(vec!["python".into(), "train.py".into()]),
+                started_at: Some("2026-11-26T20:00:00Z".into()),
+                finished_at: Some("2026-11-26T20:05:00Z".into()),
+                exit_code: Some(0),
+            },
+            code: Some(Code {
+                commit: "a".repeat(40),
+                branch: Some("main".into()),
+                remote: None,
+                tree: "b".repeat(40),
+                dirty: true,
+                change: Some(Digest::of_bytes(b"patch")),
+                submodules: vec![],
+            }),
+            host: None,
+            data: vec![
+                Data {
+                    name: "val".into(),
+                    location: Location::Path(RelPath::parse("data/val").unwrap()),
+                    kind: Kind::Dir,
+                    digest: Digest::of_bytes(b"v"),
+                    files: 2,
+                    bytes: 10,
+                },
+                Data {
+                    name: "shared".into(),
+                    location: Location::External,
+                    kind: Kind::Dir,
+                    digest: Digest::of_bytes(b"s"),
+                    files: 2,
+                    bytes: 10,
+                },
+            ],
+            checkpoints: vec![Artifact {
+                path: RelPath::parse("runs/final.bin").unwrap(),
+                kind: Kind::File,
+                digest: Digest::of_bytes(b"c"),
+                files: None,
+                bytes: 1,
+            }],
+            outputs: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trip_is_canonical() {
+        let lock = sample();
+        let text = lock.to_toml();
+        assert!(text.starts_with(HEADER));
+        assert!(text[HEADER.len()..].starts_with("version = 1\n"));
+        assert!(text.ends_with("\n") && !text.ends_with("\n\n"));
+        let back = Lock::from_toml(&text, Path::new("cairn.lock")).unwrap();
+        // Data comes back sorted by name.
+        assert_eq!(back.data[0].name, "shared");
+        assert_eq!(back.to_toml(), text);
+    }
+
+    #[test]
+    fn newer_version_says_upgrade() {
+        let text = "version = 2\n[run]\nid = 5\nwhatever = {}\n";
+        match Lock::from_toml(text, Path::new("cairn.lock")) {
+            Err(Error::LockTooNew { found: 2, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let err = Lock::from_toml("version = 1\n[run\n", Path::new("x.lock")).unwrap_err();
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(chain.contains("line 2"), "{chain}");
+        assert!(chain.contains("column"), "{chain}");
+    }
+
+    #[test]
+    fn invalid_entries_are_all_reported() {
+        let mut text = sample().to_toml();
+        text = text.replace("path = \"data/val\"", "path = \"../etc\"");
+        text = text.replace(&"a".repeat(40), "nothex");
+        let err = Lock::from_toml(&text, Path::new("cairn.lock")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("escapes the project"), "{msg}");
+        assert!(msg.contains("code.commit"), "{msg}");
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let mut lock = sample();
+        lock.data[1].name = "val".into();
+        let err = Lock::from_toml(&lock.to_toml(), Path::new("cairn.lock")).unwrap_err();
+        assert!(err.to_string().contains("appears twice"), "{err}");
+    }
+}

@@ -1,0 +1,190 @@
+//! Where things are: the project root, its repository, its configuration, the lockfile and the
+//! `.cairn/` directory.
+//!
+//! The project root is the nearest directory from the current one up to the repository root
+//! that holds a `cairn.toml`; without one, the repository root. (Without git: the nearest
+//! directory holding `cairn.toml` or `cairn.lock`, else the current directory.) So several
+//! projects can live in one repository, each with its own `cairn.toml` and `cairn.lock`.
+//!
+//! `.cairn/` at the project root holds `changes/` and `manifests/` (meant to be committed) and
+//! `cache/` (local only; `.cairn/.gitignore` says so).
+
+use std::fs::File;
+use std::path::{Component, Path, PathBuf};
+
+use crate::config::{self, Config};
+use crate::error::{Error, IoResultExt, Result};
+use crate::git;
+use crate::lockfile;
+use crate::paths::{self, RelPath};
+
+/// A located project.
+pub struct Project {
+    /// The directory cairn was started in (canonical).
+    pub cwd: PathBuf,
+    /// The project root (canonical).
+    pub root: PathBuf,
+    /// The repository, unless running without git.
+    pub repo: Option<git2::Repository>,
+    /// The repository's working directory (canonical).
+    pub repo_root: Option<PathBuf>,
+    /// The configuration (empty when there is no cairn.toml).
+    pub config: Config,
+}
+
+impl Project {
+    /// Locate the project from `cwd`. With `require_git`, a directory outside any repository is
+    /// an error ([`Error::NotARepo`]).
+    pub fn open(cwd: &Path, require_git: bool) -> Result<Project> {
+        let cwd = cwd.canonicalize().ctx("cannot open directory", cwd)?;
+        let repo = match git::discover(&cwd) {
+            Ok(repo) => Some(repo),
+            Err(Error::NotARepo { .. }) if !require_git => None,
+            Err(e) => return Err(e),
+        };
+        let repo_root = match &repo {
+            Some(r) => {
+                let w = git::workdir(r)?;
+                Some(w.canonicalize().ctx("cannot open directory", &w)?)
+            }
+            None => None,
+        };
+        let root = find_root(&cwd, repo_root.as_deref());
+        let (config, _) = Config::load(&root)?;
+        Ok(Project {
+            cwd,
+            root,
+            repo,
+            repo_root,
+            config,
+        })
+    }
+
+    /// The boundary that no path may leave: the repository root, or the project root.
+    pub fn boundary(&self) -> &Path {
+        self.repo_root.as_deref().unwrap_or(&self.root)
+    }
+
+    /// Resolve the lockfile path: the default `cairn.lock` at the project root, or `arg`
+    /// (relative to the current directory; absolute paths and `..` are refused, and it must stay
+    /// inside the repository).
+    pub fn lock_path(&self, arg: Option<&Path>) -> Result<PathBuf> {
+        let Some(arg) = arg else {
+            return Ok(self.root.join(lockfile::DEFAULT_NAME));
+        };
+        let shown = arg.display().to_string();
+        if arg.is_absolute() {
+            return Err(Error::BadPath {
+                path: shown,
+                message: "the lock path must be relative (inside the repository), not absolute"
+                    .into(),
+            });
+        }
+        if arg.components().any(|c| c == Component::ParentDir) {
+            return Err(Error::BadPath {
+                path: shown,
+                message: "the lock path must not leave the repository with `..`".into(),
+            });
+        }
+        let abs = paths::absolutize(&self.cwd, arg);
+        if !abs.starts_with(self.boundary()) || abs == self.boundary() {
+            return Err(Error::BadPath {
+                path: shown,
+                message: "the lock path is outside the repository".into(),
+            });
+        }
+        Ok(abs)
+    }
+
+    /// `.cairn/` at the project root.
+    pub fn cairn_dir(&self) -> PathBuf {
+        self.root.join(".cairn")
+    }
+
+    /// Where the manifest of a directory with this digest lives.
+    pub fn manifest_path(&self, digest: &crate::digest::Digest) -> PathBuf {
+        self.cairn_dir()
+            .join("manifests")
+            .join(format!("{}.b3", digest.hex()))
+    }
+
+    /// Where the change sidecar with this digest lives.
+    pub fn change_path(&self, digest: &crate::digest::Digest) -> PathBuf {
+        self.cairn_dir()
+            .join("changes")
+            .join(format!("{}.patch", digest.hex()))
+    }
+
+    /// A project-relative path as a repository-relative one (for the code exclusions).
+    pub fn repo_relative(&self, rel: &RelPath) -> Option<String> {
+        let repo_root = self.repo_root.as_ref()?;
+        let prefix = self.root.strip_prefix(repo_root).ok()?;
+        let joined = prefix.join(rel.as_str());
+        joined.to_str().map(str::to_string)
+    }
+
+    /// Resolve a user-given path (relative to `base`, or absolute): the absolute path, and its
+    /// project-relative form when it lies inside the project root.
+    pub fn resolve(&self, base: &Path, given: &str) -> (PathBuf, Option<RelPath>) {
+        let abs = paths::absolutize(base, Path::new(given));
+        let rel = RelPath::from_fs(&self.root, &abs).ok();
+        (abs, rel)
+    }
+
+    /// Make sure `.cairn/` exists with a `.gitignore` that keeps `cache/` out of git.
+    pub fn ensure_cairn_dir(&self) -> Result<()> {
+        let dir = self.cairn_dir();
+        std::fs::create_dir_all(dir.join("cache")).ctx("cannot create directory", &dir)?;
+        let ignore = dir.join(".gitignore");
+        if !ignore.exists() {
+            lockfile::atomic_write(
+                &ignore,
+                b"# Written by cairn: the cache is local to this machine; the rest is meant to be committed.\n/cache/\n",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Take the project's exclusive lock (held until the returned guard is dropped), so that
+    /// two `cairn lock` runs never interleave. Fails at once when another process holds it.
+    pub fn exclusive(&self) -> Result<ProcessLock> {
+        self.ensure_cairn_dir()?;
+        let path = self.cairn_dir().join("cache").join("busy");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .ctx("cannot open", &path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(ProcessLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy {
+                dir: self.root.clone(),
+                lock: path,
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(e).ctx("cannot lock", &path),
+        }
+    }
+}
+
+/// Holds the project's exclusive lock; released on drop (and by the OS if the process dies).
+pub struct ProcessLock {
+    _file: File,
+}
+
+fn find_root(cwd: &Path, repo_root: Option<&Path>) -> PathBuf {
+    let mut dir = Some(cwd);
+    while let Some(d) = dir {
+        if d.join(config::FILE_NAME).is_file() {
+            return d.to_path_buf();
+        }
+        if repo_root.is_none() && d.join(lockfile::DEFAULT_NAME).is_file() {
+            return d.to_path_buf();
+        }
+        if Some(d) == repo_root {
+            return d.to_path_buf();
+        }
+        dir = d.parent();
+    }
+    repo_root.unwrap_or(cwd).to_path_buf()
+}

@@ -1,0 +1,388 @@
+//! `cairn verify`: check a checkout, its data and its checkpoints against a lock.
+//!
+//! Verification keeps going after the first difference and reports every one: each changed,
+//! added or removed file of the code and of every dataset, checkpoint and output. It only reads;
+//! it never runs anything and never writes outside `.cairn/`. An external dataset is read only
+//! where the user's own cairn.toml or `--data NAME=PATH` says it is, never from the lock alone.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::digest::{self, Digest, Kind, Manifest};
+use crate::error::{Error, Result};
+use crate::git::{self, Excluder, PathChange};
+use crate::lockfile::{Artifact, Location, Lock};
+use crate::project::Project;
+
+/// What part of the lock a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Area {
+    /// The code.
+    Code,
+    /// A dataset.
+    Data,
+    /// A checkpoint.
+    Checkpoint,
+    /// An output.
+    Output,
+}
+
+/// What kind of difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Change {
+    /// Content differs.
+    Changed,
+    /// Present now, not in the lock.
+    Added,
+    /// In the lock, gone now.
+    Removed,
+    /// Only the mode differs (executable bit, file vs symlink).
+    ModeChanged,
+    /// The whole dataset, checkpoint or output is missing.
+    Missing,
+    /// It could not be checked (an external dataset with no location given).
+    Unchecked,
+}
+
+/// One difference between the lock and what is on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Code, data, checkpoint or output.
+    pub area: Area,
+    /// The dataset name or artifact path (`code` for the code).
+    pub subject: String,
+    /// The file inside it that differs, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// What differs.
+    pub change: Change,
+    /// More words, when useful.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Counts of what was checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Checked {
+    /// Whether the code was checked.
+    pub code: bool,
+    /// Datasets checked.
+    pub data: u64,
+    /// Checkpoints checked.
+    pub checkpoints: u64,
+    /// Outputs checked.
+    pub outputs: u64,
+    /// Files read (data, checkpoints, outputs).
+    pub files: u64,
+    /// Bytes read.
+    pub bytes: u64,
+}
+
+/// The result of a verification. `findings` empty means everything matched.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The lockfile verified.
+    pub lock: PathBuf,
+    /// The run id in that lock.
+    pub run: String,
+    /// `true` when nothing differs.
+    pub ok: bool,
+    /// Every difference, in lock order: code, data, checkpoints, outputs.
+    pub findings: Vec<Finding>,
+    /// Facts that are not differences (e.g. the code matches at a different commit).
+    pub notes: Vec<String>,
+    /// What was checked.
+    pub checked: Checked,
+}
+
+/// Options for [`verify`].
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Dataset locations given on the command line (`--data NAME=PATH`), already absolute.
+    pub data: BTreeMap<String, PathBuf>,
+}
+
+/// Verify the project against the lock at `lock_path`.
+pub fn verify(project: &Project, lock_path: &Path, opts: &VerifyOptions) -> Result<Report> {
+    let lock = Lock::load(lock_path)?;
+    for name in opts.data.keys() {
+        if !lock.data.iter().any(|d| &d.name == name) {
+            return Err(Error::Usage(format!(
+                "--data {name}=...: the lock has no dataset named {name:?}"
+            )));
+        }
+    }
+    let mut report = Report {
+        lock: lock_path.to_path_buf(),
+        run: lock.run.id.clone(),
+        ok: true,
+        findings: Vec::new(),
+        notes: Vec::new(),
+        checked: Checked::default(),
+    };
+    verify_code(project, &lock, &mut report)?;
+    for d in &lock.data {
+        let given = opts.data.get(&d.name).cloned().or_else(|| {
+            project
+                .config
+                .data
+                .get(&d.name)
+                .map(|p| project.resolve(&project.root, p).0)
+        });
+        let place = match (&d.location, given) {
+            (_, Some(p)) => Some(p),
+            (Location::Path(rel), None) => Some(rel.under(&project.root)),
+            (Location::External, None) => None,
+        };
+        let Some(place) = place else {
+            report.findings.push(Finding {
+                area: Area::Data,
+                subject: d.name.clone(),
+                path: None,
+                change: Change::Unchecked,
+                detail: Some(format!(
+                    "external dataset: say where it is with --data {}=PATH or in cairn.toml",
+                    d.name
+                )),
+            });
+            continue;
+        };
+        report.checked.data += 1;
+        check_item(project, Area::Data, &d.name, &place, d.kind, &d.digest, &mut report)?;
+    }
+    for (area, list) in [(Area::Checkpoint, &lock.checkpoints), (Area::Output, &lock.outputs)] {
+        for a in list {
+            check_artifact(project, area, a, &mut report)?;
+        }
+    }
+    report.ok = report.findings.is_empty();
+    Ok(report)
+}
+
+fn check_artifact(project: &Project, area: Area, a: &Artifact, report: &mut Report) -> Result<()> {
+    match area {
+        Area::Checkpoint => report.checked.checkpoints += 1,
+        _ => report.checked.outputs += 1,
+    }
+    let place = a.path.under(&project.root);
+    check_item(project, area, a.path.as_str(), &place, a.kind, &a.digest, report)
+}
+
+fn check_item(
+    project: &Project,
+    area: Area,
+    subject: &str,
+    place: &Path,
+    kind: Kind,
+    locked: &Digest,
+    report: &mut Report,
+) -> Result<()> {
+    let finding = |path: Option<String>, change: Change, detail: Option<String>| Finding {
+        area,
+        subject: subject.to_string(),
+        path,
+        change,
+        detail,
+    };
+    let hashed = match digest::hash_path(place) {
+        Ok(h) => h,
+        Err(Error::Missing { .. }) => {
+            report.findings.push(finding(
+                None,
+                Change::Missing,
+                Some(format!("{} does not exist", place.display())),
+            ));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    report.checked.files += hashed.files;
+    report.checked.bytes += hashed.bytes;
+    if &hashed.digest == locked && hashed.kind == kind {
+        return Ok(());
+    }
+    if hashed.kind != kind {
+        report.findings.push(finding(
+            None,
+            Change::Changed,
+            Some(format!(
+                "locked as a {}, now a {}",
+                kind_name(kind),
+                kind_name(hashed.kind)
+            )),
+        ));
+        return Ok(());
+    }
+    let Some(now) = &hashed.manifest else {
+        report.findings.push(finding(None, Change::Changed, None));
+        return Ok(());
+    };
+    let manifest_path = project.manifest_path(locked);
+    let old = std::fs::read(&manifest_path)
+        .ok()
+        .and_then(|t| Manifest::parse(&t).ok())
+        .filter(|m| &m.digest() == locked);
+    let Some(old) = old else {
+        report.findings.push(finding(
+            None,
+            Change::Changed,
+            Some(format!(
+                "digest differs; no manifest at {} to name the files",
+                manifest_path.display()
+            )),
+        ));
+        return Ok(());
+    };
+    let diffs = manifest_diff(&old, now);
+    if diffs.is_empty() {
+        // Same text, different digest cannot happen; be explicit rather than silent.
+        report.findings.push(finding(None, Change::Changed, None));
+    }
+    for (path, change) in diffs {
+        report.findings.push(finding(Some(path), change, None));
+    }
+    Ok(())
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::File => "file",
+        Kind::Dir => "directory",
+    }
+}
+
+/// Files that differ between two manifests, by their displayed (lossy) paths.
+pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
+    let old: BTreeMap<String, Digest> =
+        old.entries.iter().map(|e| (e.path_lossy(), e.hash)).collect();
+    let new: BTreeMap<String, Digest> =
+        new.entries.iter().map(|e| (e.path_lossy(), e.hash)).collect();
+    let mut out = Vec::new();
+    for (p, h) in &old {
+        match new.get(p) {
+            None => out.push((p.clone(), Change::Removed)),
+            Some(n) if n != h => out.push((p.clone(), Change::Changed)),
+            Some(_) => {}
+        }
+    }
+    for p in new.keys() {
+        if !old.contains_key(p) {
+            out.push((p.clone(), Change::Added));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn verify_code(project: &Project, lock: &Lock, report: &mut Report) -> Result<()> {
+    let Some(code) = &lock.code else {
+        report
+            .notes
+            .push("the lock records no code (locked with --no-git)".into());
+        return Ok(());
+    };
+    let Some(repo) = &project.repo else {
+        return Err(Error::NotARepo {
+            path: project.cwd.clone(),
+        });
+    };
+    report.checked.code = true;
+    let mut tracked: Vec<String> = Vec::new();
+    for d in &lock.data {
+        if let Location::Path(p) = &d.location {
+            tracked.extend(project.repo_relative(p));
+        }
+    }
+    for a in lock.checkpoints.iter().chain(&lock.outputs) {
+        tracked.extend(project.repo_relative(&a.path));
+    }
+    let excluder = Excluder::new(tracked);
+    let current = git::working_entries(repo, &excluder)?;
+    let tree = git::tree_id(&current)?;
+    let head = repo
+        .head()
+        .ok()
+        .and_then(|h| h.target())
+        .map(|o| o.to_string());
+    if tree.to_string() == code.tree {
+        if head.as_deref() != Some(code.commit.as_str()) {
+            report.notes.push(format!(
+                "the code matches the lock; it was locked at commit {} and HEAD is now {}",
+                short(&code.commit),
+                head.as_deref().map(short).unwrap_or("unborn")
+            ));
+        }
+        return Ok(());
+    }
+    let code_finding = |path: Option<String>, change: Change, detail: Option<String>| Finding {
+        area: Area::Code,
+        subject: "code".into(),
+        path,
+        change,
+        detail,
+    };
+    if !git::has_commit(repo, &code.commit) {
+        report.findings.push(code_finding(
+            None,
+            Change::Changed,
+            Some(format!(
+                "the working tree differs from the lock, and the locked commit {} is not in this repository (fetch it to see which files differ)",
+                code.commit
+            )),
+        ));
+        return Ok(());
+    }
+    let oid = git2::Oid::from_str(&code.commit).map_err(|e| Error::Git {
+        message: "bad commit id".into(),
+        source: e,
+    })?;
+    let mut locked = git::commit_entries(repo, oid, &excluder)?;
+    if let Some(change) = &code.change {
+        let sidecar = project.change_path(change);
+        match std::fs::read(&sidecar) {
+            Ok(patch) if &Digest::of_bytes(&patch) == change => {
+                locked = git::apply_patch_entries(locked, &patch)?;
+            }
+            Ok(_) => report.findings.push(code_finding(
+                None,
+                Change::Changed,
+                Some(format!(
+                    "the recorded change {} does not match its digest; showing differences from commit {}",
+                    sidecar.display(),
+                    short(&code.commit)
+                )),
+            )),
+            Err(_) => report.notes.push(format!(
+                "the recorded change {} is missing (commit it with the lock); showing differences from commit {}",
+                sidecar.display(),
+                short(&code.commit)
+            )),
+        }
+    }
+    let diffs = git::diff_entries(&locked, &current);
+    if diffs.is_empty() {
+        report.findings.push(code_finding(
+            None,
+            Change::Changed,
+            Some("the working tree's git tree differs from the locked one".into()),
+        ));
+    }
+    for (path, change) in diffs {
+        let change = match change {
+            PathChange::Added => Change::Added,
+            PathChange::Removed => Change::Removed,
+            PathChange::Modified => Change::Changed,
+            PathChange::ModeChanged => Change::ModeChanged,
+        };
+        report.findings.push(code_finding(Some(path), change, None));
+    }
+    Ok(())
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}

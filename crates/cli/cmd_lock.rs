@@ -1,0 +1,133 @@
+//! `cairn lock`: record code, data and checkpoints (and optionally run the training command).
+
+use anyhow::Result;
+
+use cairn::lock::{DataArg, LockOptions, Outcome, Warning};
+use cairn::project::Project;
+
+use crate::output::Printer;
+use crate::LockArg;
+
+/// Lock a training run: record the code commit (and any uncommitted change), the digest of
+/// every dataset and the checkpoints the run produced, in cairn.lock.
+///
+/// Without a COMMAND, records the current state. With one, records the code and data, runs the
+/// command (its output goes straight to the terminal), then records its checkpoints and
+/// outputs, argv, exit code and times. A command that fails leaves cairn.lock untouched; its
+/// record goes to .cairn/failed/<run id>.lock.
+///
+/// Datasets, checkpoints and outputs can also be declared in cairn.toml at the project root:
+///
+///   checkpoints = ["runs/*.safetensors"]
+///   outputs = ["metrics.json"]
+///   [data]
+///   train = "data/train"
+///   imagenet = "/mnt/shared/imagenet"   # outside the repo: recorded as external
+///
+/// Commit cairn.lock and .cairn/ (except .cairn/cache, which .cairn/.gitignore keeps out).
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// A dataset to lock: PATH or NAME=PATH (file or directory; repeatable). NAME defaults to
+    /// the last component of PATH. A path outside the repository is recorded as external.
+    #[arg(long = "data", value_name = "[NAME=]PATH")]
+    data: Vec<String>,
+
+    /// A checkpoint path or glob to record after the command (repeatable).
+    #[arg(long = "checkpoint", value_name = "PATH|GLOB")]
+    checkpoints: Vec<String>,
+
+    /// Another output (metrics file, export) to record after the command (repeatable).
+    #[arg(long = "output", value_name = "PATH|GLOB")]
+    outputs: Vec<String>,
+
+    /// Lock without code: for a directory outside git, or on purpose.
+    #[arg(long)]
+    no_git: bool,
+
+    /// Replace an existing lockfile even if it cannot be parsed (never one from a newer cairn).
+    #[arg(long)]
+    force: bool,
+
+    #[command(flatten)]
+    lock: LockArg,
+
+    /// The training command and its arguments, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+pub fn run(args: &Args, out: &Printer) -> Result<u8> {
+    let cwd = std::env::current_dir()?;
+    let project = Project::open(&cwd, !args.no_git)?;
+    let lock_path = project.lock_path(args.lock.lock.as_deref())?;
+    let opts = LockOptions {
+        data: args.data.iter().map(|d| DataArg::parse(d)).collect(),
+        checkpoints: args.checkpoints.clone(),
+        outputs: args.outputs.clone(),
+        command: args.command.clone(),
+        no_git: args.no_git,
+        force: args.force,
+    };
+    if project.repo.is_none() && !args.no_git {
+        unreachable!("Project::open requires git unless --no-git");
+    }
+    let (outcome, warnings) = cairn::lock::lock(&project, &lock_path, &opts)?;
+    for w in &warnings {
+        match w {
+            Warning::NoMatch { pattern } => out.warn(&format!("{pattern:?} matched no file")),
+            Warning::Skipped { what, skipped } => out.warn(&format!(
+                "{what}: skipped {} ({})",
+                skipped.path.display(),
+                skipped.reason
+            )),
+            Warning::LargeChange { bytes, paths } => out.warn(&format!(
+                "the uncommitted change is {:.1} MiB (first paths: {}); large files belong in .gitignore or in --data",
+                *bytes as f64 / (1024.0 * 1024.0),
+                paths.join(", ")
+            )),
+            Warning::Dirty { sidecar, paths } => out.warn(&format!(
+                "uncommitted changes in {} file(s) recorded in {} (commit it with the lock)",
+                paths.len(),
+                sidecar.display()
+            )),
+        }
+    }
+    match outcome {
+        Outcome::Written { path, lock } => {
+            let code = match &lock.code {
+                Some(c) => format!(
+                    "code {}{}",
+                    &c.commit[..12],
+                    if c.dirty { " + uncommitted change" } else { "" }
+                ),
+                None => "no code".into(),
+            };
+            out.info(&format!(
+                "locked {}: {code}, {} dataset(s), {} checkpoint(s), {} output(s)",
+                path.display(),
+                lock.data.len(),
+                lock.checkpoints.len(),
+                lock.outputs.len()
+            ));
+            Ok(crate::EXIT_OK)
+        }
+        Outcome::Unchanged { path } => {
+            out.info(&format!("{} is up to date", path.display()));
+            Ok(crate::EXIT_OK)
+        }
+        Outcome::CommandFailed {
+            record,
+            lock_path,
+            reason,
+            ..
+        } => {
+            eprintln!(
+                "error: {reason}; {} was left as it was, and this run's record is in {}",
+                lock_path.display(),
+                record.display()
+            );
+            Ok(crate::EXIT_DIFF)
+        }
+    }
+}

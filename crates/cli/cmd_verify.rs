@@ -1,0 +1,151 @@
+//! `cairn verify`: check the checkout, data and checkpoints against the lock.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::{bail, Result};
+
+use cairn::project::Project;
+use cairn::verify::{Area, Change, Report, VerifyOptions};
+
+use crate::output::Printer;
+use crate::LockArg;
+
+/// Check that the code, every dataset and every checkpoint match the lock, and report every
+/// difference (changed, added and removed files), then a summary.
+///
+/// The code matches when the working tree is the locked commit's tree plus the recorded
+/// uncommitted change; committing afterwards is fine, and cairn.lock and .cairn/ never count as
+/// code. External datasets are read only where cairn.toml or --data NAME=PATH says they are.
+///
+/// Exit status: 0 everything matches, 1 a difference was found, 2 bad input or I/O error.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    lock: LockArg,
+
+    /// Where a dataset is on this machine: NAME=PATH (repeatable). Overrides the locked path
+    /// and cairn.toml.
+    #[arg(long = "data", value_name = "NAME=PATH")]
+    data: Vec<String>,
+
+    /// Output format: `human` or `json` (schema: spec/verify-report.md).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+pub fn run(args: &Args, _out: &Printer) -> Result<u8> {
+    let cwd = std::env::current_dir()?;
+    let project = Project::open(&cwd, false)?;
+    let lock_path = project.lock_path(args.lock.lock.as_deref())?;
+    let mut data = BTreeMap::new();
+    for d in &args.data {
+        let Some((name, path)) = d.split_once('=') else {
+            bail!("--data takes NAME=PATH, got {d:?}");
+        };
+        data.insert(name.to_string(), project.resolve(&project.cwd, path).0);
+    }
+    let report = cairn::verify::verify(&project, &lock_path, &VerifyOptions { data })?;
+    let stdout = std::io::stdout();
+    let mut w = stdout.lock();
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut w, &report)?;
+            writeln!(w)?;
+        }
+        Format::Human => print_human(&mut w, &report)?,
+    }
+    w.flush()?;
+    Ok(if report.ok {
+        crate::EXIT_OK
+    } else {
+        crate::EXIT_DIFF
+    })
+}
+
+fn area_name(a: Area) -> &'static str {
+    match a {
+        Area::Code => "code",
+        Area::Data => "data",
+        Area::Checkpoint => "checkpoint",
+        Area::Output => "output",
+    }
+}
+
+fn change_name(c: Change) -> &'static str {
+    match c {
+        Change::Changed => "changed",
+        Change::Added => "added",
+        Change::Removed => "removed",
+        Change::ModeChanged => "mode changed",
+        Change::Missing => "missing",
+        Change::Unchecked => "not checked",
+    }
+}
+
+fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    for f in &r.findings {
+        let subject = match f.area {
+            Area::Code => String::new(),
+            _ => format!(" {}", f.subject),
+        };
+        let path = f.path.as_deref().map(|p| format!(": {p}")).unwrap_or_default();
+        let detail = f.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+        writeln!(
+            w,
+            "{:<12} {}{subject}{path}{detail}",
+            change_name(f.change),
+            area_name(f.area)
+        )?;
+    }
+    for n in &r.notes {
+        writeln!(w, "note: {n}")?;
+    }
+    let c = &r.checked;
+    let what = format!(
+        "{}{} dataset(s), {} checkpoint(s), {} output(s); {} file(s), {} read",
+        if c.code { "code, " } else { "" },
+        c.data,
+        c.checkpoints,
+        c.outputs,
+        c.files,
+        human_bytes(c.bytes)
+    );
+    if r.ok {
+        writeln!(w, "verified {}: {what}", r.lock.display())
+    } else {
+        let mut by_area: BTreeMap<&str, usize> = BTreeMap::new();
+        for f in &r.findings {
+            *by_area.entry(area_name(f.area)).or_default() += 1;
+        }
+        let parts: Vec<String> = by_area.iter().map(|(a, n)| format!("{a}: {n}")).collect();
+        writeln!(
+            w,
+            "{} difference(s) from {} ({}); checked {what}",
+            r.findings.len(),
+            r.lock.display(),
+            parts.join(", ")
+        )
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,76 @@
+//! The `cairn` command line: argument parsing, printing and exit codes. The work is done by the
+//! `cairn` library; this crate never decides anything about locks or digests.
+
+mod cmd_hash;
+mod cmd_lock;
+mod cmd_verify;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status: everything matched / the command succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: verification found a difference, or the locked command failed.
+pub const EXIT_DIFF: u8 = 1;
+/// Exit status: usage error, bad input or I/O error.
+pub const EXIT_ERROR: u8 = 2;
+
+const AFTER_HELP: &str = "\
+Exit status:
+  0  everything matched (or the command succeeded)
+  1  verify found a difference, or the command run by `cairn lock` failed
+  2  usage error, bad input (malformed or newer lock, bad path) or I/O error
+
+Getting started:
+  cairn lock --data data/train --checkpoint runs/final.pt -- python train.py
+  git add cairn.lock .cairn && git commit -m 'lock training run'
+  cairn verify";
+
+/// Make ML training runs reproducible: lock code, data and checkpoints in cairn.lock, and
+/// verify a checkout against it.
+#[derive(Parser)]
+#[command(name = "cairn", version, after_help = AFTER_HELP, propagate_version = true)]
+struct Cli {
+    /// Do not print progress or warnings (errors are still printed).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Lock(cmd_lock::Args),
+    Verify(cmd_verify::Args),
+    Hash(cmd_hash::Args),
+}
+
+/// Options shared by the commands that read or write a lock.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LockArg {
+    /// The lockfile, relative to the current directory and inside the repository
+    /// [default: cairn.lock at the project root].
+    #[arg(long, value_name = "PATH")]
+    pub lock: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = output::Printer::new(cli.quiet);
+    let result = match &cli.command {
+        Command::Lock(args) => cmd_lock::run(args, &out),
+        Command::Verify(args) => cmd_verify::run(args, &out),
+        Command::Hash(args) => cmd_hash::run(args, &out),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            out.error(&err);
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
