@@ -95,8 +95,16 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
             Area::Code => String::new(),
             _ => format!(" {}", f.subject),
         };
-        let path = f.path.as_deref().map(|p| format!(": {p}")).unwrap_or_default();
-        let detail = f.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
+        let path = f
+            .path
+            .as_deref()
+            .map(|p| format!(": {p}"))
+            .unwrap_or_default();
+        let detail = f
+            .detail
+            .as_deref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
         writeln!(
             w,
             "{:<12} {}{subject}{path}{detail}",

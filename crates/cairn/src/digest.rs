@@ -294,9 +294,12 @@ pub fn hash_path(path: &Path) -> Result<Hashed> {
     }
 }
 
+/// A file found by [`list_files`]: its relative path bytes and its absolute path.
+pub type FileRef = (Vec<u8>, PathBuf);
+
 /// The regular files below `root` (symlinks followed), as (relative path bytes, absolute path),
 /// sorted by relative path bytes; plus what was skipped.
-pub fn list_files(root: &Path) -> Result<(Vec<(Vec<u8>, PathBuf)>, Vec<Skipped>)> {
+pub fn list_files(root: &Path) -> Result<(Vec<FileRef>, Vec<Skipped>)> {
     let mut files = Vec::new();
     let mut skipped = Vec::new();
     for item in walkdir::WalkDir::new(root).follow_links(true) {

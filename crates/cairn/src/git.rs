@@ -34,7 +34,8 @@ const MODE_TREE: Mode = 0o040000;
 pub type Entries = BTreeMap<Vec<u8>, (Mode, Oid)>;
 
 /// Decides which repo-relative paths are not code: cairn's own files (`cairn.lock`,
-/// `*.cairn.lock`, anything under a `.cairn/` directory) and the paths a lock tracks by digest
+/// `*.cairn.lock`, `cairn.toml`, which holds this machine's data locations, and anything under a
+/// `.cairn/` directory) and the paths a lock tracks by digest
 /// (datasets, checkpoints, outputs inside the repository).
 #[derive(Debug, Clone, Default)]
 pub struct Excluder {
@@ -56,7 +57,10 @@ impl Excluder {
             if part == b".cairn" && parts.peek().is_some() {
                 return true;
             }
-            if parts.peek().is_none() && (part == b"cairn.lock" || part.ends_with(b".cairn.lock"))
+            if parts.peek().is_none()
+                && (part == b"cairn.lock"
+                    || part == b"cairn.toml"
+                    || part.ends_with(b".cairn.lock"))
             {
                 return true;
             }
@@ -210,7 +214,10 @@ pub fn capture(repo: &Repository, excluder: &Excluder) -> Result<CodeState> {
 fn submodules(repo: &Repository) -> Result<Vec<SubmoduleState>> {
     let mut out = Vec::new();
     for sm in repo.submodules().git(|| "cannot list submodules".into())? {
-        let Some(commit) = sm.workdir_id().or_else(|| sm.index_id()).or_else(|| sm.head_id())
+        let Some(commit) = sm
+            .workdir_id()
+            .or_else(|| sm.index_id())
+            .or_else(|| sm.head_id())
         else {
             continue;
         };
@@ -244,7 +251,9 @@ pub fn commit_entries(repo: &Repository, commit: Oid, excluder: &Excluder) -> Re
     let commit = repo
         .find_commit(commit)
         .git(|| format!("commit {commit} is not in this repository"))?;
-    let tree = commit.tree().git(|| "cannot read the commit's tree".into())?;
+    let tree = commit
+        .tree()
+        .git(|| "cannot read the commit's tree".into())?;
     let mut out = Entries::new();
     let mut walk_err = None;
     tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
@@ -438,7 +447,9 @@ fn change_patch(
     commit: &git2::Commit<'_>,
     excluder: &Excluder,
 ) -> Result<(Vec<u8>, Vec<String>)> {
-    let tree = commit.tree().git(|| "cannot read the commit's tree".into())?;
+    let tree = commit
+        .tree()
+        .git(|| "cannot read the commit's tree".into())?;
     let mut opts = diff_options();
     let diff = repo
         .diff_tree_to_workdir_with_index(Some(&tree), Some(&mut opts))
@@ -528,7 +539,10 @@ pub fn diff_entries(locked: &Entries, current: &Entries) -> Vec<(String, PathCha
     }
     for path in current.keys() {
         if !locked.contains_key(path) {
-            out.push((String::from_utf8_lossy(path).into_owned(), PathChange::Added));
+            out.push((
+                String::from_utf8_lossy(path).into_owned(),
+                PathChange::Added,
+            ));
         }
     }
     out.sort();
@@ -561,7 +575,10 @@ mod tests {
             strip_credentials("ssh://git:pw@host:22/o/r"),
             "ssh://git@host:22/o/r"
         );
-        assert_eq!(strip_credentials("git@github.com:o/r.git"), "git@github.com:o/r.git");
+        assert_eq!(
+            strip_credentials("git@github.com:o/r.git"),
+            "git@github.com:o/r.git"
+        );
         assert_eq!(strip_credentials("/local/path"), "/local/path");
     }
 
@@ -572,6 +589,8 @@ mod tests {
             "cairn.lock",
             "sub/cairn.lock",
             "a.cairn.lock",
+            "cairn.toml",
+            "sub/cairn.toml",
             ".cairn/changes/x.patch",
             "sub/.cairn/cache/y",
             "data/train",
@@ -579,7 +598,12 @@ mod tests {
         ] {
             assert!(ex.excludes(yes.as_bytes()), "{yes}");
         }
-        for no in ["cairn.lock.bak", "data/training/a", "src/.cairn", "train.py"] {
+        for no in [
+            "cairn.lock.bak",
+            "data/training/a",
+            "src/.cairn",
+            "train.py",
+        ] {
             assert!(!ex.excludes(no.as_bytes()), "{no}");
         }
     }

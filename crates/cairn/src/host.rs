@@ -45,8 +45,7 @@ fn parse_os_release(text: &str) -> Option<String> {
 fn parse_cpu_model(text: &str) -> Option<String> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        matches!(k.trim(), "model name" | "Model name" | "cpu model")
-            .then(|| v.trim().to_string())
+        matches!(k.trim(), "model name" | "Model name" | "cpu model").then(|| v.trim().to_string())
     })
 }
 
@@ -157,6 +156,9 @@ mod tests {
                 .as_deref(),
             Some("Debian GNU/Linux 12 (bookworm)")
         );
-        assert_eq!(parse_mem_total("MemTotal:       16384 kB\n"), Some(16384 * 1024));
+        assert_eq!(
+            parse_mem_total("MemTotal:       16384 kB\n"),
+            Some(16384 * 1024)
+        );
     }
 }

@@ -174,6 +174,9 @@ fn resolve_data(project: &Project, opts: &LockOptions) -> Result<Vec<Resolved>> 
     Ok(by_name.into_values().collect())
 }
 
+/// Patterns that matched nothing.
+type Unmatched = Vec<String>;
+
 /// Expand paths and globs (relative to `base`) into existing project paths. Returns the
 /// matches and the patterns that matched nothing.
 fn expand(
@@ -182,7 +185,7 @@ fn expand(
     specs: &[String],
     what: &'static str,
     require_existing: bool,
-) -> Result<(Vec<(RelPath, PathBuf)>, Vec<String>)> {
+) -> Result<(Vec<(RelPath, PathBuf)>, Unmatched)> {
     let mut out = BTreeMap::new();
     let mut unmatched = Vec::new();
     for spec in specs {
@@ -191,7 +194,10 @@ fn expand(
         if !is_glob {
             let rel = rel.ok_or_else(|| Error::BadPath {
                 path: spec.clone(),
-                message: format!("{what} must be inside the project {}", project.root.display()),
+                message: format!(
+                    "{what} must be inside the project {}",
+                    project.root.display()
+                ),
             })?;
             if !abs.exists() {
                 if require_existing {
@@ -293,7 +299,11 @@ fn check_replaceable(path: &Path, force: bool) -> Result<Option<Lock>> {
 }
 
 /// Lock the project.
-pub fn lock(project: &Project, lock_path: &Path, opts: &LockOptions) -> Result<(Outcome, Vec<Warning>)> {
+pub fn lock(
+    project: &Project,
+    lock_path: &Path,
+    opts: &LockOptions,
+) -> Result<(Outcome, Vec<Warning>)> {
     let _guard = project.exclusive()?;
     let previous = check_replaceable(lock_path, opts.force)?;
     let mut warnings = Vec::new();
@@ -405,7 +415,9 @@ pub fn lock(project: &Project, lock_path: &Path, opts: &LockOptions) -> Result<(
     // Checkpoints and outputs, after the command. A declared path that is missing after a
     // command makes the run a failure; without a command it is an error.
     let ran = !opts.command.is_empty();
-    let mut artifacts = |specs: &[(PathBuf, String)], what: &'static str| -> Result<Vec<Artifact>> {
+    let mut artifacts = |specs: &[(PathBuf, String)],
+                         what: &'static str|
+     -> Result<Vec<Artifact>> {
         let mut out = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for (base, spec) in specs {

@@ -356,8 +356,9 @@ impl Checker {
         if valid_oid(&s) {
             Some(s)
         } else {
-            self.problems
-                .push(format!("`{what}` is not a git object id (40 or 64 hex digits): {s:?}"));
+            self.problems.push(format!(
+                "`{what}` is not a git object id (40 or 64 hex digits): {s:?}"
+            ));
             None
         }
     }
@@ -387,8 +388,9 @@ impl Checker {
             "file" => Some(Kind::File),
             "dir" => Some(Kind::Dir),
             other => {
-                self.problems
-                    .push(format!("`{what}` must be \"file\" or \"dir\", not {other:?}"));
+                self.problems.push(format!(
+                    "`{what}` must be \"file\" or \"dir\", not {other:?}"
+                ));
                 None
             }
         }
@@ -439,9 +441,7 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
         let commit = c.oid(code.commit, "code.commit");
         let tree = c.oid(code.tree, "code.tree");
         let dirty = c.req(code.dirty, "code.dirty").unwrap_or(false);
-        let change = code
-            .change
-            .and_then(|s| c.digest(Some(s), "code.change"));
+        let change = code.change.and_then(|s| c.digest(Some(s), "code.change"));
         if dirty != change.is_some() {
             c.problems
                 .push("`code.change` must be present exactly when `code.dirty` is true".into());
@@ -765,7 +765,9 @@ pub fn read_version(text: &str, path: &Path) -> Result<i64> {
         message: message.into(),
     };
     match v.version {
-        None => Err(invalid("missing `version` (a cairn.lock starts with `version = 1`)")),
+        None => Err(invalid(
+            "missing `version` (a cairn.lock starts with `version = 1`)",
+        )),
         Some(toml::Value::Integer(n)) if n > VERSION => Err(Error::LockTooNew {
             path: path.to_path_buf(),
             found: n,

@@ -115,7 +115,17 @@ mod tests {
 
     #[test]
     fn refuses_escapes_and_absolute_paths() {
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a/", "./a", "a/./b", "a\0b"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "a/",
+            "./a",
+            "a/./b",
+            "a\0b",
+        ] {
             assert!(RelPath::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -124,7 +134,9 @@ mod tests {
     fn from_fs_strips_the_root() {
         let root = Path::new("/repo");
         assert_eq!(
-            RelPath::from_fs(root, Path::new("/repo/./data/../data/x")).unwrap().as_str(),
+            RelPath::from_fs(root, Path::new("/repo/./data/../data/x"))
+                .unwrap()
+                .as_str(),
             "data/x"
         );
         assert!(RelPath::from_fs(root, Path::new("/elsewhere/x")).is_err());

@@ -152,9 +152,20 @@ pub fn verify(project: &Project, lock_path: &Path, opts: &VerifyOptions) -> Resu
             continue;
         };
         report.checked.data += 1;
-        check_item(project, Area::Data, &d.name, &place, d.kind, &d.digest, &mut report)?;
+        check_item(
+            project,
+            Area::Data,
+            &d.name,
+            &place,
+            d.kind,
+            &d.digest,
+            &mut report,
+        )?;
     }
-    for (area, list) in [(Area::Checkpoint, &lock.checkpoints), (Area::Output, &lock.outputs)] {
+    for (area, list) in [
+        (Area::Checkpoint, &lock.checkpoints),
+        (Area::Output, &lock.outputs),
+    ] {
         for a in list {
             check_artifact(project, area, a, &mut report)?;
         }
@@ -169,7 +180,15 @@ fn check_artifact(project: &Project, area: Area, a: &Artifact, report: &mut Repo
         _ => report.checked.outputs += 1,
     }
     let place = a.path.under(&project.root);
-    check_item(project, area, a.path.as_str(), &place, a.kind, &a.digest, report)
+    check_item(
+        project,
+        area,
+        a.path.as_str(),
+        &place,
+        a.kind,
+        &a.digest,
+        report,
+    )
 }
 
 fn check_item(
@@ -257,10 +276,16 @@ fn kind_name(kind: Kind) -> &'static str {
 
 /// Files that differ between two manifests, by their displayed (lossy) paths.
 pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
-    let old: BTreeMap<String, Digest> =
-        old.entries.iter().map(|e| (e.path_lossy(), e.hash)).collect();
-    let new: BTreeMap<String, Digest> =
-        new.entries.iter().map(|e| (e.path_lossy(), e.hash)).collect();
+    let old: BTreeMap<String, Digest> = old
+        .entries
+        .iter()
+        .map(|e| (e.path_lossy(), e.hash))
+        .collect();
+    let new: BTreeMap<String, Digest> = new
+        .entries
+        .iter()
+        .map(|e| (e.path_lossy(), e.hash))
+        .collect();
     let mut out = Vec::new();
     for (p, h) in &old {
         match new.get(p) {

@@ -1,0 +1,267 @@
+//! Every bad input gets a clear message, exit status 2, and leaves files as they were.
+
+use crate::util::Repo;
+
+/// Lock the `ml` repository and return the lock's bytes.
+fn locked() -> (Repo, Vec<u8>) {
+    let r = Repo::ml();
+    r.lock_ml().expect(0);
+    let bytes = std::fs::read(r.join("cairn.lock")).unwrap();
+    (r, bytes)
+}
+
+fn replace_lock(r: &Repo, text: &str) -> Vec<u8> {
+    std::fs::write(r.join("cairn.lock"), text).unwrap();
+    text.as_bytes().to_vec()
+}
+
+#[track_caller]
+fn assert_untouched(r: &Repo, bytes: &[u8]) {
+    assert_eq!(
+        std::fs::read(r.join("cairn.lock")).unwrap(),
+        bytes,
+        "the lock was rewritten"
+    );
+}
+
+#[test]
+fn malformed_toml_names_file_line_and_column() {
+    let (r, good) = locked();
+    let text = String::from_utf8(good)
+        .unwrap()
+        .replacen("[code]", "[code", 1);
+    let bad = replace_lock(&r, &text);
+    let out = r.cairn(["verify"]).expect(2);
+    assert!(out.stderr.contains("error: cannot parse"), "{}", out.stderr);
+    assert!(out.stderr.contains("cairn.lock"), "{}", out.stderr);
+    assert!(out.stderr.contains("line 14, column"), "{}", out.stderr);
+    assert!(out.stderr.contains("hint:"), "{}", out.stderr);
+    // lock refuses to replace what it cannot read...
+    let out = r.lock_ml().expect(2);
+    assert!(out.stderr.contains("cannot parse"), "{}", out.stderr);
+    assert_untouched(&r, &bad);
+    // ...unless told to.
+    r.cairn(["lock", "--force"]).expect(0);
+    r.cairn(["verify"]).expect(0);
+}
+
+#[test]
+fn truncated_lock_is_refused() {
+    let (r, good) = locked();
+    let cut = &good[..good.len() * 2 / 3];
+    let text = String::from_utf8_lossy(cut).into_owned();
+    let bad = replace_lock(&r, &text);
+    let out = r.cairn(["verify"]).expect(2);
+    assert!(out.stderr.contains("error:"), "{}", out.stderr);
+    assert!(out.stderr.contains("cairn.lock"), "{}", out.stderr);
+    r.lock_ml().expect(2);
+    assert_untouched(&r, &bad);
+}
+
+#[test]
+fn newer_version_says_upgrade_and_is_never_replaced() {
+    let (r, good) = locked();
+    let text = String::from_utf8(good)
+        .unwrap()
+        .replacen("version = 1", "version = 2", 1)
+        + "\n[future-table]\nshape = { of = \"things to come\" }\n";
+    let bad = replace_lock(&r, &text);
+    let out = r.cairn(["verify"]).expect(2);
+    assert!(
+        out.stderr.contains("newer cairn (lockfile version 2)"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("upgrade cairn"), "{}", out.stderr);
+    for args in [&["lock"][..], &["lock", "--force"][..]] {
+        let out = r.cairn(args).expect(2);
+        assert!(out.stderr.contains("newer cairn"), "{}", out.stderr);
+        assert_untouched(&r, &bad);
+    }
+}
+
+#[test]
+fn missing_version_is_refused() {
+    let (r, good) = locked();
+    let text = String::from_utf8(good)
+        .unwrap()
+        .replacen("version = 1\n", "", 1);
+    replace_lock(&r, &text);
+    let out = r.cairn(["verify"]).expect(2);
+    assert!(out.stderr.contains("missing `version`"), "{}", out.stderr);
+}
+
+#[test]
+fn paths_in_a_lock_that_escape_are_refused() {
+    let (r, good) = locked();
+    let text = String::from_utf8(good).unwrap();
+    for (from, to, want) in [
+        (
+            "path = \"data/val\"",
+            "path = \"../../etc\"",
+            "escapes the project",
+        ),
+        (
+            "path = \"runs/final.safetensors\"",
+            "path = \"/etc/passwd\"",
+            "not absolute",
+        ),
+    ] {
+        let bad = replace_lock(&r, &text.replacen(from, to, 1));
+        let out = r.cairn(["verify"]).expect(2);
+        assert!(out.stderr.contains(want), "{}", out.stderr);
+        assert_untouched(&r, &bad);
+    }
+}
+
+#[test]
+fn lock_path_that_is_absolute_or_escapes_is_refused() {
+    let r = Repo::ml();
+    let outside = tempfile::tempdir().unwrap();
+    let abs = outside.path().join("x.lock");
+    for (arg, want) in [
+        (abs.to_str().unwrap(), "must be relative"),
+        ("../x.lock", "must not leave the repository"),
+        ("data/../../x.lock", "must not leave the repository"),
+    ] {
+        for cmd in ["lock", "verify"] {
+            let out = r.cairn([cmd, "--lock", arg]).expect(2);
+            assert!(
+                out.stderr.contains(want),
+                "{cmd} --lock {arg}: {}",
+                out.stderr
+            );
+        }
+    }
+    assert!(!abs.exists());
+    assert!(!r.path().parent().unwrap().join("x.lock").exists());
+}
+
+#[test]
+fn missing_data_path_writes_nothing() {
+    let (r, good) = locked();
+    let out = r
+        .cairn(["lock", "--data", "data/nope", "--", "python3", "train.py"])
+        .expect(2);
+    assert!(
+        out.stderr.contains("data path does not exist"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("data/nope"), "{}", out.stderr);
+    assert_untouched(&r, &good);
+}
+
+#[test]
+fn missing_lock_is_an_error_with_the_path() {
+    let r = Repo::ml();
+    let out = r.cairn(["verify"]).expect(2);
+    assert!(
+        out.stderr.contains("lockfile does not exist"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn not_a_git_repository() {
+    let r = Repo::plain();
+    r.write("data/a.txt", "a");
+    let out = r.cairn(["lock", "--data", "data"]).expect(2);
+    assert!(
+        out.stderr.contains("not a git repository"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("--no-git"), "{}", out.stderr);
+    assert!(!r.join("cairn.lock").exists());
+    // Asked for explicitly, a lock without code works and verifies.
+    r.cairn(["lock", "--no-git", "--data", "data"]).expect(0);
+    let lock = r.lock_toml("cairn.lock");
+    assert!(lock.get("code").is_none());
+    let out = r.cairn(["verify"]).expect(0);
+    assert!(out.stdout.contains("no code"), "{}", out.stdout);
+}
+
+#[test]
+fn repository_without_commits() {
+    let r = Repo::new();
+    r.write("train.py", "pass\n");
+    let out = r.cairn(["lock"]).expect(2);
+    assert!(out.stderr.contains("no commit yet"), "{}", out.stderr);
+}
+
+#[test]
+fn malformed_cairn_toml_is_reported() {
+    let r = Repo::ml();
+    r.write("cairn.toml", "[data\ntrain = 1\n");
+    let out = r.cairn(["lock"]).expect(2);
+    assert!(out.stderr.contains("cairn.toml"), "{}", out.stderr);
+    assert!(out.stderr.contains("line 1"), "{}", out.stderr);
+    r.write("cairn.toml", "checkpoint = [\"typo\"]\n");
+    let out = r.cairn(["lock"]).expect(2);
+    assert!(
+        out.stderr.contains("unknown field `checkpoint`"),
+        "{}",
+        out.stderr
+    );
+    assert!(!r.join("cairn.lock").exists());
+}
+
+#[test]
+fn duplicate_dataset_names_are_refused() {
+    let r = Repo::ml();
+    r.write("other/train/x.txt", "x");
+    let out = r
+        .cairn(["lock", "--data", "data/train", "--data", "other/train"])
+        .expect(2);
+    assert!(out.stderr.contains("given twice"), "{}", out.stderr);
+    assert!(out.stderr.contains("NAME=PATH"), "{}", out.stderr);
+}
+
+/// Root reads everything, so the unreadable-file case runs cairn as `nobody` (setpriv) when
+/// the tests run as root. The data lives outside any git repository owned by another user.
+#[test]
+fn unreadable_file_is_named_and_nothing_is_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = Repo::plain();
+    r.write("data/ok.txt", "fine");
+    r.write("data/secret.txt", "hidden");
+    let set = |p: &str, mode: u32| {
+        std::fs::set_permissions(r.join(p), std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    set(".", 0o777);
+    set("data", 0o755);
+    set("data/ok.txt", 0o644);
+    set("data/secret.txt", 0o000);
+    let is_root = unsafe_free_is_root();
+    let mut cmd = if is_root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_cairn"));
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    };
+    let out = cmd
+        .args(["lock", "--no-git", "--data", "data"])
+        .current_dir(r.path())
+        .env("HOME", r.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot read"), "{stderr}");
+    assert!(stderr.contains("data/secret.txt"), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(!r.join("cairn.lock").exists());
+}
+
+fn unsafe_free_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}

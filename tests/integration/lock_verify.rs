@@ -1,0 +1,439 @@
+//! The main workflow: lock, then verify, then change one thing at a time.
+
+use crate::util::Repo;
+
+#[test]
+fn lock_then_verify_passes() {
+    let r = Repo::ml();
+    let out = r.lock_ml().expect(0);
+    assert!(out.stderr.contains("locked"), "{}", out.stderr);
+    let lock = r.lock_toml("cairn.lock");
+    assert_eq!(lock["version"].as_integer(), Some(1));
+    let code = lock["code"].as_table().unwrap();
+    assert_eq!(code["commit"].as_str().unwrap(), r.head());
+    assert_eq!(code["branch"].as_str(), Some("main"));
+    assert_eq!(code["dirty"].as_bool(), Some(false));
+    let run = lock["run"].as_table().unwrap();
+    assert_eq!(
+        run["command"].as_array().unwrap().len(),
+        2,
+        "argv recorded: {run:?}"
+    );
+    assert_eq!(run["exit-code"].as_integer(), Some(0));
+    for key in ["started-at", "finished-at"] {
+        let t = run[key].as_str().unwrap();
+        assert!(t.ends_with('Z') && t.len() == 20, "{key} = {t}");
+    }
+    let data = lock["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[0]["name"].as_str(), Some("train"));
+    assert_eq!(data[0]["path"].as_str(), Some("data/train"));
+    assert_eq!(data[0]["files"].as_integer(), Some(2));
+    assert_eq!(data[0]["bytes"].as_integer(), Some(11));
+    let ckpt = lock["checkpoint"].as_array().unwrap();
+    assert_eq!(ckpt[0]["path"].as_str(), Some("runs/final.safetensors"));
+    assert_eq!(ckpt[0]["bytes"].as_integer(), Some(256 * 64));
+
+    let out = r.cairn(["verify"]).expect(0);
+    assert!(out.stdout.contains("verified"), "{}", out.stdout);
+}
+
+#[test]
+fn changed_data_file_is_named() {
+    let r = Repo::ml();
+    r.lock_ml().expect(0);
+    r.write("data/train/a.txt", "alpha\nx\n");
+    let out = r.cairn(["verify"]).expect(1);
+    assert!(
+        out.stdout.contains("changed      data train: a.txt"),
+        "{}",
+        out.stdout
+    );
+    // Data declared in the lock is not also reported as a code change.
+    assert!(!out.stdout.contains(" code:"), "{}", out.stdout);
+}
+
+#[test]
+fn added_and_removed_data_files_are_named() {
+    let r = Repo::ml();
+    r.lock_ml().expect(0);
+    r.write("data/train/c.txt", "new\n");
+    std::fs::remove_file(r.join("data/val/v.txt")).unwrap();
+    let out = r.cairn(["verify"]).expect(1);
+    assert!(
+        out.stdout.contains("added        data train: c.txt"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("removed      data val: v.txt"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("2 difference(s)"), "{}", out.stdout);
+}
+
+#[test]
+fn deleted_checkpoint_is_missing() {
+    let r = Repo::ml();
+    r.lock_ml().expect(0);
+    std::fs::remove_file(r.join("runs/final.safetensors")).unwrap();
+    let out = r.cairn(["verify"]).expect(1);
+    assert!(
+        out.stdout
+            .contains("missing      checkpoint runs/final.safetensors"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn every_difference_is_reported_in_one_run() {
+    let r = Repo::ml();
+    r.lock_ml().expect(0);
+    r.write("data/train/a.txt", "changed\n");
+    r.write("data/val/extra.txt", "extra\n");
+    r.write("runs/final.safetensors", "tampered");
+    r.write("train.py", "print('different')\n");
+    let out = r.cairn(["verify", "--format", "json"]).expect(1);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let findings = report["findings"].as_array().unwrap();
+    let got: Vec<(String, String, String)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["area"].as_str().unwrap().to_string(),
+                f["path"]
+                    .as_str()
+                    .unwrap_or(f["subject"].as_str().unwrap())
+                    .to_string(),
+                f["change"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("code", "train.py", "changed"),
+        ("data", "a.txt", "changed"),
+        ("data", "extra.txt", "added"),
+        ("checkpoint", "runs/final.safetensors", "changed"),
+    ];
+    for (area, path, change) in want {
+        assert!(
+            got.iter()
+                .any(|g| g.0 == area && g.1 == path && g.2 == change),
+            "missing {area} {path} {change} in {got:?}"
+        );
+    }
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    assert_eq!(report["checked"]["data"], 2);
+    assert_eq!(report["checked"]["checkpoints"], 1);
+}
+
+#[test]
+fn committing_the_lock_keeps_it_verified() {
+    let r = Repo::ml();
+    r.lock_ml().expect(0);
+    let locked_commit = r.head();
+    r.commit_all("lock training run");
+    assert_ne!(r.head(), locked_commit);
+    let out = r.cairn(["verify"]).expect(0);
+    assert!(
+        out.stdout.contains("note: the code matches"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_new_commit_that_changes_code_fails() {
+    let r = Repo::ml();
+    r.lock_ml().expect(0);
+    r.write("model.py", "class Model: pass\n");
+    r.commit_all("add model");
+    let out = r.cairn(["verify"]).expect(1);
+    assert!(
+        out.stdout.contains("added        code: model.py"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn uncommitted_change_after_lock_fails() {
+    let r = Repo::ml();
+    r.lock_ml().expect(0);
+    r.write("train.py", "# edited\n");
+    let out = r.cairn(["verify"]).expect(1);
+    assert!(
+        out.stdout.contains("changed      code: train.py"),
+        "{}",
+        out.stdout
+    );
+    // An executable bit alone is a difference too.
+    r.git(&["checkout", "--", "train.py"]);
+    let mut perm = std::fs::metadata(r.join("train.py")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(r.join("train.py"), perm).unwrap();
+    let out = r.cairn(["verify"]).expect(1);
+    assert!(
+        out.stdout.contains("mode changed code: train.py"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn verify_from_a_subdirectory_finds_the_lock() {
+    let r = Repo::ml();
+    r.lock_ml().expect(0);
+    r.cairn_in("data", ["verify"]).expect(0);
+}
+
+#[test]
+fn lock_without_command_records_state_and_is_not_rewritten() {
+    let r = Repo::ml();
+    let args = ["lock", "--data", "data/train"];
+    r.cairn(args).expect(0);
+    let lock = r.lock_toml("cairn.lock");
+    assert!(lock["run"].get("command").is_none());
+    let before = std::fs::read(r.join("cairn.lock")).unwrap();
+    let mtime = std::fs::metadata(r.join("cairn.lock"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = r.cairn(args).expect(0);
+    assert!(out.stderr.contains("up to date"), "{}", out.stderr);
+    assert_eq!(std::fs::read(r.join("cairn.lock")).unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(r.join("cairn.lock"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
+    // A real change is written.
+    r.write("data/train/a.txt", "different\n");
+    let out = r.cairn(args).expect(0);
+    assert!(out.stderr.contains("locked"), "{}", out.stderr);
+    assert_ne!(std::fs::read(r.join("cairn.lock")).unwrap(), before);
+}
+
+#[test]
+fn same_state_gives_same_bytes_apart_from_times() {
+    let a = Repo::ml();
+    let b = Repo::ml();
+    a.lock_ml().expect(0);
+    b.lock_ml().expect(0);
+    let strip = |r: &Repo| {
+        r.read("cairn.lock")
+            .lines()
+            .filter(|l| !l.ends_with("Z\"") && !l.starts_with("id = "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&a), strip(&b));
+}
+
+#[test]
+fn failed_command_keeps_the_good_lock() {
+    let r = Repo::ml();
+    r.lock_ml().expect(0);
+    let good = r.read("cairn.lock");
+    let out = r
+        .cmd()
+        .env("TRAIN_EXIT", "3")
+        .args(["lock", "--data", "data/train", "--", "python3", "train.py"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("exited with status 3"), "{stderr}");
+    assert!(stderr.contains(".cairn/failed/"), "{stderr}");
+    assert_eq!(r.read("cairn.lock"), good, "the good lock was replaced");
+    let failed: Vec<_> = std::fs::read_dir(r.join(".cairn/failed"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(failed.len(), 1);
+    let record: toml::Table = std::fs::read_to_string(&failed[0])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(record["run"]["exit-code"].as_integer(), Some(3));
+}
+
+#[test]
+fn declared_checkpoint_not_produced_is_a_failed_run() {
+    let r = Repo::ml();
+    let out = r
+        .cairn(["lock", "--checkpoint", "runs/never.pt", "--", "true"])
+        .expect(1);
+    assert!(
+        out.stderr.contains("runs/never.pt was not produced"),
+        "{}",
+        out.stderr
+    );
+    assert!(!r.join("cairn.lock").exists());
+}
+
+#[test]
+fn cairn_toml_declares_data_and_checkpoint_globs() {
+    let r = Repo::ml();
+    r.write(
+        "cairn.toml",
+        "checkpoints = [\"runs/*.safetensors\"]\noutputs = [\"runs/metrics.json\"]\n\n[data]\ntrain = \"data/train\"\nvalidation = \"data/val\"\n",
+    );
+    r.commit_all("config");
+    r.cairn(["lock", "--", "python3", "train.py"]).expect(0);
+    let lock = r.lock_toml("cairn.lock");
+    let names: Vec<&str> = lock["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["train", "validation"]);
+    assert_eq!(
+        lock["checkpoint"][0]["path"].as_str(),
+        Some("runs/final.safetensors")
+    );
+    assert_eq!(
+        lock["output"][0]["path"].as_str(),
+        Some("runs/metrics.json")
+    );
+    r.cairn(["verify"]).expect(0);
+}
+
+#[test]
+fn unmatched_glob_warns() {
+    let r = Repo::ml();
+    let out = r
+        .cairn([
+            "lock",
+            "--checkpoint",
+            "runs/*.pt",
+            "--",
+            "python3",
+            "train.py",
+        ])
+        .expect(0);
+    assert!(
+        out.stderr.contains("\"runs/*.pt\" matched no file"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn checkpoint_directory_is_digested_like_a_dataset() {
+    let r = Repo::ml();
+    r.write("runs/ckpt-100/model.bin", "weights");
+    r.write("runs/ckpt-100/optimizer.bin", "adam");
+    r.cairn(["lock", "--checkpoint", "runs/ckpt-100"]).expect(0);
+    let lock = r.lock_toml("cairn.lock");
+    assert_eq!(lock["checkpoint"][0]["kind"].as_str(), Some("dir"));
+    assert_eq!(lock["checkpoint"][0]["files"].as_integer(), Some(2));
+    r.write("runs/ckpt-100/optimizer.bin", "sgd");
+    let out = r.cairn(["verify"]).expect(1);
+    assert!(
+        out.stdout
+            .contains("changed      checkpoint runs/ckpt-100: optimizer.bin"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn external_dataset_is_checked_only_where_the_user_says() {
+    let r = Repo::ml();
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::write(shared.path().join("x.bin"), "shared data").unwrap();
+    let arg = format!("imagenet={}", shared.path().display());
+    r.cairn(["lock", "--data", &arg]).expect(0);
+    let text = r.read("cairn.lock");
+    assert!(text.contains("external = true"), "{text}");
+    assert!(
+        !text.contains(&shared.path().display().to_string()),
+        "the external location must not be in the lock"
+    );
+    // No location known: not checked, which is not a pass.
+    let out = r.cairn(["verify"]).expect(1);
+    assert!(
+        out.stdout.contains("not checked  data imagenet"),
+        "{}",
+        out.stdout
+    );
+    // Told on the command line.
+    r.cairn(["verify", "--data", &arg]).expect(0);
+    // Told in cairn.toml.
+    r.write(
+        "cairn.toml",
+        format!("[data]\nimagenet = \"{}\"\n", shared.path().display()),
+    );
+    r.cairn(["verify"]).expect(0);
+    std::fs::write(shared.path().join("x.bin"), "changed").unwrap();
+    let out = r.cairn(["verify"]).expect(1);
+    assert!(
+        out.stdout.contains("changed      data imagenet"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn lock_path_option_and_extra_lockfiles() {
+    let r = Repo::ml();
+    r.cairn(["lock", "--data", "data/val", "--lock", "val.cairn.lock"])
+        .expect(0);
+    assert!(r.join("val.cairn.lock").exists());
+    assert!(!r.join("cairn.lock").exists());
+    r.cairn(["verify", "--lock", "val.cairn.lock"]).expect(0);
+}
+
+#[test]
+fn concurrent_locks_do_not_interleave() {
+    let r = Repo::ml();
+    let mut first = r
+        .cmd()
+        .args(["lock", "--", "sleep", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first holds the project lock (it creates .cairn/cache/busy).
+    for _ in 0..100 {
+        if r.join(".cairn/cache/busy").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = r.cairn(["lock"]).expect(2);
+    assert!(
+        out.stderr.contains("another cairn is working"),
+        "{}",
+        out.stderr
+    );
+    assert!(first.wait().unwrap().success());
+    r.cairn(["verify"]).expect(0);
+}
+
+#[test]
+fn help_teaches_every_subcommand() {
+    let r = Repo::plain();
+    let out = r.cairn(["--help"]).expect(0);
+    assert!(out.stdout.contains("Exit status"), "{}", out.stdout);
+    for sub in ["lock", "verify", "hash"] {
+        let out = r.cairn([sub, "--help"]).expect(0);
+        assert!(
+            out.stdout.len() > 400,
+            "{sub} --help is thin:\n{}",
+            out.stdout
+        );
+    }
+    let out = r.cairn(["lock", "--help"]).expect(0);
+    assert!(out.stdout.contains("cairn.toml"), "{}", out.stdout);
+    r.cairn(["verify", "--no-such-flag"]).expect(2);
+}
