@@ -25,6 +25,17 @@ use crate::error::{Error, IoResultExt, Result};
 pub const PREFIX: &str = "blake3:";
 
 /// A BLAKE3 digest, written `blake3:<64 lowercase hex digits>`.
+///
+/// ```
+/// use cairn::digest::Digest;
+/// let d = Digest::of_bytes(b"");
+/// assert_eq!(
+///     d.to_string(),
+///     "blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+/// );
+/// assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+/// assert!("sha256:00".parse::<Digest>().is_err());
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(pub [u8; 32]);
 
