@@ -437,3 +437,73 @@ fn help_teaches_every_subcommand() {
     assert!(out.stdout.contains("cairn.toml"), "{}", out.stdout);
     r.cairn(["verify", "--no-such-flag"]).expect(2);
 }
+
+/// A stand-in for nvidia-smi that replays output captured on a real H100 machine
+/// (tests/fixtures/nvidia-smi); CI has no GPU.
+fn fake_nvidia_smi(dir: &std::path::Path) -> std::path::PathBuf {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nvidia-smi");
+    let script = dir.join("nvidia-smi");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in\n  *--query-gpu*) cat '{csv}' ;;\n  *-q*) cat '{q}' ;;\n  *) exit 9 ;;\nesac\n",
+            csv = fixtures.join("h100-query-gpu.csv").display(),
+            q = fixtures.join("h100-q.txt").display()
+        ),
+    )
+    .unwrap();
+    let mut perm = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&script, perm).unwrap();
+    script
+}
+
+#[test]
+fn gpu_is_recorded_from_nvidia_smi() {
+    let r = Repo::ml();
+    let bin = tempfile::tempdir().unwrap();
+    let smi = fake_nvidia_smi(bin.path());
+    let out = r
+        .cmd()
+        .env("CAIRN_NVIDIA_SMI", &smi)
+        .arg("lock")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lock = r.lock_toml("cairn.lock");
+    let gpu = &lock["host"]["gpu"][0];
+    assert_eq!(gpu["name"].as_str(), Some("NVIDIA H100 80GB HBM3"));
+    assert_eq!(
+        gpu["uuid"].as_str(),
+        Some("GPU-924111ed-60fa-1e94-aad1-047709c4a0d6")
+    );
+    assert_eq!(gpu["memory"].as_integer(), Some(81559 * 1024 * 1024));
+    assert_eq!(gpu["driver"].as_str(), Some("580.159.04"));
+    assert_eq!(gpu["cuda"].as_str(), Some("13.0"));
+    assert_eq!(gpu["compute-capability"].as_str(), Some("9.0"));
+    assert_eq!(lock["host"]["gpu"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn no_gpu_is_not_an_error() {
+    let r = Repo::ml();
+    let out = r
+        .cmd()
+        .env("CAIRN_NVIDIA_SMI", "/nonexistent/nvidia-smi")
+        .arg("lock")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lock = r.lock_toml("cairn.lock");
+    assert!(lock["host"].get("gpu").is_none());
+    assert!(lock["host"]["arch"].as_str().is_some());
+}
