@@ -69,9 +69,6 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         no_git: args.no_git,
         force: args.force,
     };
-    if project.repo.is_none() && !args.no_git {
-        unreachable!("Project::open requires git unless --no-git");
-    }
     let (outcome, warnings) = cairn::lock::lock(&project, &lock_path, &opts)?;
     for w in &warnings {
         match w {

@@ -118,11 +118,15 @@ fn paths_in_a_lock_that_escape_are_refused() {
 fn lock_path_that_is_absolute_or_escapes_is_refused() {
     let r = Repo::ml();
     let outside = tempfile::tempdir().unwrap();
-    let abs = outside.path().join("x.lock");
+    let abs = outside.path().join("x.cairn.lock");
     for (arg, want) in [
         (abs.to_str().unwrap(), "must be relative"),
-        ("../x.lock", "must not leave the repository"),
-        ("data/../../x.lock", "must not leave the repository"),
+        ("../x.cairn.lock", "must not leave the repository"),
+        ("data/../../x.cairn.lock", "must not leave the repository"),
+        (
+            "runs.lock",
+            "must be named `cairn.lock` or `<name>.cairn.lock`",
+        ),
     ] {
         for cmd in ["lock", "verify"] {
             let out = r.cairn([cmd, "--lock", arg]).expect(2);
@@ -134,7 +138,8 @@ fn lock_path_that_is_absolute_or_escapes_is_refused() {
         }
     }
     assert!(!abs.exists());
-    assert!(!r.path().parent().unwrap().join("x.lock").exists());
+    assert!(!r.path().parent().unwrap().join("x.cairn.lock").exists());
+    assert!(!r.join("runs.lock").exists());
 }
 
 #[test]

@@ -507,3 +507,22 @@ fn no_gpu_is_not_an_error() {
     assert!(lock["host"].get("gpu").is_none());
     assert!(lock["host"]["arch"].as_str().is_some());
 }
+
+#[test]
+fn interrupted_command_is_recorded_not_locked() {
+    let r = Repo::ml();
+    // The command interrupts cairn (its parent) the way Ctrl-C would, then exits as a Python
+    // program does on KeyboardInterrupt.
+    let out = r
+        .cairn([
+            "lock",
+            "--",
+            "sh",
+            "-c",
+            "kill -INT $PPID; sleep 0.3; exit 130",
+        ])
+        .expect(1);
+    assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
+    assert!(out.stderr.contains(".cairn/failed/"), "{}", out.stderr);
+    assert!(!r.join("cairn.lock").exists());
+}

@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::digest::{self, Digest, Kind, Skipped};
@@ -384,16 +386,24 @@ pub fn lock(
     };
     let mut failure: Option<String> = None;
     if let Some((program, args)) = opts.command.split_first() {
+        // Ctrl-C reaches the whole foreground process group: the command handles it, and cairn
+        // stays alive to record the interrupted run instead of dying with it.
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let handler =
+            signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).ok();
         let started = SystemTime::now();
         let status = Command::new(program)
             .args(args)
             .current_dir(&project.cwd)
-            .status()
-            .map_err(|source| Error::Io {
-                op: "cannot run",
-                path: PathBuf::from(program),
-                source,
-            })?;
+            .status();
+        if let Some(id) = handler {
+            signal_hook::low_level::unregister(id);
+        }
+        let status = status.map_err(|source| Error::Io {
+            op: "cannot run",
+            path: PathBuf::from(program),
+            source,
+        })?;
         let finished = SystemTime::now();
         let code = status.code().map(i64::from).unwrap_or_else(|| {
             use std::os::unix::process::ExitStatusExt;
@@ -403,7 +413,11 @@ pub fn lock(
         run.started_at = Some(lockfile::rfc3339(started));
         run.finished_at = Some(lockfile::rfc3339(finished));
         run.exit_code = Some(code);
-        if code != 0 {
+        if interrupted.load(Ordering::SeqCst) {
+            failure = Some(format!(
+                "the command was interrupted (Ctrl-C; exit code {code})"
+            ));
+        } else if code != 0 {
             failure = Some(if code < 0 {
                 format!("the command was killed by signal {}", -code)
             } else {

@@ -66,8 +66,8 @@ impl Project {
     }
 
     /// Resolve the lockfile path: the default `cairn.lock` at the project root, or `arg`
-    /// (relative to the current directory; absolute paths and `..` are refused, and it must stay
-    /// inside the repository).
+    /// (relative to the current directory; absolute paths and `..` are refused, it must stay
+    /// inside the repository, and be named `cairn.lock` or `*.cairn.lock`).
     pub fn lock_path(&self, arg: Option<&Path>) -> Result<PathBuf> {
         let Some(arg) = arg else {
             return Ok(self.root.join(lockfile::DEFAULT_NAME));
@@ -84,6 +84,13 @@ impl Project {
             return Err(Error::BadPath {
                 path: shown,
                 message: "the lock path must not leave the repository with `..`".into(),
+            });
+        }
+        let name = arg.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name != lockfile::DEFAULT_NAME && !name.ends_with(".cairn.lock") {
+            return Err(Error::BadPath {
+                path: shown,
+                message: "a lockfile must be named `cairn.lock` or `<name>.cairn.lock` (so that it is never mistaken for code)".into(),
             });
         }
         let abs = paths::absolutize(&self.cwd, arg);
