@@ -32,13 +32,13 @@ fn malformed_toml_names_file_line_and_column() {
         .replacen("[code]", "[code", 1);
     let bad = replace_lock(&r, &text);
     let out = r.cairn(["verify"]).expect(2);
-    assert!(out.stderr.contains("error: cannot parse"), "{}", out.stderr);
-    assert!(out.stderr.contains("cairn.lock"), "{}", out.stderr);
-    assert!(out.stderr.contains("line 14, column"), "{}", out.stderr);
-    assert!(out.stderr.contains("hint:"), "{}", out.stderr);
+    out.stderr_has("error: cannot parse");
+    out.stderr_has("cairn.lock");
+    out.stderr_has("line 14, column");
+    out.stderr_has("hint:");
     // lock refuses to replace what it cannot read...
     let out = r.lock_ml().expect(2);
-    assert!(out.stderr.contains("cannot parse"), "{}", out.stderr);
+    out.stderr_has("cannot parse");
     assert_untouched(&r, &bad);
     // ...unless told to.
     r.cairn(["lock", "--force"]).expect(0);
@@ -52,8 +52,8 @@ fn truncated_lock_is_refused() {
     let text = String::from_utf8_lossy(cut).into_owned();
     let bad = replace_lock(&r, &text);
     let out = r.cairn(["verify"]).expect(2);
-    assert!(out.stderr.contains("error:"), "{}", out.stderr);
-    assert!(out.stderr.contains("cairn.lock"), "{}", out.stderr);
+    out.stderr_has("error:");
+    out.stderr_has("cairn.lock");
     r.lock_ml().expect(2);
     assert_untouched(&r, &bad);
 }
@@ -67,15 +67,11 @@ fn newer_version_says_upgrade_and_is_never_replaced() {
         + "\n[future-table]\nshape = { of = \"things to come\" }\n";
     let bad = replace_lock(&r, &text);
     let out = r.cairn(["verify"]).expect(2);
-    assert!(
-        out.stderr.contains("newer cairn (lockfile version 2)"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("upgrade cairn"), "{}", out.stderr);
+    out.stderr_has("newer cairn (lockfile version 2)");
+    out.stderr_has("upgrade cairn");
     for args in [&["lock"][..], &["lock", "--force"][..]] {
         let out = r.cairn(args).expect(2);
-        assert!(out.stderr.contains("newer cairn"), "{}", out.stderr);
+        out.stderr_has("newer cairn");
         assert_untouched(&r, &bad);
     }
 }
@@ -88,7 +84,7 @@ fn missing_version_is_refused() {
         .replacen("version = 1\n", "", 1);
     replace_lock(&r, &text);
     let out = r.cairn(["verify"]).expect(2);
-    assert!(out.stderr.contains("missing `version`"), "{}", out.stderr);
+    out.stderr_has("missing `version`");
 }
 
 #[test]
@@ -109,7 +105,7 @@ fn paths_in_a_lock_that_escape_are_refused() {
     ] {
         let bad = replace_lock(&r, &text.replacen(from, to, 1));
         let out = r.cairn(["verify"]).expect(2);
-        assert!(out.stderr.contains(want), "{}", out.stderr);
+        out.stderr_has(want);
         assert_untouched(&r, &bad);
     }
 }
@@ -148,12 +144,8 @@ fn missing_data_path_writes_nothing() {
     let out = r
         .cairn(["lock", "--data", "data/nope", "--", "python3", "train.py"])
         .expect(2);
-    assert!(
-        out.stderr.contains("data path does not exist"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("data/nope"), "{}", out.stderr);
+    out.stderr_has("data path does not exist");
+    out.stderr_has("data/nope");
     assert_untouched(&r, &good);
 }
 
@@ -161,11 +153,7 @@ fn missing_data_path_writes_nothing() {
 fn missing_lock_is_an_error_with_the_path() {
     let r = Repo::ml();
     let out = r.cairn(["verify"]).expect(2);
-    assert!(
-        out.stderr.contains("lockfile does not exist"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("lockfile does not exist");
 }
 
 #[test]
@@ -173,19 +161,15 @@ fn not_a_git_repository() {
     let r = Repo::plain();
     r.write("data/a.txt", "a");
     let out = r.cairn(["lock", "--data", "data"]).expect(2);
-    assert!(
-        out.stderr.contains("not a git repository"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("--no-git"), "{}", out.stderr);
+    out.stderr_has("not a git repository");
+    out.stderr_has("--no-git");
     assert!(!r.join("cairn.lock").exists());
     // Asked for explicitly, a lock without code works and verifies.
     r.cairn(["lock", "--no-git", "--data", "data"]).expect(0);
     let lock = r.lock_toml("cairn.lock");
     assert!(lock.get("code").is_none());
     let out = r.cairn(["verify"]).expect(0);
-    assert!(out.stdout.contains("no code"), "{}", out.stdout);
+    out.stdout_has("no code");
 }
 
 #[test]
@@ -193,7 +177,7 @@ fn repository_without_commits() {
     let r = Repo::new();
     r.write("train.py", "pass\n");
     let out = r.cairn(["lock"]).expect(2);
-    assert!(out.stderr.contains("no commit yet"), "{}", out.stderr);
+    out.stderr_has("no commit yet");
 }
 
 #[test]
@@ -201,15 +185,11 @@ fn malformed_cairn_toml_is_reported() {
     let r = Repo::ml();
     r.write("cairn.toml", "[data\ntrain = 1\n");
     let out = r.cairn(["lock"]).expect(2);
-    assert!(out.stderr.contains("cairn.toml"), "{}", out.stderr);
-    assert!(out.stderr.contains("line 1"), "{}", out.stderr);
+    out.stderr_has("cairn.toml");
+    out.stderr_has("line 1");
     r.write("cairn.toml", "checkpoint = [\"typo\"]\n");
     let out = r.cairn(["lock"]).expect(2);
-    assert!(
-        out.stderr.contains("unknown field `checkpoint`"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("unknown field `checkpoint`");
     assert!(!r.join("cairn.lock").exists());
 }
 
@@ -220,8 +200,8 @@ fn duplicate_dataset_names_are_refused() {
     let out = r
         .cairn(["lock", "--data", "data/train", "--data", "other/train"])
         .expect(2);
-    assert!(out.stderr.contains("given twice"), "{}", out.stderr);
-    assert!(out.stderr.contains("NAME=PATH"), "{}", out.stderr);
+    out.stderr_has("given twice");
+    out.stderr_has("NAME=PATH");
 }
 
 /// Root reads everything, so the unreadable-file case runs cairn as `nobody` (setpriv) when

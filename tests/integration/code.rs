@@ -1,6 +1,6 @@
 //! Code capture: dirty runs are rebuildable from the lock and the repository alone.
 
-use crate::util::Repo;
+use crate::util::{git_in, Repo};
 
 /// Lock a dirty tree (a tracked edit, a binary untracked file, a deletion), then rebuild it
 /// in a fresh worktree from the commit and the sidecar patch with plain git.
@@ -15,11 +15,7 @@ fn dirty_run_is_rebuildable_with_git_apply() {
     let out = r
         .cairn(["lock", "--data", "data/train", "--data", "data/val"])
         .expect(0);
-    assert!(
-        out.stderr.contains("uncommitted changes in 3 file(s)"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("uncommitted changes in 3 file(s)");
 
     let lock = r.lock_toml("cairn.lock");
     let code = lock["code"].as_table().unwrap();
@@ -50,20 +46,7 @@ fn dirty_run_is_rebuildable_with_git_apply() {
         wt_path.to_str().unwrap(),
         commit,
     ]);
-    let git_in_wt = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&wt_path)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let git_in_wt = |args: &[&str]| git_in(&wt_path, r.home(), args);
     git_in_wt(&["apply", "--binary", sidecar.to_str().unwrap()]);
     assert_eq!(
         std::fs::read(wt_path.join("weights/init.bin")).unwrap(),
@@ -83,11 +66,7 @@ fn dirty_run_is_rebuildable_with_git_apply() {
     // And a later edit of a file that was part of the change is named.
     r.write("weights/init.bin", "retrained");
     let out = r.cairn(["verify"]).expect(1);
-    assert!(
-        out.stdout.contains("changed      code: weights/init.bin"),
-        "{}",
-        out.stdout
-    );
+    out.stdout_has("changed      code: weights/init.bin");
     assert_eq!(out.stdout.matches(" code:").count(), 1, "{}", out.stdout);
 }
 
@@ -97,11 +76,7 @@ fn untracked_file_after_lock_is_named() {
     r.cairn(["lock"]).expect(0);
     r.write("scratch.py", "x = 1\n");
     let out = r.cairn(["verify"]).expect(1);
-    assert!(
-        out.stdout.contains("added        code: scratch.py"),
-        "{}",
-        out.stdout
-    );
+    out.stdout_has("added        code: scratch.py");
     // Ignored files are not code.
     std::fs::remove_file(r.join("scratch.py")).unwrap();
     r.write("runs/log.txt", "ignored by .gitignore");
@@ -156,30 +131,10 @@ fn submodule_commit_is_recorded() {
     r.cairn(["verify"]).expect(0);
     // Moving the submodule to another commit is a code difference.
     std::fs::write(r.join("vendor/sub/lib.py"), "VALUE = 2\n").unwrap();
-    let sub_git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(r.join("vendor/sub"))
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let sub_git = |args: &[&str]| git_in(&r.join("vendor/sub"), r.home(), args);
     sub_git(&["commit", "-q", "-am", "bump"]);
     let out = r.cairn(["verify"]).expect(1);
-    assert!(
-        out.stdout.contains("changed      code: vendor/sub"),
-        "{}",
-        out.stdout
-    );
+    out.stdout_has("changed      code: vendor/sub");
 }
 
 #[test]
@@ -197,10 +152,6 @@ fn lock_in_a_subproject_uses_its_cairn_toml() {
     // Its data is not code, even though it is committed.
     r.write("projects/mnist/digits/0.txt", "changed");
     let out = r.cairn_in("projects/mnist", ["verify"]).expect(1);
-    assert!(
-        out.stdout.contains("changed      data digits: 0.txt"),
-        "{}",
-        out.stdout
-    );
+    out.stdout_has("changed      data digits: 0.txt");
     assert!(!out.stdout.contains(" code:"), "{}", out.stdout);
 }

@@ -1,26 +1,19 @@
 //! Digests must be checkable with the standard `b3sum` tool.
 
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{b3sum_available, Repo};
+use crate::util::{b3sum_available, sh, Repo};
 
 /// The pipeline from spec/lockfile.md, run by the shell.
 fn b3sum_pipeline(dir: &Path) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("find -L . -type f -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 b3sum | b3sum --no-names")
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    sh(dir, &format!("{MANIFEST} | b3sum --no-names"))
+        .trim()
+        .to_string()
 }
+
+/// The manifest part of the pipeline: b3sum's lines for every file, sorted by path bytes.
+const MANIFEST: &str = "find -L . -type f -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 b3sum";
 
 fn require_b3sum() {
     assert!(
@@ -77,13 +70,8 @@ fn manifest_is_what_b3sum_prints() {
     let r = Repo::plain();
     awkward_tree(&r.join("ds"));
     let ours = r.cairn(["hash", "--manifest", "ds"]).expect(0).stdout;
-    let theirs = Command::new("sh")
-        .arg("-c")
-        .arg("find -L . -type f -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 b3sum")
-        .current_dir(r.join("ds"))
-        .output()
-        .unwrap();
-    assert_eq!(ours.as_bytes(), theirs.stdout.as_slice());
+    let theirs = sh(&r.join("ds"), MANIFEST);
+    assert_eq!(ours, theirs);
 }
 
 #[test]
@@ -116,8 +104,8 @@ fn symlink_loop_is_an_error_naming_the_path() {
     std::fs::create_dir_all(r.join("ds/sub")).unwrap();
     std::os::unix::fs::symlink("..", r.join("ds/sub/loop")).unwrap();
     let out = r.cairn(["hash", "ds"]).expect(2);
-    assert!(out.stderr.contains("symlink loop"), "{}", out.stderr);
-    assert!(out.stderr.contains("ds/sub/loop"), "{}", out.stderr);
+    out.stderr_has("symlink loop");
+    out.stderr_has("ds/sub/loop");
 }
 
 #[test]
@@ -125,18 +113,17 @@ fn fifo_is_skipped_with_a_warning_not_opened() {
     let r = Repo::plain();
     r.write("ds/a", "a");
     let fifo = r.join("ds/pipe");
-    let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
     let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
-    assert!(status.success(), "mkfifo {c:?}");
+    assert!(status.success(), "mkfifo {}", fifo.display());
     let out = r.cairn(["hash", "ds"]).expect(0);
-    assert!(out.stderr.contains("pipe"), "{}", out.stderr);
-    assert!(out.stderr.contains("not a regular file"), "{}", out.stderr);
+    out.stderr_has("pipe");
+    out.stderr_has("not a regular file");
 }
 
 #[test]
 fn hash_of_a_missing_path_is_an_error() {
     let r = Repo::plain();
     let out = r.cairn(["hash", "nope"]).expect(2);
-    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
-    assert!(out.stderr.contains("nope"), "{}", out.stderr);
+    out.stderr_has("does not exist");
+    out.stderr_has("nope");
 }

@@ -6,7 +6,7 @@ use crate::util::Repo;
 fn lock_then_verify_passes() {
     let r = Repo::ml();
     let out = r.lock_ml().expect(0);
-    assert!(out.stderr.contains("locked"), "{}", out.stderr);
+    out.stderr_has("locked");
     let lock = r.lock_toml("cairn.lock");
     assert_eq!(lock["version"].as_integer(), Some(1));
     let code = lock["code"].as_table().unwrap();
@@ -35,7 +35,7 @@ fn lock_then_verify_passes() {
     assert_eq!(ckpt[0]["bytes"].as_integer(), Some(256 * 64));
 
     let out = r.cairn(["verify"]).expect(0);
-    assert!(out.stdout.contains("verified"), "{}", out.stdout);
+    out.stdout_has("verified");
 }
 
 #[test]
@@ -44,11 +44,7 @@ fn changed_data_file_is_named() {
     r.lock_ml().expect(0);
     r.write("data/train/a.txt", "alpha\nx\n");
     let out = r.cairn(["verify"]).expect(1);
-    assert!(
-        out.stdout.contains("changed      data train: a.txt"),
-        "{}",
-        out.stdout
-    );
+    out.stdout_has("changed      data train: a.txt");
     // Data declared in the lock is not also reported as a code change.
     assert!(!out.stdout.contains(" code:"), "{}", out.stdout);
 }
@@ -60,17 +56,9 @@ fn added_and_removed_data_files_are_named() {
     r.write("data/train/c.txt", "new\n");
     std::fs::remove_file(r.join("data/val/v.txt")).unwrap();
     let out = r.cairn(["verify"]).expect(1);
-    assert!(
-        out.stdout.contains("added        data train: c.txt"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("removed      data val: v.txt"),
-        "{}",
-        out.stdout
-    );
-    assert!(out.stdout.contains("2 difference(s)"), "{}", out.stdout);
+    out.stdout_has("added        data train: c.txt");
+    out.stdout_has("removed      data val: v.txt");
+    out.stdout_has("2 difference(s)");
 }
 
 #[test]
@@ -138,11 +126,7 @@ fn committing_the_lock_keeps_it_verified() {
     r.commit_all("lock training run");
     assert_ne!(r.head(), locked_commit);
     let out = r.cairn(["verify"]).expect(0);
-    assert!(
-        out.stdout.contains("note: the code matches"),
-        "{}",
-        out.stdout
-    );
+    out.stdout_has("note: the code matches");
 }
 
 #[test]
@@ -152,11 +136,7 @@ fn a_new_commit_that_changes_code_fails() {
     r.write("model.py", "class Model: pass\n");
     r.commit_all("add model");
     let out = r.cairn(["verify"]).expect(1);
-    assert!(
-        out.stdout.contains("added        code: model.py"),
-        "{}",
-        out.stdout
-    );
+    out.stdout_has("added        code: model.py");
 }
 
 #[test]
@@ -165,22 +145,14 @@ fn uncommitted_change_after_lock_fails() {
     r.lock_ml().expect(0);
     r.write("train.py", "# edited\n");
     let out = r.cairn(["verify"]).expect(1);
-    assert!(
-        out.stdout.contains("changed      code: train.py"),
-        "{}",
-        out.stdout
-    );
+    out.stdout_has("changed      code: train.py");
     // An executable bit alone is a difference too.
     r.git(&["checkout", "--", "train.py"]);
     let mut perm = std::fs::metadata(r.join("train.py")).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
     std::fs::set_permissions(r.join("train.py"), perm).unwrap();
     let out = r.cairn(["verify"]).expect(1);
-    assert!(
-        out.stdout.contains("mode changed code: train.py"),
-        "{}",
-        out.stdout
-    );
+    out.stdout_has("mode changed code: train.py");
 }
 
 #[test]
@@ -204,7 +176,7 @@ fn lock_without_command_records_state_and_is_not_rewritten() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = r.cairn(args).expect(0);
-    assert!(out.stderr.contains("up to date"), "{}", out.stderr);
+    out.stderr_has("up to date");
     assert_eq!(std::fs::read(r.join("cairn.lock")).unwrap(), before);
     assert_eq!(
         std::fs::metadata(r.join("cairn.lock"))
@@ -216,7 +188,7 @@ fn lock_without_command_records_state_and_is_not_rewritten() {
     // A real change is written.
     r.write("data/train/a.txt", "different\n");
     let out = r.cairn(args).expect(0);
-    assert!(out.stderr.contains("locked"), "{}", out.stderr);
+    out.stderr_has("locked");
     assert_ne!(std::fs::read(r.join("cairn.lock")).unwrap(), before);
 }
 
@@ -270,11 +242,7 @@ fn declared_checkpoint_not_produced_is_a_failed_run() {
     let out = r
         .cairn(["lock", "--checkpoint", "runs/never.pt", "--", "true"])
         .expect(1);
-    assert!(
-        out.stderr.contains("runs/never.pt was not produced"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("runs/never.pt was not produced");
     assert!(!r.join("cairn.lock").exists());
 }
 
@@ -319,11 +287,7 @@ fn unmatched_glob_warns() {
             "train.py",
         ])
         .expect(0);
-    assert!(
-        out.stderr.contains("\"runs/*.pt\" matched no file"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("\"runs/*.pt\" matched no file");
 }
 
 #[test]
@@ -360,11 +324,7 @@ fn external_dataset_is_checked_only_where_the_user_says() {
     );
     // No location known: not checked, which is not a pass.
     let out = r.cairn(["verify"]).expect(1);
-    assert!(
-        out.stdout.contains("not checked  data imagenet"),
-        "{}",
-        out.stdout
-    );
+    out.stdout_has("not checked  data imagenet");
     // Told on the command line.
     r.cairn(["verify", "--data", &arg]).expect(0);
     // Told in cairn.toml.
@@ -375,11 +335,7 @@ fn external_dataset_is_checked_only_where_the_user_says() {
     r.cairn(["verify"]).expect(0);
     std::fs::write(shared.path().join("x.bin"), "changed").unwrap();
     let out = r.cairn(["verify"]).expect(1);
-    assert!(
-        out.stdout.contains("changed      data imagenet"),
-        "{}",
-        out.stdout
-    );
+    out.stdout_has("changed      data imagenet");
 }
 
 #[test]
@@ -411,11 +367,7 @@ fn concurrent_locks_do_not_interleave() {
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
     let out = r.cairn(["lock"]).expect(2);
-    assert!(
-        out.stderr.contains("another cairn is working"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("another cairn is working");
     assert!(first.wait().unwrap().success());
     r.cairn(["verify"]).expect(0);
 }
@@ -424,7 +376,7 @@ fn concurrent_locks_do_not_interleave() {
 fn help_teaches_every_subcommand() {
     let r = Repo::plain();
     let out = r.cairn(["--help"]).expect(0);
-    assert!(out.stdout.contains("Exit status"), "{}", out.stdout);
+    out.stdout_has("Exit status");
     for sub in ["lock", "verify", "hash"] {
         let out = r.cairn([sub, "--help"]).expect(0);
         assert!(
@@ -434,7 +386,7 @@ fn help_teaches_every_subcommand() {
         );
     }
     let out = r.cairn(["lock", "--help"]).expect(0);
-    assert!(out.stdout.contains("cairn.toml"), "{}", out.stdout);
+    out.stdout_has("cairn.toml");
     r.cairn(["verify", "--no-such-flag"]).expect(2);
 }
 
@@ -522,7 +474,7 @@ fn interrupted_command_is_recorded_not_locked() {
             "kill -INT $PPID; sleep 0.3; exit 130",
         ])
         .expect(1);
-    assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
-    assert!(out.stderr.contains(".cairn/failed/"), "{}", out.stderr);
+    out.stderr_has("interrupted");
+    out.stderr_has(".cairn/failed/");
     assert!(!r.join("cairn.lock").exists());
 }

@@ -22,6 +22,28 @@ impl Run {
         }
     }
 
+    /// Assert that stdout contains `needle`, showing it when it does not.
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Run {
+        assert!(
+            self.stdout.contains(needle),
+            "no {needle:?} in stdout:\n{}",
+            self.stdout
+        );
+        self
+    }
+
+    /// Assert that stderr contains `needle`, showing it when it does not.
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Run {
+        assert!(
+            self.stderr.contains(needle),
+            "no {needle:?} in stderr:\n{}",
+            self.stderr
+        );
+        self
+    }
+
     /// Assert the exit code, showing the output when it differs.
     #[track_caller]
     pub fn expect(self, code: i32) -> Run {
@@ -90,6 +112,11 @@ impl Repo {
         self.dir.path()
     }
 
+    /// The hermetic HOME used for git and cairn.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
     pub fn join(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
@@ -107,16 +134,7 @@ impl Repo {
     /// Run git in the repository; panics on failure; returns stdout.
     #[track_caller]
     pub fn git(&self, args: &[&str]) -> String {
-        let mut cmd = Command::new("git");
-        cmd.args(args).current_dir(self.path());
-        hermetic(&mut cmd, self.home.path());
-        let out = cmd.output().expect("git runs");
-        assert!(
-            out.status.success(),
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        git_in(self.path(), self.home.path(), args)
     }
 
     pub fn commit_all(&self, msg: &str) {
@@ -201,4 +219,36 @@ pub fn b3sum_available() -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
+}
+
+/// Run git in `dir` with the hermetic environment; panics on failure; returns stdout.
+#[track_caller]
+pub fn git_in(dir: &Path, home: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("git");
+    cmd.args(args).current_dir(dir);
+    hermetic(&mut cmd, home);
+    let out = cmd.output().expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run a shell command line in `dir`; panics on failure; returns stdout.
+#[track_caller]
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

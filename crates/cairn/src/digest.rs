@@ -271,20 +271,7 @@ pub fn hash_file(path: &Path) -> Result<(Digest, u64)> {
 
 /// Hash a file or a directory (following symlinks) as the spec defines.
 pub fn hash_path(path: &Path) -> Result<Hashed> {
-    let meta = std::fs::metadata(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            Error::Missing {
-                what: "path",
-                path: path.to_path_buf(),
-            }
-        } else {
-            Error::Io {
-                op: "cannot read",
-                path: path.to_path_buf(),
-                source,
-            }
-        }
-    })?;
+    let meta = std::fs::metadata(path).map_err(|source| Error::reading("path", path, source))?;
     if meta.is_dir() {
         hash_dir(path)
     } else if meta.is_file() {

@@ -138,6 +138,25 @@ impl Error {
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// An I/O error about `path`: [`Error::Missing`] (naming `what`) when it does not exist,
+    /// else [`Error::Io`] with "cannot read".
+    pub(crate) fn reading(what: &'static str, path: &Path, source: std::io::Error) -> Error {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::Missing {
+                what,
+                path: path.to_path_buf(),
+            }
+        } else {
+            Error::Io {
+                op: "cannot read",
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+}
+
 /// Attach a path to an I/O error (after jj's `IoResultExt::context`).
 pub(crate) trait IoResultExt<T> {
     /// Wrap the error with `op` and `path`.

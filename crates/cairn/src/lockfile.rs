@@ -716,20 +716,8 @@ impl Lock {
 
     /// Read and validate a lockfile.
     pub fn load(path: &Path) -> Result<Lock> {
-        let bytes = std::fs::read(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                Error::Missing {
-                    what: "lockfile",
-                    path: path.to_path_buf(),
-                }
-            } else {
-                Error::Io {
-                    op: "cannot read",
-                    path: path.to_path_buf(),
-                    source,
-                }
-            }
-        })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| Error::reading("lockfile", path, source))?;
         let text = String::from_utf8(bytes).map_err(|_| Error::LockInvalid {
             path: path.to_path_buf(),
             message: "not UTF-8 text".into(),
