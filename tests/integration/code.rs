@@ -61,6 +61,13 @@ fn dirty_run_is_rebuildable_with_git_apply() {
 
     // Verify passes on the dirty tree, and after committing everything with the lock.
     r.cairn(["verify"]).expect(0);
+    // Without the sidecar the code still matches, but the run could not be rebuilt: say so.
+    let saved = std::fs::read(&sidecar).unwrap();
+    std::fs::remove_file(&sidecar).unwrap();
+    r.cairn(["verify"])
+        .expect(0)
+        .stdout_has("cannot be rebuilt from the repository");
+    std::fs::write(&sidecar, saved).unwrap();
     r.commit_all("commit the experiment and its lock");
     r.cairn(["verify"]).expect(0);
     // And a later edit of a file that was part of the change is named.

@@ -334,6 +334,15 @@ fn verify_code(project: &Project, lock: &Lock, report: &mut Report) -> Result<()
         .and_then(|h| h.target())
         .map(|o| o.to_string());
     if tree.to_string() == code.tree {
+        if let Some(change) = &code.change {
+            let sidecar = project.change_path(change);
+            if !sidecar.is_file() {
+                report.notes.push(format!(
+                    "the code matches, but the recorded change {} is missing: commit it with the lock, or this run cannot be rebuilt from the repository",
+                    sidecar.display()
+                ));
+            }
+        }
         if head.as_deref() != Some(code.commit.as_str()) {
             report.notes.push(format!(
                 "the code matches the lock; it was locked at commit {} and HEAD is now {}",
