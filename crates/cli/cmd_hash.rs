@@ -12,7 +12,7 @@ use crate::output::Printer;
 /// A file's digest is `blake3:` + the BLAKE3 of its bytes (what `b3sum` prints). A
 /// directory's digest is BLAKE3 over the b3sum-style manifest of every regular file below it,
 /// sorted by path bytes, symlinks followed: the same hex as
-/// `cd DIR && find -L . -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 b3sum | b3sum --no-names`.
+/// `cd DIR && find -L . -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 -r b3sum | b3sum --no-names`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Files or directories to hash.

@@ -11,11 +11,18 @@ fn dirty_run_is_rebuildable_with_git_apply() {
     r.commit_all("add util");
     r.write("train.py", "# local experiment\nprint('dirty')\n");
     r.write("weights/init.bin", (0u8..=255).rev().collect::<Vec<_>>());
+    // git looks only at the owner's execute bit: group-executable is a plain file to it.
+    r.write("group-exec.sh", "echo hi\n");
+    let mut perm = std::fs::metadata(r.join("group-exec.sh"))
+        .unwrap()
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o654);
+    std::fs::set_permissions(r.join("group-exec.sh"), perm).unwrap();
     std::fs::remove_file(r.join("lib/util.py")).unwrap();
     let out = r
         .cairn(["lock", "--data", "data/train", "--data", "data/val"])
         .expect(0);
-    out.stderr_has("uncommitted changes in 3 file(s)");
+    out.stderr_has("uncommitted changes in 4 file(s)");
 
     let lock = r.lock_toml("cairn.lock");
     let code = lock["code"].as_table().unwrap();
@@ -161,4 +168,45 @@ fn lock_in_a_subproject_uses_its_cairn_toml() {
     let out = r.cairn_in("projects/mnist", ["verify"]).expect(1);
     out.stdout_has("changed      data digits: 0.txt");
     assert!(!out.stdout.contains(" code:"), "{}", out.stdout);
+}
+
+#[test]
+fn core_filemode_false_ignores_execute_bits_like_git() {
+    let r = Repo::ml();
+    r.git(&["config", "core.fileMode", "false"]);
+    r.cairn(["lock"]).expect(0);
+    let mut perm = std::fs::metadata(r.join("train.py")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(r.join("train.py"), perm).unwrap();
+    assert_eq!(
+        r.git(&["status", "--porcelain", "--", "train.py"]),
+        "",
+        "git sees no change"
+    );
+    r.cairn(["verify"]).expect(0);
+}
+
+/// A checkpoint glob that matches a file which already exists when the lock is taken: the file
+/// is not code at lock time (the pattern excludes it) nor at verify time (the lock lists it).
+#[test]
+fn glob_checkpoints_are_not_code_before_or_after_the_run() {
+    let r = Repo::ml();
+    r.write(".gitignore", "");
+    r.commit_all("stop ignoring runs/");
+    r.write("runs/old.safetensors", "from an earlier run");
+    r.cairn([
+        "lock",
+        "--checkpoint",
+        "runs/*.safetensors",
+        "--output",
+        "runs/metrics.json",
+        "--",
+        "python3",
+        "train.py",
+    ])
+    .expect(0);
+    let lock = r.lock_toml("cairn.lock");
+    assert_eq!(lock["code"]["dirty"].as_bool(), Some(false));
+    assert_eq!(lock["checkpoint"].as_array().unwrap().len(), 2);
+    r.cairn(["verify"]).expect(0);
 }

@@ -37,9 +37,13 @@ pub type Entries = BTreeMap<Vec<u8>, (Mode, Oid)>;
 /// `*.cairn.lock`, `cairn.toml`, which holds this machine's data locations, and anything under a
 /// `.cairn/` directory) and the paths a lock tracks by digest
 /// (datasets, checkpoints, outputs inside the repository).
+///
+/// When locking, checkpoint and output *globs* are excluded too ([`Excluder::with_patterns`]), since
+/// the files they will match are not known before the command runs.
 #[derive(Debug, Clone, Default)]
 pub struct Excluder {
     tracked: Vec<Vec<u8>>,
+    patterns: Vec<glob::Pattern>,
 }
 
 impl Excluder {
@@ -47,7 +51,36 @@ impl Excluder {
     pub fn new(tracked: impl IntoIterator<Item = String>) -> Excluder {
         Excluder {
             tracked: tracked.into_iter().map(String::into_bytes).collect(),
+            patterns: Vec::new(),
         }
+    }
+
+    /// Also exclude whatever matches these repo-relative glob patterns (and everything below a
+    /// match). `*` does not cross `/`.
+    pub fn with_patterns(mut self, patterns: Vec<glob::Pattern>) -> Excluder {
+        self.patterns = patterns;
+        self
+    }
+
+    fn matches_pattern(&self, path: &[u8]) -> bool {
+        if self.patterns.is_empty() {
+            return false;
+        }
+        let Ok(text) = std::str::from_utf8(path) else {
+            return false;
+        };
+        let opts = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: false,
+        };
+        let prefixes = text
+            .match_indices('/')
+            .map(|(i, _)| &text[..i])
+            .chain(std::iter::once(text));
+        prefixes
+            .into_iter()
+            .any(|prefix| self.patterns.iter().any(|p| p.matches_with(prefix, opts)))
     }
 
     /// Is this repo-relative path outside the code?
@@ -67,7 +100,7 @@ impl Excluder {
         }
         self.tracked.iter().any(|t| {
             path.starts_with(t) && (path.len() == t.len() || path.get(t.len()) == Some(&b'/'))
-        })
+        }) || self.matches_pattern(path)
     }
 }
 
@@ -278,7 +311,14 @@ pub fn commit_entries(repo: &Repository, commit: Oid, excluder: &Excluder) -> Re
     Ok(out)
 }
 
-fn hash_worktree_file(root: &Path, rel: &[u8]) -> Result<Option<(Mode, Oid)>> {
+/// Hash one working-tree file as a git blob. `index_mode` is the mode the index has for it, kept
+/// for regular files when `core.fileMode` is false (as git does).
+fn hash_worktree_file(
+    root: &Path,
+    rel: &[u8],
+    index_mode: Option<Mode>,
+    filemode: bool,
+) -> Result<Option<(Mode, Oid)>> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::PermissionsExt;
     let path = root.join(std::ffi::OsStr::from_bytes(rel));
@@ -303,10 +343,11 @@ fn hash_worktree_file(root: &Path, rel: &[u8]) -> Result<Option<(Mode, Oid)>> {
             message: format!("cannot hash {}", path.display()),
             source: e,
         })?;
-        let mode = if meta.permissions().mode() & 0o111 != 0 {
-            MODE_EXEC
-        } else {
-            MODE_FILE
+        // git looks at the owner's execute bit only.
+        let mode = match index_mode {
+            Some(m @ (MODE_FILE | MODE_EXEC)) if !filemode => m,
+            _ if meta.permissions().mode() & 0o100 != 0 => MODE_EXEC,
+            _ => MODE_FILE,
         };
         Ok(Some((mode, oid)))
     } else {
@@ -319,6 +360,10 @@ fn hash_worktree_file(root: &Path, rel: &[u8]) -> Result<Option<(Mode, Oid)>> {
 /// commit. Content filters (LFS, eol conversion) are not applied to modified files.
 pub fn working_entries(repo: &Repository, excluder: &Excluder) -> Result<Entries> {
     let root = workdir(repo)?;
+    let filemode = repo
+        .config()
+        .and_then(|c| c.get_bool("core.filemode"))
+        .unwrap_or(true);
     let index = repo.index().git(|| "cannot read the index".into())?;
     let mut out = Entries::new();
     for e in index.iter() {
@@ -351,7 +396,8 @@ pub fn working_entries(repo: &Repository, excluder: &Excluder) -> Result<Entries
                 | git2::Status::WT_DELETED
                 | git2::Status::CONFLICTED,
         ) {
-            match hash_worktree_file(&root, &path)? {
+            let index_mode = out.get(&path).map(|(m, _)| *m);
+            match hash_worktree_file(&root, &path, index_mode, filemode)? {
                 Some(entry) => {
                     out.insert(path, entry);
                 }
@@ -370,8 +416,7 @@ pub fn working_entries(repo: &Repository, excluder: &Excluder) -> Result<Entries
     Ok(out)
 }
 
-/// The git tree id of a flat list of entries (SHA-1 or SHA-256 as the repository's object
-/// format), computed without writing objects.
+/// The git tree id (SHA-1) of a flat list of entries, computed without writing objects.
 pub fn tree_id(entries: &Entries) -> Result<Oid> {
     #[derive(Default)]
     struct Dir {
@@ -580,6 +625,20 @@ mod tests {
             "git@github.com:o/r.git"
         );
         assert_eq!(strip_credentials("/local/path"), "/local/path");
+    }
+
+    #[test]
+    fn excluder_patterns_do_not_cross_directories() {
+        let ex = Excluder::new([]).with_patterns(vec![
+            glob::Pattern::new("runs/*.pt").unwrap(),
+            glob::Pattern::new("ckpt-*").unwrap(),
+        ]);
+        for yes in ["runs/a.pt", "ckpt-100", "ckpt-100/model.bin"] {
+            assert!(ex.excludes(yes.as_bytes()), "{yes}");
+        }
+        for no in ["runs/sub/a.pt", "runs/a.pth", "x/ckpt-1"] {
+            assert!(!ex.excludes(no.as_bytes()), "{no}");
+        }
     }
 
     #[test]

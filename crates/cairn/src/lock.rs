@@ -358,14 +358,26 @@ pub fn lock(
                     Location::External => None,
                 })
                 .collect();
+            let mut patterns = Vec::new();
             for (base, spec) in ckpt_specs.iter().chain(&out_specs) {
-                if let (_, Some(rel)) = project.resolve(base, spec) {
-                    if !rel.as_str().contains(['*', '?', '[']) {
-                        tracked.extend(project.repo_relative(&rel));
-                    }
+                let Some(rel) = project
+                    .resolve(base, spec)
+                    .1
+                    .and_then(|r| project.repo_relative(&r))
+                else {
+                    continue;
+                };
+                if spec.contains(['*', '?', '[']) {
+                    patterns.push(
+                        glob::Pattern::new(&rel)
+                            .map_err(|e| Error::Usage(format!("bad pattern {spec:?}: {e}")))?,
+                    );
+                } else {
+                    tracked.push(rel);
                 }
             }
-            Some(git::capture(repo, &Excluder::new(tracked))?)
+            let excluder = Excluder::new(tracked).with_patterns(patterns);
+            Some(git::capture(repo, &excluder)?)
         }
         _ => None,
     };

@@ -402,6 +402,20 @@ impl Checker {
         let kind = self.kind(a.kind, &format!("{at}.kind"));
         let digest = self.digest(a.digest, &format!("{at}.digest"));
         let bytes = self.req(a.bytes, &format!("{at}.bytes"));
+        match (kind, a.files) {
+            (Some(Kind::Dir), None) => self
+                .problems
+                .push(format!("missing `{at}.files` (required for a directory)")),
+            (Some(Kind::File), Some(_)) => self
+                .problems
+                .push(format!("`{at}.files` is only for directories")),
+            _ => {}
+        }
+        if a.name.is_some() || a.external {
+            self.problems.push(format!(
+                "`{at}` cannot have `name` or `external` (only datasets have them)"
+            ));
+        }
         Some(Artifact {
             path: path?,
             kind: kind?,
@@ -409,6 +423,15 @@ impl Checker {
             files: a.files,
             bytes: bytes?,
         })
+    }
+}
+
+impl TryFrom<wire::Lock> for Lock {
+    /// Every problem found, not just the first.
+    type Error = Vec<String>;
+
+    fn try_from(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
+        convert(w)
     }
 }
 
@@ -529,6 +552,10 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
         let kind = c.kind(d.kind, &format!("{at}.kind"));
         let digest = c.digest(d.digest, &format!("{at}.digest"));
         let files = c.req(d.files, &format!("{at}.files"));
+        if kind == Some(Kind::File) && files.is_some_and(|n| n != 1) {
+            c.problems
+                .push(format!("`{at}.files` must be 1 for a file"));
+        }
         let bytes = c.req(d.bytes, &format!("{at}.bytes"));
         if let (Some(name), Some(location), Some(kind), Some(digest), Some(files), Some(bytes)) =
             (name, location, kind, digest, files, bytes)
@@ -708,7 +735,7 @@ impl Lock {
             path: path.to_path_buf(),
             source: Box::new(e),
         })?;
-        convert(wire).map_err(|problems| Error::LockInvalid {
+        Lock::try_from(wire).map_err(|problems| Error::LockInvalid {
             path: path.to_path_buf(),
             message: problems.join("; "),
         })
@@ -740,6 +767,17 @@ impl Lock {
 /// Read `version` alone. Fails with [`Error::LockTooNew`] for a newer format, and with a syntax
 /// error (line and column) when the text is not TOML.
 pub fn read_version(text: &str, path: &Path) -> Result<i64> {
+    // First the line itself: a newer cairn may write something this parser cannot read, and
+    // it must still say "upgrade" rather than fail on syntax.
+    if let Some(n) = leading_version(text) {
+        if n > VERSION {
+            return Err(Error::LockTooNew {
+                path: path.to_path_buf(),
+                found: n,
+                supported: VERSION,
+            });
+        }
+    }
     #[derive(Deserialize)]
     struct VersionOnly {
         version: Option<toml::Value>,
@@ -766,6 +804,21 @@ pub fn read_version(text: &str, path: &Path) -> Result<i64> {
             "`version` must be a positive integer, not {other}"
         ))),
     }
+}
+
+/// The integer of a `version = N` line, when it is the first line that is neither blank nor a
+/// comment.
+fn leading_version(text: &str) -> Option<i64> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    let value = line
+        .strip_prefix("version")?
+        .trim_start()
+        .strip_prefix('=')?;
+    let value = value.split('#').next()?.trim();
+    value.parse().ok()
 }
 
 /// Write `text` to `path` atomically: a temporary file in the same directory, fsync, rename,
@@ -880,6 +933,15 @@ mod tests {
         let text = "version = 2\n[run]\nid = 5\nwhatever = {}\n";
         match Lock::from_toml(text, Path::new("cairn.lock")) {
             Err(Error::LockTooNew { found: 2, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn newer_version_wins_over_syntax_errors() {
+        let text = "# a comment\n\nversion = 7 # future\nthis is not { toml\n";
+        match Lock::from_toml(text, Path::new("cairn.lock")) {
+            Err(Error::LockTooNew { found: 7, .. }) => {}
             other => panic!("{other:?}"),
         }
     }

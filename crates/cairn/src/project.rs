@@ -7,7 +7,7 @@
 //! projects can live in one repository, each with its own `cairn.toml` and `cairn.lock`.
 //!
 //! `.cairn/` at the project root holds `changes/` and `manifests/` (meant to be committed) and
-//! `cache/` (local only; `.cairn/.gitignore` says so).
+//! `cache/` and `failed/` (local only; `.cairn/.gitignore` says so).
 
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
@@ -146,7 +146,7 @@ impl Project {
         if !ignore.exists() {
             lockfile::atomic_write(
                 &ignore,
-                b"# Written by cairn: the cache is local to this machine; the rest is meant to be committed.\n/cache/\n",
+                b"# Written by cairn: the cache and failed-run records are local to this machine;\n# the rest (changes/, manifests/) is meant to be committed with the lock.\n/cache/\n/failed/\n",
             )?;
         }
         Ok(())

@@ -126,13 +126,17 @@ pub fn verify(project: &Project, lock_path: &Path, opts: &VerifyOptions) -> Resu
     };
     verify_code(project, &lock, &mut report)?;
     for d in &lock.data {
-        let given = opts.data.get(&d.name).cloned().or_else(|| {
+        // `--data NAME=PATH` moves any dataset; cairn.toml only locates external ones (for an
+        // in-project dataset the lock's path is the truth).
+        let from_config = || {
             project
                 .config
                 .data
                 .get(&d.name)
+                .filter(|_| d.location == Location::External)
                 .map(|p| project.resolve(&project.root, p).0)
-        });
+        };
+        let given = opts.data.get(&d.name).cloned().or_else(from_config);
         let place = match (&d.location, given) {
             (_, Some(p)) => Some(p),
             (Location::Path(rel), None) => Some(rel.under(&project.root)),
