@@ -22,14 +22,14 @@ use crate::LockArg;
 ///   outputs = ["metrics.json"]
 ///   [data]
 ///   train = "data/train"
-///   imagenet = "/mnt/shared/imagenet"   # outside the repo: recorded as external
+///   imagenet = "/mnt/shared/imagenet"   # outside the project: recorded as external
 ///
 /// Commit cairn.lock and .cairn/ (except .cairn/cache, which .cairn/.gitignore keeps out).
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
     /// A dataset to lock: PATH or NAME=PATH (file or directory; repeatable). NAME defaults to
-    /// the last component of PATH. A path outside the repository is recorded as external.
+    /// the last component of PATH. A path outside the project is recorded as external.
     #[arg(long = "data", value_name = "[NAME=]PATH")]
     data: Vec<String>,
 
