@@ -49,6 +49,10 @@ pub struct Args {
     #[arg(long)]
     force: bool,
 
+    /// Read every file, even those the stat cache (.cairn/cache) knows to be unchanged.
+    #[arg(long)]
+    no_cache: bool,
+
     #[command(flatten)]
     lock: LockArg,
 
@@ -68,8 +72,11 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         command: args.command.clone(),
         no_git: args.no_git,
         force: args.force,
+        no_cache: args.no_cache,
     };
-    let (outcome, warnings) = cairn::lock::lock(&project, &lock_path, &opts)?;
+    let bar = out.progress();
+    let progress = bar.as_ref().map(|b| b as &dyn cairn::digest::Progress);
+    let (outcome, warnings) = cairn::lock::lock(&project, &lock_path, &opts, progress)?;
     for w in &warnings {
         match w {
             Warning::NoMatch { pattern } => out.warn(&format!("{pattern:?} matched no file")),

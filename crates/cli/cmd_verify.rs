@@ -29,6 +29,10 @@ pub struct Args {
     #[arg(long = "data", value_name = "NAME=PATH")]
     data: Vec<String>,
 
+    /// Read every file, even those the stat cache (.cairn/cache) knows to be unchanged.
+    #[arg(long)]
+    no_cache: bool,
+
     /// Output format: `human` or `json` (schema: spec/verify-report.md).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
@@ -40,7 +44,7 @@ enum Format {
     Json,
 }
 
-pub fn run(args: &Args, _out: &Printer) -> Result<u8> {
+pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
     let project = Project::open(&cwd, false)?;
     let lock_path = project.lock_path(args.lock.lock.as_deref())?;
@@ -51,7 +55,13 @@ pub fn run(args: &Args, _out: &Printer) -> Result<u8> {
         };
         data.insert(name.to_string(), project.resolve(&project.cwd, path).0);
     }
-    let report = cairn::verify::verify(&project, &lock_path, &VerifyOptions { data })?;
+    let opts = VerifyOptions {
+        data,
+        no_cache: args.no_cache,
+    };
+    let bar = out.progress();
+    let progress = bar.as_ref().map(|b| b as &dyn cairn::digest::Progress);
+    let report = cairn::verify::verify(&project, &lock_path, &opts, progress)?;
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
     match args.format {
@@ -117,13 +127,15 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
     }
     let c = &r.checked;
     let what = format!(
-        "{}{} dataset(s), {} checkpoint(s), {} output(s); {} file(s), {} read",
+        "{}{} dataset(s), {} checkpoint(s), {} output(s); {} file(s) of {}, {} read ({})",
         if c.code { "code, " } else { "" },
         c.data,
         c.checkpoints,
         c.outputs,
         c.files,
-        human_bytes(c.bytes)
+        human_bytes(c.bytes),
+        c.files_read,
+        human_bytes(c.bytes_read)
     );
     if r.ok {
         writeln!(w, "verified {}: {what}", r.lock.display())

@@ -2,18 +2,33 @@
 //! `NO_COLOR`.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Where messages go and how they look.
 pub struct Printer {
     quiet: bool,
     color: bool,
+    terminal: bool,
 }
 
 impl Printer {
     pub fn new(quiet: bool) -> Printer {
         let color = std::io::stderr().is_terminal()
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        Printer { quiet, color }
+        Printer {
+            quiet,
+            color,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A progress bar for hashing, on stderr; `None` when stderr is not a terminal or with
+    /// --quiet.
+    pub fn progress(&self) -> Option<HashBar> {
+        (self.terminal && !self.quiet).then(HashBar::new)
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
@@ -51,5 +66,58 @@ impl Printer {
         {
             eprintln!("{}: {hint}", self.paint("1;36", "hint"));
         }
+    }
+}
+
+/// A progress bar for hashing: files, bytes, rate and ETA.
+pub struct HashBar {
+    bar: ProgressBar,
+    bytes: Arc<AtomicU64>,
+}
+
+impl HashBar {
+    fn new() -> HashBar {
+        let bytes = Arc::new(AtomicU64::new(0));
+        let (b1, b2) = (bytes.clone(), bytes.clone());
+        let style = ProgressStyle::with_template(
+            "{spinner} hashing [{bar:30}] {pos}/{len} files, {data} at {rate}, eta {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> ")
+        .with_key(
+            "data",
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", HumanBytes(b1.load(Ordering::Relaxed)));
+            },
+        )
+        .with_key(
+            "rate",
+            move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let secs = s.elapsed().as_secs_f64().max(1e-3);
+                let rate = b2.load(Ordering::Relaxed) as f64 / secs;
+                let _ = write!(w, "{}/s", HumanBytes(rate as u64));
+            },
+        );
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(style);
+        HashBar { bar, bytes }
+    }
+}
+
+impl cairn::digest::Progress for HashBar {
+    fn start(&self, files: u64) {
+        self.bytes.store(0, Ordering::Relaxed);
+        self.bar.reset();
+        self.bar.set_length(files);
+        self.bar.set_position(0);
+    }
+
+    fn file_done(&self, bytes: u64, _read: bool) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.bar.inc(1);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }

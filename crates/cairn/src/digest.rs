@@ -13,12 +13,13 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use rayon::prelude::*;
 
+use crate::cache::{now_ns, Cached, StatCache, StatKey};
 use crate::error::{Error, IoResultExt, Result};
 
 /// The prefix of every digest string.
@@ -254,32 +255,153 @@ pub struct Hashed {
     pub files: u64,
     /// Total bytes hashed.
     pub bytes: u64,
+    /// Files actually read (the others' digests came from the stat cache).
+    pub files_read: u64,
+    /// Bytes actually read.
+    pub bytes_read: u64,
     /// For a directory, its manifest.
     pub manifest: Option<Manifest>,
     /// Entries that were not hashed (FIFOs, sockets, devices, dangling symlinks).
     pub skipped: Vec<Skipped>,
 }
 
-/// BLAKE3 of one file's bytes, and its size. Files of 16 KiB and more are memory-mapped and
-/// hashed on the rayon pool.
+/// Files from this size up are memory-mapped and hashed by BLAKE3 on several threads; smaller
+/// ones are read into a buffer (many at once, one per pool thread).
+pub const MMAP_MIN: u64 = 4 << 20;
+
+/// Reports hashing progress; the CLI draws a bar with it. Calls come from many threads.
+pub trait Progress: Sync {
+    /// Hashing of `files` files is about to start.
+    fn start(&self, _files: u64) {}
+    /// One file is done: `bytes` long, `read` false when its digest came from the cache.
+    fn file_done(&self, _bytes: u64, _read: bool) {}
+    /// Hashing is over.
+    fn finish(&self) {}
+}
+
+/// How to hash: with a stat cache directory or not, reporting progress or not.
+#[derive(Clone, Copy, Default)]
+pub struct HashOptions<'a> {
+    /// Where stat caches live (`.cairn/cache/stat`); `None` hashes without a cache.
+    pub cache_dir: Option<&'a Path>,
+    /// Use what the cache holds (false: read every file, but still refresh the cache).
+    pub use_cache: bool,
+    /// Progress reporting.
+    pub progress: Option<&'a dyn Progress>,
+}
+
+/// One hashed file: its digest, size, and what to cache for it.
+struct FileHash {
+    hash: Digest,
+    size: u64,
+    read: bool,
+    cache: Cached,
+}
+
+thread_local! {
+    static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn changed_while_reading(path: &Path) -> Error {
+    Error::ChangedWhileReading {
+        path: path.to_path_buf(),
+    }
+}
+
+/// Hash one file, using `cached` when it is still valid. The file is stat'ed before and after it
+/// is read; any difference (an append, a rewrite, a replacement) is an error, never a digest.
+fn hash_one(path: &Path, cached: Option<Cached>, started: i64) -> Result<FileHash> {
+    use std::io::Read;
+    if let Some(c) = cached {
+        let meta = std::fs::metadata(path).map_err(|e| Error::reading("file", path, e))?;
+        if c.valid_for(&StatKey::of(&meta)) {
+            return Ok(FileHash {
+                hash: c.hash,
+                size: meta.len(),
+                read: false,
+                cache: c,
+            });
+        }
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| Error::reading("file", path, e))?;
+    let before = StatKey::of(&file.metadata().ctx("cannot read", path)?);
+    let hash: Digest = if before.size >= MMAP_MIN {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_mmap_rayon(path).ctx("cannot read", path)?;
+        if hasher.count() != before.size {
+            return Err(changed_while_reading(path));
+        }
+        hasher.finalize().into()
+    } else {
+        BUF.with(|buf| -> Result<Digest> {
+            let mut buf = buf.borrow_mut();
+            buf.clear();
+            buf.reserve(before.size as usize + 1);
+            file.read_to_end(&mut buf).ctx("cannot read", path)?;
+            if buf.len() as u64 != before.size {
+                return Err(changed_while_reading(path));
+            }
+            Ok(blake3::hash(&buf).into())
+        })?
+    };
+    // For the memory-mapped path BLAKE3 opened the file again by name: compare the name's stat
+    // too, so a replacement in between is caught.
+    let after = StatKey::of(&file.metadata().ctx("cannot read", path)?);
+    let by_name = std::fs::metadata(path).map(|m| StatKey::of(&m)).ok();
+    if after != before || by_name != Some(before) {
+        return Err(changed_while_reading(path));
+    }
+    Ok(FileHash {
+        hash,
+        size: before.size,
+        read: true,
+        cache: Cached {
+            key: before,
+            hashed_at: started,
+            hash,
+        },
+    })
+}
+
+/// BLAKE3 of one file's bytes, and its size (no cache). A file that changes while it is read is
+/// an error.
 pub fn hash_file(path: &Path) -> Result<(Digest, u64)> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_mmap_rayon(path).ctx("cannot read", path)?;
-    Ok((hasher.finalize().into(), hasher.count()))
+    let h = hash_one(path, None, now_ns())?;
+    Ok((h.hash, h.size))
+}
+
+/// Hash a file or a directory (following symlinks) as the spec defines, without a cache.
+pub fn hash_path(path: &Path) -> Result<Hashed> {
+    hash_path_with(path, &HashOptions::default())
 }
 
 /// Hash a file or a directory (following symlinks) as the spec defines.
-pub fn hash_path(path: &Path) -> Result<Hashed> {
+pub fn hash_path_with(path: &Path, opts: &HashOptions<'_>) -> Result<Hashed> {
     let meta = std::fs::metadata(path).map_err(|source| Error::reading("path", path, source))?;
     if meta.is_dir() {
-        hash_dir(path)
+        hash_dir(path, opts)
     } else if meta.is_file() {
-        let (digest, bytes) = hash_file(path)?;
+        let started = now_ns();
+        let cache = open_cache(path, opts);
+        if let Some(p) = opts.progress {
+            p.start(1);
+        }
+        let h = hash_one(path, cache.get(b"").filter(|_| opts.use_cache), started)?;
+        if let Some(p) = opts.progress {
+            p.file_done(h.size, h.read);
+            p.finish();
+        }
+        if h.read {
+            // A cache that cannot be written only costs a re-read next time.
+            let _ = cache.save(std::iter::once((&b""[..], h.cache)));
+        }
         Ok(Hashed {
             kind: Kind::File,
-            digest,
+            digest: h.hash,
             files: 1,
-            bytes,
+            bytes: h.size,
+            files_read: u64::from(h.read),
+            bytes_read: if h.read { h.size } else { 0 },
             manifest: None,
             skipped: Vec::new(),
         })
@@ -291,12 +413,16 @@ pub fn hash_path(path: &Path) -> Result<Hashed> {
     }
 }
 
-/// A file found by [`list_files`]: its relative path bytes and its absolute path.
-pub type FileRef = (Vec<u8>, PathBuf);
+fn open_cache(root: &Path, opts: &HashOptions<'_>) -> StatCache {
+    match opts.cache_dir {
+        Some(dir) => StatCache::open(dir, root, opts.use_cache),
+        None => StatCache::disabled(),
+    }
+}
 
-/// The regular files below `root` (symlinks followed), as (relative path bytes, absolute path),
-/// sorted by relative path bytes; plus what was skipped.
-pub fn list_files(root: &Path) -> Result<(Vec<FileRef>, Vec<Skipped>)> {
+/// The regular files below `root` (symlinks followed), as relative path bytes sorted by those
+/// bytes; plus what was skipped.
+pub fn list_files(root: &Path) -> Result<(Vec<Vec<u8>>, Vec<Skipped>)> {
     let mut files = Vec::new();
     let mut skipped = Vec::new();
     for item in walkdir::WalkDir::new(root).follow_links(true) {
@@ -334,8 +460,7 @@ pub fn list_files(root: &Path) -> Result<(Vec<FileRef>, Vec<Skipped>)> {
             continue;
         }
         if ft.is_file() {
-            let rel_bytes = rel(root, entry.path()).as_os_str().as_bytes().to_vec();
-            files.push((rel_bytes, entry.into_path()));
+            files.push(rel(root, entry.path()).into_os_string().into_vec());
         } else {
             skipped.push(Skipped {
                 path: rel(root, entry.path()),
@@ -345,7 +470,7 @@ pub fn list_files(root: &Path) -> Result<(Vec<FileRef>, Vec<Skipped>)> {
     }
     // walkdir's per-directory order is not the order of whole paths ("a.txt" < "a/b"), so sort
     // after collecting.
-    files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    files.sort_unstable();
     Ok((files, skipped))
 }
 
@@ -353,26 +478,63 @@ fn rel(root: &Path, path: &Path) -> PathBuf {
     path.strip_prefix(root).unwrap_or(path).to_path_buf()
 }
 
-/// Hash every regular file below `root` in parallel and build the manifest.
-pub fn hash_dir(root: &Path) -> Result<Hashed> {
+/// Hash every regular file below `root` in parallel, reusing cached digests where the cache
+/// allows, and build the manifest.
+pub fn hash_dir(root: &Path, opts: &HashOptions<'_>) -> Result<Hashed> {
+    let started = now_ns();
     let (files, skipped) = list_files(root)?;
-    let entries = files
-        .par_iter()
-        .map(|(rel, abs)| {
-            let (hash, size) = hash_file(abs)?;
-            Ok(Entry {
-                path: rel.clone(),
-                hash,
-                size: Some(size),
-            })
+    let cache = open_cache(root, opts);
+    if let Some(p) = opts.progress {
+        p.start(files.len() as u64);
+    }
+    let results = files
+        .into_par_iter()
+        .map(|rel| {
+            let abs = root.join(OsStr::from_bytes(&rel));
+            let cached = if opts.use_cache {
+                cache.get(&rel)
+            } else {
+                None
+            };
+            let h = hash_one(&abs, cached, started)?;
+            if let Some(p) = opts.progress {
+                p.file_done(h.size, h.read);
+            }
+            Ok((
+                Entry {
+                    path: rel,
+                    hash: h.hash,
+                    size: Some(h.size),
+                },
+                h.cache,
+                h.read,
+            ))
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>();
+    if let Some(p) = opts.progress {
+        p.finish();
+    }
+    let results = results?;
+    let files_read = results.iter().filter(|r| r.2).count() as u64;
+    let bytes_read = results
+        .iter()
+        .filter(|r| r.2)
+        .map(|r| r.0.size.unwrap_or(0))
+        .sum();
+    if files_read > 0 || cache.len() != results.len() {
+        let entries = results.iter().map(|(e, c, _)| (e.path.as_slice(), *c));
+        // A cache that cannot be written only costs a re-read next time.
+        let _ = cache.save(entries);
+    }
+    let entries: Vec<Entry> = results.into_iter().map(|r| r.0).collect();
     let manifest = Manifest { entries };
     Ok(Hashed {
         kind: Kind::Dir,
         digest: manifest.digest(),
         files: manifest.entries.len() as u64,
         bytes: manifest.bytes().unwrap_or(0),
+        files_read,
+        bytes_read,
         manifest: Some(manifest),
         skipped,
     })
@@ -450,7 +612,7 @@ mod tests {
         std::fs::write(dir.path().join("a/b"), b"x").unwrap();
         std::fs::write(dir.path().join("a.txt"), b"y").unwrap();
         std::fs::create_dir(dir.path().join("empty")).unwrap();
-        let h = hash_dir(dir.path()).unwrap();
+        let h = hash_dir(dir.path(), &HashOptions::default()).unwrap();
         let paths: Vec<String> = h
             .manifest
             .unwrap()
@@ -468,7 +630,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("d")).unwrap();
         std::os::unix::fs::symlink("..", dir.path().join("d/up")).unwrap();
-        match hash_dir(dir.path()) {
+        match hash_dir(dir.path(), &HashOptions::default()) {
             Err(Error::SymlinkLoop { path }) => assert!(path.ends_with("d/up"), "{path:?}"),
             other => panic!("expected a loop error, got {other:?}"),
         }
@@ -479,7 +641,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), b"x").unwrap();
         std::os::unix::fs::symlink("nowhere", dir.path().join("broken")).unwrap();
-        let h = hash_dir(dir.path()).unwrap();
+        let h = hash_dir(dir.path(), &HashOptions::default()).unwrap();
         assert_eq!(h.files, 1);
         assert_eq!(h.skipped.len(), 1);
         assert_eq!(h.skipped[0].path, PathBuf::from("broken"));

@@ -94,6 +94,13 @@ pub enum Error {
         /// The path that closes the loop.
         path: PathBuf,
     },
+    /// A file changed while it was being hashed (its size, times or identity differ between the
+    /// stat before and the stat after reading it).
+    #[error("{} changed while it was being read; its digest would not describe any one state of the file", path.display())]
+    ChangedWhileReading {
+        /// The file.
+        path: PathBuf,
+    },
     /// A user-declared setting is inconsistent (duplicate names, bad glob, ...).
     #[error("{0}")]
     Usage(String),
@@ -127,6 +134,10 @@ impl Error {
                 "wait for the other cairn to finish; if none is running, remove {}",
                 lock.display()
             )),
+            Error::ChangedWhileReading { .. } => Some(
+                "wait until whatever is writing it has finished (a training run still saving?), then run cairn again"
+                    .into(),
+            ),
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 Some("check the file's permissions".into())
             }

@@ -6,6 +6,7 @@
 //! prints.
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod config;
 pub mod digest;
 pub mod error;

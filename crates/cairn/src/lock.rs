@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::digest::{self, Digest, Kind, Skipped};
+use crate::digest::{self, Digest, HashOptions, Kind, Progress, Skipped};
 use crate::error::{Error, Result};
 use crate::git::{self, Excluder};
 use crate::lockfile::{self, Artifact, Code, Data, Location, Lock, Run, Submodule};
@@ -62,6 +62,8 @@ pub struct LockOptions {
     pub no_git: bool,
     /// Replace an existing lock even when it cannot be read.
     pub force: bool,
+    /// Read every file even when the stat cache says it is unchanged.
+    pub no_cache: bool,
 }
 
 /// Things worth telling the user that did not stop the lock.
@@ -246,9 +248,10 @@ fn hash_artifact(
     project: &Project,
     rel: RelPath,
     abs: &Path,
+    hopts: &HashOptions<'_>,
     warnings: &mut Vec<Warning>,
 ) -> Result<Artifact> {
-    let h = digest::hash_path(abs)?;
+    let h = digest::hash_path_with(abs, hopts)?;
     store_manifest(project, &h)?;
     for s in h.skipped {
         warnings.push(Warning::Skipped {
@@ -265,9 +268,14 @@ fn hash_artifact(
     })
 }
 
+/// Store a directory's manifest under its digest. The name is the content's digest, so a file
+/// already there is left alone (a damaged one is caught by its digest when read).
 fn store_manifest(project: &Project, h: &digest::Hashed) -> Result<()> {
     if let Some(m) = &h.manifest {
-        lockfile::write_if_changed(&project.manifest_path(&h.digest), &m.to_text())?;
+        let path = project.manifest_path(&h.digest);
+        if !path.is_file() {
+            lockfile::atomic_write(&path, &m.to_text())?;
+        }
     }
     Ok(())
 }
@@ -305,8 +313,15 @@ pub fn lock(
     project: &Project,
     lock_path: &Path,
     opts: &LockOptions,
+    progress: Option<&dyn Progress>,
 ) -> Result<(Outcome, Vec<Warning>)> {
     let _guard = project.exclusive()?;
+    let cache_dir = project.stat_cache_dir();
+    let hopts = HashOptions {
+        cache_dir: Some(&cache_dir),
+        use_cache: !opts.no_cache,
+        progress,
+    };
     let previous = check_replaceable(lock_path, opts.force)?;
     let mut warnings = Vec::new();
 
@@ -320,7 +335,7 @@ pub fn lock(
                 path: d.abs.clone(),
             });
         }
-        let h = digest::hash_path(&d.abs)?;
+        let h = digest::hash_path_with(&d.abs, &hopts)?;
         store_manifest(project, &h)?;
         for s in &h.skipped {
             warnings.push(Warning::Skipped {
@@ -457,7 +472,7 @@ pub fn lock(
             }
             for (rel, abs) in found {
                 if seen.insert(rel.clone()) {
-                    out.push(hash_artifact(project, rel, &abs, &mut warnings)?);
+                    out.push(hash_artifact(project, rel, &abs, &hopts, &mut warnings)?);
                 }
             }
         }

@@ -108,6 +108,11 @@ impl Project {
         self.root.join(".cairn")
     }
 
+    /// Where the stat caches live (`.cairn/cache/stat`).
+    pub fn stat_cache_dir(&self) -> PathBuf {
+        self.cairn_dir().join("cache").join("stat")
+    }
+
     /// Where the manifest of a directory with this digest lives.
     pub fn manifest_path(&self, digest: &crate::digest::Digest) -> PathBuf {
         self.cairn_dir()

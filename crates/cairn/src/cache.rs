@@ -1,0 +1,384 @@
+//! The stat cache: lets an unchanged file skip being read again.
+//!
+//! One cache file per hashed root (a dataset, checkpoint or output), at
+//! `.cairn/cache/stat/<id>.stat`, where `<id>` is derived from the root's absolute path. It maps
+//! each file's relative path to the file's `stat` identity (device, inode, size, mtime and ctime in
+//! nanoseconds), the time it was hashed, and its BLAKE3.
+//!
+//! A cached digest is used only when every stat field matches and the entry is not *racy*: a file
+//! whose mtime or ctime falls within [`racy_window`] of the moment its entry was made could have
+//! been changed again within the same timestamp tick, so it is read again (git's racy-clean rule).
+//! ctime cannot be set by users, so an in-place rewrite of the same size with the mtime put back is
+//! still caught.
+//!
+//! The file is written whole to a temporary file and renamed into place, and ends with the BLAKE3
+//! of everything before it. A cache that is truncated, corrupt, of another format version, or made
+//! for another root is ignored (and rebuilt), never trusted. Layout, all integers little-endian:
+//!
+//! ```text
+//! "CAIRNSC1" | u32 root length | root path bytes | u64 entry count
+//! entries, sorted by path: u32 path length | path | u64 dev | u64 ino | u64 size
+//!                          | i64 mtime ns | i64 ctime ns | i64 hashed-at ns | 32-byte BLAKE3
+//! 32-byte BLAKE3 of all of the above
+//! ```
+
+use std::fs::Metadata;
+use std::io::{BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+use crate::error::{IoResultExt, Result};
+
+const MAGIC: &[u8; 8] = b"CAIRNSC1";
+const FIXED: usize = 8 * 6 + 32;
+
+/// What identifies one version of a file, from `stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatKey {
+    /// Device id.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Status-change time, nanoseconds since the epoch.
+    pub ctime_ns: i64,
+}
+
+impl StatKey {
+    /// The key of a file's metadata.
+    pub fn of(meta: &Metadata) -> StatKey {
+        StatKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
+    }
+}
+
+/// How close to the hashing moment a timestamp makes an entry racy: 100 ms on file systems with
+/// sub-second timestamps (the kernel's coarse clock lags by up to a tick), 2 s where timestamps are
+/// whole seconds (2 s covers FAT's granularity).
+pub fn racy_window(key: &StatKey) -> i64 {
+    if key.mtime_ns % 1_000_000_000 == 0 && key.ctime_ns % 1_000_000_000 == 0 {
+        2_000_000_000
+    } else {
+        100_000_000
+    }
+}
+
+/// A cache entry as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cached {
+    /// The file's stat identity when it was hashed.
+    pub key: StatKey,
+    /// When the entry was made (nanoseconds since the epoch), before the file was stat'ed.
+    pub hashed_at: i64,
+    /// The file's BLAKE3.
+    pub hash: Digest,
+}
+
+impl Cached {
+    /// May this entry stand in for a file whose stat is now `now`?
+    pub fn valid_for(&self, now: &StatKey) -> bool {
+        self.key == *now
+            && self.key.mtime_ns.max(self.key.ctime_ns) + racy_window(&self.key) < self.hashed_at
+    }
+}
+
+/// Nanoseconds since the epoch, now.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// The loaded cache of one root.
+#[derive(Debug, Default)]
+pub struct StatCache {
+    file: Option<PathBuf>,
+    root: Vec<u8>,
+    raw: Vec<u8>,
+    offsets: Vec<usize>,
+}
+
+impl StatCache {
+    /// A cache that finds nothing and saves nothing.
+    pub fn disabled() -> StatCache {
+        StatCache::default()
+    }
+
+    /// The cache for `root` in `dir`. `read` false ignores what is there (it is still replaced
+    /// on [`StatCache::save`]). Anything unreadable is treated as empty.
+    pub fn open(dir: &Path, root: &Path, read: bool) -> StatCache {
+        let root_bytes = root.as_os_str().as_bytes().to_vec();
+        let id = blake3::hash(&root_bytes).to_hex();
+        let file = dir.join(format!("{}.stat", &id[..32]));
+        let mut cache = StatCache {
+            file: Some(file),
+            root: root_bytes,
+            raw: Vec::new(),
+            offsets: Vec::new(),
+        };
+        if read {
+            if let Ok(raw) = std::fs::read(cache.file.as_ref().expect("set above")) {
+                if let Some(offsets) = parse(&raw, &cache.root) {
+                    cache.raw = raw;
+                    cache.offsets = offsets;
+                }
+            }
+        }
+        cache
+    }
+
+    /// Number of entries loaded.
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Whether nothing was loaded.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    fn path_at(&self, off: usize) -> &[u8] {
+        let len = u32::from_le_bytes(self.raw[off..off + 4].try_into().expect("4 bytes")) as usize;
+        &self.raw[off + 4..off + 4 + len]
+    }
+
+    /// The entry for a relative path (`b""` for a root that is a single file).
+    pub fn get(&self, rel: &[u8]) -> Option<Cached> {
+        let i = self
+            .offsets
+            .binary_search_by(|&off| self.path_at(off).cmp(rel))
+            .ok()?;
+        let off = self.offsets[i];
+        let len = self.path_at(off).len();
+        let f = &self.raw[off + 4 + len..off + 4 + len + FIXED];
+        let u = |i: usize| u64::from_le_bytes(f[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Some(Cached {
+            key: StatKey {
+                dev: u(0),
+                ino: u(1),
+                size: u(2),
+                mtime_ns: u(3) as i64,
+                ctime_ns: u(4) as i64,
+            },
+            hashed_at: u(5) as i64,
+            hash: Digest(f[48..80].try_into().expect("32 bytes")),
+        })
+    }
+
+    /// Replace the cache file with these entries (sorted by path, as a manifest is). Written to
+    /// a temporary file and renamed; not fsynced (a cache lost in a crash is only rebuilt).
+    pub fn save<'a>(
+        &self,
+        entries: impl ExactSizeIterator<Item = (&'a [u8], Cached)>,
+    ) -> Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let dir = file.parent().expect("cache files live in a directory");
+        std::fs::create_dir_all(dir).ctx("cannot create directory", dir)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".stat-tmp-")
+            .tempfile_in(dir)
+            .ctx("cannot create a temporary file in", dir)?;
+        let mut w = HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, tmp.as_file()),
+            hasher: blake3::Hasher::new(),
+        };
+        let io = |r: std::io::Result<()>| r.ctx("cannot write", tmp.path());
+        io(w.write_all(MAGIC))?;
+        io(w.write_all(&(self.root.len() as u32).to_le_bytes()))?;
+        io(w.write_all(&self.root))?;
+        io(w.write_all(&(entries.len() as u64).to_le_bytes()))?;
+        for (path, c) in entries {
+            io(w.write_all(&(path.len() as u32).to_le_bytes()))?;
+            io(w.write_all(path))?;
+            for v in [
+                c.key.dev,
+                c.key.ino,
+                c.key.size,
+                c.key.mtime_ns as u64,
+                c.key.ctime_ns as u64,
+                c.hashed_at as u64,
+            ] {
+                io(w.write_all(&v.to_le_bytes()))?;
+            }
+            io(w.write_all(&c.hash.0))?;
+        }
+        let trailer = *w.hasher.finalize().as_bytes();
+        io(w.inner.write_all(&trailer))?;
+        io(w.inner.flush())?;
+        drop(w);
+        tmp.persist(file).map_err(|e| crate::Error::Io {
+            op: "cannot replace",
+            path: file.clone(),
+            source: e.error,
+        })?;
+        Ok(())
+    }
+}
+
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: blake3::Hasher,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Check a cache file and return the offset of each entry; `None` for anything unexpected.
+fn parse(raw: &[u8], root: &[u8]) -> Option<Vec<usize>> {
+    let body_len = raw.len().checked_sub(32)?;
+    let (body, trailer) = raw.split_at(body_len);
+    if blake3::hash(body).as_bytes() != trailer {
+        return None;
+    }
+    let mut pos = 0usize;
+    let take = |pos: &mut usize, n: usize| -> Option<&[u8]> {
+        let end = pos.checked_add(n)?;
+        let s = body.get(*pos..end)?;
+        *pos = end;
+        Some(s)
+    };
+    if take(&mut pos, 8)? != MAGIC {
+        return None;
+    }
+    let root_len = u32::from_le_bytes(take(&mut pos, 4)?.try_into().ok()?) as usize;
+    if take(&mut pos, root_len)? != root {
+        return None;
+    }
+    let count = u64::from_le_bytes(take(&mut pos, 8)?.try_into().ok()?);
+    // Each entry takes at least 4 + FIXED bytes: refuse counts the body cannot hold before
+    // allocating for them.
+    if count > (body.len() / (4 + FIXED)) as u64 {
+        return None;
+    }
+    let mut offsets = Vec::with_capacity(count as usize);
+    let mut prev: Option<&[u8]> = None;
+    for _ in 0..count {
+        let off = pos;
+        let len = u32::from_le_bytes(take(&mut pos, 4)?.try_into().ok()?) as usize;
+        let path = take(&mut pos, len)?;
+        if prev.is_some_and(|p| p >= path) {
+            return None;
+        }
+        prev = Some(path);
+        take(&mut pos, FIXED)?;
+        offsets.push(off);
+    }
+    (pos == body.len()).then_some(offsets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8) -> Cached {
+        Cached {
+            key: StatKey {
+                dev: 1,
+                ino: n as u64,
+                size: 10,
+                mtime_ns: 1_000_000_123,
+                ctime_ns: 1_000_000_456,
+            },
+            hashed_at: 5_000_000_000,
+            hash: Digest([n; 32]),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/data/train");
+        let c = StatCache::open(dir.path(), root, true);
+        assert!(c.is_empty());
+        let paths: [&[u8]; 3] = [b"a", b"b/c", b"d"];
+        c.save(paths.iter().enumerate().map(|(i, p)| (*p, entry(i as u8))))
+            .unwrap();
+        let c = StatCache::open(dir.path(), root, true);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.get(b"b/c"), Some(entry(1)));
+        assert_eq!(c.get(b"zz"), None);
+        // Not read when asked not to.
+        assert!(StatCache::open(dir.path(), root, false).is_empty());
+        // Another root's cache has another file name, and a renamed one is refused.
+        let other = StatCache::open(dir.path(), Path::new("/data/val"), true);
+        assert!(other.is_empty());
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let other_file = other.file.clone().unwrap();
+        std::fs::copy(&file, &other_file).unwrap();
+        assert!(StatCache::open(dir.path(), Path::new("/data/val"), true).is_empty());
+    }
+
+    #[test]
+    fn damaged_files_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/r");
+        let c = StatCache::open(dir.path(), root, true);
+        c.save([(&b"a"[..], entry(1))].into_iter()).unwrap();
+        let file = c.file.clone().unwrap();
+        let good = std::fs::read(&file).unwrap();
+        for bad in [
+            good[..good.len() / 2].to_vec(),
+            vec![0u8; good.len()],
+            b"garbage".to_vec(),
+            Vec::new(),
+            {
+                let mut flipped = good.clone();
+                flipped[20] ^= 1;
+                flipped
+            },
+        ] {
+            std::fs::write(&file, &bad).unwrap();
+            assert!(StatCache::open(dir.path(), root, true).is_empty());
+        }
+    }
+
+    #[test]
+    fn racy_and_changed_entries_are_not_valid() {
+        let e = entry(1);
+        assert!(e.valid_for(&e.key));
+        let mut other = e.key;
+        other.ctime_ns += 1;
+        assert!(!e.valid_for(&other), "ctime differs");
+        let racy = Cached {
+            hashed_at: e.key.ctime_ns + 50_000_000,
+            ..e
+        };
+        assert!(!racy.valid_for(&e.key), "hashed in the same tick");
+        let whole_seconds = Cached {
+            key: StatKey {
+                mtime_ns: 1_000_000_000,
+                ctime_ns: 1_000_000_000,
+                ..e.key
+            },
+            hashed_at: 2_500_000_000,
+            ..e
+        };
+        assert!(!whole_seconds.valid_for(&whole_seconds.key));
+    }
+}
