@@ -98,7 +98,8 @@ impl HashBar {
                 let _ = write!(w, "{}/s", HumanBytes(rate as u64));
             },
         );
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        // Hidden until there is something to hash, so nothing flashes before that.
+        let bar = ProgressBar::hidden();
         bar.set_style(style);
         HashBar { bar, bytes }
     }
@@ -110,6 +111,7 @@ impl cairn::digest::Progress for HashBar {
         self.bar.reset();
         self.bar.set_length(files);
         self.bar.set_position(0);
+        self.bar.set_draw_target(ProgressDrawTarget::stderr());
     }
 
     fn file_done(&self, bytes: u64, _read: bool) {

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `cairn` binary against real git repositories and real files.
 
 mod bad_input;
+mod cache;
 mod code;
 mod digests;
 mod lock_verify;

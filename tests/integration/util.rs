@@ -154,6 +154,14 @@ impl Repo {
         cmd
     }
 
+    /// Any program, in the repository root, with the same hermetic environment.
+    pub fn cmd_raw(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(self.path());
+        hermetic(&mut cmd, self.home.path());
+        cmd
+    }
+
     /// Run cairn with these arguments in the repository root.
     pub fn cairn<I, S>(&self, args: I) -> Run
     where

@@ -1,0 +1,212 @@
+//! The stat cache and change detection, against real files: an unchanged file is not read
+//! again, every kind of change is still seen, and a damaged cache never gives a wrong answer.
+
+use std::time::Duration;
+
+use crate::util::{Repo, Run};
+
+/// The `ml` repository, locked with both datasets after waiting out the racy window, so that
+/// the cache entries the lock leaves are trusted.
+fn locked() -> Repo {
+    let r = Repo::ml();
+    std::thread::sleep(Duration::from_millis(250));
+    r.cairn(["lock", "--data", "data/train", "--data", "data/val"])
+        .expect(0);
+    r
+}
+
+fn verify_json(r: &Repo, args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = vec!["verify", "--format", "json"];
+    all.extend_from_slice(args);
+    let out: Run = r.cairn(&all).expect(code);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+fn files_read(report: &serde_json::Value) -> u64 {
+    report["checked"]["files_read"].as_u64().unwrap()
+}
+
+#[test]
+fn unchanged_data_verifies_from_stat_alone() {
+    let r = locked();
+    let report = verify_json(&r, &[], 0);
+    assert_eq!(report["checked"]["files"], 3);
+    assert_eq!(files_read(&report), 0, "{report}");
+    // --no-cache reads everything.
+    let report = verify_json(&r, &["--no-cache"], 0);
+    assert_eq!(files_read(&report), 3, "{report}");
+}
+
+#[test]
+fn one_changed_file_is_named_and_is_the_only_one_read() {
+    let r = locked();
+    r.write("data/train/b.txt", "BETA\n");
+    let report = verify_json(&r, &[], 1);
+    assert_eq!(files_read(&report), 1, "{report}");
+    let f = &report["findings"][0];
+    assert_eq!(f["path"], "b.txt");
+    assert_eq!(f["change"], "changed");
+    assert_eq!(report["findings"].as_array().unwrap().len(), 1);
+}
+
+/// DVC's state database keys on inode, mtime and size: a same-size rewrite whose mtime is put
+/// back looks unchanged to it. The ctime, which no user can set, gives it away.
+#[test]
+fn same_size_rewrite_with_mtime_put_back_is_seen() {
+    let r = locked();
+    let path = r.join("data/train/a.txt");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::fs::write(&path, "ALPHA\n").unwrap(); // same length as "alpha\n"
+    let f = std::fs::File::options().write(true).open(&path).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+    let report = verify_json(&r, &[], 1);
+    assert_eq!(report["findings"][0]["path"], "a.txt", "{report}");
+    assert_eq!(files_read(&report), 1);
+}
+
+#[test]
+fn damaged_or_foreign_caches_never_give_a_wrong_answer() {
+    let other = locked();
+    other.write("data/train/a.txt", "other content\n");
+    other
+        .cairn(["lock", "--data", "data/train", "--data", "data/val"])
+        .expect(0);
+    let foreign: Vec<Vec<u8>> = cache_files(&other)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+
+    let damage: [(&str, &dyn Fn(&[u8], usize) -> Vec<u8>); 4] = [
+        ("garbage", &|b: &[u8], _| vec![0x5a; b.len()]),
+        ("truncated", &|b: &[u8], _| b[..b.len() / 2].to_vec()),
+        ("empty", &|_: &[u8], _| Vec::new()),
+        ("from another repo", &|_: &[u8], i| {
+            foreign[i % foreign.len()].clone()
+        }),
+    ];
+    for (what, f) in damage {
+        let r = locked();
+        let files = cache_files(&r);
+        assert_eq!(files.len(), 2, "one cache per dataset");
+        for (i, p) in files.iter().enumerate() {
+            let bytes = std::fs::read(p).unwrap();
+            std::fs::write(p, f(&bytes, i)).unwrap();
+        }
+        let report = verify_json(&r, &[], 0);
+        assert_eq!(files_read(&report), 3, "{what}: the cache must be ignored");
+        // Damage again, then change a file: still named.
+        for (i, p) in files.iter().enumerate() {
+            let bytes = std::fs::read(p).unwrap();
+            std::fs::write(p, f(&bytes, i)).unwrap();
+        }
+        r.write("data/val/v.txt", "VAL\n");
+        let report = verify_json(&r, &[], 1);
+        assert_eq!(report["findings"][0]["path"], "v.txt", "{what}: {report}");
+        assert_eq!(report["findings"].as_array().unwrap().len(), 1, "{what}");
+    }
+}
+
+fn cache_files(r: &Repo) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(r.join(".cairn/cache/stat"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn fresh_files_are_read_again_until_their_timestamps_settle() {
+    // Files written in the same tick as the lock cannot be trusted from stat: the next verify
+    // reads them again (git's racy-clean rule), the one after does not.
+    let r = Repo::ml();
+    r.cairn(["lock", "--data", "data/train"]).expect(0);
+    let first = verify_json(&r, &[], 0);
+    assert_eq!(files_read(&first), 2, "{first}");
+    std::thread::sleep(Duration::from_millis(250));
+    let _ = verify_json(&r, &[], 0);
+    let third = verify_json(&r, &[], 0);
+    assert_eq!(files_read(&third), 0, "{third}");
+}
+
+/// A writer that keeps appending to a file until dropped.
+struct Appender {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Appender {
+    fn start(path: std::path::PathBuf) -> Appender {
+        use std::io::Write;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut f = std::fs::File::options().append(true).open(path).unwrap();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                f.write_all(b"x").unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        Appender {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A large sparse file takes long enough to hash (through the memory-mapped path) that an
+/// appender running beside it always changes it mid-read.
+#[test]
+fn file_appended_while_hashed_is_reported_not_recorded() {
+    let r = Repo::ml();
+    let path = r.join("growing/big.bin");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(512 << 20)
+        .unwrap();
+    let appender = Appender::start(path.clone());
+    let hash_out = r.cairn(["hash", "growing/big.bin"]);
+    let lock_out = r.cairn(["lock", "--data", "growing/big.bin"]);
+    drop(appender);
+    hash_out
+        .expect(2)
+        .stderr_has("changed while it was being read");
+    let out = lock_out.expect(2);
+    out.stderr_has("changed while it was being read");
+    out.stderr_has("growing/big.bin");
+    out.stderr_has("hint:");
+    assert!(!r.join("cairn.lock").exists(), "nothing recorded");
+}
+
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    let r = Repo::ml();
+    // Not a terminal (a pipe): no bar.
+    let out = r.cairn(["lock", "--data", "data/train"]).expect(0);
+    assert!(!out.stderr.contains("hashing"), "{}", out.stderr);
+    // A terminal, through script(1): a bar, unless --quiet.
+    let bin = env!("CARGO_BIN_EXE_cairn");
+    for (args, want) in [("verify", true), ("verify --quiet", false)] {
+        let out = r
+            .cmd_raw("script")
+            .args(["-qec", &format!("{bin} {args}"), "/dev/null"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.contains("hashing ["), want, "{args}: {text:?}");
+        assert!(text.contains("verified"), "{text:?}");
+    }
+}
