@@ -78,7 +78,7 @@ fn damaged_or_foreign_caches_never_give_a_wrong_answer() {
         .map(|p| std::fs::read(p).unwrap())
         .collect();
 
-    let damage: [(&str, &Damage); 4] = [
+    let damage: [(&str, &Damage<'_>); 4] = [
         ("garbage", &|b: &[u8], _| vec![0x5a; b.len()]),
         ("truncated", &|b: &[u8], _| b[..b.len() / 2].to_vec()),
         ("empty", &|_: &[u8], _| Vec::new()),
@@ -109,7 +109,7 @@ fn damaged_or_foreign_caches_never_give_a_wrong_answer() {
 }
 
 /// Turns a cache file's bytes (and its index) into damaged bytes.
-type Damage = dyn Fn(&[u8], usize) -> Vec<u8>;
+type Damage<'a> = dyn Fn(&[u8], usize) -> Vec<u8> + 'a;
 
 fn cache_files(r: &Repo) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(r.join(".cairn/cache/stat"))
