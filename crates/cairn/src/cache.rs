@@ -3,22 +3,23 @@
 //! One cache file per hashed root (a dataset, checkpoint or output), at
 //! `.cairn/cache/stat/<id>.stat`, where `<id>` is derived from the root's absolute path. It maps
 //! each file's relative path to the file's `stat` identity (device, inode, size, mtime and ctime in
-//! nanoseconds), the time it was hashed, and its BLAKE3.
+//! nanoseconds) and its BLAKE3.
 //!
-//! A cached digest is used only when every stat field matches and the entry is not *racy*: a file
-//! whose mtime or ctime falls within [`racy_window`] of the moment its entry was made could have
-//! been changed again within the same timestamp tick, so it is read again (git's racy-clean rule).
-//! ctime cannot be set by users, so an in-place rewrite of the same size with the mtime put back is
-//! still caught.
+//! A cached digest is used only when every stat field matches. An entry is only ever made for a
+//! file that is not *racy*: a file whose mtime or ctime falls within [`racy_window`] of the moment
+//! hashing started could be changed again within the same timestamp tick without its stat
+//! changing, so it is not cached and is read again next time (git's racy-clean rule). ctime cannot
+//! be set by users, so an in-place rewrite of the same size with the mtime put back is still
+//! caught.
 //!
 //! The file is written whole to a temporary file and renamed into place, and ends with the BLAKE3
 //! of everything before it. A cache that is truncated, corrupt, of another format version, or made
 //! for another root is ignored (and rebuilt), never trusted. Layout, all integers little-endian:
 //!
 //! ```text
-//! "CAIRNSC1" | u32 root length | root path bytes | u64 entry count
+//! "CAIRNSC2" | u32 root length | root path bytes | u64 entry count
 //! entries, sorted by path: u32 path length | path | u64 dev | u64 ino | u64 size
-//!                          | i64 mtime ns | i64 ctime ns | i64 hashed-at ns | 32-byte BLAKE3
+//!                          | i64 mtime ns | i64 ctime ns | 32-byte BLAKE3
 //! 32-byte BLAKE3 of all of the above
 //! ```
 
@@ -31,8 +32,8 @@ use std::path::{Path, PathBuf};
 use crate::digest::Digest;
 use crate::error::{IoResultExt, Result};
 
-const MAGIC: &[u8; 8] = b"CAIRNSC1";
-const FIXED: usize = 8 * 6 + 32;
+const MAGIC: &[u8; 8] = b"CAIRNSC2";
+const FIXED: usize = 8 * 5 + 32;
 
 /// What identifies one version of a file, from `stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,13 +74,18 @@ pub fn racy_window(key: &StatKey) -> i64 {
     }
 }
 
+/// May a file with this stat, hashed after `started` (nanoseconds since the epoch, taken before
+/// the file was examined), be cached? Not when it was modified so close to `started` that a
+/// further change could leave its timestamps as they are.
+pub fn trustworthy(key: &StatKey, started: i64) -> bool {
+    key.mtime_ns.max(key.ctime_ns) + racy_window(key) < started
+}
+
 /// A cache entry as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cached {
     /// The file's stat identity when it was hashed.
     pub key: StatKey,
-    /// When the entry was made (nanoseconds since the epoch), before the file was stat'ed.
-    pub hashed_at: i64,
     /// The file's BLAKE3.
     pub hash: Digest,
 }
@@ -88,7 +94,6 @@ impl Cached {
     /// May this entry stand in for a file whose stat is now `now`?
     pub fn valid_for(&self, now: &StatKey) -> bool {
         self.key == *now
-            && self.key.mtime_ns.max(self.key.ctime_ns) + racy_window(&self.key) < self.hashed_at
     }
 }
 
@@ -171,8 +176,7 @@ impl StatCache {
                 mtime_ns: u(3) as i64,
                 ctime_ns: u(4) as i64,
             },
-            hashed_at: u(5) as i64,
-            hash: Digest(f[48..80].try_into().expect("32 bytes")),
+            hash: Digest(f[40..72].try_into().expect("32 bytes")),
         })
     }
 
@@ -209,7 +213,6 @@ impl StatCache {
                 c.key.size,
                 c.key.mtime_ns as u64,
                 c.key.ctime_ns as u64,
-                c.hashed_at as u64,
             ] {
                 io(w.write_all(&v.to_le_bytes()))?;
             }
@@ -300,7 +303,6 @@ mod tests {
                 mtime_ns: 1_000_000_123,
                 ctime_ns: 1_000_000_456,
             },
-            hashed_at: 5_000_000_000,
             hash: Digest([n; 32]),
         }
     }
@@ -359,26 +361,22 @@ mod tests {
     }
 
     #[test]
-    fn racy_and_changed_entries_are_not_valid() {
+    fn changed_or_racy_files_are_not_trusted() {
         let e = entry(1);
         assert!(e.valid_for(&e.key));
         let mut other = e.key;
         other.ctime_ns += 1;
         assert!(!e.valid_for(&other), "ctime differs");
-        let racy = Cached {
-            hashed_at: e.key.ctime_ns + 50_000_000,
-            ..e
+        // Hashed in the same tick as the last change: not cached.
+        assert!(!trustworthy(&e.key, e.key.ctime_ns + 50_000_000));
+        assert!(trustworthy(&e.key, e.key.ctime_ns + 150_000_000));
+        // Whole-second timestamps get a 2 s window.
+        let coarse = StatKey {
+            mtime_ns: 1_000_000_000,
+            ctime_ns: 1_000_000_000,
+            ..e.key
         };
-        assert!(!racy.valid_for(&e.key), "hashed in the same tick");
-        let whole_seconds = Cached {
-            key: StatKey {
-                mtime_ns: 1_000_000_000,
-                ctime_ns: 1_000_000_000,
-                ..e.key
-            },
-            hashed_at: 2_500_000_000,
-            ..e
-        };
-        assert!(!whole_seconds.valid_for(&whole_seconds.key));
+        assert!(!trustworthy(&coarse, 2_500_000_000));
+        assert!(trustworthy(&coarse, 3_500_000_000));
     }
 }

@@ -13,14 +13,15 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use rayon::prelude::*;
 
-use crate::cache::{now_ns, Cached, StatCache, StatKey};
+use crate::cache::{now_ns, trustworthy, Cached, StatCache, StatKey};
 use crate::error::{Error, IoResultExt, Result};
+use crate::walk::Found;
 
 /// The prefix of every digest string.
 pub const PREFIX: &str = "blake3:";
@@ -37,7 +38,7 @@ pub const PREFIX: &str = "blake3:";
 /// assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
 /// assert!("sha256:00".parse::<Digest>().is_err());
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(pub [u8; 32]);
 
 impl Digest {
@@ -129,13 +130,23 @@ impl Entry {
 
     /// Append this entry's manifest line (`[\\]<hex>  <path>\n`) to `out`.
     pub fn write_line(&self, out: &mut Vec<u8>) {
-        let (path, escaped) = self.display_path();
-        if escaped {
-            out.push(b'\\');
+        let hex = blake3::Hash::from_bytes(self.hash.0).to_hex();
+        let plain = !self.path.iter().any(|b| matches!(b, b'\\' | b'\n' | b'\r'))
+            && std::str::from_utf8(&self.path).is_ok();
+        if plain {
+            // The common case, without an allocation: the bytes are already what b3sum prints.
+            out.extend_from_slice(hex.as_bytes());
+            out.extend_from_slice(b"  ");
+            out.extend_from_slice(&self.path);
+        } else {
+            let (path, escaped) = self.display_path();
+            if escaped {
+                out.push(b'\\');
+            }
+            out.extend_from_slice(hex.as_bytes());
+            out.extend_from_slice(b"  ");
+            out.extend_from_slice(path.as_bytes());
         }
-        out.extend_from_slice(self.hash.hex().as_bytes());
-        out.extend_from_slice(b"  ");
-        out.extend_from_slice(path.as_bytes());
         out.push(b'\n');
     }
 
@@ -161,6 +172,17 @@ impl Manifest {
             e.write_line(&mut out);
         }
         out
+    }
+
+    /// Write the manifest text to `w` (see [`Manifest::to_text`]) without building it in memory.
+    pub fn write_text(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut line = Vec::with_capacity(256);
+        for e in &self.entries {
+            line.clear();
+            e.write_line(&mut line);
+            w.write_all(&line)?;
+        }
+        Ok(())
     }
 
     /// The directory digest: BLAKE3 over [`Manifest::to_text`], without building the whole text.
@@ -295,7 +317,8 @@ struct FileHash {
     hash: Digest,
     size: u64,
     read: bool,
-    cache: Cached,
+    /// What to cache for it: `None` for a racy file.
+    cache: Option<Cached>,
 }
 
 thread_local! {
@@ -310,21 +333,38 @@ fn changed_while_reading(path: &Path) -> Error {
 
 /// Hash one file, using `cached` when it is still valid. The file is stat'ed before and after it
 /// is read; any difference (an append, a rewrite, a replacement) is an error, never a digest.
-fn hash_one(path: &Path, cached: Option<Cached>, started: i64) -> Result<FileHash> {
+///
+/// `known` is the file's stat from the walk, when there was one: a cache hit then costs no
+/// system call at all, and a read costs open, read, one fstat and close.
+fn hash_one(
+    path: &Path,
+    known: Option<StatKey>,
+    cached: Option<Cached>,
+    started: i64,
+) -> Result<FileHash> {
     use std::io::Read;
     if let Some(c) = cached {
-        let meta = std::fs::metadata(path).map_err(|e| Error::reading("file", path, e))?;
-        if c.valid_for(&StatKey::of(&meta)) {
+        let now = match known {
+            Some(k) => k,
+            None => {
+                StatKey::of(&std::fs::metadata(path).map_err(|e| Error::reading("file", path, e))?)
+            }
+        };
+        if c.valid_for(&now) {
             return Ok(FileHash {
                 hash: c.hash,
-                size: meta.len(),
+                size: now.size,
                 read: false,
-                cache: c,
+                cache: Some(c),
             });
         }
     }
     let mut file = std::fs::File::open(path).map_err(|e| Error::reading("file", path, e))?;
-    let before = StatKey::of(&file.metadata().ctx("cannot read", path)?);
+    // The walk's stat is the "before": a change between the walk and the read counts too.
+    let before = match known {
+        Some(k) => k,
+        None => StatKey::of(&file.metadata().ctx("cannot read", path)?),
+    };
     let hash: Digest = if before.size >= MMAP_MIN {
         let mut hasher = blake3::Hasher::new();
         hasher.update_mmap_rayon(path).ctx("cannot read", path)?;
@@ -344,29 +384,26 @@ fn hash_one(path: &Path, cached: Option<Cached>, started: i64) -> Result<FileHas
             Ok(blake3::hash(&buf).into())
         })?
     };
+    let after = StatKey::of(&file.metadata().ctx("cannot read", path)?);
     // For the memory-mapped path BLAKE3 opened the file again by name: compare the name's stat
     // too, so a replacement in between is caught.
-    let after = StatKey::of(&file.metadata().ctx("cannot read", path)?);
-    let by_name = std::fs::metadata(path).map(|m| StatKey::of(&m)).ok();
-    if after != before || by_name != Some(before) {
+    let replaced = before.size >= MMAP_MIN
+        && std::fs::metadata(path).map(|m| StatKey::of(&m)).ok() != Some(before);
+    if after != before || replaced {
         return Err(changed_while_reading(path));
     }
     Ok(FileHash {
         hash,
         size: before.size,
         read: true,
-        cache: Cached {
-            key: before,
-            hashed_at: started,
-            hash,
-        },
+        cache: trustworthy(&before, started).then_some(Cached { key: before, hash }),
     })
 }
 
 /// BLAKE3 of one file's bytes, and its size (no cache). A file that changes while it is read is
 /// an error.
 pub fn hash_file(path: &Path) -> Result<(Digest, u64)> {
-    let h = hash_one(path, None, now_ns())?;
+    let h = hash_one(path, None, None, now_ns())?;
     Ok((h.hash, h.size))
 }
 
@@ -386,14 +423,15 @@ pub fn hash_path_with(path: &Path, opts: &HashOptions<'_>) -> Result<Hashed> {
         if let Some(p) = opts.progress {
             p.start(1);
         }
-        let h = hash_one(path, cache.get(b"").filter(|_| opts.use_cache), started)?;
+        let cached = cache.get(b"").filter(|_| opts.use_cache);
+        let h = hash_one(path, None, cached, started)?;
         if let Some(p) = opts.progress {
             p.file_done(h.size, h.read);
             p.finish();
         }
         if h.read {
             // A cache that cannot be written only costs a re-read next time.
-            let _ = cache.save(std::iter::once((&b""[..], h.cache)));
+            let _ = cache.save(h.cache.iter().map(|c| (&b""[..], *c)));
         }
         Ok(Hashed {
             kind: Kind::File,
@@ -420,113 +458,98 @@ fn open_cache(root: &Path, opts: &HashOptions<'_>) -> StatCache {
     }
 }
 
-/// The regular files below `root` (symlinks followed), as relative path bytes sorted by those
-/// bytes; plus what was skipped.
-pub fn list_files(root: &Path) -> Result<(Vec<Vec<u8>>, Vec<Skipped>)> {
-    let mut files = Vec::new();
-    let mut skipped = Vec::new();
-    for item in walkdir::WalkDir::new(root).follow_links(true) {
-        let entry = match item {
-            Ok(entry) => entry,
-            Err(err) => {
-                let err_path = err.path().unwrap_or(root).to_path_buf();
-                if err.loop_ancestor().is_some() {
-                    return Err(Error::SymlinkLoop { path: err_path });
-                }
-                // A dangling symlink: walkdir cannot stat its target.
-                let dangling = std::fs::symlink_metadata(&err_path)
-                    .map(|m| m.file_type().is_symlink())
-                    .unwrap_or(false)
-                    && std::fs::metadata(&err_path).is_err();
-                if dangling {
-                    skipped.push(Skipped {
-                        path: rel(root, &err_path),
-                        reason: "dangling symlink",
-                    });
-                    continue;
-                }
-                let source = err
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("walk error"));
-                return Err(Error::Io {
-                    op: "cannot read",
-                    path: err_path,
-                    source,
-                });
-            }
-        };
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            continue;
-        }
-        if ft.is_file() {
-            files.push(rel(root, entry.path()).into_os_string().into_vec());
-        } else {
-            skipped.push(Skipped {
-                path: rel(root, entry.path()),
-                reason: "not a regular file (FIFO, socket or device)",
-            });
-        }
-    }
-    // walkdir's per-directory order is not the order of whole paths ("a.txt" < "a/b"), so sort
-    // after collecting.
-    files.sort_unstable();
-    Ok((files, skipped))
-}
-
-fn rel(root: &Path, path: &Path) -> PathBuf {
-    path.strip_prefix(root).unwrap_or(path).to_path_buf()
-}
-
 /// Hash every regular file below `root` in parallel, reusing cached digests where the cache
 /// allows, and build the manifest.
+///
+/// Memory is what matters at a million files: the walk's list is the only per-file list while
+/// hashing (plus a small result per file, written in place), and the cache's bytes are dropped
+/// before the manifest is built.
 pub fn hash_dir(root: &Path, opts: &HashOptions<'_>) -> Result<Hashed> {
+    /// What hashing one file gave.
+    #[derive(Clone, Copy, Default)]
+    struct Out {
+        hash: Digest,
+        read: bool,
+        cacheable: bool,
+    }
     let started = now_ns();
-    let (files, skipped) = list_files(root)?;
+    let (files, skipped) = crate::walk::walk(root)?;
     let cache = open_cache(root, opts);
     if let Some(p) = opts.progress {
         p.start(files.len() as u64);
     }
-    let results = files
-        .into_par_iter()
-        .map(|rel| {
-            let abs = root.join(OsStr::from_bytes(&rel));
-            let cached = if opts.use_cache {
-                cache.get(&rel)
-            } else {
-                None
-            };
-            let h = hash_one(&abs, cached, started)?;
-            if let Some(p) = opts.progress {
-                p.file_done(h.size, h.read);
+    let first_error = std::sync::Mutex::new(None::<Error>);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let mut outs: Vec<Out> = Vec::with_capacity(files.len());
+    files
+        .par_iter()
+        .map(|Found { rel, key }| {
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                return Out::default();
             }
-            Ok((
-                Entry {
-                    path: rel,
-                    hash: h.hash,
-                    size: Some(h.size),
-                },
-                h.cache,
-                h.read,
-            ))
+            let abs = root.join(OsStr::from_bytes(rel));
+            let cached = if opts.use_cache { cache.get(rel) } else { None };
+            match hash_one(&abs, Some(*key), cached, started) {
+                Ok(h) => {
+                    if let Some(p) = opts.progress {
+                        p.file_done(h.size, h.read);
+                    }
+                    Out {
+                        hash: h.hash,
+                        read: h.read,
+                        cacheable: h.cache.is_some(),
+                    }
+                }
+                Err(e) => {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    first_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(e);
+                    Out::default()
+                }
+            }
         })
-        .collect::<Result<Vec<_>>>();
+        .collect_into_vec(&mut outs);
     if let Some(p) = opts.progress {
         p.finish();
     }
-    let results = results?;
-    let files_read = results.iter().filter(|r| r.2).count() as u64;
-    let bytes_read = results
-        .iter()
-        .filter(|r| r.2)
-        .map(|r| r.0.size.unwrap_or(0))
-        .sum();
-    if files_read > 0 || cache.len() != results.len() {
-        let entries = results.iter().map(|(e, c, _)| (e.path.as_slice(), *c));
-        // A cache that cannot be written only costs a re-read next time.
-        let _ = cache.save(entries);
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
     }
-    let entries: Vec<Entry> = results.into_iter().map(|r| r.0).collect();
+    let files_read = outs.iter().filter(|o| o.read).count() as u64;
+    let bytes_read = files
+        .iter()
+        .zip(&outs)
+        .filter(|(_, o)| o.read)
+        .map(|(f, _)| f.key.size)
+        .sum();
+    let cacheable = outs.iter().filter(|o| o.cacheable).count();
+    if files_read > 0 || cache.len() != cacheable {
+        let entries = files
+            .iter()
+            .zip(&outs)
+            .filter(|(_, o)| o.cacheable)
+            .map(|(f, o)| {
+                let c = Cached {
+                    key: f.key,
+                    hash: o.hash,
+                };
+                (f.rel.as_slice(), c)
+            });
+        // A cache that cannot be written only costs a re-read next time.
+        let _ = cache.save(ExactLen(entries, cacheable));
+    }
+    drop(cache);
+    let entries: Vec<Entry> = files
+        .into_iter()
+        .zip(outs)
+        .map(|(f, o)| Entry {
+            path: f.rel,
+            hash: o.hash,
+            size: Some(f.key.size),
+        })
+        .collect();
     let manifest = Manifest { entries };
     Ok(Hashed {
         kind: Kind::Dir,
@@ -539,6 +562,25 @@ pub fn hash_dir(root: &Path, opts: &HashOptions<'_>) -> Result<Hashed> {
         skipped,
     })
 }
+
+/// An iterator whose length is known from elsewhere (for [`StatCache::save`]'s header).
+struct ExactLen<I>(I, usize);
+
+impl<I: Iterator> Iterator for ExactLen<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.0.next();
+        if item.is_some() {
+            self.1 -= 1;
+        }
+        item
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.1, Some(self.1))
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}
 
 /// The relative path of an entry as an `OsStr` (for joining onto a root).
 pub fn entry_os_path(entry: &Entry) -> &OsStr {

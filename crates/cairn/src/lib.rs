@@ -17,5 +17,6 @@ pub mod lockfile;
 pub mod paths;
 pub mod project;
 pub mod verify;
+pub mod walk;
 
 pub use error::{Error, Result};

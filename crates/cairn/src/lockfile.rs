@@ -834,8 +834,20 @@ pub fn write_if_changed(path: &Path, text: &[u8]) -> Result<bool> {
     Ok(true)
 }
 
-/// Atomically replace `path` with `bytes` (see [`write_if_changed`]).
+/// Atomically replace `path` with `bytes` (see [`write_if_changed`]), durably.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_with(path, true, |w| w.write_all(bytes))
+}
+
+/// Atomically replace `path` with what `write` produces, streamed through a buffer into a
+/// temporary file in the same directory, then renamed. `durable` also fsyncs the file before
+/// the rename and the directory after it; files that check themselves (content-addressed
+/// manifests) can skip that cost.
+pub fn atomic_write_with(
+    path: &Path,
+    durable: bool,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<()> {
     use std::io::Write;
     let dir = path
         .parent()
@@ -843,20 +855,28 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).ctx("cannot create directory", &dir)?;
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".cairn-tmp-")
         .tempfile_in(&dir)
         .ctx("cannot create a temporary file in", &dir)?;
-    tmp.write_all(bytes).ctx("cannot write", tmp.path())?;
-    tmp.as_file().sync_all().ctx("cannot sync", tmp.path())?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+        write(&mut w).ctx("cannot write", tmp.path())?;
+        w.flush().ctx("cannot write", tmp.path())?;
+    }
+    if durable {
+        tmp.as_file().sync_all().ctx("cannot sync", tmp.path())?;
+    }
     tmp.persist(path).map_err(|e| Error::Io {
         op: "cannot replace",
         path: path.to_path_buf(),
         source: e.error,
     })?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        // Make the rename durable; a directory that cannot be opened is not worth failing for.
-        let _ = d.sync_all();
+    if durable {
+        if let Ok(d) = std::fs::File::open(&dir) {
+            // Make the rename durable; a directory that cannot be opened is not worth failing for.
+            let _ = d.sync_all();
+        }
     }
     Ok(())
 }
