@@ -600,7 +600,7 @@ fn bench_1m(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
 }
 
 fn human_size(b: usize) -> String {
-    if b >= 1024 && b % 1024 == 0 {
+    if b >= 1024 && b.is_multiple_of(1024) {
         format!("{} KiB", b / 1024)
     } else {
         format!("{b} B")
