@@ -24,7 +24,7 @@
 //! ```
 
 use std::fs::Metadata;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -195,10 +195,7 @@ impl StatCache {
             .prefix(".stat-tmp-")
             .tempfile_in(dir)
             .ctx("cannot create a temporary file in", dir)?;
-        let mut w = HashingWriter {
-            inner: BufWriter::with_capacity(1 << 20, tmp.as_file()),
-            hasher: blake3::Hasher::new(),
-        };
+        let mut w = HashingWriter::new(tmp.as_file());
         let io = |r: std::io::Result<()>| r.ctx("cannot write", tmp.path());
         io(w.write_all(MAGIC))?;
         io(w.write_all(&(self.root.len() as u32).to_le_bytes()))?;
@@ -218,10 +215,7 @@ impl StatCache {
             }
             io(w.write_all(&c.hash.0))?;
         }
-        let trailer = *w.hasher.finalize().as_bytes();
-        io(w.inner.write_all(&trailer))?;
-        io(w.inner.flush())?;
-        drop(w);
+        io(w.finish())?;
         tmp.persist(file).map_err(|e| crate::Error::Io {
             op: "cannot replace",
             path: file.clone(),
@@ -231,19 +225,49 @@ impl StatCache {
     }
 }
 
+/// Writes through a 1 MiB buffer, hashing each full buffer (BLAKE3 is much faster on large
+/// inputs than on the small pieces an entry is made of).
 struct HashingWriter<W: Write> {
     inner: W,
+    buf: Vec<u8>,
     hasher: blake3::Hasher,
 }
 
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            buf: Vec::with_capacity(1 << 20),
+            hasher: blake3::Hasher::new(),
+        }
+    }
+
+    fn drain(&mut self) -> std::io::Result<()> {
+        self.hasher.update(&self.buf);
+        self.inner.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Write what is buffered and the BLAKE3 of everything written.
+    fn finish(mut self) -> std::io::Result<()> {
+        self.drain()?;
+        let trailer = *self.hasher.finalize().as_bytes();
+        self.inner.write_all(&trailer)?;
+        self.inner.flush()
+    }
+}
+
 impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 1 << 20 {
+            self.drain()?;
+        }
+        Ok(data.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        Ok(())
     }
 }
 

@@ -79,16 +79,31 @@ pub struct DigestParseError(pub String);
 impl FromStr for Digest {
     type Err = DigestParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || DigestParseError(s.to_string());
-        let hex = s.strip_prefix(PREFIX).ok_or_else(bad)?;
-        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(bad());
+        s.strip_prefix(PREFIX)
+            .and_then(Digest::from_hex)
+            .ok_or_else(|| DigestParseError(s.to_string()))
+    }
+}
+
+impl Digest {
+    /// Parse exactly 64 lowercase hex digits (no prefix).
+    pub fn from_hex(hex: &str) -> Option<Digest> {
+        fn nibble(b: u8) -> Option<u8> {
+            match b {
+                b'0'..=b'9' => Some(b - b'0'),
+                b'a'..=b'f' => Some(b - b'a' + 10),
+                _ => None,
+            }
+        }
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return None;
         }
         let mut out = [0u8; 32];
         for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+            *byte = nibble(bytes[2 * i])? << 4 | nibble(bytes[2 * i + 1])?;
         }
-        Ok(Digest(out))
+        Some(Digest(out))
     }
 }
 
@@ -201,19 +216,20 @@ impl Manifest {
     /// text is lossy for names that are not UTF-8, so such names cannot be recovered exactly).
     pub fn parse(text: &[u8]) -> std::result::Result<Manifest, String> {
         let text = std::str::from_utf8(text).map_err(|e| format!("not UTF-8: {e}"))?;
-        let mut entries = Vec::new();
+        let mut entries = Vec::with_capacity(text.len() / 80);
         for (n, line) in text.split_terminator('\n').enumerate() {
             let lineno = n + 1;
             let (escaped, rest) = match line.strip_prefix('\\') {
                 Some(rest) => (true, rest),
                 None => (false, line),
             };
-            let (hex, path) = rest
-                .split_once("  ")
-                .ok_or_else(|| format!("line {lineno}: expected `<hex>  <path>`"))?;
-            let hash: Digest = format!("{PREFIX}{hex}")
-                .parse()
-                .map_err(|_| format!("line {lineno}: bad hash {hex:?}"))?;
+            // `<64 hex digits>  <path>`: the hash has a fixed width.
+            let (hex, path) = match (rest.get(..64), rest.get(64..66), rest.get(66..)) {
+                (Some(hex), Some("  "), Some(path)) => (hex, path),
+                _ => return Err(format!("line {lineno}: expected `<hex>  <path>`")),
+            };
+            let hash =
+                Digest::from_hex(hex).ok_or_else(|| format!("line {lineno}: bad hash {hex:?}"))?;
             let path = if escaped {
                 unescape(path).ok_or_else(|| format!("line {lineno}: bad escape in path"))?
             } else {

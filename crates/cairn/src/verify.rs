@@ -281,10 +281,12 @@ fn check_item(
         return Ok(());
     };
     let manifest_path = project.manifest_path(locked);
+    // The manifest file is the manifest text itself: check its bytes against the digest before
+    // parsing them.
     let old = std::fs::read(&manifest_path)
         .ok()
-        .and_then(|t| Manifest::parse(&t).ok())
-        .filter(|m| &m.digest() == locked);
+        .filter(|t| &Digest::of_bytes(t) == locked)
+        .and_then(|t| Manifest::parse(&t).ok());
     let Some(old) = old else {
         report.findings.push(finding(
             None,
@@ -315,7 +317,56 @@ fn kind_name(kind: Kind) -> &'static str {
 }
 
 /// Files that differ between two manifests, by their displayed (lossy) paths.
+///
+/// Both lists are normally sorted by the same bytes, so one merge pass does it. Names that are
+/// not UTF-8 come back from a stored manifest as lossy text, which may sort differently: then
+/// the comparison goes through maps instead.
 pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
+    let sorted = |m: &Manifest| {
+        m.entries.windows(2).all(|w| w[0].path < w[1].path)
+            && m.entries
+                .iter()
+                .all(|e| std::str::from_utf8(&e.path).is_ok())
+    };
+    if !(sorted(old) && sorted(new)) {
+        return manifest_diff_by_name(old, new);
+    }
+    let mut out = Vec::new();
+    let (mut a, mut b) = (old.entries.iter().peekable(), new.entries.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(o), None) => {
+                out.push((o.path_lossy(), Change::Removed));
+                a.next();
+            }
+            (None, Some(n)) => {
+                out.push((n.path_lossy(), Change::Added));
+                b.next();
+            }
+            (Some(o), Some(n)) => match o.path.cmp(&n.path) {
+                std::cmp::Ordering::Less => {
+                    out.push((o.path_lossy(), Change::Removed));
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push((n.path_lossy(), Change::Added));
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if o.hash != n.hash {
+                        out.push((o.path_lossy(), Change::Changed));
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
+    }
+    out
+}
+
+fn manifest_diff_by_name(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
     let old: BTreeMap<String, Digest> = old
         .entries
         .iter()
@@ -459,4 +510,45 @@ fn verify_code(project: &Project, lock: &Lock, report: &mut Report) -> Result<()
 
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Entry;
+
+    fn m(items: &[(&[u8], u8)]) -> Manifest {
+        Manifest {
+            entries: items
+                .iter()
+                .map(|(p, h)| Entry {
+                    path: p.to_vec(),
+                    hash: Digest([*h; 32]),
+                    size: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn merge_and_map_diffs_agree() {
+        let old = m(&[(b"a", 1), (b"b", 2), (b"d/x", 3)]);
+        let new = m(&[(b"a", 1), (b"b", 9), (b"c", 4)]);
+        let want = vec![
+            ("b".to_string(), Change::Changed),
+            ("c".to_string(), Change::Added),
+            ("d/x".to_string(), Change::Removed),
+        ];
+        let mut merged = manifest_diff(&old, &new);
+        merged.sort();
+        assert_eq!(merged, want);
+        assert_eq!(manifest_diff_by_name(&old, &new), want);
+        // A name that is not UTF-8 takes the map path and still finds the change.
+        let old = m(&[(b"\xff", 1)]);
+        let new = m(&[(b"\xff", 2)]);
+        assert_eq!(
+            manifest_diff(&old, &new),
+            vec![("\u{fffd}".to_string(), Change::Changed)]
+        );
+    }
 }
