@@ -24,7 +24,13 @@ use crate::LockArg;
 ///   train = "data/train"
 ///   imagenet = "/mnt/shared/imagenet"   # outside the project: recorded as external
 ///
-/// Commit cairn.lock and .cairn/ (except .cairn/cache, which .cairn/.gitignore keeps out).
+/// It also records the Python environment (interpreter and every installed package, read from
+/// their metadata as `pip freeze --all` lists them), the project's dependency lock files
+/// (uv.lock, pylock.toml, poetry.lock, requirements*.txt, ...), the determinism-related
+/// environment variables (PYTHONHASHSEED, CUBLAS_WORKSPACE_CONFIG, NCCL_*, ...), the host and
+/// its GPUs.
+///
+/// Commit cairn.lock and .cairn/ (.cairn/.gitignore keeps the local cache out).
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -53,6 +59,19 @@ pub struct Args {
     #[arg(long)]
     no_cache: bool,
 
+    /// The Python interpreter whose environment to record [default: `python` in cairn.toml,
+    /// then $VIRTUAL_ENV, $CONDA_PREFIX, python3 on PATH].
+    #[arg(long, value_name = "PATH", conflicts_with = "no_python")]
+    python: Option<std::path::PathBuf>,
+
+    /// Do not record a Python environment.
+    #[arg(long)]
+    no_python: bool,
+
+    /// The run's random seed: recorded in the lock and given to the command as CAIRN_SEED.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    seed: Option<i64>,
+
     #[command(flatten)]
     lock: LockArg,
 
@@ -73,6 +92,9 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         no_git: args.no_git,
         force: args.force,
         no_cache: args.no_cache,
+        python: args.python.clone(),
+        no_python: args.no_python,
+        seed: args.seed,
     };
     let bar = out.progress();
     let progress = bar.as_ref().map(|b| b as &dyn cairn::digest::Progress);
@@ -90,6 +112,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
                 *bytes as f64 / (1024.0 * 1024.0),
                 paths.join(", ")
             )),
+            Warning::Python(msg) => out.warn(msg),
             Warning::Dirty { sidecar, paths } => out.warn(&format!(
                 "uncommitted changes in {} file(s) recorded in {} (commit it with the lock)",
                 paths.len(),

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::{bail, Result};
 
 use cairn::project::Project;
-use cairn::verify::{Area, Change, Report, VerifyOptions};
+use cairn::verify::{Area, Change, Report, Severity, VerifyOptions};
 
 use crate::output::Printer;
 use crate::LockArg;
@@ -17,6 +17,10 @@ use crate::LockArg;
 /// The code matches when the working tree is the locked commit's tree plus the recorded
 /// uncommitted change; committing afterwards is fine, and cairn.lock and .cairn/ never count as
 /// code. External datasets are read only where cairn.toml or --data NAME=PATH says they are.
+///
+/// Environment drift (a package upgraded, the interpreter changed, a lock file edited or out of
+/// step with what is installed) is reported as a warning, and host differences (OS, GPU model,
+/// driver, CUDA, PyTorch build) as information; neither fails unless --strict.
 ///
 /// Exit status: 0 everything matches, 1 a difference was found, 2 bad input or I/O error.
 #[derive(clap::Args)]
@@ -32,6 +36,14 @@ pub struct Args {
     /// Read every file, even those the stat cache (.cairn/cache) knows to be unchanged.
     #[arg(long)]
     no_cache: bool,
+
+    /// The Python interpreter to compare with the locked environment [default: as for lock].
+    #[arg(long, value_name = "PATH")]
+    python: Option<std::path::PathBuf>,
+
+    /// Fail (exit 1) on environment and host drift too, not only on code, data and checkpoints.
+    #[arg(long)]
+    strict: bool,
 
     /// Output format: `human` or `json` (schema: spec/verify-report.md).
     #[arg(long, value_enum, default_value_t = Format::Human)]
@@ -58,6 +70,8 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let opts = VerifyOptions {
         data,
         no_cache: args.no_cache,
+        python: args.python.clone(),
+        strict: args.strict,
     };
     let bar = out.progress();
     let progress = bar.as_ref().map(|b| b as &dyn cairn::digest::Progress);
@@ -85,6 +99,8 @@ fn area_name(a: Area) -> &'static str {
         Area::Data => "data",
         Area::Checkpoint => "checkpoint",
         Area::Output => "output",
+        Area::Environment => "environment",
+        Area::Host => "host",
     }
 }
 
@@ -115,9 +131,14 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
             .as_deref()
             .map(|d| format!(" ({d})"))
             .unwrap_or_default();
+        let level = match f.severity {
+            Severity::Error => "",
+            Severity::Warning => " [warning]",
+            Severity::Info => " [info]",
+        };
         writeln!(
             w,
-            "{:<12} {}{subject}{path}{detail}",
+            "{:<12} {}{subject}{path}{detail}{level}",
             change_name(f.change),
             area_name(f.area)
         )?;
@@ -137,18 +158,28 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
         c.files_read,
         human_bytes(c.bytes_read)
     );
+    let drift = r
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Error)
+        .count();
+    let drift_note = if drift > 0 {
+        format!(" ({drift} environment/host difference(s) not failing; --strict fails on them)")
+    } else {
+        String::new()
+    };
     if r.ok {
-        writeln!(w, "verified {}: {what}", r.lock.display())
+        writeln!(w, "verified {}: {what}{drift_note}", r.lock.display())
     } else {
         let mut by_area: BTreeMap<&str, usize> = BTreeMap::new();
-        for f in &r.findings {
+        for f in r.findings.iter().filter(|f| f.severity == Severity::Error) {
             *by_area.entry(area_name(f.area)).or_default() += 1;
         }
         let parts: Vec<String> = by_area.iter().map(|(a, n)| format!("{a}: {n}")).collect();
         writeln!(
             w,
-            "{} difference(s) from {} ({}); checked {what}",
-            r.findings.len(),
+            "{} difference(s) from {} ({}); checked {what}{drift_note}",
+            by_area.values().sum::<usize>(),
             r.lock.display(),
             parts.join(", ")
         )

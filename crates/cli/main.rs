@@ -1,6 +1,7 @@
 //! The `cairn` command line: argument parsing, printing and exit codes. The work is done by the
 //! `cairn` library; this crate never decides anything about locks or digests.
 
+mod cmd_env;
 mod cmd_hash;
 mod cmd_lock;
 mod cmd_verify;
@@ -47,6 +48,7 @@ enum Command {
     Lock(cmd_lock::Args),
     Verify(cmd_verify::Args),
     Hash(cmd_hash::Args),
+    Env(cmd_env::Args),
 }
 
 /// Options shared by the commands that read or write a lock.
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Lock(args) => cmd_lock::run(args, &out),
         Command::Verify(args) => cmd_verify::run(args, &out),
         Command::Hash(args) => cmd_hash::run(args, &out),
+        Command::Env(args) => cmd_env::run(args, &out),
     };
     match result {
         Ok(code) => ExitCode::from(code),

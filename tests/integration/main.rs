@@ -4,5 +4,6 @@ mod bad_input;
 mod cache;
 mod code;
 mod digests;
+mod environment;
 mod lock_verify;
 mod util;

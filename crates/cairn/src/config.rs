@@ -3,6 +3,8 @@
 //! ```toml
 //! checkpoints = ["runs/*.safetensors"]   # paths or globs, relative to the project root
 //! outputs = ["metrics.json"]
+//! python = ".venv/bin/python"             # the interpreter to record (default: see --python)
+//! env = ["MY_SEED", "XLA_*"]              # more environment variables to record
 //!
 //! [data]                                  # name = path; a path outside the project is external
 //! train = "data/train"
@@ -34,6 +36,14 @@ pub struct Config {
     /// Other output paths or globs (metrics files, exports).
     #[serde(default)]
     pub outputs: Vec<String>,
+    /// The Python interpreter whose environment to record (relative to the project root, or
+    /// absolute).
+    #[serde(default)]
+    pub python: Option<String>,
+    /// More environment variables to record with the run, besides cairn's determinism list
+    /// (`NCCL_*`, `PYTHONHASHSEED`, ...). A trailing `*` matches a prefix.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 impl Config {

@@ -27,6 +27,8 @@ pub fn probe() -> Host {
             .ok()
             .map(|n| n.get() as u64),
         memory: meminfo.as_deref().and_then(parse_mem_total),
+        glibc: glibc(),
+        torch: None,
         gpus: probe_gpus(),
     }
 }
@@ -53,6 +55,18 @@ fn parse_mem_total(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The C library version, from `getconf GNU_LIBC_VERSION` (`glibc 2.36`).
+fn glibc() -> Option<String> {
+    let out = Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
 }
 
 fn nvidia_smi() -> String {

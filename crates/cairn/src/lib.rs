@@ -9,13 +9,16 @@
 pub mod cache;
 pub mod config;
 pub mod digest;
+pub mod env;
 pub mod error;
 pub mod git;
 pub mod host;
 pub mod lock;
 pub mod lockfile;
+pub mod lockfiles;
 pub mod paths;
 pub mod project;
+pub mod python;
 pub mod verify;
 pub mod walk;
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::digest::{self, Digest, HashOptions, Kind, Progress, Skipped};
+use crate::env;
 use crate::error::{Error, Result};
 use crate::git::{self, Excluder};
 use crate::lockfile::{self, Artifact, Code, Data, Location, Lock, Run, Submodule};
@@ -64,6 +65,12 @@ pub struct LockOptions {
     pub force: bool,
     /// Read every file even when the stat cache says it is unchanged.
     pub no_cache: bool,
+    /// The Python interpreter to record (`--python`).
+    pub python: Option<PathBuf>,
+    /// Do not record a Python environment.
+    pub no_python: bool,
+    /// The run's seed (`--seed`); also given to the command as `CAIRN_SEED`.
+    pub seed: Option<i64>,
 }
 
 /// Things worth telling the user that did not stop the lock.
@@ -88,6 +95,8 @@ pub enum Warning {
         /// The paths it touches (the first few).
         paths: Vec<String>,
     },
+    /// Something about the Python environment (no interpreter, broken metadata, shadowing).
+    Python(String),
     /// The code has uncommitted changes (recorded in the sidecar).
     Dirty {
         /// The sidecar.
@@ -399,6 +408,10 @@ pub fn lock(
         _ => None,
     };
 
+    // The environment, before the command runs.
+    let captured = env::capture(project, opts.python.as_deref(), opts.no_python)?;
+    warnings.extend(captured.warnings.iter().cloned().map(Warning::Python));
+
     // The command.
     let locked_at = SystemTime::now();
     let mut run = Run {
@@ -412,6 +425,8 @@ pub fn lock(
         started_at: None,
         finished_at: None,
         exit_code: None,
+        seed: opts.seed,
+        env: captured.env.clone(),
     };
     let mut failure: Option<String> = None;
     if let Some((program, args)) = opts.command.split_first() {
@@ -421,10 +436,12 @@ pub fn lock(
         let handler =
             signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).ok();
         let started = SystemTime::now();
-        let status = Command::new(program)
-            .args(args)
-            .current_dir(&project.cwd)
-            .status();
+        let mut command = Command::new(program);
+        command.args(args).current_dir(&project.cwd);
+        if let Some(seed) = opts.seed {
+            command.env("CAIRN_SEED", seed.to_string());
+        }
+        let status = command.status();
         if let Some(id) = handler {
             signal_hook::low_level::unregister(id);
         }
@@ -532,7 +549,9 @@ pub fn lock(
         created_by: Some(format!("cairn {}", env!("CARGO_PKG_VERSION"))),
         run,
         code,
-        host: Some(crate::host::probe()),
+        python: captured.python.as_ref().map(env::python_table),
+        host: Some(captured.host),
+        lockfiles: captured.lockfiles,
         data,
         checkpoints,
         outputs,

@@ -10,7 +10,7 @@
 //! Reading is two-step: [`read_version`] looks at `version` alone, so a lock from a newer cairn
 //! says "upgrade" instead of failing on some key it does not know; then the full parse.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::digest::{Digest, Kind};
 use crate::error::{Error, IoResultExt, Result};
 use crate::paths::RelPath;
+use crate::python::{CondaPackage, Source, TorchStack};
 
 /// The lockfile version this build writes and the newest it reads.
 pub const VERSION: i64 = 1;
@@ -34,6 +35,8 @@ pub const HEADER: &str = "# This file is written by cairn (https://example.inval
 // key order of the written file.
 
 mod wire {
+    use std::collections::BTreeMap;
+
     use serde::{Deserialize, Serialize};
 
     #[derive(Debug, Default, Serialize, Deserialize)]
@@ -48,6 +51,10 @@ mod wire {
         pub code: Option<Code>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub host: Option<Host>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub python: Option<Python>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub lockfile: Vec<Lockfile>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub data: Vec<Artifact>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -70,6 +77,10 @@ mod wire {
         pub finished_at: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub exit_code: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub seed: Option<i64>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub env: BTreeMap<String, String>,
     }
 
     #[derive(Debug, Default, Serialize, Deserialize)]
@@ -114,8 +125,87 @@ mod wire {
         pub cores: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub memory: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub glibc: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub torch: Option<Torch>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub gpu: Vec<Gpu>,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct Torch {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub version: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub cuda: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub cudnn: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub nccl: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub git_version: Option<String>,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct Python {
+        pub implementation: Option<String>,
+        pub version: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub abi: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub platform: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub package: Vec<PyPackage>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub conda: Vec<Conda>,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct PyPackage {
+        pub name: Option<String>,
+        pub version: Option<String>,
+        pub source: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub url: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub commit: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub hash: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub editable: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub change: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub installer: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub wheel_tag: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub fingerprint: Option<String>,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct Conda {
+        pub name: Option<String>,
+        pub version: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub build: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub channel: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub sha256: Option<String>,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct Lockfile {
+        pub path: Option<String>,
+        pub kind: Option<String>,
+        pub digest: Option<String>,
     }
 
     #[derive(Debug, Default, Serialize, Deserialize)]
@@ -165,6 +255,10 @@ pub struct Lock {
     pub code: Option<Code>,
     /// The machine the run happened on.
     pub host: Option<Host>,
+    /// The Python environment, when one was captured.
+    pub python: Option<Python>,
+    /// Dependency lock files found in the project, sorted by path.
+    pub lockfiles: Vec<LockfileEntry>,
     /// Datasets, sorted by name.
     pub data: Vec<Data>,
     /// Checkpoints, sorted by path.
@@ -188,6 +282,10 @@ pub struct Run {
     pub finished_at: Option<String>,
     /// Its exit code (negative: killed by that signal).
     pub exit_code: Option<i64>,
+    /// The seed given with `--seed`.
+    pub seed: Option<i64>,
+    /// The determinism-relevant environment variables that were set.
+    pub env: BTreeMap<String, String>,
 }
 
 /// `[code]`.
@@ -237,8 +335,57 @@ pub struct Host {
     pub cores: Option<u64>,
     /// Total memory, bytes.
     pub memory: Option<u64>,
+    /// The C library (`glibc 2.36`).
+    pub glibc: Option<String>,
+    /// What the installed PyTorch was built with.
+    pub torch: Option<TorchStack>,
     /// GPUs, in device order.
     pub gpus: Vec<Gpu>,
+}
+
+/// `[python]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Python {
+    /// `cpython`, `pypy`.
+    pub implementation: String,
+    /// `3.11.7`.
+    pub version: String,
+    /// The ABI (`cpython-311-x86_64-linux-gnu`).
+    pub abi: Option<String>,
+    /// The platform (`linux-x86_64`).
+    pub platform: Option<String>,
+    /// Installed distributions, sorted by name.
+    pub packages: Vec<PyPackage>,
+    /// conda packages, sorted by name.
+    pub conda: Vec<CondaPackage>,
+}
+
+/// `[[python.package]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PyPackage {
+    /// PEP 503 normalised name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Where it came from.
+    pub source: Source,
+    /// The installer (`pip`, `uv`).
+    pub installer: Option<String>,
+    /// Wheel tag(s).
+    pub wheel_tag: Option<String>,
+    /// Fingerprint of the installed files.
+    pub fingerprint: Option<Digest>,
+}
+
+/// `[[lockfile]]`: a dependency lock file of the project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockfileEntry {
+    /// Path in the project.
+    pub path: RelPath,
+    /// Format (`uv`, `pylock`, `poetry`, `pipfile`, `requirements`, `conda`, `cargo`, `npm`, ...).
+    pub kind: String,
+    /// File digest.
+    pub digest: Digest,
 }
 
 /// `[[host.gpu]]`.
@@ -457,6 +604,8 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
             started_at: c.time(r.started_at, "run.started-at"),
             finished_at: c.time(r.finished_at, "run.finished-at"),
             exit_code: r.exit_code,
+            seed: r.seed,
+            env: r.env,
         }
     });
 
@@ -507,6 +656,14 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
         cpu: h.cpu,
         cores: h.cores,
         memory: h.memory,
+        glibc: h.glibc,
+        torch: h.torch.map(|t| TorchStack {
+            version: t.version,
+            cuda: t.cuda,
+            git_version: t.git_version,
+            cudnn: t.cudnn,
+            nccl: t.nccl,
+        }),
         gpus: h
             .gpu
             .into_iter()
@@ -586,6 +743,24 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
         }
     }
 
+    let python = w.python.map(|p| c.python(p));
+    let mut lockfiles = Vec::new();
+    for (i, l) in w.lockfile.into_iter().enumerate() {
+        let at = format!("lockfile[{i}]");
+        let path = c.path(l.path, &format!("{at}.path"));
+        let kind = c.req(l.kind, &format!("{at}.kind"));
+        let digest = c.digest(l.digest, &format!("{at}.digest"));
+        if let (Some(path), Some(kind), Some(digest)) = (path, kind, digest) {
+            lockfiles.push(LockfileEntry { path, kind, digest });
+        }
+    }
+    lockfiles.sort_by(|a, b| a.path.cmp(&b.path));
+    for pair in lockfiles.windows(2) {
+        if pair[0].path == pair[1].path {
+            c.problems
+                .push(format!("lockfile path `{}` appears twice", pair[0].path));
+        }
+    }
     let mut artifacts = |list: Vec<wire::Artifact>, table: &str| {
         let mut out: Vec<Artifact> = list
             .into_iter()
@@ -612,10 +787,117 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
         run: run.expect("checked above"),
         code,
         host,
+        python,
+        lockfiles,
         data,
         checkpoints,
         outputs,
     })
+}
+
+impl Checker {
+    fn python(&mut self, p: wire::Python) -> Python {
+        let mut packages = Vec::new();
+        for (i, w) in p.package.into_iter().enumerate() {
+            let at = format!("python.package[{i}]");
+            let name = self.req(w.name, &format!("{at}.name"));
+            if let Some(n) = &name {
+                if *n != crate::python::normalize_name(n) || n.is_empty() {
+                    self.problems
+                        .push(format!("`{at}.name` is not a normalised name: {n:?}"));
+                }
+            }
+            let version = self.req(w.version, &format!("{at}.version"));
+            let source = match w.source.as_deref() {
+                Some("registry") => Some(Source::Registry),
+                Some("vcs") => match (w.url, w.commit) {
+                    (Some(url), Some(commit)) => Some(Source::Vcs { url, commit }),
+                    _ => {
+                        self.problems
+                            .push(format!("`{at}`: a vcs source needs `url` and `commit`"));
+                        None
+                    }
+                },
+                Some("archive") => match w.url {
+                    Some(url) => Some(Source::Archive { url, hash: w.hash }),
+                    None => {
+                        self.problems
+                            .push(format!("`{at}`: an archive source needs `url`"));
+                        None
+                    }
+                },
+                Some("directory") => match w.url {
+                    Some(url) => {
+                        let change = w
+                            .change
+                            .and_then(|d| self.digest(Some(d), &format!("{at}.change")));
+                        Some(Source::Directory {
+                            url,
+                            editable: w.editable,
+                            commit: w.commit,
+                            change,
+                        })
+                    }
+                    None => {
+                        self.problems
+                            .push(format!("`{at}`: a directory source needs `url`"));
+                        None
+                    }
+                },
+                other => {
+                    self.problems.push(format!(
+                        "`{at}.source` must be registry, vcs, archive or directory, not {other:?}"
+                    ));
+                    None
+                }
+            };
+            let fingerprint = w
+                .fingerprint
+                .and_then(|d| self.digest(Some(d), &format!("{at}.fingerprint")));
+            if let (Some(name), Some(version), Some(source)) = (name, version, source) {
+                packages.push(PyPackage {
+                    name,
+                    version,
+                    source,
+                    installer: w.installer,
+                    wheel_tag: w.wheel_tag,
+                    fingerprint,
+                });
+            }
+        }
+        packages.sort_by(|a, b| a.name.cmp(&b.name));
+        for pair in packages.windows(2) {
+            if pair[0].name == pair[1].name {
+                self.problems
+                    .push(format!("python package `{}` appears twice", pair[0].name));
+            }
+        }
+        let mut conda: Vec<CondaPackage> = p
+            .conda
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, w)| {
+                Some(CondaPackage {
+                    name: self.req(w.name, &format!("python.conda[{i}].name"))?,
+                    version: self.req(w.version, &format!("python.conda[{i}].version"))?,
+                    build: w.build,
+                    channel: w.channel,
+                    sha256: w.sha256,
+                })
+            })
+            .collect();
+        conda.sort_by(|a, b| a.name.cmp(&b.name));
+        Python {
+            implementation: self
+                .req(p.implementation, "python.implementation")
+                .unwrap_or_default(),
+            version: self.req(p.version, "python.version").unwrap_or_default(),
+            abi: p.abi,
+            platform: p.platform,
+            packages,
+            conda,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -642,6 +924,8 @@ impl From<&Lock> for wire::Lock {
                 started_at: l.run.started_at.clone(),
                 finished_at: l.run.finished_at.clone(),
                 exit_code: l.run.exit_code,
+                seed: l.run.seed,
+                env: l.run.env.clone(),
             }),
             code: l.code.as_ref().map(|c| wire::Code {
                 commit: Some(c.commit.clone()),
@@ -668,6 +952,14 @@ impl From<&Lock> for wire::Lock {
                 cpu: h.cpu.clone(),
                 cores: h.cores,
                 memory: h.memory,
+                glibc: h.glibc.clone(),
+                torch: h.torch.as_ref().map(|t| wire::Torch {
+                    version: t.version.clone(),
+                    cuda: t.cuda.clone(),
+                    cudnn: t.cudnn.clone(),
+                    nccl: t.nccl.clone(),
+                    git_version: t.git_version.clone(),
+                }),
                 gpu: h
                     .gpus
                     .iter()
@@ -699,7 +991,116 @@ impl From<&Lock> for wire::Lock {
                 .collect(),
             checkpoint: l.checkpoints.iter().map(artifact).collect(),
             output: l.outputs.iter().map(artifact).collect(),
+            python: l.python.as_ref().map(python_to_wire),
+            lockfile: l
+                .lockfiles
+                .iter()
+                .map(|e| wire::Lockfile {
+                    path: Some(e.path.to_string()),
+                    kind: Some(e.kind.clone()),
+                    digest: Some(e.digest.to_string()),
+                })
+                .collect(),
         }
+    }
+}
+
+/// The environment tables of a lock (`[run.env]`, `[host]`, `[python]`, `[[lockfile]]`) on their
+/// own, in canonical form: what `cairn env` prints.
+pub fn env_fragment(
+    env: &BTreeMap<String, String>,
+    host: &Host,
+    python: Option<&Python>,
+    lockfiles: &[LockfileEntry],
+) -> String {
+    let lock = Lock {
+        created_by: None,
+        run: Run {
+            id: String::new(),
+            locked_at: None,
+            command: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            seed: None,
+            env: env.clone(),
+        },
+        code: None,
+        host: Some(host.clone()),
+        python: python.cloned(),
+        lockfiles: lockfiles.to_vec(),
+        data: Vec::new(),
+        checkpoints: Vec::new(),
+        outputs: Vec::new(),
+    };
+    let mut w = wire::Lock::from(&lock);
+    w.version = None;
+    if let Some(run) = &mut w.run {
+        run.id = None;
+    }
+    if env.is_empty() {
+        w.run = None;
+    }
+    toml::to_string(&w).expect("the lock model always serialises to TOML")
+}
+
+fn python_to_wire(p: &Python) -> wire::Python {
+    wire::Python {
+        implementation: Some(p.implementation.clone()),
+        version: Some(p.version.clone()),
+        abi: p.abi.clone(),
+        platform: p.platform.clone(),
+        package: p
+            .packages
+            .iter()
+            .map(|k| {
+                let mut w = wire::PyPackage {
+                    name: Some(k.name.clone()),
+                    version: Some(k.version.clone()),
+                    installer: k.installer.clone(),
+                    wheel_tag: k.wheel_tag.clone(),
+                    fingerprint: k.fingerprint.map(|d| d.to_string()),
+                    ..Default::default()
+                };
+                match &k.source {
+                    Source::Registry => w.source = Some("registry".into()),
+                    Source::Vcs { url, commit } => {
+                        w.source = Some("vcs".into());
+                        w.url = Some(url.clone());
+                        w.commit = Some(commit.clone());
+                    }
+                    Source::Archive { url, hash } => {
+                        w.source = Some("archive".into());
+                        w.url = Some(url.clone());
+                        w.hash = hash.clone();
+                    }
+                    Source::Directory {
+                        url,
+                        editable,
+                        commit,
+                        change,
+                    } => {
+                        w.source = Some("directory".into());
+                        w.url = Some(url.clone());
+                        w.editable = *editable;
+                        w.commit = commit.clone();
+                        w.change = change.map(|d| d.to_string());
+                    }
+                }
+                w
+            })
+            .collect(),
+        conda: p
+            .conda
+            .iter()
+            .map(|c| wire::Conda {
+                name: Some(c.name.clone()),
+                version: Some(c.version.clone()),
+                build: c.build.clone(),
+                channel: c.channel.clone(),
+                sha256: c.sha256.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -723,6 +1124,11 @@ impl Lock {
         self.data.sort_by(|a, b| a.name.cmp(&b.name));
         self.checkpoints.sort_by(|a, b| a.path.cmp(&b.path));
         self.outputs.sort_by(|a, b| a.path.cmp(&b.path));
+        self.lockfiles.sort_by(|a, b| a.path.cmp(&b.path));
+        if let Some(p) = &mut self.python {
+            p.packages.sort_by(|a, b| a.name.cmp(&b.name));
+            p.conda.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         if let Some(code) = &mut self.code {
             code.submodules.sort_by(|a, b| a.path.cmp(&b.path));
         }
@@ -895,6 +1301,8 @@ mod tests {
                 started_at: Some("2026-11-26T20:00:00Z".into()),
                 finished_at: Some("2026-11-26T20:05:00Z".into()),
                 exit_code: Some(0),
+                seed: Some(42),
+                env: BTreeMap::from([("PYTHONHASHSEED".to_string(), "0".to_string())]),
             },
             code: Some(Code {
                 commit: "a".repeat(40),
@@ -906,6 +1314,41 @@ mod tests {
                 submodules: vec![],
             }),
             host: None,
+            python: Some(Python {
+                implementation: "cpython".into(),
+                version: "3.11.7".into(),
+                abi: Some("cpython-311-x86_64-linux-gnu".into()),
+                platform: Some("linux-x86_64".into()),
+                packages: vec![
+                    PyPackage {
+                        name: "torch".into(),
+                        version: "2.5.1".into(),
+                        source: Source::Registry,
+                        installer: Some("uv".into()),
+                        wheel_tag: Some("cp311-cp311-manylinux_2_28_x86_64".into()),
+                        fingerprint: Some(Digest::of_bytes(b"t")),
+                    },
+                    PyPackage {
+                        name: "mylib".into(),
+                        version: "0.1.0".into(),
+                        source: Source::Directory {
+                            url: "file:///src/mylib".into(),
+                            editable: true,
+                            commit: Some("c".repeat(40)),
+                            change: None,
+                        },
+                        installer: Some("pip".into()),
+                        wheel_tag: None,
+                        fingerprint: None,
+                    },
+                ],
+                conda: vec![],
+            }),
+            lockfiles: vec![LockfileEntry {
+                path: RelPath::parse("uv.lock").unwrap(),
+                kind: "uv".into(),
+                digest: Digest::of_bytes(b"uv"),
+            }],
             data: vec![
                 Data {
                     name: "val".into(),

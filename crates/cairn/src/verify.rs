@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::digest::{self, Digest, HashOptions, Kind, Manifest, Progress};
+use crate::env;
 use crate::error::{Error, Result};
 use crate::git::{self, Excluder, PathChange};
 use crate::lockfile::{Artifact, Location, Lock};
@@ -28,6 +29,23 @@ pub enum Area {
     Checkpoint,
     /// An output.
     Output,
+    /// The Python environment and dependency lock files (drift).
+    Environment,
+    /// The host: OS, GPU, driver, C library, PyTorch build (drift).
+    Host,
+}
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    /// Verification fails (exit 1): code, data, checkpoints and outputs; everything with
+    /// `--strict`.
+    Error,
+    /// Environment drift: reported, does not fail without `--strict`.
+    Warning,
+    /// Host facts: reported, do not fail without `--strict`.
+    Info,
 }
 
 /// What kind of difference.
@@ -51,8 +69,10 @@ pub enum Change {
 /// One difference between the lock and what is on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Code, data, checkpoint or output.
+    /// Code, data, checkpoint, output, environment or host.
     pub area: Area,
+    /// Whether it fails verification.
+    pub severity: Severity,
     /// The dataset name or artifact path (`code` for the code).
     pub subject: String,
     /// The file inside it that differs, when known.
@@ -110,6 +130,10 @@ pub struct VerifyOptions {
     pub data: BTreeMap<String, PathBuf>,
     /// Read every file even when the stat cache says it is unchanged.
     pub no_cache: bool,
+    /// The Python interpreter to compare with the lock (`--python`).
+    pub python: Option<PathBuf>,
+    /// Environment and host drift fail too.
+    pub strict: bool,
 }
 
 /// Verify the project against the lock at `lock_path`.
@@ -162,6 +186,7 @@ pub fn verify(
         let Some(place) = place else {
             report.findings.push(Finding {
                 area: Area::Data,
+                severity: Severity::Error,
                 subject: d.name.clone(),
                 path: None,
                 change: Change::Unchecked,
@@ -190,7 +215,11 @@ pub fn verify(
             check_artifact(project, area, a, &hopts, &mut report)?;
         }
     }
-    report.ok = report.findings.is_empty();
+    verify_environment(project, &lock, opts, &mut report)?;
+    report.ok = !report
+        .findings
+        .iter()
+        .any(|f| f.severity == Severity::Error);
     Ok(report)
 }
 
@@ -240,6 +269,7 @@ fn check_item(
     } = *item;
     let finding = |path: Option<String>, change: Change, detail: Option<String>| Finding {
         area,
+        severity: Severity::Error,
         subject: subject.to_string(),
         path,
         change,
@@ -394,6 +424,72 @@ fn manifest_diff_by_name(old: &Manifest, new: &Manifest) -> Vec<(String, Change)
     out
 }
 
+/// Compare the environment (Python, lock files) and the host with the lock.
+fn verify_environment(
+    project: &Project,
+    lock: &Lock,
+    opts: &VerifyOptions,
+    report: &mut Report,
+) -> Result<()> {
+    let severity = |level: env::Level| match (opts.strict, level) {
+        (true, _) => Severity::Error,
+        (false, env::Level::Environment) => Severity::Warning,
+        (false, env::Level::Host) => Severity::Info,
+    };
+    let mut drifts = Vec::new();
+    let mut current = None;
+    let mut torch = None;
+    let mut libc = None;
+    if let Some(locked) = &lock.python {
+        let configured = env::config_python(&project.root, project.config.python.as_deref());
+        match env::capture_python(opts.python.as_deref(), configured.as_deref())? {
+            Ok(e) => {
+                let table = env::python_table(&e);
+                drifts.extend(env::python_drift(locked, &table));
+                torch = e.torch.clone();
+                libc = e.interpreter.libc.clone();
+                current = Some(table);
+            }
+            Err(why) => drifts.push(env::Drift {
+                level: env::Level::Environment,
+                subject: "python".into(),
+                change: env::DriftChange::Removed,
+                detail: why,
+            }),
+        }
+    }
+    let (lock_drifts, warnings) =
+        env::lockfile_drift(&project.root, &lock.lockfiles, current.as_ref())?;
+    drifts.extend(lock_drifts);
+    report.notes.extend(warnings);
+    if let Some(locked) = &lock.host {
+        let mut now = crate::host::probe();
+        now.torch = torch;
+        if now.glibc.is_none() {
+            now.glibc = libc;
+        }
+        drifts.extend(env::host_drift(locked, &now));
+    }
+    for d in drifts {
+        report.findings.push(Finding {
+            area: match d.level {
+                env::Level::Environment => Area::Environment,
+                env::Level::Host => Area::Host,
+            },
+            severity: severity(d.level),
+            subject: d.subject,
+            path: None,
+            change: match d.change {
+                env::DriftChange::Added => Change::Added,
+                env::DriftChange::Removed => Change::Removed,
+                env::DriftChange::Changed => Change::Changed,
+            },
+            detail: Some(d.detail),
+        });
+    }
+    Ok(())
+}
+
 fn verify_code(project: &Project, lock: &Lock, report: &mut Report) -> Result<()> {
     let Some(code) = &lock.code else {
         report
@@ -445,6 +541,7 @@ fn verify_code(project: &Project, lock: &Lock, report: &mut Report) -> Result<()
     }
     let code_finding = |path: Option<String>, change: Change, detail: Option<String>| Finding {
         area: Area::Code,
+        severity: Severity::Error,
         subject: "code".into(),
         path,
         change,

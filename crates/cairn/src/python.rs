@@ -1,0 +1,738 @@
+//! The Python environment of a run: the interpreter and every installed distribution, exactly as
+//! `pip freeze --all` would list them, read from the metadata files on disk.
+//!
+//! The interpreter is run once, with nothing imported beyond the standard library, to learn its
+//! version, ABI, platform, prefix and `sys.path` (which includes `PYTHONPATH` and the path lines of
+//! `.pth` files, as the run would see them). Then every `sys.path` directory is scanned in order
+//! for `*.dist-info`, `*.egg-info` and `*.egg`; the first distribution of each PEP 503 normalised
+//! name wins and a later one is reported as shadowed. No package is imported.
+//!
+//! For each distribution: name, version, where it came from (PEP 610 `direct_url.json`: a VCS
+//! commit, an archive and its hash, or a local directory, editable or not, with that directory's
+//! own git commit and uncommitted change), the installer, the wheel tag, and a fingerprint of its
+//! installed files from `RECORD` that is the same whether pip or uv installed the same wheel.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::git;
+
+/// The interpreter as it describes itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interpreter {
+    /// The executable that was run.
+    pub executable: PathBuf,
+    /// `sys.implementation.name` (`cpython`).
+    pub implementation: String,
+    /// Full version (`3.11.7`).
+    pub version: String,
+    /// `SOABI` (`cpython-311-x86_64-linux-gnu`), when the build has one.
+    pub abi: Option<String>,
+    /// `sysconfig.get_platform()` (`linux-x86_64`).
+    pub platform: String,
+    /// `sys.prefix`.
+    pub prefix: String,
+    /// The C library, from `os.confstr("CS_GNU_LIBC_VERSION")` (`glibc 2.36`).
+    pub libc: Option<String>,
+    /// `sys.path`, in order, without the script directory.
+    pub sys_path: Vec<PathBuf>,
+}
+
+/// Where a distribution came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A package index (pip and uv do not record which one).
+    Registry,
+    /// A version-control URL at a commit.
+    Vcs {
+        /// `git+https://...` (credentials removed).
+        url: String,
+        /// The commit installed.
+        commit: String,
+    },
+    /// An archive (wheel or sdist) by URL, with its hash when the installer kept it.
+    Archive {
+        /// The URL (credentials removed).
+        url: String,
+        /// `sha256=<hex>`, when known.
+        hash: Option<String>,
+    },
+    /// A local directory.
+    Directory {
+        /// `file://` URL of the directory.
+        url: String,
+        /// Installed in editable (develop) mode.
+        editable: bool,
+        /// The directory's git commit, when it is in a git repository.
+        commit: Option<String>,
+        /// The digest of that repository's uncommitted change, when there is one.
+        change: Option<Digest>,
+    },
+}
+
+/// One installed distribution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    /// PEP 503 normalised name.
+    pub name: String,
+    /// The version from its metadata.
+    pub version: String,
+    /// Where it came from.
+    pub source: Source,
+    /// The `INSTALLER` file's content (`pip`, `uv`, `conda`).
+    pub installer: Option<String>,
+    /// The wheel's tag(s) from the `WHEEL` file, space-separated.
+    pub wheel_tag: Option<String>,
+    /// BLAKE3 over the sorted `path,hash` lines of `RECORD` (see [`record_fingerprint`]).
+    pub fingerprint: Option<Digest>,
+    /// The metadata directory or file it was read from (not recorded in the lock).
+    pub location: PathBuf,
+}
+
+/// A conda package from `conda-meta/*.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CondaPackage {
+    /// Package name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Build string.
+    pub build: Option<String>,
+    /// Channel URL or name.
+    pub channel: Option<String>,
+    /// SHA-256 of the package archive, when recorded.
+    pub sha256: Option<String>,
+}
+
+/// What PyTorch was built with, read from files (never by importing it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TorchStack {
+    /// `torch.__version__`.
+    pub version: Option<String>,
+    /// `torch.version.cuda`.
+    pub cuda: Option<String>,
+    /// `torch.version.git_version`.
+    pub git_version: Option<String>,
+    /// cuDNN, from the nvidia-cudnn wheel's `cudnn_version.h`.
+    pub cudnn: Option<String>,
+    /// NCCL, from the nvidia-nccl wheel's `nccl.h`.
+    pub nccl: Option<String>,
+}
+
+/// A captured environment.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    /// The interpreter.
+    pub interpreter: Interpreter,
+    /// Distributions, sorted by name.
+    pub packages: Vec<Package>,
+    /// conda packages, when the prefix is a conda environment; sorted by name.
+    pub conda: Vec<CondaPackage>,
+    /// PyTorch's build, when torch is installed.
+    pub torch: Option<TorchStack>,
+    /// Problems that did not stop the capture (broken metadata, shadowed duplicates).
+    pub warnings: Vec<String>,
+}
+
+/// Where the interpreter was found, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `--python PATH`.
+    Option,
+    /// `python = ...` in cairn.toml.
+    Config,
+    /// `$VIRTUAL_ENV`.
+    VirtualEnv,
+    /// `$CONDA_PREFIX`.
+    Conda,
+    /// `python3` on `PATH`.
+    Path,
+}
+
+/// Find the interpreter: `--python`, then cairn.toml, `$VIRTUAL_ENV`, `$CONDA_PREFIX`, then
+/// `python3` on `PATH`. `None` when there is none.
+pub fn find_interpreter(option: Option<&Path>, config: Option<&Path>) -> Option<(PathBuf, Origin)> {
+    if let Some(p) = option {
+        return Some((p.to_path_buf(), Origin::Option));
+    }
+    if let Some(p) = config {
+        return Some((p.to_path_buf(), Origin::Config));
+    }
+    for (var, origin) in [
+        ("VIRTUAL_ENV", Origin::VirtualEnv),
+        ("CONDA_PREFIX", Origin::Conda),
+    ] {
+        if let Some(prefix) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            let exe = Path::new(&prefix).join("bin/python");
+            if exe.exists() {
+                return Some((exe, origin));
+            }
+        }
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("python3"))
+        .find(|p| p.is_file())
+        .map(|p| (p, Origin::Path))
+}
+
+/// The script the interpreter runs: standard library only, one line of JSON out.
+const PROBE: &str = r#"
+import json, os, sys, sysconfig
+try:
+    libc = os.confstr("CS_GNU_LIBC_VERSION")
+except (AttributeError, ValueError, OSError):
+    libc = None
+print(json.dumps({
+    "implementation": sys.implementation.name,
+    "version": sys.version.split()[0],
+    "abi": sysconfig.get_config_var("SOABI"),
+    "platform": sysconfig.get_platform(),
+    "prefix": sys.prefix,
+    "libc": libc,
+    "path": sys.path[1:],
+}))
+"#;
+
+#[derive(Deserialize)]
+struct ProbeOut {
+    implementation: String,
+    version: String,
+    abi: Option<String>,
+    platform: String,
+    prefix: String,
+    libc: Option<String>,
+    path: Vec<String>,
+}
+
+/// Run the interpreter once to learn what it is and where it looks for packages.
+pub fn probe_interpreter(executable: &Path) -> Result<Interpreter> {
+    let out = Command::new(executable)
+        .args(["-c", PROBE])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|source| Error::Io {
+            op: "cannot run the Python interpreter",
+            path: executable.to_path_buf(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::Usage(format!(
+            "the Python interpreter {} failed: {}",
+            executable.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let p: ProbeOut = serde_json::from_slice(&out.stdout).map_err(|e| {
+        Error::Usage(format!(
+            "the Python interpreter {} did not describe itself ({e})",
+            executable.display()
+        ))
+    })?;
+    Ok(Interpreter {
+        executable: executable.to_path_buf(),
+        implementation: p.implementation,
+        version: p.version,
+        abi: p.abi,
+        platform: p.platform,
+        prefix: p.prefix,
+        libc: p.libc,
+        sys_path: p
+            .path
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+    })
+}
+
+/// PEP 503 normalisation: lower case, every run of `-`, `_` and `.` becomes one `-`.
+pub fn normalize_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut sep = false;
+    for c in name.trim().chars() {
+        if matches!(c, '-' | '_' | '.') {
+            sep = true;
+        } else {
+            if sep && !out.is_empty() {
+                out.push('-');
+            }
+            sep = false;
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+/// `Name` and `Version` from core metadata (RFC 822 style headers, up to the first blank line).
+fn parse_metadata(text: &str) -> Option<(String, String)> {
+    let mut name = None;
+    let mut version = None;
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            match k.trim() {
+                "Name" if name.is_none() => name = Some(v.trim().to_string()),
+                "Version" if version.is_none() => version = Some(v.trim().to_string()),
+                _ => {}
+            }
+        }
+    }
+    match (name, version) {
+        (Some(n), Some(v)) if !n.is_empty() && !v.is_empty() => Some((n, v)),
+        _ => None,
+    }
+}
+
+/// A fingerprint of the installed files: BLAKE3 over the sorted lines `path,hash` of `RECORD`,
+/// leaving out `__pycache__` files, the metadata directory itself, paths outside site-packages
+/// (`../`, such as scripts) and lines without a hash. These are exactly the parts that differ
+/// between installers of the same wheel.
+pub fn record_fingerprint(record: &str) -> Option<Digest> {
+    let mut lines: Vec<String> = Vec::new();
+    for line in record.lines() {
+        let fields = split_csv(line);
+        let (Some(path), Some(hash)) = (fields.first(), fields.get(1)) else {
+            continue;
+        };
+        let first = path.split('/').next().unwrap_or("");
+        if hash.is_empty()
+            || path.starts_with("../")
+            || path.starts_with('/')
+            || path.split('/').any(|c| c == "__pycache__")
+            || first.ends_with(".dist-info")
+        {
+            continue;
+        }
+        lines.push(format!("{path},{hash}"));
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    lines.sort();
+    let mut h = blake3::Hasher::new();
+    for l in &lines {
+        h.update(l.as_bytes());
+        h.update(b"\n");
+    }
+    Some(h.finalize().into())
+}
+
+/// Split one CSV line (RECORD uses the csv module's default dialect: `,`, `"` quoting).
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if field.is_empty() => quoted = true,
+            (',', false) => out.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    out.push(field);
+    out
+}
+
+#[derive(Deserialize)]
+struct DirectUrl {
+    url: String,
+    #[serde(default)]
+    vcs_info: Option<VcsInfo>,
+    #[serde(default)]
+    archive_info: Option<ArchiveInfo>,
+    #[serde(default)]
+    dir_info: Option<DirInfo>,
+}
+
+#[derive(Deserialize)]
+struct VcsInfo {
+    vcs: String,
+    commit_id: String,
+}
+
+#[derive(Deserialize)]
+struct ArchiveInfo {
+    #[serde(default)]
+    hash: Option<String>,
+    #[serde(default)]
+    hashes: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct DirInfo {
+    #[serde(default)]
+    editable: bool,
+}
+
+/// The path of a `file://` URL.
+fn file_url_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("file://")?;
+    // file:///abs and file://localhost/abs
+    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
+    Some(PathBuf::from(percent_decode(rest)))
+}
+
+fn percent_decode(s: &str) -> String {
+    fn nibble(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (nibble(b[i + 1]), nibble(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The source of a distribution from its `direct_url.json` (PEP 610), or the registry.
+fn source_of(meta_dir: &Path) -> std::result::Result<Source, String> {
+    let path = meta_dir.join("direct_url.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Source::Registry),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let d: DirectUrl =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let url = git::strip_credentials(&d.url);
+    if let Some(v) = d.vcs_info {
+        return Ok(Source::Vcs {
+            url: format!("{}+{url}", v.vcs),
+            commit: v.commit_id,
+        });
+    }
+    if let Some(a) = d.archive_info {
+        let hash = a.hash.or_else(|| {
+            a.hashes
+                .and_then(|h| h.into_iter().next())
+                .map(|(k, v)| format!("{k}={v}"))
+        });
+        return Ok(Source::Archive { url, hash });
+    }
+    let editable = d.dir_info.map(|i| i.editable).unwrap_or(false);
+    let (commit, change) = match file_url_path(&d.url).and_then(|p| git::discover(&p).ok()) {
+        Some(repo) => match git::capture(&repo, &git::Excluder::default()) {
+            Ok(state) => (
+                Some(state.commit.to_string()),
+                (!state.patch.is_empty()).then(|| Digest::of_bytes(&state.patch)),
+            ),
+            Err(_) => (None, None),
+        },
+        None => (None, None),
+    };
+    Ok(Source::Directory {
+        url,
+        editable,
+        commit,
+        change,
+    })
+}
+
+/// Read one metadata directory (or egg-info file): `None` with a warning when it is broken.
+fn read_distribution(entry: &Path, warnings: &mut Vec<String>) -> Option<Package> {
+    let name = entry.file_name()?.to_string_lossy().into_owned();
+    let (meta_dir, metadata_file) = if name.ends_with(".dist-info") {
+        (entry.to_path_buf(), entry.join("METADATA"))
+    } else if name.ends_with(".egg-info") {
+        if entry.is_dir() {
+            (entry.to_path_buf(), entry.join("PKG-INFO"))
+        } else {
+            (entry.to_path_buf(), entry.to_path_buf())
+        }
+    } else {
+        // foo-1.0-py3.11.egg/EGG-INFO/PKG-INFO
+        let egg_info = entry.join("EGG-INFO");
+        (egg_info.clone(), egg_info.join("PKG-INFO"))
+    };
+    let text = match std::fs::read(&metadata_file) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => {
+            warnings.push(format!(
+                "skipped {}: cannot read its metadata ({e})",
+                entry.display()
+            ));
+            return None;
+        }
+    };
+    let Some((raw_name, version)) = parse_metadata(&text) else {
+        warnings.push(format!(
+            "skipped {}: its metadata has no Name or Version",
+            entry.display()
+        ));
+        return None;
+    };
+    let source = match source_of(&meta_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            warnings.push(format!(
+                "{}: unreadable direct_url.json: {e}",
+                entry.display()
+            ));
+            Source::Registry
+        }
+    };
+    let read = |f: &str| {
+        std::fs::read_to_string(meta_dir.join(f))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let wheel_tag = read("WHEEL").and_then(|w| {
+        let tags: Vec<&str> = w
+            .lines()
+            .filter_map(|l| l.strip_prefix("Tag:"))
+            .map(str::trim)
+            .collect();
+        (!tags.is_empty()).then(|| tags.join(" "))
+    });
+    Some(Package {
+        name: normalize_name(&raw_name),
+        version,
+        source,
+        installer: read("INSTALLER"),
+        wheel_tag,
+        fingerprint: read("RECORD").and_then(|r| record_fingerprint(&r)),
+        location: entry.to_path_buf(),
+    })
+}
+
+fn is_metadata_entry(name: &str) -> bool {
+    name.ends_with(".dist-info") || name.ends_with(".egg-info") || name.ends_with(".egg")
+}
+
+/// Scan `sys.path` in order; the first distribution of each name wins.
+pub fn scan(sys_path: &[PathBuf]) -> (Vec<Package>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut found: BTreeMap<String, Package> = BTreeMap::new();
+    for dir in sys_path {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut entries: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| is_metadata_entry(&e.file_name().to_string_lossy()))
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for entry in entries {
+            let Some(pkg) = read_distribution(&entry, &mut warnings) else {
+                continue;
+            };
+            match found.get(&pkg.name) {
+                Some(first) => warnings.push(format!(
+                    "{} {} at {} is shadowed by {} {} at {}",
+                    pkg.name,
+                    pkg.version,
+                    pkg.location.display(),
+                    first.name,
+                    first.version,
+                    first.location.display()
+                )),
+                None => {
+                    found.insert(pkg.name.clone(), pkg);
+                }
+            }
+        }
+    }
+    (found.into_values().collect(), warnings)
+}
+
+/// conda packages from `<prefix>/conda-meta/*.json`; empty when the prefix is not a conda env.
+pub fn conda_packages(prefix: &Path, warnings: &mut Vec<String>) -> Vec<CondaPackage> {
+    #[derive(Deserialize)]
+    struct Meta {
+        name: String,
+        version: String,
+        #[serde(default)]
+        build: Option<String>,
+        #[serde(default)]
+        channel: Option<String>,
+        #[serde(default)]
+        sha256: Option<String>,
+    }
+    let Ok(rd) = std::fs::read_dir(prefix.join("conda-meta")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<CondaPackage> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| {
+            let parsed = std::fs::read(&p)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Meta>(&b).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(m) => Some(CondaPackage {
+                    name: m.name,
+                    version: m.version,
+                    build: m.build,
+                    channel: m.channel.map(|c| git::strip_credentials(&c)),
+                    sha256: m.sha256,
+                }),
+                Err(e) => {
+                    warnings.push(format!("skipped {}: {e}", p.display()));
+                    None
+                }
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn quoted_value(line: &str) -> Option<String> {
+    let (_, rhs) = line.split_once('=')?;
+    let rhs = rhs.trim();
+    let q = rhs.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let inner = &rhs[1..];
+    let end = inner.find(q)?;
+    Some(inner[..end].to_string())
+}
+
+fn header_define(text: &str, name: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        (it.next() == Some("#define") && it.next() == Some(name))
+            .then(|| it.next().map(str::to_string))
+            .flatten()
+    })
+}
+
+/// PyTorch's build, read from `torch/version.py` and the nvidia wheels' headers in the first
+/// `sys.path` directory that has torch.
+pub fn torch_stack(sys_path: &[PathBuf]) -> Option<TorchStack> {
+    let site = sys_path
+        .iter()
+        .find(|d| d.join("torch/version.py").is_file())?;
+    let version_py = std::fs::read_to_string(site.join("torch/version.py")).ok()?;
+    let mut t = TorchStack::default();
+    for line in version_py.lines() {
+        let key = line.split([':', '=']).next().unwrap_or("").trim();
+        match key {
+            "__version__" => t.version = quoted_value(line),
+            "cuda" => t.cuda = quoted_value(line),
+            "git_version" => t.git_version = quoted_value(line),
+            _ => {}
+        }
+    }
+    let read = |rel: &str| std::fs::read_to_string(site.join(rel)).ok();
+    t.cudnn = read("nvidia/cudnn/include/cudnn_version.h").and_then(|h| {
+        Some(format!(
+            "{}.{}.{}",
+            header_define(&h, "CUDNN_MAJOR")?,
+            header_define(&h, "CUDNN_MINOR")?,
+            header_define(&h, "CUDNN_PATCHLEVEL")?
+        ))
+    });
+    t.nccl = read("nvidia/nccl/include/nccl.h").and_then(|h| {
+        Some(format!(
+            "{}.{}.{}",
+            header_define(&h, "NCCL_MAJOR")?,
+            header_define(&h, "NCCL_MINOR")?,
+            header_define(&h, "NCCL_PATCH")?
+        ))
+    });
+    Some(t)
+}
+
+/// Capture the environment of the interpreter at `executable`.
+pub fn capture(executable: &Path) -> Result<Environment> {
+    let interpreter = probe_interpreter(executable)?;
+    let (packages, mut warnings) = scan(&interpreter.sys_path);
+    let conda = conda_packages(Path::new(&interpreter.prefix), &mut warnings);
+    let torch = torch_stack(&interpreter.sys_path);
+    Ok(Environment {
+        interpreter,
+        packages,
+        conda,
+        torch,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalized_like_pep_503() {
+        for (raw, want) in [
+            ("Django", "django"),
+            ("ruamel.yaml", "ruamel-yaml"),
+            ("typing_extensions", "typing-extensions"),
+            ("Foo__Bar-.baz", "foo-bar-baz"),
+            ("  zope.interface ", "zope-interface"),
+        ] {
+            assert_eq!(normalize_name(raw), want);
+        }
+    }
+
+    #[test]
+    fn metadata_headers_stop_at_the_body() {
+        let text = "Metadata-Version: 2.1\nName: six\nVersion: 1.16.0\n\nName: not-this\n";
+        assert_eq!(parse_metadata(text), Some(("six".into(), "1.16.0".into())));
+        assert_eq!(parse_metadata("garbage\x00\x01"), None);
+        assert_eq!(parse_metadata("Name: x\n"), None);
+    }
+
+    #[test]
+    fn fingerprint_ignores_what_installers_differ_in() {
+        let pip = "six.py,sha256=abc,34549\n__pycache__/six.cpython-311.pyc,,\nsix-1.16.0.dist-info/INSTALLER,sha256=x,4\nsix-1.16.0.dist-info/RECORD,,\n../../../bin/tool,sha256=y,10\n";
+        let uv = "six-1.16.0.dist-info/INSTALLER,sha256=z,3\nsix.py,sha256=abc,34549\nsix-1.16.0.dist-info/RECORD,,\n";
+        assert_eq!(record_fingerprint(pip), record_fingerprint(uv));
+        assert!(record_fingerprint(pip).is_some());
+        let edited = "six.py,sha256=abd,34549\n";
+        assert_ne!(record_fingerprint(edited), record_fingerprint(uv));
+        assert_eq!(
+            split_csv("\"a,b.py\",sha256=q,1"),
+            vec!["a,b.py", "sha256=q", "1"]
+        );
+    }
+
+    #[test]
+    fn torch_version_file_and_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path();
+        std::fs::create_dir_all(site.join("torch")).unwrap();
+        std::fs::write(
+            site.join("torch/version.py"),
+            "from typing import Optional\n\n__all__ = ['__version__']\n__version__ = '2.11.0+cu130'\ndebug = False\ncuda: Optional[str] = '13.0'\ngit_version = '70d99e998b4955e0049d13a98d77ae1b14db1f45'\nhip: Optional[str] = None\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(site.join("nvidia/cudnn/include")).unwrap();
+        std::fs::write(
+            site.join("nvidia/cudnn/include/cudnn_version.h"),
+            "#define CUDNN_MAJOR 9\n#define CUDNN_MINOR 19\n#define CUDNN_PATCHLEVEL 0\n",
+        )
+        .unwrap();
+        let t = torch_stack(&[site.to_path_buf()]).unwrap();
+        assert_eq!(t.version.as_deref(), Some("2.11.0+cu130"));
+        assert_eq!(t.cuda.as_deref(), Some("13.0"));
+        assert_eq!(t.cudnn.as_deref(), Some("9.19.0"));
+        assert_eq!(t.nccl, None);
+    }
+}
