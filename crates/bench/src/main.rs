@@ -30,7 +30,7 @@ usage: cairn-bench [--dir DIR] [--cairn PATH] [--runs N] [--skip-dvc] [--skip-1m
   --runs N      timed runs per measurement, median reported [default: 5]
   --skip-dvc    do not install or run DVC
   --skip-1m     skip the 1,000,000-file case
-  --only NAME   run only these cases: 1g, 20k, 100k, 1m (repeatable)
+  --only NAME   run only these cases: 1g, 20k, 100k, 1m, env (repeatable)
 
 Needs b3sum (cargo install b3sum), git, python3 (for the DVC venv) and GNU time (/usr/bin/time).";
 
@@ -404,7 +404,10 @@ fn bench_tree(
     let what = format!("{count} x {}", human_size(size));
 
     // Cold lock: no stat cache, no lock.
-    let lock = Cmd::new(&project, &[cairn, "lock", "--quiet", "--data", "data/ds"]);
+    let lock = Cmd::new(
+        &project,
+        &[cairn, "lock", "--quiet", "--no-python", "--data", "data/ds"],
+    );
     let clear = |_: usize| -> Result<()> {
         let _ = std::fs::remove_dir_all(project.join(".cairn"));
         let _ = std::fs::remove_file(project.join("cairn.lock"));
@@ -506,7 +509,7 @@ fn bench_tree(
     // Warm verify: a lock, then a settled cache.
     run_ok(
         Command::new(cairn)
-            .args(["lock", "--quiet", "--data", "data/ds"])
+            .args(["lock", "--quiet", "--no-python", "--data", "data/ds"])
             .current_dir(&project),
     )?;
     std::thread::sleep(Duration::from_millis(300));
@@ -566,7 +569,10 @@ fn bench_1m(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
     let ds = project.join("data/ds");
     generate(&ds, 1_000_000, 256)?;
     let cairn = args.cairn.to_str().unwrap();
-    let lock = Cmd::new(&project, &[cairn, "lock", "--quiet", "--data", "data/ds"]);
+    let lock = Cmd::new(
+        &project,
+        &[cairn, "lock", "--quiet", "--no-python", "--data", "data/ds"],
+    );
     let clear = |_: usize| -> Result<()> {
         let _ = std::fs::remove_dir_all(project.join(".cairn"));
         let _ = std::fs::remove_file(project.join("cairn.lock"));
@@ -595,6 +601,53 @@ fn bench_1m(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
         peer: None,
         target: "finishes; peak <= 500 MB".into(),
         met: Some(verify_rss <= 500_000_000),
+    });
+    Ok(())
+}
+
+/// A ~100-package venv from PyPI: `cairn env` against `pip freeze --all`.
+fn bench_env(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
+    let base = args.dir.join("env");
+    let venv = base.join("venv");
+    if !venv.join(".done").exists() {
+        eprintln!("installing ~100 packages from PyPI into {}", venv.display());
+        let _ = std::fs::remove_dir_all(&venv);
+        run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run_ok(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "-q",
+            "jupyterlab",
+            "pandas",
+            "scikit-learn",
+        ]))?;
+        std::fs::write(venv.join(".done"), b"")?;
+    }
+    let project = base.join("project");
+    cairn_project(&project)?;
+    let python = venv.join("bin/python");
+    let count = Command::new(venv.join("bin/pip"))
+        .args(["freeze", "--all"])
+        .output()?
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    let cairn = args.cairn.to_str().unwrap();
+    let ours = Cmd::new(
+        &project,
+        &[cairn, "env", "--python", python.to_str().unwrap()],
+    );
+    let pip = venv.join("bin/pip");
+    let theirs = Cmd::new(&project, &[pip.to_str().unwrap(), "freeze", "--all"]);
+    let t_ours = measure(args.runs, &ours, no_setup)?;
+    let t_theirs = measure(args.runs, &theirs, no_setup)?;
+    rows.push(Row {
+        case: format!("{count}-package venv: `cairn env`"),
+        cairn: t_ours,
+        cairn_rss: Some(ours.peak_rss()?),
+        peer: Some(("pip freeze --all".into(), t_theirs)),
+        target: ">= 10 x faster".into(),
+        met: Some(ratio(t_theirs, t_ours) >= 10.0),
     });
     Ok(())
 }
@@ -667,6 +720,9 @@ fn main() -> Result<()> {
     }
     if wants(&args, "1m") && !args.skip_1m {
         bench_1m(&args, &mut rows)?;
+    }
+    if wants(&args, "env") {
+        bench_env(&args, &mut rows)?;
     }
     println!("machine: {}", machine());
     println!(

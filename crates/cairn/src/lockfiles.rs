@@ -481,7 +481,10 @@ mod tests {
     #[test]
     fn pipfile_lock_default_and_develop_are_both_pins() {
         let pins = pin_text("pipfile", fixture!("pipfile-lock.json"));
-        assert_eq!(pins, "pillow==11.0.0, pytest==8.3.3, torch==2.4.0, torch==2.5.1");
+        assert_eq!(
+            pins,
+            "pillow==11.0.0, pytest==8.3.3, torch==2.4.0, torch==2.5.1"
+        );
     }
 
     #[test]
