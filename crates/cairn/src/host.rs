@@ -87,13 +87,20 @@ fn run(args: &[&str]) -> Option<String> {
 
 /// GPUs from nvidia-smi; empty when there is none (or no driver).
 pub fn probe_gpus() -> Vec<Gpu> {
-    let Some(csv) = run(&[
-        "--query-gpu=name,uuid,memory.total,driver_version,compute_cap",
-        "--format=csv,noheader,nounits",
-    ]) else {
+    // Both queries at once: each costs ~25 ms on a GPU machine. `-q -d COMPUTE` still prints the
+    // header with the CUDA version, and is ~5 x faster than a full `-q` (measured on an H100).
+    let (csv, q) = std::thread::scope(|s| {
+        let q = s.spawn(|| run(&["-q", "-d", "COMPUTE"]));
+        let csv = run(&[
+            "--query-gpu=name,uuid,memory.total,driver_version,compute_cap",
+            "--format=csv,noheader,nounits",
+        ]);
+        (csv, q.join().ok().flatten())
+    });
+    let Some(csv) = csv else {
         return Vec::new();
     };
-    let cuda = run(&["-q"]).as_deref().and_then(parse_cuda_version);
+    let cuda = q.as_deref().and_then(parse_cuda_version);
     parse_gpu_csv(&csv, cuda.as_deref())
 }
 
