@@ -47,6 +47,11 @@ pub struct Args {
     #[arg(long = "output", value_name = "PATH|GLOB")]
     outputs: Vec<String>,
 
+    /// A model the run starts from (repeatable): a path in the project, another lock's
+    /// checkpoint as LOCK#CHECKPOINT, or a Hugging Face cache snapshot as hf://ORG/NAME@COMMIT.
+    #[arg(long = "input", value_name = "REF")]
+    inputs: Vec<String>,
+
     /// Lock without code: for a directory outside git, or on purpose.
     #[arg(long)]
     no_git: bool,
@@ -95,6 +100,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         python: args.python.clone(),
         no_python: args.no_python,
         seed: args.seed,
+        inputs: args.inputs.clone(),
     };
     let bar = out.progress();
     let progress = bar.as_ref().map(|b| b as &dyn cairn::digest::Progress);

@@ -44,6 +44,12 @@ pub struct Config {
     /// (`NCCL_*`, `PYTHONHASHSEED`, ...). A trailing `*` matches a prefix.
     #[serde(default)]
     pub env: Vec<String>,
+    /// Models every run starts from: paths, `LOCK#CHECKPOINT` or `hf://ORG/NAME@REVISION`.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// `cairn audit` rules: rule name -> "error", "warning" or "off".
+    #[serde(default)]
+    pub audit: BTreeMap<String, String>,
 }
 
 impl Config {

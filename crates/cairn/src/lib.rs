@@ -7,12 +7,14 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod checkpoint;
 pub mod config;
 pub mod digest;
 pub mod env;
 pub mod error;
 pub mod git;
 pub mod host;
+pub mod inputs;
 pub mod lock;
 pub mod lockfile;
 pub mod lockfiles;

@@ -13,11 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::checkpoint;
 use crate::digest::{self, Digest, HashOptions, Kind, Progress, Skipped};
 use crate::env;
 use crate::error::{Error, Result};
 use crate::git::{self, Excluder};
-use crate::lockfile::{self, Artifact, Code, Data, Location, Lock, Run, Submodule};
+use crate::inputs;
+use crate::lockfile::{self, Artifact, Code, Data, Input, Location, Lock, Run, Submodule};
 use crate::paths::RelPath;
 use crate::project::Project;
 
@@ -71,6 +73,9 @@ pub struct LockOptions {
     pub no_python: bool,
     /// The run's seed (`--seed`); also given to the command as `CAIRN_SEED`.
     pub seed: Option<i64>,
+    /// Models the run starts from (`--input`): a path, `LOCK#CHECKPOINT` or
+    /// `hf://ORG/NAME@REVISION`.
+    pub inputs: Vec<String>,
 }
 
 /// Things worth telling the user that did not stop the lock.
@@ -274,6 +279,172 @@ fn hash_artifact(
         digest: h.digest,
         files: (h.kind == Kind::Dir).then_some(h.files),
         bytes: h.bytes,
+        step: None,
+        parent: None,
+        created_at: None,
+        metrics: BTreeMap::new(),
+    })
+}
+
+/// Checkpoints added during the run (with their step, parent and metrics) and those matched by
+/// the declarations after it. A checkpoint in both keeps what was added and the digest it has
+/// now; one that changed after it was added is reported; one that is gone keeps the digest it
+/// was added with (its lineage still matters).
+fn merge_checkpoints(
+    project: &Project,
+    added: Vec<Artifact>,
+    declared: Vec<Artifact>,
+    hopts: &HashOptions<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<Artifact>> {
+    let mut by_path: BTreeMap<RelPath, Artifact> = BTreeMap::new();
+    for a in added {
+        let abs = a.path.under(&project.root);
+        let entry = if abs.exists() {
+            let now = hash_artifact(project, a.path.clone(), &abs, hopts, warnings)?;
+            if now.digest != a.digest {
+                warnings.push(Warning::Python(format!(
+                    "checkpoint {} changed after it was added; the lock records its final content",
+                    a.path
+                )));
+            }
+            Artifact {
+                digest: now.digest,
+                files: now.files,
+                bytes: now.bytes,
+                ..a
+            }
+        } else {
+            a
+        };
+        by_path.insert(entry.path.clone(), entry);
+    }
+    for d in declared {
+        by_path.entry(d.path.clone()).or_insert(d);
+    }
+    Ok(by_path.into_values().collect())
+}
+
+/// Record the code state: write the change sidecar when the tree is dirty.
+fn record_code(
+    project: &Project,
+    state: git::CodeState,
+    warnings: &mut Vec<Warning>,
+) -> Result<Code> {
+    let change = if state.patch.is_empty() {
+        None
+    } else {
+        let digest = Digest::of_bytes(&state.patch);
+        let sidecar = project.change_path(&digest);
+        lockfile::write_if_changed(&sidecar, &state.patch)?;
+        if state.patch.len() > LARGE_CHANGE {
+            warnings.push(Warning::LargeChange {
+                bytes: state.patch.len(),
+                paths: state.changed.iter().take(10).cloned().collect(),
+            });
+        }
+        warnings.push(Warning::Dirty {
+            sidecar,
+            paths: state.changed.clone(),
+        });
+        Some(digest)
+    };
+    Ok(Code {
+        commit: state.commit.to_string(),
+        branch: state.branch,
+        remote: state.remote,
+        tree: state.tree.to_string(),
+        dirty: change.is_some(),
+        change,
+        submodules: state
+            .submodules
+            .into_iter()
+            .filter_map(|s| {
+                Some(Submodule {
+                    path: RelPath::parse(&s.path).ok()?,
+                    commit: s.commit.to_string(),
+                    url: s.url,
+                    dirty: s.dirty,
+                })
+            })
+            .collect(),
+    })
+}
+
+/// The inputs from the command line and cairn.toml, resolved and hashed.
+fn resolve_inputs(
+    project: &Project,
+    opts: &LockOptions,
+    hopts: &HashOptions<'_>,
+) -> Result<Vec<Input>> {
+    let mut out: BTreeMap<String, Input> = BTreeMap::new();
+    let given = project
+        .config
+        .inputs
+        .iter()
+        .map(|s| (project.root.as_path(), s))
+        .chain(opts.inputs.iter().map(|s| (project.cwd.as_path(), s)));
+    for (base, spec) in given {
+        let input = inputs::resolve(project, base, spec, hopts)?;
+        out.insert(input.reference(), input);
+    }
+    Ok(out.into_values().collect())
+}
+
+/// Run the command with inherited stdio. Fills the run's argv, times and exit code; returns why
+/// the run failed, if it did.
+fn run_command(
+    project: &Project,
+    opts: &LockOptions,
+    running: &Path,
+    run: &mut Run,
+) -> Result<Option<String>> {
+    let Some((program, args)) = opts.command.split_first() else {
+        return Ok(None);
+    };
+    // Ctrl-C reaches the whole foreground process group: the command handles it, and cairn
+    // stays alive to record the interrupted run instead of dying with it.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let handler =
+        signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).ok();
+    let started = SystemTime::now();
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(&project.cwd)
+        .env(checkpoint::RUN_LOCK_ENV, running)
+        .env("CAIRN_RUN_ID", &run.id);
+    if let Some(seed) = opts.seed {
+        command.env("CAIRN_SEED", seed.to_string());
+    }
+    let status = command.status();
+    if let Some(id) = handler {
+        signal_hook::low_level::unregister(id);
+    }
+    let status = status.map_err(|source| Error::Io {
+        op: "cannot run",
+        path: PathBuf::from(program),
+        source,
+    })?;
+    let finished = SystemTime::now();
+    let code = status.code().map(i64::from).unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        -i64::from(status.signal().unwrap_or(0))
+    });
+    run.command = Some(opts.command.clone());
+    run.started_at = Some(lockfile::rfc3339(started));
+    run.finished_at = Some(lockfile::rfc3339(finished));
+    run.exit_code = Some(code);
+    Ok(if interrupted.load(Ordering::SeqCst) {
+        Some(format!(
+            "the command was interrupted (Ctrl-C; exit code {code})"
+        ))
+    } else if code < 0 {
+        Some(format!("the command was killed by signal {}", -code))
+    } else if code != 0 {
+        Some(format!("the command exited with status {code}"))
+    } else {
+        None
     })
 }
 
@@ -411,14 +582,21 @@ pub fn lock(
     // The environment, before the command runs.
     let captured = env::capture(project, opts.python.as_deref(), opts.no_python)?;
     warnings.extend(captured.warnings.iter().cloned().map(Warning::Python));
+    let inputs = resolve_inputs(project, opts, &hopts)?;
 
-    // The command.
+    // The change sidecar, before the command runs: the lock of a run that is killed still
+    // names an existing change.
+    let code = match code_state {
+        Some(state) => Some(record_code(project, state, &mut warnings)?),
+        None => None,
+    };
+
     let locked_at = SystemTime::now();
-    let mut run = Run {
+    let run = Run {
         id: run_id(
             locked_at,
             &opts.command,
-            code_state.as_ref().map(|c| c.tree.to_string()).as_deref(),
+            code.as_ref().map(|c| c.tree.as_str()),
         ),
         locked_at: Some(lockfile::rfc3339(locked_at)),
         command: None,
@@ -428,48 +606,35 @@ pub fn lock(
         seed: opts.seed,
         env: captured.env.clone(),
     };
+    let mut lock = Lock {
+        created_by: Some(format!("cairn {}", env!("CARGO_PKG_VERSION"))),
+        run,
+        code,
+        python: captured.python.as_ref().map(env::python_table),
+        host: Some(captured.host),
+        lockfiles: captured.lockfiles,
+        inputs,
+        data,
+        checkpoints: Vec::new(),
+        outputs: Vec::new(),
+    };
+
+    // The command, with an in-progress lock that `cairn checkpoint add` writes to.
     let mut failure: Option<String> = None;
-    if let Some((program, args)) = opts.command.split_first() {
-        // Ctrl-C reaches the whole foreground process group: the command handles it, and cairn
-        // stays alive to record the interrupted run instead of dying with it.
-        let interrupted = Arc::new(AtomicBool::new(false));
-        let handler =
-            signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).ok();
-        let started = SystemTime::now();
-        let mut command = Command::new(program);
-        command.args(args).current_dir(&project.cwd);
-        if let Some(seed) = opts.seed {
-            command.env("CAIRN_SEED", seed.to_string());
-        }
-        let status = command.status();
-        if let Some(id) = handler {
-            signal_hook::low_level::unregister(id);
-        }
-        let status = status.map_err(|source| Error::Io {
-            op: "cannot run",
-            path: PathBuf::from(program),
-            source,
-        })?;
-        let finished = SystemTime::now();
-        let code = status.code().map(i64::from).unwrap_or_else(|| {
-            use std::os::unix::process::ExitStatusExt;
-            -i64::from(status.signal().unwrap_or(0))
-        });
-        run.command = Some(opts.command.clone());
-        run.started_at = Some(lockfile::rfc3339(started));
-        run.finished_at = Some(lockfile::rfc3339(finished));
-        run.exit_code = Some(code);
-        if interrupted.load(Ordering::SeqCst) {
-            failure = Some(format!(
-                "the command was interrupted (Ctrl-C; exit code {code})"
-            ));
-        } else if code != 0 {
-            failure = Some(if code < 0 {
-                format!("the command was killed by signal {}", -code)
-            } else {
-                format!("the command exited with status {code}")
-            });
-        }
+    let mut added: Vec<Artifact> = Vec::new();
+    if !opts.command.is_empty() {
+        let running = project
+            .cairn_dir()
+            .join("cache")
+            .join("running")
+            .join(format!("{}.lock", lock.run.id));
+        lockfile::atomic_write(&running, lock.to_toml().as_bytes())?;
+        let outcome = run_command(project, opts, &running, &mut lock.run);
+        // Whatever happened, collect what was added during the run, then drop the record.
+        let during = checkpoint::with_lockfile_lock(project, &running, || Lock::load(&running));
+        let _ = std::fs::remove_file(&running);
+        failure = outcome?;
+        added = during?.checkpoints;
     }
 
     // Checkpoints and outputs, after the command. A declared path that is missing after a
@@ -497,65 +662,10 @@ pub fn lock(
         }
         Ok(out)
     };
-    let checkpoints = artifacts(&ckpt_specs, "checkpoint")?;
-    let outputs = artifacts(&out_specs, "output")?;
+    let declared = artifacts(&ckpt_specs, "checkpoint")?;
+    lock.outputs = artifacts(&out_specs, "output")?;
+    lock.checkpoints = merge_checkpoints(project, added, declared, &hopts, &mut warnings)?;
 
-    // The change sidecar.
-    let code = match code_state {
-        Some(state) => {
-            let change = if state.patch.is_empty() {
-                None
-            } else {
-                let digest = Digest::of_bytes(&state.patch);
-                let sidecar = project.change_path(&digest);
-                lockfile::write_if_changed(&sidecar, &state.patch)?;
-                if state.patch.len() > LARGE_CHANGE {
-                    warnings.push(Warning::LargeChange {
-                        bytes: state.patch.len(),
-                        paths: state.changed.iter().take(10).cloned().collect(),
-                    });
-                }
-                warnings.push(Warning::Dirty {
-                    sidecar,
-                    paths: state.changed.clone(),
-                });
-                Some(digest)
-            };
-            Some(Code {
-                commit: state.commit.to_string(),
-                branch: state.branch,
-                remote: state.remote,
-                tree: state.tree.to_string(),
-                dirty: change.is_some(),
-                change,
-                submodules: state
-                    .submodules
-                    .into_iter()
-                    .filter_map(|s| {
-                        Some(Submodule {
-                            path: RelPath::parse(&s.path).ok()?,
-                            commit: s.commit.to_string(),
-                            url: s.url,
-                            dirty: s.dirty,
-                        })
-                    })
-                    .collect(),
-            })
-        }
-        None => None,
-    };
-
-    let lock = Lock {
-        created_by: Some(format!("cairn {}", env!("CARGO_PKG_VERSION"))),
-        run,
-        code,
-        python: captured.python.as_ref().map(env::python_table),
-        host: Some(captured.host),
-        lockfiles: captured.lockfiles,
-        data,
-        checkpoints,
-        outputs,
-    };
     // Normalise through the canonical text so the value we return is what a reader sees.
     let text = lock.to_toml();
     let lock = Lock::from_toml(&text, lock_path)?;

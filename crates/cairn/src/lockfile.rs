@@ -56,6 +56,8 @@ mod wire {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub lockfile: Vec<Lockfile>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub input: Vec<Input>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub data: Vec<Artifact>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub checkpoint: Vec<Artifact>,
@@ -238,6 +240,32 @@ mod wire {
         #[serde(skip_serializing_if = "Option::is_none")]
         pub files: Option<u64>,
         pub bytes: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub step: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub parent: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub created_at: Option<String>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub metrics: BTreeMap<String, f64>,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub struct Input {
+        pub kind: Option<String>,
+        #[serde(rename = "ref")]
+        pub reference: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub run: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub commit: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub mutable: bool,
+        pub digest: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub files: Option<u64>,
+        pub bytes: Option<u64>,
     }
 }
 
@@ -259,6 +287,8 @@ pub struct Lock {
     pub python: Option<Python>,
     /// Dependency lock files found in the project, sorted by path.
     pub lockfiles: Vec<LockfileEntry>,
+    /// Models the run started from, sorted by reference.
+    pub inputs: Vec<Input>,
     /// Datasets, sorted by name.
     pub data: Vec<Data>,
     /// Checkpoints, sorted by path.
@@ -444,6 +474,120 @@ pub struct Artifact {
     pub files: Option<u64>,
     /// Total bytes.
     pub bytes: u64,
+    /// The training step (checkpoints).
+    pub step: Option<u64>,
+    /// What it was trained from: a checkpoint path in this lock or a digest.
+    pub parent: Option<Parent>,
+    /// When it was added (RFC 3339 UTC).
+    pub created_at: Option<String>,
+    /// Metrics at this checkpoint.
+    pub metrics: BTreeMap<String, Metric>,
+}
+
+/// A checkpoint's parent.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Parent {
+    /// Another checkpoint of the same lock, by path.
+    Path(RelPath),
+    /// A checkpoint anywhere, by digest.
+    Digest(Digest),
+}
+
+impl std::fmt::Display for Parent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Parent::Path(p) => write!(f, "{p}"),
+            Parent::Digest(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+impl Parent {
+    /// Parse `blake3:<hex>` as a digest, anything else as a path.
+    pub fn parse(s: &str) -> Result<Parent> {
+        if s.starts_with(crate::digest::PREFIX) {
+            s.parse().map(Parent::Digest).map_err(|e| Error::BadPath {
+                path: s.to_string(),
+                message: e.to_string(),
+            })
+        } else {
+            RelPath::parse(s).map(Parent::Path)
+        }
+    }
+}
+
+/// A metric value (compared bit for bit, so that a lock equals itself).
+#[derive(Debug, Clone, Copy)]
+pub struct Metric(pub f64);
+
+impl PartialEq for Metric {
+    fn eq(&self, other: &Metric) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Metric {}
+
+/// Where an input model comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSource {
+    /// A file or directory in the project.
+    Local(RelPath),
+    /// A checkpoint recorded in another lock of the repository.
+    Lock {
+        /// The other lock, relative to the project root.
+        lock: RelPath,
+        /// The checkpoint's path in that lock.
+        checkpoint: RelPath,
+        /// That lock's run id.
+        run: String,
+    },
+    /// A Hugging Face Hub snapshot.
+    Hf {
+        /// `org/name`, or `datasets/org/name` for a dataset.
+        repo: String,
+        /// The revision as given (a commit, or a branch or tag).
+        revision: String,
+        /// The commit it resolved to.
+        commit: String,
+    },
+}
+
+/// `[[input]]`: a model the run started from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// Where it comes from.
+    pub source: InputSource,
+    /// Whether the reference can move (a hub branch or tag rather than a commit).
+    pub mutable: bool,
+    /// Its digest (file or directory digest) as used.
+    pub digest: Digest,
+    /// Number of files (directories only).
+    pub files: Option<u64>,
+    /// Total bytes.
+    pub bytes: u64,
+}
+
+impl Input {
+    /// The `ref` string: the path, `LOCK#CHECKPOINT`, or `hf://REPO@REVISION`.
+    pub fn reference(&self) -> String {
+        match &self.source {
+            InputSource::Local(p) => p.to_string(),
+            InputSource::Lock {
+                lock, checkpoint, ..
+            } => format!("{lock}#{checkpoint}"),
+            InputSource::Hf { repo, revision, .. } => format!("hf://{repo}@{revision}"),
+        }
+    }
+
+    /// `local`, `lock` or `hf`.
+    pub fn kind(&self) -> &'static str {
+        match &self.source {
+            InputSource::Local(_) => "local",
+            InputSource::Lock { .. } => "lock",
+            InputSource::Hf { .. } => "hf",
+        }
+    }
 }
 
 /// Is `name` acceptable as a dataset name?
@@ -563,11 +707,88 @@ impl Checker {
                 "`{at}` cannot have `name` or `external` (only datasets have them)"
             ));
         }
+        let parent = a.parent.and_then(|p| match Parent::parse(&p) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.problems.push(format!("`{at}.parent`: {e}"));
+                None
+            }
+        });
+        let created_at = self.time(a.created_at, &format!("{at}.created-at"));
+        for (k, v) in &a.metrics {
+            if !valid_name(k) || !v.is_finite() {
+                self.problems.push(format!(
+                    "`{at}.metrics`: {k:?} = {v} (names are letters, digits, `.`, `_`, `-`; values finite)"
+                ));
+            }
+        }
         Some(Artifact {
             path: path?,
             kind: kind?,
             digest: digest?,
             files: a.files,
+            bytes: bytes?,
+            step: a.step,
+            parent,
+            created_at,
+            metrics: a.metrics.into_iter().map(|(k, v)| (k, Metric(v))).collect(),
+        })
+    }
+
+    fn input(&mut self, w: wire::Input, i: usize) -> Option<Input> {
+        let at = format!("input[{i}]");
+        let reference = self.req(w.reference, &format!("{at}.ref"))?;
+        let digest = self.digest(w.digest, &format!("{at}.digest"));
+        let bytes = self.req(w.bytes, &format!("{at}.bytes"));
+        let source = match w.kind.as_deref() {
+            Some("local") => self
+                .path(Some(reference), &format!("{at}.ref"))
+                .map(InputSource::Local),
+            Some("lock") => {
+                let Some((lock, ckpt)) = reference.split_once('#') else {
+                    self.problems
+                        .push(format!("`{at}.ref` must be LOCK#CHECKPOINT: {reference:?}"));
+                    return None;
+                };
+                let lock = self.path(Some(lock.to_string()), &format!("{at}.ref"));
+                let checkpoint = self.path(Some(ckpt.to_string()), &format!("{at}.ref"));
+                let run = self.req(w.run, &format!("{at}.run"));
+                Some(InputSource::Lock {
+                    lock: lock?,
+                    checkpoint: checkpoint?,
+                    run: run?,
+                })
+            }
+            Some("hf") => {
+                let parsed = reference
+                    .strip_prefix("hf://")
+                    .and_then(|r| r.rsplit_once('@'))
+                    .filter(|(repo, rev)| !repo.is_empty() && !rev.is_empty());
+                let Some((repo, revision)) = parsed else {
+                    self.problems.push(format!(
+                        "`{at}.ref` must be hf://REPO@REVISION: {reference:?}"
+                    ));
+                    return None;
+                };
+                let commit = self.req(w.commit, &format!("{at}.commit"));
+                Some(InputSource::Hf {
+                    repo: repo.to_string(),
+                    revision: revision.to_string(),
+                    commit: commit?,
+                })
+            }
+            other => {
+                self.problems.push(format!(
+                    "`{at}.kind` must be local, lock or hf, not {other:?}"
+                ));
+                None
+            }
+        };
+        Some(Input {
+            source: source?,
+            mutable: w.mutable,
+            digest: digest?,
+            files: w.files,
             bytes: bytes?,
         })
     }
@@ -755,6 +976,19 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
         }
     }
     lockfiles.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut inputs: Vec<Input> = w
+        .input
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, x)| c.input(x, i))
+        .collect();
+    inputs.sort_by_key(Input::reference);
+    for pair in inputs.windows(2) {
+        if pair[0].reference() == pair[1].reference() {
+            c.problems
+                .push(format!("input `{}` appears twice", pair[0].reference()));
+        }
+    }
     for pair in lockfiles.windows(2) {
         if pair[0].path == pair[1].path {
             c.problems
@@ -789,6 +1023,7 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
         host,
         python,
         lockfiles,
+        inputs,
         data,
         checkpoints,
         outputs,
@@ -913,6 +1148,10 @@ impl From<&Lock> for wire::Lock {
             digest: Some(a.digest.to_string()),
             files: a.files,
             bytes: Some(a.bytes),
+            step: a.step,
+            parent: a.parent.as_ref().map(|p| p.to_string()),
+            created_at: a.created_at.clone(),
+            metrics: a.metrics.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
         };
         wire::Lock {
             version: Some(toml::Value::Integer(VERSION)),
@@ -987,6 +1226,27 @@ impl From<&Lock> for wire::Lock {
                     digest: Some(d.digest.to_string()),
                     files: Some(d.files),
                     bytes: Some(d.bytes),
+                    ..Default::default()
+                })
+                .collect(),
+            input: l
+                .inputs
+                .iter()
+                .map(|i| wire::Input {
+                    kind: Some(i.kind().into()),
+                    reference: Some(i.reference()),
+                    run: match &i.source {
+                        InputSource::Lock { run, .. } => Some(run.clone()),
+                        _ => None,
+                    },
+                    commit: match &i.source {
+                        InputSource::Hf { commit, .. } => Some(commit.clone()),
+                        _ => None,
+                    },
+                    mutable: i.mutable,
+                    digest: Some(i.digest.to_string()),
+                    files: i.files,
+                    bytes: Some(i.bytes),
                 })
                 .collect(),
             checkpoint: l.checkpoints.iter().map(artifact).collect(),
@@ -1029,6 +1289,7 @@ pub fn env_fragment(
         host: Some(host.clone()),
         python: python.cloned(),
         lockfiles: lockfiles.to_vec(),
+        inputs: Vec::new(),
         data: Vec::new(),
         checkpoints: Vec::new(),
         outputs: Vec::new(),
@@ -1125,6 +1386,7 @@ impl Lock {
         self.checkpoints.sort_by(|a, b| a.path.cmp(&b.path));
         self.outputs.sort_by(|a, b| a.path.cmp(&b.path));
         self.lockfiles.sort_by(|a, b| a.path.cmp(&b.path));
+        self.inputs.sort_by_key(Input::reference);
         if let Some(p) = &mut self.python {
             p.packages.sort_by(|a, b| a.name.cmp(&b.name));
             p.conda.sort_by(|a, b| a.name.cmp(&b.name));
@@ -1349,6 +1611,30 @@ mod tests {
                 kind: "uv".into(),
                 digest: Digest::of_bytes(b"uv"),
             }],
+            inputs: vec![
+                Input {
+                    source: InputSource::Hf {
+                        repo: "org/base".into(),
+                        revision: "main".into(),
+                        commit: "e".repeat(40),
+                    },
+                    mutable: true,
+                    digest: Digest::of_bytes(b"hf"),
+                    files: Some(3),
+                    bytes: 30,
+                },
+                Input {
+                    source: InputSource::Lock {
+                        lock: RelPath::parse("pretrain.cairn.lock").unwrap(),
+                        checkpoint: RelPath::parse("runs/ckpt-2").unwrap(),
+                        run: "f".repeat(32),
+                    },
+                    mutable: false,
+                    digest: Digest::of_bytes(b"ck"),
+                    files: None,
+                    bytes: 3,
+                },
+            ],
             data: vec![
                 Data {
                     name: "val".into(),
@@ -1367,13 +1653,30 @@ mod tests {
                     bytes: 10,
                 },
             ],
-            checkpoints: vec![Artifact {
-                path: RelPath::parse("runs/final.bin").unwrap(),
-                kind: Kind::File,
-                digest: Digest::of_bytes(b"c"),
-                files: None,
-                bytes: 1,
-            }],
+            checkpoints: vec![
+                Artifact {
+                    path: RelPath::parse("runs/final.bin").unwrap(),
+                    kind: Kind::File,
+                    digest: Digest::of_bytes(b"c"),
+                    files: None,
+                    bytes: 1,
+                    step: Some(2000),
+                    parent: Some(Parent::Path(RelPath::parse("runs/step-1000.bin").unwrap())),
+                    created_at: Some("2026-11-26T20:04:00Z".into()),
+                    metrics: BTreeMap::from([("loss".to_string(), Metric(0.25))]),
+                },
+                Artifact {
+                    path: RelPath::parse("runs/step-1000.bin").unwrap(),
+                    kind: Kind::File,
+                    digest: Digest::of_bytes(b"d"),
+                    files: None,
+                    bytes: 1,
+                    step: Some(1000),
+                    parent: Some(Parent::Digest(Digest::of_bytes(b"base"))),
+                    created_at: None,
+                    metrics: BTreeMap::new(),
+                },
+            ],
             outputs: vec![],
         }
     }
