@@ -1,8 +1,11 @@
 //! The `cairn` command line: argument parsing, printing and exit codes. The work is done by the
 //! `cairn` library; this crate never decides anything about locks or digests.
 
+mod cmd_audit;
+mod cmd_checkpoint;
 mod cmd_env;
 mod cmd_hash;
+mod cmd_lineage;
 mod cmd_lock;
 mod cmd_verify;
 mod output;
@@ -49,6 +52,9 @@ enum Command {
     Verify(cmd_verify::Args),
     Hash(cmd_hash::Args),
     Env(cmd_env::Args),
+    Checkpoint(cmd_checkpoint::Args),
+    Lineage(cmd_lineage::Args),
+    Audit(cmd_audit::Args),
 }
 
 /// Options shared by the commands that read or write a lock.
@@ -68,6 +74,9 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd_verify::run(args, &out),
         Command::Hash(args) => cmd_hash::run(args, &out),
         Command::Env(args) => cmd_env::run(args, &out),
+        Command::Checkpoint(args) => cmd_checkpoint::run(args, &out),
+        Command::Lineage(args) => cmd_lineage::run(args, &out),
+        Command::Audit(args) => cmd_audit::run(args, &out),
     };
     match result {
         Ok(code) => ExitCode::from(code),

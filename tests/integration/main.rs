@@ -5,5 +5,6 @@ mod cache;
 mod code;
 mod digests;
 mod environment;
+mod lineage;
 mod lock_verify;
 mod util;

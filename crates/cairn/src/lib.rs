@@ -6,6 +6,7 @@
 //! prints.
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod git;
 pub mod host;
 pub mod inputs;
+pub mod lineage;
 pub mod lock;
 pub mod lockfile;
 pub mod lockfiles;

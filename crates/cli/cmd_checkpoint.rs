@@ -1,0 +1,113 @@
+//! `cairn checkpoint add`: record a checkpoint while training runs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use cairn::checkpoint::{self, AddOptions, ParentChoice};
+use cairn::lockfile::Parent;
+use cairn::project::Project;
+
+use crate::output::Printer;
+
+/// Record checkpoints as training writes them.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    Add(AddArgs),
+}
+
+/// Add a checkpoint (file or directory) to the current run's lock, with its digest, step,
+/// parent and metrics.
+///
+/// Inside `cairn lock -- COMMAND` it goes to that run's in-progress lock (CAIRN_RUN_LOCK), and
+/// into cairn.lock when the command ends; otherwise to cairn.lock (or --lock). Safe to call from
+/// several processes at once (one per GPU rank): each add takes a file lock and rewrites the lock
+/// atomically, so nothing is lost and a crash leaves a valid lock.
+///
+/// Example, from a training loop:
+///
+///   subprocess.run(["cairn", "checkpoint", "add", path, "--step", str(step),
+///                   "--metric", f"loss={loss}"], check=True)
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+struct AddArgs {
+    /// The checkpoint file or directory (inside the project).
+    path: PathBuf,
+
+    /// The training step it was taken at.
+    #[arg(long, value_name = "N")]
+    step: Option<u64>,
+
+    /// What it was trained from: a checkpoint path in this lock, or a digest (blake3:...)
+    /// [default: the previous checkpoint of this run].
+    #[arg(long, value_name = "PATH|DIGEST", conflicts_with = "no_parent")]
+    parent: Option<String>,
+
+    /// Record no parent.
+    #[arg(long)]
+    no_parent: bool,
+
+    /// A metric at this checkpoint, NAME=VALUE (repeatable).
+    #[arg(long = "metric", value_name = "NAME=VALUE")]
+    metrics: Vec<String>,
+
+    /// Read the checkpoint even if the stat cache knows it.
+    #[arg(long)]
+    no_cache: bool,
+
+    #[command(flatten)]
+    lock: crate::LockArg,
+}
+
+pub fn run(args: &Args, out: &Printer) -> Result<u8> {
+    let Sub::Add(a) = &args.command;
+    let cwd = std::env::current_dir()?;
+    let project = Project::open(&cwd, false)?;
+    let lock_path = match &a.lock.lock {
+        Some(p) => Some(project.lock_path(Some(p))?),
+        None => None,
+    };
+    let lock_path = checkpoint::target_lock(&project, lock_path)?;
+    let mut metrics = BTreeMap::new();
+    for m in &a.metrics {
+        let Some((k, v)) = m.split_once('=') else {
+            bail!("--metric takes NAME=VALUE, got {m:?}");
+        };
+        let Ok(v) = v.trim().parse::<f64>() else {
+            bail!("--metric {k}: {v:?} is not a number");
+        };
+        metrics.insert(k.trim().to_string(), v);
+    }
+    let parent = match (&a.parent, a.no_parent) {
+        (_, true) => ParentChoice::None,
+        (Some(p), _) => ParentChoice::Given(Parent::parse(p)?),
+        (None, false) => ParentChoice::Previous,
+    };
+    let opts = AddOptions {
+        step: a.step,
+        parent,
+        metrics,
+        no_cache: a.no_cache,
+    };
+    let abs = cairn::paths::absolutize(&project.cwd, &a.path);
+    let entry = checkpoint::add(&project, &lock_path, &abs, &opts)?;
+    out.info(&format!(
+        "added checkpoint {} {}{} to {}",
+        entry.path,
+        entry.digest,
+        entry
+            .parent
+            .as_ref()
+            .map(|p| format!(" (parent {p})"))
+            .unwrap_or_default(),
+        lock_path.display()
+    ));
+    Ok(crate::EXIT_OK)
+}

@@ -1,0 +1,72 @@
+//! `cairn lineage`: show where a model came from.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use cairn::digest::{self, HashOptions};
+use cairn::lineage::{self, Graph};
+use cairn::project::Project;
+
+use crate::output::Printer;
+
+/// Trace a model back through its checkpoints, runs and input models to its code, data and
+/// environment, across every lock in the repository (cairn.lock and *.cairn.lock).
+///
+/// TARGET is a checkpoint file or directory (matched by its digest), a digest (blake3:...),
+/// or a lock (its final checkpoints). Without one: every model that nothing else builds on.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A model file or directory, a digest, or a lock.
+    target: Option<String>,
+
+    /// Also read the locks below DIR (repeatable).
+    #[arg(long = "locks", value_name = "DIR")]
+    locks: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Tree)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Tree,
+    Dot,
+    Mermaid,
+    Json,
+}
+
+pub fn run(args: &Args, out: &Printer) -> Result<u8> {
+    let cwd = std::env::current_dir()?;
+    let project = Project::open(&cwd, false)?;
+    let graph = Graph::new(lineage::discover(&project, &args.locks)?);
+    for f in &graph.locks {
+        if let Err(e) = &f.lock {
+            out.warn(&format!("skipped {}: {e}", f.shown));
+        }
+    }
+    let cache = project.stat_cache_dir();
+    let hopts = HashOptions {
+        cache_dir: Some(&cache),
+        use_cache: true,
+        progress: None,
+    };
+    let roots = match &args.target {
+        Some(t) => lineage::targets(&graph, &project, t, |p| {
+            Ok(digest::hash_path_with(p, &hopts)?.digest)
+        })?,
+        None => graph.leaves(),
+    };
+    if roots.is_empty() {
+        out.info("no checkpoints are recorded in any lock");
+        return Ok(crate::EXIT_OK);
+    }
+    match args.format {
+        Format::Tree => print!("{}", graph.tree(&roots)),
+        Format::Dot => print!("{}", graph.dot(&roots)),
+        Format::Mermaid => print!("{}", graph.mermaid(&roots)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&graph.json(&roots))?),
+    }
+    Ok(crate::EXIT_OK)
+}
