@@ -5,6 +5,7 @@ mod cache;
 mod code;
 mod digests;
 mod environment;
+mod hardening;
 mod lineage;
 mod lock_verify;
 mod util;

@@ -18,6 +18,10 @@ use git2::{Delta, DiffOptions, ObjectType, Oid, Repository, StatusOptions};
 
 use crate::error::{Error, GitResultExt, IoResultExt, Result};
 
+/// The prefix of cairn's temporary files (written, then renamed over a lock). One left behind
+/// by a killed process is not code.
+pub const TEMP_PREFIX: &str = ".cairn-tmp-";
+
 /// A file's git mode.
 pub type Mode = u32;
 /// Mode of a regular file.
@@ -93,7 +97,8 @@ impl Excluder {
             if parts.peek().is_none()
                 && (part == b"cairn.lock"
                     || part == b"cairn.toml"
-                    || part.ends_with(b".cairn.lock"))
+                    || part.ends_with(b".cairn.lock")
+                    || part.starts_with(TEMP_PREFIX.as_bytes()))
             {
                 return true;
             }
@@ -650,6 +655,7 @@ mod tests {
             "a.cairn.lock",
             "cairn.toml",
             "sub/cairn.toml",
+            ".cairn-tmp-Ab12Cd",
             ".cairn/changes/x.patch",
             "sub/.cairn/cache/y",
             "data/train",

@@ -164,7 +164,17 @@ fn resolve_data(project: &Project, opts: &LockOptions) -> Result<Vec<Resolved>> 
                 })?
                 .to_string(),
         };
-        let location = rel.map_or(Location::External, Location::Path);
+        // A path in the project that leads out of the repository through a symlink (a dataset
+        // on another disk) is recorded as external: verify reads such a place only where the
+        // user's own cairn.toml or --data says.
+        let leaves = abs
+            .canonicalize()
+            .map(|real| !real.starts_with(project.boundary()))
+            .unwrap_or(false);
+        let location = match rel {
+            Some(rel) if !leaves => Location::Path(rel),
+            _ => Location::External,
+        };
         Ok(Resolved {
             name,
             abs,
@@ -505,6 +515,9 @@ pub fn lock(
         progress,
     };
     let previous = check_replaceable(lock_path, opts.force)?;
+    if let Some(dir) = lock_path.parent() {
+        lockfile::remove_stale_temporaries(dir);
+    }
     let mut warnings = Vec::new();
 
     // Datasets, before the command runs.

@@ -24,6 +24,9 @@ use crate::python::{CondaPackage, Source, TorchStack};
 /// The lockfile version this build writes and the newest it reads.
 pub const VERSION: i64 = 1;
 
+/// The largest lockfile cairn reads (a lock of 100,000 checkpoints is about 30 MiB).
+pub const MAX_LOCK_BYTES: u64 = 64 << 20;
+
 /// The default lockfile name, at the project root.
 pub const DEFAULT_NAME: &str = "cairn.lock";
 
@@ -1409,8 +1412,21 @@ impl Lock {
         })
     }
 
-    /// Read and validate a lockfile.
+    /// Read and validate a lockfile. Files over [`MAX_LOCK_BYTES`] are refused before they are
+    /// read.
     pub fn load(path: &Path) -> Result<Lock> {
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.len() > MAX_LOCK_BYTES {
+                return Err(Error::LockInvalid {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "it is {} MiB; cairn reads lockfiles up to {} MiB",
+                        meta.len() >> 20,
+                        MAX_LOCK_BYTES >> 20
+                    ),
+                });
+            }
+        }
         let bytes =
             std::fs::read(path).map_err(|source| Error::reading("lockfile", path, source))?;
         let text = String::from_utf8(bytes).map_err(|_| Error::LockInvalid {
@@ -1502,6 +1518,29 @@ pub fn write_if_changed(path: &Path, text: &[u8]) -> Result<bool> {
     Ok(true)
 }
 
+/// Remove cairn's temporary files older than an hour from `dir`: what a killed writer left
+/// behind (a live writer's file is seconds old).
+pub fn remove_stale_temporaries(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    for e in rd.filter_map(|e| e.ok()) {
+        let stale = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(crate::git::TEMP_PREFIX))
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > hour);
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Atomically replace `path` with `bytes` (see [`write_if_changed`]), durably.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     atomic_write_with(path, true, |w| w.write_all(bytes))
@@ -1524,7 +1563,7 @@ pub fn atomic_write_with(
         .unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).ctx("cannot create directory", &dir)?;
     let tmp = tempfile::Builder::new()
-        .prefix(".cairn-tmp-")
+        .prefix(crate::git::TEMP_PREFIX)
         .tempfile_in(&dir)
         .ctx("cannot create a temporary file in", &dir)?;
     {

@@ -180,7 +180,25 @@ pub fn verify(
         let given = opts.data.get(&d.name).cloned().or_else(from_config);
         let place = match (&d.location, given) {
             (_, Some(p)) => Some(p),
-            (Location::Path(rel), None) => Some(rel.under(&project.root)),
+            (Location::Path(rel), None) => {
+                let p = rel.under(&project.root);
+                if let Some(target) = leads_outside(project, &p) {
+                    report.findings.push(Finding {
+                        area: Area::Data,
+                        severity: Severity::Error,
+                        subject: d.name.clone(),
+                        path: None,
+                        change: Change::Unchecked,
+                        detail: Some(format!(
+                            "{rel} leads outside the repository (to {}); not read unless you say so: --data {}={rel} or cairn.toml",
+                            target.display(),
+                            d.name
+                        )),
+                    });
+                    continue;
+                }
+                Some(p)
+            }
             (Location::External, None) => None,
         };
         let Some(place) = place else {
@@ -235,6 +253,20 @@ fn check_artifact(
         _ => report.checked.outputs += 1,
     }
     let place = a.path.under(&project.root);
+    if let Some(target) = leads_outside(project, &place) {
+        report.findings.push(Finding {
+            area,
+            severity: Severity::Error,
+            subject: a.path.to_string(),
+            path: None,
+            change: Change::Unchecked,
+            detail: Some(format!(
+                "leads outside the repository (to {}) through a symlink; not read",
+                target.display()
+            )),
+        });
+        return Ok(());
+    }
     let item = Item {
         area,
         subject: a.path.as_str(),
@@ -243,6 +275,13 @@ fn check_artifact(
         locked: &a.digest,
     };
     check_item(project, &item, hopts, report)
+}
+
+/// Where a path from a lock really leads, when that is outside the repository (through a
+/// symlink): a lock from someone else must not make verify read the rest of the disk.
+fn leads_outside(project: &Project, place: &Path) -> Option<PathBuf> {
+    let real = place.canonicalize().ok()?;
+    (!real.starts_with(project.boundary())).then_some(real)
 }
 
 /// One dataset, checkpoint or output to check.

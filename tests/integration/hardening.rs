@@ -1,0 +1,239 @@
+//! Untrusted locks, crashes and odd file systems, with the real thing: real symlinks leading
+//! out of the repository, real SIGKILLs at random moments, real sockets, oversized and deeply
+//! nested locks.
+
+use std::time::Duration;
+
+use crate::util::Repo;
+
+/// A small deterministic generator (tests must not depend on an RNG crate's versions).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+#[test]
+fn a_symlink_leading_out_of_the_repository_is_not_read_without_consent() {
+    let r = Repo::ml();
+    r.cairn(["lock", "--no-python", "--data", "data/train"])
+        .expect(0);
+    // Someone replaces the dataset with a link to a directory elsewhere (say, their home).
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(elsewhere.path().join("b.txt"), "beta\n").unwrap();
+    std::fs::remove_dir_all(r.join("data/train")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), r.join("data/train")).unwrap();
+    let out = r.cairn(["verify"]).expect(1);
+    out.stdout_has("not checked  data train");
+    out.stdout_has("leads outside the repository");
+    // The user says so: then it is read (and here it matches).
+    r.cairn(["verify", "--data", "train=data/train"]).expect(0);
+
+    // A checkpoint that leads out is never read.
+    std::fs::create_dir_all(r.join("runs")).unwrap();
+    std::fs::write(elsewhere.path().join("secret.bin"), "not yours").unwrap();
+    r.write("runs/real.bin", "weights");
+    r.cairn(["lock", "--no-python", "--checkpoint", "runs/real.bin"])
+        .expect(0);
+    std::fs::remove_file(r.join("runs/real.bin")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path().join("secret.bin"), r.join("runs/real.bin"))
+        .unwrap();
+    r.cairn(["verify"])
+        .expect(1)
+        .stdout_has("not checked  checkpoint runs/real.bin");
+}
+
+#[test]
+fn a_dataset_on_another_disk_is_recorded_as_external() {
+    let r = Repo::ml();
+    let disk = tempfile::tempdir().unwrap();
+    std::fs::write(disk.path().join("shard-0.bin"), "shard").unwrap();
+    std::os::unix::fs::symlink(disk.path(), r.join("data/big")).unwrap();
+    r.write(".gitignore", "runs/\ndata/big\n");
+    r.commit_all("ignore the big data link");
+    let out = r
+        .cairn(["lock", "--no-python", "--data", "data/big"])
+        .expect(0);
+    assert!(out.code == 0);
+    let lock = r.lock_toml("cairn.lock");
+    assert_eq!(lock["data"][0]["external"].as_bool(), Some(true));
+    assert!(lock["data"][0].get("path").is_none());
+    r.cairn(["verify"])
+        .expect(1)
+        .stdout_has("not checked  data big");
+    r.write("cairn.toml", "[data]\nbig = \"data/big\"\n");
+    r.cairn(["verify"]).expect(0);
+}
+
+#[test]
+fn oversized_and_deeply_nested_locks_are_refused() {
+    let r = Repo::ml();
+    // A lock over the size limit is refused before it is read (a sparse file: cheap).
+    let f = std::fs::File::create(r.join("cairn.lock")).unwrap();
+    f.set_len(65 << 20).unwrap();
+    drop(f);
+    r.cairn(["verify"])
+        .expect(2)
+        .stderr_has("cairn reads lockfiles up to 64 MiB");
+    // Deep nesting is a parse error with a position, not a crash.
+    let deep = format!(
+        "version = 1\nx = {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    r.write("cairn.lock", &deep);
+    let out = r.cairn(["verify"]).expect(2);
+    out.stderr_has("cannot parse");
+    out.stderr_has("line 2");
+    assert_eq!(r.read("cairn.lock"), deep);
+}
+
+#[test]
+fn sockets_and_device_links_in_a_dataset_are_skipped_and_reported() {
+    let r = Repo::plain();
+    r.write("ds/a.txt", "a");
+    let _listener = std::os::unix::net::UnixListener::bind(r.join("ds/app.sock")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", r.join("ds/null")).unwrap();
+    let out = r.cairn(["hash", "ds"]).expect(0);
+    out.stderr_has("app.sock");
+    out.stderr_has("null");
+    out.stderr_has("not a regular file");
+}
+
+/// Root reads everything: run as `nobody` when the tests run as root.
+#[test]
+fn unreadable_directory_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = Repo::plain();
+    r.write("data/ok/a.txt", "fine");
+    r.write("data/closed/b.txt", "hidden");
+    for (p, mode) in [
+        (".", 0o777),
+        ("data", 0o755),
+        ("data/ok", 0o755),
+        ("data/ok/a.txt", 0o644),
+        ("data/closed", 0o000),
+    ] {
+        std::fs::set_permissions(r.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_cairn"));
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    };
+    let out = cmd
+        .args(["hash", "data"])
+        .current_dir(r.path())
+        .env("HOME", r.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    std::fs::set_permissions(
+        r.join("data/closed"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("data/closed"), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+}
+
+/// Kill `cairn lock` with SIGKILL at many random moments: the lock on disk is always the old
+/// one or a complete new one, and always parses; the next lock works (the OS released the
+/// project lock with the process).
+#[test]
+fn sigkill_during_lock_never_leaves_a_torn_lock() {
+    let r = Repo::ml();
+    for i in 0..1500 {
+        r.write(&format!("data/train/many/{i:04}.txt"), format!("{i}\n"));
+    }
+    r.commit_all("data");
+    let args = ["lock", "--no-python", "--data", "data/train"];
+    r.cairn(args).expect(0);
+    let mut rng = Lcg(7);
+    let mut kinds = std::collections::BTreeSet::new();
+    for round in 0..25 {
+        let before = std::fs::read(r.join("cairn.lock")).unwrap();
+        r.write("data/train/a.txt", format!("round {round}\n"));
+        let mut child = r
+            .cmd()
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.next(250)));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let after = std::fs::read(r.join("cairn.lock")).unwrap();
+        let text = String::from_utf8(after.clone()).expect("UTF-8");
+        cairn::lockfile::Lock::from_toml(&text, std::path::Path::new("cairn.lock"))
+            .unwrap_or_else(|e| panic!("round {round}: torn lock: {e}"));
+        kinds.insert(if after == before { "old" } else { "new" });
+        let _ = status;
+    }
+    // The project is not left locked, and a lock still completes.
+    r.cairn(args).expect(0);
+    r.cairn(["verify"]).expect(0);
+    assert!(
+        kinds.contains("old"),
+        "every run finished before the kill: {kinds:?}"
+    );
+}
+
+#[test]
+fn sigkill_during_checkpoint_add_never_leaves_a_torn_lock() {
+    let r = Repo::ml();
+    r.cairn(["lock", "--no-python"]).expect(0);
+    for i in 0..30 {
+        r.write(&format!("runs/ckpt-{i:02}.bin"), vec![i as u8; 200_000]);
+    }
+    let mut rng = Lcg(11);
+    let mut count_before = 0;
+    for i in 0..30 {
+        let mut child = r
+            .cmd()
+            .args([
+                "checkpoint",
+                "add",
+                &format!("runs/ckpt-{i:02}.bin"),
+                "--step",
+                &i.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.next(40)));
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = r.read("cairn.lock");
+        let lock = cairn::lockfile::Lock::from_toml(&text, std::path::Path::new("cairn.lock"))
+            .unwrap_or_else(|e| panic!("add {i}: torn lock: {e}"));
+        let n = lock.checkpoints.len();
+        assert!(
+            n == count_before || n == count_before + 1,
+            "{n} after {count_before}"
+        );
+        count_before = n;
+    }
+    // Whatever survived verifies, and adding still works.
+    r.cairn(["checkpoint", "add", "runs/ckpt-00.bin", "--step", "0"])
+        .expect(0);
+    r.cairn(["verify"]).expect(0);
+}
