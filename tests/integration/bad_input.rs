@@ -219,20 +219,8 @@ fn unreadable_file_is_named_and_nothing_is_written() {
     set("data", 0o755);
     set("data/ok.txt", 0o644);
     set("data/secret.txt", 0o000);
-    let is_root = unsafe_free_is_root();
-    let mut cmd = if is_root {
-        let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_cairn"));
-        c
-    } else {
-        std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-    };
-    let out = cmd
+    let out = crate::util::cairn_unprivileged(r.path())
         .args(["lock", "--no-git", "--data", "data"])
-        .current_dir(r.path())
-        .env("HOME", r.path())
-        .env("NO_COLOR", "1")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -241,12 +229,4 @@ fn unreadable_file_is_named_and_nothing_is_written() {
     assert!(stderr.contains("data/secret.txt"), "{stderr}");
     assert!(stderr.contains("Permission denied"), "{stderr}");
     assert!(!r.join("cairn.lock").exists());
-}
-
-fn unsafe_free_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }

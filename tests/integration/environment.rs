@@ -118,20 +118,7 @@ impl Venv {
 }
 
 fn norm(name: &str) -> String {
-    let mut out = String::new();
-    let mut sep = false;
-    for c in name.trim().chars() {
-        if matches!(c, '-' | '_' | '.') {
-            sep = true;
-        } else {
-            if sep && !out.is_empty() {
-                out.push('-');
-            }
-            sep = false;
-            out.extend(c.to_lowercase());
-        }
-    }
-    out
+    cairn::python::normalize_name(name)
 }
 
 /// A local package, buildable without the network (setuptools from the venv).

@@ -123,23 +123,8 @@ fn unreadable_directory_is_named() {
     ] {
         std::fs::set_permissions(r.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let mut cmd = if root {
-        let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_cairn"));
-        c
-    } else {
-        std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-    };
-    let out = cmd
+    let out = crate::util::cairn_unprivileged(r.path())
         .args(["hash", "data"])
-        .current_dir(r.path())
-        .env("HOME", r.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -25,6 +25,21 @@ open("runs/ft/model.bin", "wb").write(base[:500] + b"ft" * 10)
 const QUANTIZE: &str = r#"open("runs/quant.bin", "wb").write(open("runs/ft/model.bin", "rb").read()[::2])
 "#;
 
+/// The quantization run's lock command.
+const LOCK_QUANTIZE: &[&str] = &[
+    "lock",
+    "--no-python",
+    "--lock",
+    "quantize.cairn.lock",
+    "--input",
+    "finetune.cairn.lock#runs/ft/model.bin",
+    "--checkpoint",
+    "runs/quant.bin",
+    "--",
+    "python3",
+    "quantize.py",
+];
+
 /// `cairn` with the test binary's directory first on PATH, so the training scripts can call it.
 fn cairn(r: &Repo, args: &[&str]) -> crate::util::Run {
     let bin = Path::new(env!("CARGO_BIN_EXE_cairn")).parent().unwrap();
@@ -73,19 +88,7 @@ fn chain() -> Repo {
             "python3",
             "finetune.py",
         ],
-        &[
-            "lock",
-            "--no-python",
-            "--lock",
-            "quantize.cairn.lock",
-            "--input",
-            "finetune.cairn.lock#runs/ft/model.bin",
-            "--checkpoint",
-            "runs/quant.bin",
-            "--",
-            "python3",
-            "quantize.py",
-        ],
+        LOCK_QUANTIZE,
     ];
     for args in steps {
         cairn(&r, args).expect(0);
@@ -232,23 +235,7 @@ fn chain_lineage_and_audit() {
 
     // 3. A run locked on a dirty tree.
     r.write("quantize.py", format!("{QUANTIZE}# tweak\n"));
-    cairn(
-        &r,
-        &[
-            "lock",
-            "--no-python",
-            "--lock",
-            "quantize.cairn.lock",
-            "--input",
-            "finetune.cairn.lock#runs/ft/model.bin",
-            "--checkpoint",
-            "runs/quant.bin",
-            "--",
-            "python3",
-            "quantize.py",
-        ],
-    )
-    .expect(0);
+    cairn(&r, LOCK_QUANTIZE).expect(0);
     assert_eq!(
         errors(&audit_json(&r, 1)),
         [(

@@ -260,3 +260,23 @@ pub fn sh(dir: &Path, script: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The `cairn` command run as an unprivileged user: root reads every file whatever its mode, so
+/// permission tests run cairn as `nobody` through setpriv when the tests run as root.
+pub fn cairn_unprivileged(dir: &Path) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut cmd = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_cairn"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+    };
+    cmd.current_dir(dir).env("HOME", dir).env("NO_COLOR", "1");
+    cmd
+}
