@@ -19,6 +19,7 @@ pub mod lockfiles;
 pub mod paths;
 pub mod project;
 pub mod python;
+pub mod rebuild;
 pub mod verify;
 pub mod walk;
 
