@@ -1,9 +1,11 @@
 //! The `cairn` command line: argument parsing, printing and exit codes. The work is done by the
 //! `cairn` library; this crate never decides anything about locks or digests.
 
+mod cmd_diff;
 mod cmd_env;
 mod cmd_hash;
 mod cmd_lock;
+mod cmd_rebuild;
 mod cmd_verify;
 mod output;
 
@@ -23,6 +25,7 @@ const AFTER_HELP: &str = "\
 Exit status:
   0  everything matched (or the command succeeded)
   1  verify found a difference, or the command run by `cairn lock` failed
+     (rebuild: a part did not reproduce; diff: the runs differ)
   2  usage error, bad input (malformed or newer lock, bad path) or I/O error
 
 Getting started:
@@ -49,6 +52,8 @@ enum Command {
     Verify(cmd_verify::Args),
     Hash(cmd_hash::Args),
     Env(cmd_env::Args),
+    Rebuild(cmd_rebuild::Args),
+    Diff(cmd_diff::Args),
 }
 
 /// Options shared by the commands that read or write a lock.
@@ -68,6 +73,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd_verify::run(args, &out),
         Command::Hash(args) => cmd_hash::run(args, &out),
         Command::Env(args) => cmd_env::run(args, &out),
+        Command::Rebuild(args) => cmd_rebuild::run(args, &out),
+        Command::Diff(args) => cmd_diff::run(args, &out),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod diff;
 pub mod digest;
 pub mod env;
 pub mod error;

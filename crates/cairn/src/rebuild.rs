@@ -344,8 +344,11 @@ pub struct Plan {
     /// The directory it runs in: the project root inside the rebuilt worktree.
     pub cwd: PathBuf,
     /// Variables set on top of the current environment: the lock's `[run.env]`,
-    /// `CAIRN_SEED`, and the venv's `VIRTUAL_ENV` and `PATH`.
+    /// `CAIRN_SEED`, and the venv's `VIRTUAL_ENV`.
     pub set_env: BTreeMap<String, String>,
+    /// A directory put in front of `PATH` (the venv's `bin`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<PathBuf>,
     /// Determinism variables that are set here but were not when the run was locked.
     pub unset_env: Vec<String>,
     /// The locked program when it was replaced by the rebuilt venv's (`[locked, used]`).
@@ -368,6 +371,12 @@ impl Plan {
         }
         for (k, v) in &self.set_env {
             parts.push(shell_quote(&format!("{k}={v}")));
+        }
+        if let Some(p) = &self.path_prefix {
+            parts.push(format!(
+                "PATH={}:\"$PATH\"",
+                shell_quote(&p.to_string_lossy())
+            ));
         }
         parts.extend(self.argv.iter().map(|a| shell_quote(a)));
         parts.join(" ")
@@ -919,7 +928,11 @@ pub fn rebuild(
     )?;
     let into = into.canonicalize().ctx("cannot open directory", &into)?;
     cleanup.into = into.clone();
-    let rebuilt_root = into.join(&project_rel);
+    let rebuilt_root = if project_rel.as_os_str().is_empty() {
+        into.clone()
+    } else {
+        into.join(&project_rel)
+    };
     code_step.actions.push(format!(
         "git worktree add --detach {} {}",
         into.display(),
@@ -1000,6 +1013,7 @@ pub fn rebuild(
             argv,
             &lock,
             &project.config.env,
+            (&project.root, repo_root, &into),
             &rebuilt_root,
             venv_used.as_deref(),
         )
@@ -1780,31 +1794,41 @@ fn is_python_name(name: &str) -> bool {
         .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
 }
 
-/// The command as the rebuild runs it: the locked argv (a program in the locking venv replaced
-/// by the rebuilt venv's program of the same name), the locked determinism variables (those set
-/// here but not in the lock removed), the seed, and the venv first on `PATH`.
+/// The command as the rebuild runs it: the locked argv, the locked determinism variables
+/// (those set here but not in the lock removed), the seed, and the venv first on `PATH`.
+///
+/// A program named by a path (relative paths are taken from the project root, where `cairn
+/// lock` is normally run) is mapped: one inside the original repository to the same file in
+/// the rebuilt worktree; one outside it (the locking machine's venv) to the program of the
+/// same name in the rebuilt venv, or to its `python` for an interpreter it lacks.
 pub fn make_plan(
     argv: &[String],
     lock: &Lock,
     extra_env: &[String],
+    (original_root, repo_root, into): (&Path, &Path, &Path),
     cwd: &Path,
     venv: Option<&Path>,
 ) -> Plan {
     let mut argv = argv.to_vec();
     let mut replaced_program = None;
-    if let (Some(venv), Some(program)) = (venv, argv.first().cloned()) {
-        let path = Path::new(&program);
-        let name = path
+    if let Some(program) = argv.first().cloned().filter(|p| p.contains('/')) {
+        let abs = paths::absolutize(original_root, Path::new(&program));
+        let name = abs
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let ours = venv.join("bin").join(&name);
-        if path.is_absolute() && ours.is_file() && !path.starts_with(venv) {
-            argv[0] = ours.to_string_lossy().into_owned();
-            replaced_program = Some([program, argv[0].clone()]);
-        } else if path.is_absolute() && is_python_name(&name) {
-            let py = venv.join("bin/python");
-            argv[0] = py.to_string_lossy().into_owned();
+        let mapped = match (abs.strip_prefix(repo_root), venv) {
+            // A relative path inside the repository already names the rebuilt copy.
+            (Ok(_), _) if Path::new(&program).is_relative() => None,
+            (Ok(rel), _) => Some(into.join(rel)),
+            (Err(_), Some(venv)) if venv.join("bin").join(&name).is_file() => {
+                Some(venv.join("bin").join(&name))
+            }
+            (Err(_), Some(venv)) if is_python_name(&name) => Some(venv.join("bin/python")),
+            _ => None,
+        };
+        if let Some(m) = mapped {
+            argv[0] = m.to_string_lossy().into_owned();
             replaced_program = Some([program, argv[0].clone()]);
         }
     }
@@ -1814,18 +1838,6 @@ pub fn make_plan(
     }
     if let Some(venv) = venv {
         set_env.insert("VIRTUAL_ENV".into(), venv.to_string_lossy().into_owned());
-        let bin = venv.join("bin");
-        let path = match std::env::var_os("PATH") {
-            Some(p) => {
-                let mut parts = vec![bin];
-                parts.extend(std::env::split_paths(&p));
-                std::env::join_paths(parts)
-                    .map(|j| j.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            }
-            None => bin.to_string_lossy().into_owned(),
-        };
-        set_env.insert("PATH".into(), path);
     }
     let mut unset_env: Vec<String> = env::determinism_env(extra_env, std::env::vars())
         .into_keys()
@@ -1842,6 +1854,7 @@ pub fn make_plan(
         argv,
         cwd: cwd.to_path_buf(),
         set_env,
+        path_prefix: venv.map(|v| v.join("bin")),
         unset_env,
         replaced_program,
     }
@@ -1877,6 +1890,15 @@ fn run_and_compare(
         cmd.env_remove(k);
     }
     cmd.envs(&plan.set_env);
+    if let Some(prefix) = &plan.path_prefix {
+        let mut parts = vec![prefix.clone()];
+        if let Some(p) = std::env::var_os("PATH") {
+            parts.extend(std::env::split_paths(&p));
+        }
+        if let Ok(joined) = std::env::join_paths(parts) {
+            cmd.env("PATH", joined);
+        }
+    }
     // stdout carries cairn's report: the command's output goes to stderr.
     let stderr = {
         use std::os::fd::AsFd;
