@@ -3,7 +3,9 @@
 mod bad_input;
 mod cache;
 mod code;
+mod diff;
 mod digests;
 mod environment;
 mod lock_verify;
+mod rebuild;
 mod util;

@@ -260,3 +260,66 @@ pub fn sh(dir: &Path, script: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A virtual environment made with `python3 -m venv` in a temp directory.
+pub struct Venv {
+    pub dir: tempfile::TempDir,
+}
+
+impl Venv {
+    pub fn new() -> Venv {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(dir.path().join("venv"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Venv { dir }
+    }
+
+    pub fn python(&self) -> PathBuf {
+        self.dir.path().join("venv/bin/python")
+    }
+
+    pub fn site_packages(&self) -> PathBuf {
+        let lib = self.dir.path().join("venv/lib");
+        let py = std::fs::read_dir(&lib)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("python")
+            })
+            .unwrap();
+        py.join("site-packages")
+    }
+
+    #[track_caller]
+    pub fn pip(&self, args: &[&str]) -> String {
+        let out = Command::new(self.python())
+            .args([
+                "-m",
+                "pip",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-q",
+            ])
+            .args(args)
+            .env("PIP_NO_INPUT", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}

@@ -1,0 +1,1 @@
+//! `cairn diff` end to end.
