@@ -249,7 +249,7 @@ fn without_run_it_prepares_verifies_and_says_the_command() {
     let r = project(TRAIN_PLAIN);
     r.write(
         "train.py",
-        &format!("{TRAIN_PLAIN}# an uncommitted experiment\n"),
+        format!("{TRAIN_PLAIN}# an uncommitted experiment\n"),
     );
     r.write("notes.txt", "untracked, part of the code\n");
     r.cairn(lock_args(&["--no-python"], "python3", None))
@@ -458,7 +458,7 @@ fn a_commit_on_the_recorded_remote_is_fetched() {
     r.git(&["remote", "add", "origin", origin.path().to_str().unwrap()]);
     r.git(&["push", "-q", "origin", "main"]);
     r.git(&["checkout", "-q", "-b", "exp"]);
-    r.write("train.py", &format!("{TRAIN_PLAIN}# experiment\n"));
+    r.write("train.py", format!("{TRAIN_PLAIN}# experiment\n"));
     r.commit_all("experiment");
     r.git(&["push", "-q", "origin", "exp"]);
     r.cairn(lock_args(&["--no-python"], "python3", None))
