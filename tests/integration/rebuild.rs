@@ -619,3 +619,76 @@ fn an_error_part_way_removes_what_was_made() {
     assert!(!into.exists());
     assert_eq!(worktrees(&r), 1);
 }
+
+/// A link committed in the checkout that leads out of the rebuilt directory is never written
+/// through: the victim's files stay, and the dataset is reported as not put in place.
+#[test]
+fn a_committed_link_never_makes_rebuild_touch_outside_files() {
+    let top = tempfile::tempdir().unwrap();
+    let r = Repo::new();
+    // The repository's data/ is a relative link to a sibling directory.
+    let repo_outside = r.path().parent().unwrap().join(format!(
+        "{}-outside",
+        r.path().file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(repo_outside.join("train")).unwrap();
+    std::fs::write(repo_outside.join("train/a.txt"), "alpha\n").unwrap();
+    let rel_target = format!("../{}", repo_outside.file_name().unwrap().to_string_lossy());
+    std::os::unix::fs::symlink(&rel_target, r.join("data")).unwrap();
+    r.write("train.py", TRAIN_PLAIN);
+    r.write(".gitignore", "runs/\n");
+    r.commit_all("data is a link");
+    r.cairn(["lock", "--no-python", "--data", "data/train"]).expect(0);
+    // Next to the rebuild, the same link leads to somebody else's files.
+    let victim = top.path().join(rel_target.trim_start_matches("../"));
+    std::fs::create_dir_all(victim.join("train")).unwrap();
+    std::fs::write(victim.join("train/precious.txt"), "do not delete\n").unwrap();
+    let into = top.path().join("rebuilt");
+    let out = r
+        .cairn(["rebuild", "--into", into.to_str().unwrap()])
+        .expect(1);
+    out.stdout_has("leads outside the rebuilt directory");
+    assert_eq!(
+        std::fs::read_to_string(victim.join("train/precious.txt")).unwrap(),
+        "do not delete\n"
+    );
+    std::fs::remove_dir_all(&repo_outside).unwrap();
+}
+
+/// A project in a subdirectory of the repository (its own cairn.toml): the command runs in
+/// the same subdirectory of the rebuilt worktree.
+#[test]
+fn a_project_in_a_subdirectory_runs_in_that_subdirectory() {
+    let r = Repo::new();
+    r.write("README", "monorepo\n");
+    r.write("ml/cairn.toml", "[data]\ntrain = \"data/train\"\n");
+    r.write("ml/train.py", TRAIN_PLAIN);
+    r.write("ml/.gitignore", "runs/\ndata/\n");
+    r.write("ml/data/train/a.txt", "alpha\n");
+    r.commit_all("initial");
+    r.cairn_in(
+        "ml",
+        [
+            "lock",
+            "--no-python",
+            "--checkpoint",
+            "runs/model.bin",
+            "--seed",
+            "3",
+            "--",
+            "python3",
+            "train.py",
+        ],
+    )
+    .expect(0);
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("rebuilt");
+    r.cairn_in("ml", ["rebuild", "--into", into.to_str().unwrap(), "--run"])
+        .expect(0)
+        .stdout_has("reproduced: every step matches the lock");
+    assert_eq!(
+        std::fs::read(into.join("ml/runs/model.bin")).unwrap(),
+        std::fs::read(r.join("ml/runs/model.bin")).unwrap()
+    );
+    assert!(into.join("ml/cairn.lock").is_file());
+}

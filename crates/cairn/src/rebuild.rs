@@ -978,7 +978,14 @@ pub fn rebuild(
     steps.push(env_step);
 
     obs.started(StepName::Data, &format!("{} dataset(s)", data_plans.len()));
-    let data_step = check_data(project, &lock, &data_plans, &rebuilt_root, opts, obs)?;
+    let data_step = check_data(
+        project,
+        &lock,
+        &data_plans,
+        (&into, &rebuilt_root),
+        opts,
+        obs,
+    )?;
     obs.finished(&data_step);
     steps.push(data_step);
 
@@ -1048,7 +1055,14 @@ pub fn rebuild(
             if obs.confirm_run(plan) {
                 obs.started(StepName::Run, &plan.shell_line());
                 ran = true;
-                run_and_compare(project, &lock, plan, &rebuilt_root, opts, &mut run_step)?;
+                run_and_compare(
+                    project,
+                    &lock,
+                    plan,
+                    (&into, &rebuilt_root),
+                    opts,
+                    &mut run_step,
+                )?;
             } else {
                 run_step.status = Status::NotRun;
                 run_step.notes.push(format!(
@@ -1249,7 +1263,9 @@ fn copy_sidecars(
         files.push(config);
     }
     for from in files {
-        let Some(to) = place(&from) else { continue };
+        let Some(to) = place(&from).filter(|to| stays_inside(into, to)) else {
+            continue;
+        };
         let Ok(bytes) = std::fs::read(&from) else {
             continue;
         };
@@ -1630,7 +1646,7 @@ fn check_data(
     project: &Project,
     lock: &Lock,
     plans: &[DataPlan],
-    rebuilt_root: &Path,
+    (into, rebuilt_root): (&Path, &Path),
     opts: &RebuildOptions,
     obs: &dyn Observer,
 ) -> Result<Step> {
@@ -1707,6 +1723,17 @@ fn check_data(
         // Place it where the command expects it.
         if let Some(target) = &inside {
             if canonical_or_lexical(&source) != canonical_or_lexical(target) {
+                if !stays_inside(into, target) {
+                    step.differ(
+                        d.name.clone(),
+                        Change::Unchecked,
+                        Some(format!(
+                            "{} leads outside the rebuilt directory (a link in the checkout); the dataset was not put there",
+                            target.display()
+                        )),
+                    );
+                    continue;
+                }
                 remove_path(target)?;
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent).ctx("cannot create directory", parent)?;
@@ -1773,6 +1800,20 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::File => "file",
         Kind::Dir => "directory",
     }
+}
+
+/// Is `target` inside `into` once the links among its existing parents are followed? A link
+/// committed in the checkout (`data -> /mnt/shared`) must never make the rebuild remove or
+/// create anything outside its own directory.
+fn stays_inside(into: &Path, target: &Path) -> bool {
+    let mut dir = target.parent();
+    while let Some(d) = dir {
+        if let Ok(real) = d.canonicalize() {
+            return real.starts_with(into);
+        }
+        dir = d.parent();
+    }
+    false
 }
 
 /// Remove a file, link or directory (never following a link).
@@ -1865,7 +1906,7 @@ fn run_and_compare(
     project: &Project,
     lock: &Lock,
     plan: &Plan,
-    rebuilt_root: &Path,
+    (into, rebuilt_root): (&Path, &Path),
     opts: &RebuildOptions,
     step: &mut Step,
 ) -> Result<()> {
@@ -1873,6 +1914,18 @@ fn run_and_compare(
     for a in lock.checkpoints.iter().chain(&lock.outputs) {
         let p = a.path.under(rebuilt_root);
         if std::fs::symlink_metadata(&p).is_ok() {
+            if !stays_inside(into, &p) {
+                step.status = Status::Failed;
+                step.differ(
+                    a.path.as_str(),
+                    Change::Unchecked,
+                    Some(format!(
+                        "{} leads outside the rebuilt directory (a link in the checkout); not run",
+                        p.display()
+                    )),
+                );
+                return Ok(());
+            }
             remove_path(&p)?;
             step.actions.push(format!(
                 "removed {} from the checkout before the run",
