@@ -136,8 +136,10 @@ pub struct CodeSummary {
     pub same_tree: bool,
     /// Commits reachable from B but not from A (`git log A..B`), newest first; `None` when not
     /// both commits are in the repository.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ahead: Option<Vec<CommitLine>>,
     /// Commits reachable from A but not from B (`git log B..A`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub behind: Option<Vec<CommitLine>>,
     /// `true` when a list was cut at [`MAX_COMMITS`].
     pub truncated: bool,
