@@ -693,3 +693,99 @@ fn a_project_in_a_subdirectory_runs_in_that_subdirectory() {
     );
     assert!(into.join("ml/cairn.lock").is_file());
 }
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// On a terminal, rebuild asks before running, showing the exact command; only a yes runs it.
+/// (`script` from util-linux gives the command a terminal.)
+#[test]
+fn on_a_terminal_it_asks_before_running() {
+    if !on_path("script") {
+        eprintln!("skipped: `script` (util-linux) is not on PATH");
+        return;
+    }
+    let r = locked_plain();
+    let target = tempfile::tempdir().unwrap();
+    let ask = |answer: &str, dir: &Path| {
+        let line = format!(
+            "{} rebuild --into {}",
+            env!("CARGO_BIN_EXE_cairn"),
+            dir.display()
+        );
+        let mut child = r
+            .cmd_raw("script")
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let no = target.path().join("no");
+    let (code, text) = ask("n\n", &no);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Its command:"), "{text}");
+    assert!(text.contains("CAIRN_SEED=7 python3 train.py"), "{text}");
+    assert!(text.contains("Run it now? [y/N]"), "{text}");
+    assert!(!no.join("runs").exists(), "a no does not run it");
+    let yes = target.path().join("yes");
+    let (code, text) = ask("y\n", &yes);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("reproduced: every step matches the lock"),
+        "{text}"
+    );
+    assert!(yes.join("runs/model.bin").is_file());
+}
+
+/// The uv path: `uv venv` and `uv pip install`. Runs only where uv is on PATH (cairn's CI has
+/// no uv; the pip path is tested above).
+#[test]
+fn rebuild_with_uv_when_it_is_on_path() {
+    if !on_path("uv") {
+        eprintln!("skipped: uv is not on PATH");
+        return;
+    }
+    let venv = Venv::new();
+    venv.pip(&["install", "six==1.16.0"]);
+    let py = venv.python();
+    let py = py.to_str().unwrap();
+    let r = project(TRAIN_SIX);
+    r.cairn(lock_args(&["--python", py], py, None)).expect(0);
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("uv");
+    let out = r
+        .cairn([
+            "rebuild",
+            "--into",
+            into.to_str().unwrap(),
+            "--run",
+            "--installer",
+            "uv",
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let report = json(&out.stdout);
+    let env = step(&report, "environment");
+    assert_eq!(env["status"], "reproduced", "{report}");
+    assert!(env["actions"][0].as_str().unwrap().starts_with("uv venv"));
+    assert_eq!(
+        std::fs::read(into.join("runs/model.bin")).unwrap(),
+        std::fs::read(r.join("runs/model.bin")).unwrap()
+    );
+}

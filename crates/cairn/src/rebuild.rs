@@ -1053,7 +1053,7 @@ pub fn rebuild(
         }
         Some(plan) => {
             if obs.confirm_run(plan) {
-                obs.started(StepName::Run, &plan.shell_line());
+                obs.started(StepName::Run, "the locked command");
                 ran = true;
                 run_and_compare(
                     project,
@@ -1511,7 +1511,7 @@ fn build_environment(
         );
     }
     let tool_name = match installer {
-        Installer::Uv => "uv",
+        Installer::Uv => "uv pip",
         _ => "pip",
     };
     if !reqs.is_empty() {
