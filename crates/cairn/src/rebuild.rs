@@ -1281,7 +1281,7 @@ fn copy_sidecars(
 // The environment.
 
 /// The path of a `file://` URL (percent-decoded).
-fn file_url_path(url: &str) -> Option<PathBuf> {
+pub(crate) fn file_url_path(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("file://")?;
     let rest = rest.strip_prefix("localhost").unwrap_or(rest);
     let b = rest.as_bytes();
