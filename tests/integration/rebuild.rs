@@ -807,3 +807,39 @@ fn rebuild_with_uv_when_it_is_on_path() {
         std::fs::read(r.join("runs/model.bin")).unwrap()
     );
 }
+
+/// Without --into, the rebuild goes next to the repository, named after it and the run; a
+/// second rebuild of the same run refuses to overwrite it.
+#[test]
+fn the_default_directory_is_next_to_the_repository() {
+    let r = locked_plain();
+    let id = r.lock_toml("cairn.lock")["run"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let repo = r.path().canonicalize().unwrap();
+    let expected = repo.parent().unwrap().join(format!(
+        "{}-rebuild-{}",
+        repo.file_name().unwrap().to_string_lossy(),
+        &id[..8]
+    ));
+    struct Gone(PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _gone = Gone(expected.clone());
+    r.cairn(["rebuild"])
+        .expect(0)
+        .stdout_has(&format!("in {}", expected.display()));
+    assert!(expected.join("train.py").is_file());
+    r.cairn(["rebuild"])
+        .expect(2)
+        .stderr_has("already exists and is not empty")
+        .stderr_has("pass --into");
+    assert!(
+        expected.join("train.py").is_file(),
+        "the first rebuild is untouched"
+    );
+}
