@@ -224,3 +224,92 @@ fn bad_input_is_exit_2() {
         .expect(2)
         .stderr_has("apply only to a comparison with the current state");
 }
+
+/// The same run locked on a machine without a GPU and on an H100 (real nvidia-smi output,
+/// replayed): diff names the GPU, driver and CUDA as host causes; a rebuild on the H100 of the
+/// CPU machine's lock reproduces, and reports the host difference as information.
+#[test]
+fn host_and_gpu_differences() {
+    let r = Repo::ml();
+    let bin = tempfile::tempdir().unwrap();
+    let smi = crate::util::replay_nvidia_smi(bin.path());
+    let lock_on = |smi: &str, name: &str| {
+        let out = r
+            .cmd()
+            .env("CAIRN_NVIDIA_SMI", smi)
+            .args([
+                "lock",
+                "--lock",
+                name,
+                "--no-python",
+                "--data",
+                "data/train",
+                "--checkpoint",
+                "runs/final.safetensors",
+                "--",
+                "python3",
+                "train.py",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    lock_on("/nonexistent/nvidia-smi", "cpu.cairn.lock");
+    lock_on(smi.to_str().unwrap(), "h100.cairn.lock");
+    let d = json(
+        &r.cairn([
+            "diff",
+            "cpu.cairn.lock",
+            "h100.cairn.lock",
+            "--format",
+            "json",
+        ])
+        .expect(1)
+        .stdout,
+    );
+    assert_eq!(
+        keys(&d["causes"]),
+        [
+            k("host", "gpu", ""),
+            k("host", "gpu driver", ""),
+            k("host", "gpu cuda", ""),
+        ],
+        "{d}"
+    );
+    assert_eq!(d["causes"][0]["a"], serde_json::Value::Null);
+    assert_eq!(d["causes"][0]["b"], "NVIDIA H100 80GB HBM3");
+    assert_eq!(d["causes"][1]["b"], "580.159.04");
+    assert_eq!(d["causes"][2]["b"], "13.0");
+    assert_eq!(d["effects"], serde_json::json!([]));
+
+    r.commit_all("locks");
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("on-h100");
+    let out = r
+        .cmd()
+        .env("CAIRN_NVIDIA_SMI", &smi)
+        .args([
+            "rebuild",
+            "--lock",
+            "cpu.cairn.lock",
+            "--into",
+            into.to_str().unwrap(),
+            "--run",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("host (differs from the locking machine; information):\n  gpu: none -> NVIDIA H100 80GB HBM3\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("reproduced: every step matches the lock"),
+        "{stdout}"
+    );
+}

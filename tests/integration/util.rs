@@ -323,3 +323,23 @@ impl Venv {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
+
+/// A stand-in `nvidia-smi` (for `CAIRN_NVIDIA_SMI`) that replays the real H100 output in
+/// tests/fixtures/nvidia-smi: CI has no GPU.
+pub fn replay_nvidia_smi(dir: &Path) -> PathBuf {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nvidia-smi");
+    let script = dir.join("nvidia-smi");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in\n  *--query-gpu*) cat '{csv}' ;;\n  *-q*) cat '{q}' ;;\n  *) exit 9 ;;\nesac\n",
+            csv = fixtures.join("h100-query-gpu.csv").display(),
+            q = fixtures.join("h100-q.txt").display()
+        ),
+    )
+    .unwrap();
+    let mut perm = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&script, perm).unwrap();
+    script
+}
