@@ -3,10 +3,12 @@
 
 mod cmd_audit;
 mod cmd_checkpoint;
+mod cmd_diff;
 mod cmd_env;
 mod cmd_hash;
 mod cmd_lineage;
 mod cmd_lock;
+mod cmd_rebuild;
 mod cmd_verify;
 mod output;
 
@@ -26,6 +28,7 @@ const AFTER_HELP: &str = "\
 Exit status:
   0  everything matched (or the command succeeded)
   1  verify found a difference, or the command run by `cairn lock` failed
+     (rebuild: a part did not reproduce; diff: the runs differ)
   2  usage error, bad input (malformed or newer lock, bad path) or I/O error
 
 Getting started:
@@ -55,6 +58,8 @@ enum Command {
     Checkpoint(cmd_checkpoint::Args),
     Lineage(cmd_lineage::Args),
     Audit(cmd_audit::Args),
+    Rebuild(cmd_rebuild::Args),
+    Diff(cmd_diff::Args),
 }
 
 /// Options shared by the commands that read or write a lock.
@@ -77,6 +82,8 @@ fn main() -> ExitCode {
         Command::Checkpoint(args) => cmd_checkpoint::run(args, &out),
         Command::Lineage(args) => cmd_lineage::run(args, &out),
         Command::Audit(args) => cmd_audit::run(args, &out),
+        Command::Rebuild(args) => cmd_rebuild::run(args, &out),
+        Command::Diff(args) => cmd_diff::run(args, &out),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -59,11 +59,14 @@ impl Printer {
         for cause in err.chain().skip(1) {
             eprintln!("  {} {cause}", self.paint("2", "caused by:"));
         }
-        if let Some(hint) = err
-            .chain()
-            .find_map(|e| e.downcast_ref::<cairn::Error>())
-            .and_then(cairn::Error::hint)
-        {
+        if let Some(hint) = err.chain().find_map(|e| {
+            e.downcast_ref::<cairn::Error>()
+                .and_then(cairn::Error::hint)
+                .or_else(|| {
+                    e.downcast_ref::<cairn::rebuild::RebuildError>()
+                        .and_then(cairn::rebuild::RebuildError::hint)
+                })
+        }) {
             eprintln!("{}: {hint}", self.paint("1;36", "hint"));
         }
     }

@@ -3,118 +3,55 @@
 //! exactly which package drifted.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::util::{git_in, Repo};
+use crate::util::{git_in, Repo, Venv};
 
-/// A virtual environment made with `python3 -m venv`.
-struct Venv {
-    dir: tempfile::TempDir,
-}
-
-impl Venv {
-    fn new() -> Venv {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(dir.path().join("venv"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Venv { dir }
-    }
-
-    fn python(&self) -> PathBuf {
-        self.dir.path().join("venv/bin/python")
-    }
-
-    fn site_packages(&self) -> PathBuf {
-        let lib = self.dir.path().join("venv/lib");
-        let py = std::fs::read_dir(&lib)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("python")
-            })
-            .unwrap();
-        py.join("site-packages")
-    }
-
-    #[track_caller]
-    fn pip(&self, args: &[&str]) -> String {
-        let out = Command::new(self.python())
-            .args([
-                "-m",
-                "pip",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-q",
-            ])
-            .args(args)
-            .env("PIP_NO_INPUT", "1")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `pip freeze --all` as normalised name -> version (None where pip prints no version:
-    /// VCS and local-directory lines).
-    fn freeze(&self) -> BTreeMap<String, Option<String>> {
-        let out = Command::new(self.python())
-            .args([
-                "-m",
-                "pip",
-                "--disable-pip-version-check",
-                "freeze",
-                "--all",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut map = BTreeMap::new();
-        let mut editable_comment: Option<(String, String)> = None;
-        for line in text.lines() {
-            let line = line.trim();
-            if let Some(rest) = line.strip_prefix("# Editable install with no version control (") {
-                let inner = rest.trim_end_matches(')');
-                if let Some((n, v)) = inner.split_once("==") {
-                    editable_comment = Some((n.to_string(), v.to_string()));
-                }
-                continue;
+/// `pip freeze --all` of a venv as normalised name -> version (None where pip prints no
+/// version: VCS and local-directory lines).
+fn freeze(venv: &Venv) -> BTreeMap<String, Option<String>> {
+    let out = Command::new(venv.python())
+        .args([
+            "-m",
+            "pip",
+            "--disable-pip-version-check",
+            "freeze",
+            "--all",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut map = BTreeMap::new();
+    let mut editable_comment: Option<(String, String)> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("# Editable install with no version control (") {
+            let inner = rest.trim_end_matches(')');
+            if let Some((n, v)) = inner.split_once("==") {
+                editable_comment = Some((n.to_string(), v.to_string()));
             }
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            if let Some(e) = line.strip_prefix("-e ") {
-                if let Some((n, v)) = editable_comment.take() {
-                    map.insert(norm(&n), Some(v));
-                } else if let Some(egg) = e.split("#egg=").nth(1) {
-                    map.insert(norm(egg), None);
-                }
-                continue;
-            }
-            if let Some((n, v)) = line.split_once("==") {
-                map.insert(norm(n), Some(v.to_string()));
-            } else if let Some((n, _)) = line.split_once(" @ ") {
-                map.insert(norm(n), None);
-            }
+            continue;
         }
-        map
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(e) = line.strip_prefix("-e ") {
+            if let Some((n, v)) = editable_comment.take() {
+                map.insert(norm(&n), Some(v));
+            } else if let Some(egg) = e.split("#egg=").nth(1) {
+                map.insert(norm(egg), None);
+            }
+            continue;
+        }
+        if let Some((n, v)) = line.split_once("==") {
+            map.insert(norm(n), Some(v.to_string()));
+        } else if let Some((n, _)) = line.split_once(" @ ") {
+            map.insert(norm(n), None);
+        }
     }
+    map
 }
 
 fn norm(name: &str) -> String {
@@ -211,7 +148,7 @@ fn environment_matches_pip_freeze_and_drift_is_named() {
     let lock = r.lock_toml("cairn.lock");
     let recorded = packages(&lock);
 
-    let freeze = venv.freeze();
+    let freeze = freeze(&venv);
     assert_eq!(
         recorded.keys().collect::<Vec<_>>(),
         freeze.keys().collect::<Vec<_>>(),

@@ -3,9 +3,11 @@
 mod bad_input;
 mod cache;
 mod code;
+mod diff;
 mod digests;
 mod environment;
 mod hardening;
 mod lineage;
 mod lock_verify;
+mod rebuild;
 mod util;

@@ -280,3 +280,86 @@ pub fn cairn_unprivileged(dir: &Path) -> Command {
     cmd.current_dir(dir).env("HOME", dir).env("NO_COLOR", "1");
     cmd
 }
+
+/// A virtual environment made with `python3 -m venv` in a temp directory.
+pub struct Venv {
+    pub dir: tempfile::TempDir,
+}
+
+impl Venv {
+    pub fn new() -> Venv {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(dir.path().join("venv"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Venv { dir }
+    }
+
+    pub fn python(&self) -> PathBuf {
+        self.dir.path().join("venv/bin/python")
+    }
+
+    pub fn site_packages(&self) -> PathBuf {
+        let lib = self.dir.path().join("venv/lib");
+        let py = std::fs::read_dir(&lib)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("python")
+            })
+            .unwrap();
+        py.join("site-packages")
+    }
+
+    #[track_caller]
+    pub fn pip(&self, args: &[&str]) -> String {
+        let out = Command::new(self.python())
+            .args([
+                "-m",
+                "pip",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-q",
+            ])
+            .args(args)
+            .env("PIP_NO_INPUT", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// A stand-in `nvidia-smi` (for `CAIRN_NVIDIA_SMI`) that replays the real H100 output in
+/// tests/fixtures/nvidia-smi: CI has no GPU.
+pub fn replay_nvidia_smi(dir: &Path) -> PathBuf {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nvidia-smi");
+    let script = dir.join("nvidia-smi");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in\n  *--query-gpu*) cat '{csv}' ;;\n  *-q*) cat '{q}' ;;\n  *) exit 9 ;;\nesac\n",
+            csv = fixtures.join("h100-query-gpu.csv").display(),
+            q = fixtures.join("h100-q.txt").display()
+        ),
+    )
+    .unwrap();
+    let mut perm = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&script, perm).unwrap();
+    script
+}

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
+pub mod diff;
 pub mod digest;
 pub mod env;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod lockfiles;
 pub mod paths;
 pub mod project;
 pub mod python;
+pub mod rebuild;
 pub mod verify;
 pub mod walk;
 

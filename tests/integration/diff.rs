@@ -1,0 +1,315 @@
+//! `cairn diff` end to end: two locks, or a lock and the current state. (The package and data
+//! causes of a real retraining are checked with a real venv in rebuild.rs.)
+
+use crate::util::Repo;
+
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// (section, subject, path) of each entry of a list.
+fn keys(list: &serde_json::Value) -> Vec<(String, String, String)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["section"].as_str().unwrap().to_string(),
+                c["subject"].as_str().unwrap().to_string(),
+                c["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn k(section: &str, subject: &str, path: &str) -> (String, String, String) {
+    (section.into(), subject.into(), path.into())
+}
+
+fn lock(r: &Repo, lock: &str, extra: &[&str]) {
+    let mut args = vec![
+        "lock",
+        "--lock",
+        lock,
+        "--no-python",
+        "--data",
+        "data/train",
+        "--checkpoint",
+        "runs/final.safetensors",
+    ];
+    args.extend(extra);
+    r.cairn(args).expect(0);
+}
+
+/// Two runs of the same thing differ in nothing but their ids and times.
+#[test]
+fn identical_runs_have_no_difference() {
+    let r = Repo::ml();
+    lock(&r, "a.cairn.lock", &["--", "python3", "train.py"]);
+    lock(&r, "b.cairn.lock", &["--", "python3", "train.py"]);
+    let out = r.cairn(["diff", "a.cairn.lock", "b.cairn.lock"]).expect(0);
+    out.stdout_has("code: commit ")
+        .stdout_has("same code")
+        .stdout_has("no difference");
+    let d = json(
+        &r.cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
+            .expect(0)
+            .stdout,
+    );
+    assert_eq!(d["same"], true);
+    assert_eq!(d["causes"], serde_json::json!([]));
+    assert_eq!(d["effects"], serde_json::json!([]));
+}
+
+/// Code: the commits between the two runs and each file that differs, committed or not.
+#[test]
+fn code_commits_between_and_files_that_differ() {
+    let r = Repo::ml();
+    lock(&r, "a.cairn.lock", &["--", "python3", "train.py"]);
+    r.write("model.py", "LAYERS = 4\n");
+    r.commit_all("add the model");
+    r.write("train.py", format!("{}# tweak\n", crate::util::TRAIN_PY));
+    lock(&r, "b.cairn.lock", &["--", "python3", "train.py"]);
+    let d = json(
+        &r.cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
+            .expect(1)
+            .stdout,
+    );
+    assert_eq!(
+        keys(&d["causes"]),
+        [k("code", "code", "model.py"), k("code", "code", "train.py")],
+        "{d}"
+    );
+    assert_eq!(d["causes"][0]["change"], "added");
+    assert_eq!(d["causes"][1]["change"], "changed");
+    assert_eq!(d["code"]["same_tree"], false);
+    let ahead = d["code"]["ahead"].as_array().unwrap();
+    assert_eq!(ahead.len(), 1);
+    assert_eq!(ahead[0]["subject"], "add the model");
+    assert_eq!(ahead[0]["commit"], r.head().as_str());
+    assert_eq!(d["code"]["behind"], serde_json::json!([]));
+    // Same checkpoint: the code changed, the result did not.
+    assert_eq!(d["effects"], serde_json::json!([]));
+    let out = r.cairn(["diff", "a.cairn.lock", "b.cairn.lock"]).expect(1);
+    out.stdout_has("  1 commit(s) in B, not in A:\n")
+        .stdout_has(" add the model\n")
+        .stdout_has("  code        model.py added\n")
+        .stdout_has("  code        train.py changed\n");
+}
+
+/// The command, the determinism variables and the seed, in that order, after the data.
+#[test]
+fn command_env_and_seed_in_order_of_likely_cause() {
+    let r = Repo::ml();
+    let run = |lockname: &str, seed: &str, hashseed: &str, extra: &[&str]| {
+        let mut args = vec![
+            "lock",
+            "--lock",
+            lockname,
+            "--no-python",
+            "--data",
+            "data/train",
+            "--checkpoint",
+            "runs/final.safetensors",
+            "--seed",
+            seed,
+            "--",
+            "python3",
+            "train.py",
+        ];
+        args.extend(extra);
+        let out = r
+            .cmd()
+            .env("PYTHONHASHSEED", hashseed)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run("a.cairn.lock", "1", "0", &[]);
+    r.write("data/train/c.txt", "gamma\n");
+    run("b.cairn.lock", "2", "1", &["--lr", "3e-4"]);
+    let d = json(
+        &r.cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
+            .expect(1)
+            .stdout,
+    );
+    assert_eq!(
+        keys(&d["causes"]),
+        [
+            k("data", "train", "c.txt"),
+            k("command", "command", ""),
+            k("env", "PYTHONHASHSEED", ""),
+            k("seed", "seed", ""),
+        ],
+        "{d}"
+    );
+    assert_eq!(d["causes"][0]["change"], "added");
+    assert_eq!(d["causes"][1]["b"], "python3 train.py --lr 3e-4");
+    assert_eq!(d["causes"][2]["a"], "0");
+    assert_eq!(d["causes"][2]["b"], "1");
+    assert_eq!(d["causes"][3]["a"], "1");
+    assert_eq!(d["causes"][3]["b"], "2");
+}
+
+/// One lock: B is the project now, probed without writing anything.
+#[test]
+fn a_lock_against_the_current_state() {
+    let r = Repo::ml();
+    lock(&r, "cairn.lock", &["--", "python3", "train.py"]);
+    r.commit_all("lock");
+    let before: Vec<String> = std::fs::read_dir(r.join(".cairn/manifests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let out = r.cairn(["diff", "cairn.lock", "--no-python"]).expect(0);
+    out.stdout_has("B: the current state")
+        .stdout_has("no difference");
+
+    r.write("data/train/a.txt", "alpha, relabelled\n");
+    r.write("train.py", "print('rewritten')\n");
+    std::fs::remove_file(r.join("runs/final.safetensors")).unwrap();
+    let d = json(
+        &r.cairn(["diff", "cairn.lock", "--no-python", "--format", "json"])
+            .expect(1)
+            .stdout,
+    );
+    assert_eq!(
+        keys(&d["causes"]),
+        [k("code", "code", "train.py"), k("data", "train", "a.txt")],
+        "{d}"
+    );
+    assert_eq!(
+        keys(&d["effects"]),
+        [k("checkpoint", "runs/final.safetensors", "")]
+    );
+    assert_eq!(d["effects"][0]["change"], "removed");
+    assert!(d["effects"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("does not exist"));
+    assert_eq!(d["b"]["lock"], serde_json::Value::Null);
+    assert!(d["notes"]
+        .to_string()
+        .contains("the current state has no command"));
+    // Nothing was written: no new manifest, the lock untouched.
+    let after: Vec<String> = std::fs::read_dir(r.join(".cairn/manifests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(before.len(), after.len());
+    assert_eq!(
+        r.git(&["status", "--porcelain", "cairn.lock", ".cairn"]),
+        ""
+    );
+}
+
+#[test]
+fn bad_input_is_exit_2() {
+    let r = Repo::ml();
+    lock(&r, "cairn.lock", &["--", "python3", "train.py"]);
+    r.cairn(["diff", "cairn.lock", "nope.cairn.lock"])
+        .expect(2)
+        .stderr_has("nope.cairn.lock");
+    r.write("broken.cairn.lock", "version = 1\n[code\n");
+    r.cairn(["diff", "cairn.lock", "broken.cairn.lock"])
+        .expect(2)
+        .stderr_has("error: cannot parse")
+        .stderr_has("hint:");
+    r.cairn(["diff", "cairn.lock", "cairn.lock", "--no-python"])
+        .expect(2)
+        .stderr_has("apply only to a comparison with the current state");
+}
+
+/// The same run locked on a machine without a GPU and on an H100 (real nvidia-smi output,
+/// replayed): diff names the GPU, driver and CUDA as host causes; a rebuild on the H100 of the
+/// CPU machine's lock reproduces, and reports the host difference as information.
+#[test]
+fn host_and_gpu_differences() {
+    let r = Repo::ml();
+    let bin = tempfile::tempdir().unwrap();
+    let smi = crate::util::replay_nvidia_smi(bin.path());
+    let lock_on = |smi: &str, name: &str| {
+        let out = r
+            .cmd()
+            .env("CAIRN_NVIDIA_SMI", smi)
+            .args([
+                "lock",
+                "--lock",
+                name,
+                "--no-python",
+                "--data",
+                "data/train",
+                "--checkpoint",
+                "runs/final.safetensors",
+                "--",
+                "python3",
+                "train.py",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    lock_on("/nonexistent/nvidia-smi", "cpu.cairn.lock");
+    lock_on(smi.to_str().unwrap(), "h100.cairn.lock");
+    let d = json(
+        &r.cairn([
+            "diff",
+            "cpu.cairn.lock",
+            "h100.cairn.lock",
+            "--format",
+            "json",
+        ])
+        .expect(1)
+        .stdout,
+    );
+    assert_eq!(
+        keys(&d["causes"]),
+        [
+            k("host", "gpu", ""),
+            k("host", "gpu driver", ""),
+            k("host", "gpu cuda", ""),
+        ],
+        "{d}"
+    );
+    assert_eq!(d["causes"][0]["a"], serde_json::Value::Null);
+    assert_eq!(d["causes"][0]["b"], "NVIDIA H100 80GB HBM3");
+    assert_eq!(d["causes"][1]["b"], "580.159.04");
+    assert_eq!(d["causes"][2]["b"], "13.0");
+    assert_eq!(d["effects"], serde_json::json!([]));
+
+    r.commit_all("locks");
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("on-h100");
+    let out = r
+        .cmd()
+        .env("CAIRN_NVIDIA_SMI", &smi)
+        .args([
+            "rebuild",
+            "--lock",
+            "cpu.cairn.lock",
+            "--into",
+            into.to_str().unwrap(),
+            "--run",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("host (differs from the locking machine; information):\n  gpu: none -> NVIDIA H100 80GB HBM3\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("reproduced: every step matches the lock"),
+        "{stdout}"
+    );
+}
