@@ -313,3 +313,47 @@ fn host_and_gpu_differences() {
         "{stdout}"
     );
 }
+
+/// Checkpoint metrics recorded with `cairn checkpoint add` are compared name by name.
+#[test]
+fn checkpoint_metrics_are_compared() {
+    let r = Repo::ml();
+    r.cairn(["lock", "--no-python"]).expect(0);
+    r.write("runs/a.bin", "weights");
+    r.cairn([
+        "checkpoint",
+        "add",
+        "runs/a.bin",
+        "--metric",
+        "loss=1.5",
+        "--metric",
+        "acc=0.5",
+    ])
+    .expect(0);
+    std::fs::copy(r.join("cairn.lock"), r.join("first.cairn.lock")).unwrap();
+    r.cairn(["checkpoint", "add", "runs/a.bin", "--metric", "loss=0.75"])
+        .expect(0);
+    let out = r
+        .cairn(["diff", "first.cairn.lock", "cairn.lock", "--format", "json"])
+        .expect(1);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let metrics: Vec<(String, String)> = report["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["path"].as_str().is_some_and(|p| p.starts_with("metric ")))
+        .map(|d| {
+            (
+                d["path"].as_str().unwrap().to_string(),
+                d["change"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        metrics,
+        [
+            ("metric acc".to_string(), "removed".to_string()),
+            ("metric loss".to_string(), "changed".to_string())
+        ]
+    );
+}

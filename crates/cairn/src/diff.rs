@@ -855,14 +855,36 @@ fn diff_artifacts(
                 b: Some(y.digest.to_string()),
                 detail: None,
             }),
-            (Some(x), Some(y)) if x.digest != y.digest || x.kind != y.kind => {
-                content_differences(
-                    project,
-                    (section, p.as_str()),
-                    (a, x.kind, &x.digest),
-                    (b, y.kind, &y.digest),
-                    out,
-                );
+            (Some(x), Some(y)) => {
+                if x.digest != y.digest || x.kind != y.kind {
+                    content_differences(
+                        project,
+                        (section, p.as_str()),
+                        (a, x.kind, &x.digest),
+                        (b, y.kind, &y.digest),
+                        out,
+                    );
+                }
+                // Metrics recorded with `cairn checkpoint add`, name by name.
+                let names: BTreeSet<&String> = x.metrics.keys().chain(y.metrics.keys()).collect();
+                for name in names {
+                    let (va, vb) = (x.metrics.get(name), y.metrics.get(name));
+                    if va != vb {
+                        out.push(Difference {
+                            section,
+                            subject: p.to_string(),
+                            path: Some(format!("metric {name}")),
+                            change: match (va, vb) {
+                                (None, _) => Change::Added,
+                                (_, None) => Change::Removed,
+                                _ => Change::Changed,
+                            },
+                            a: va.map(|v| v.0.to_string()),
+                            b: vb.map(|v| v.0.to_string()),
+                            detail: None,
+                        });
+                    }
+                }
             }
             _ => {}
         }
