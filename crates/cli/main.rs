@@ -4,6 +4,7 @@
 mod cmd_audit;
 mod cmd_checkpoint;
 mod cmd_env;
+mod cmd_export;
 mod cmd_hash;
 mod cmd_lineage;
 mod cmd_lock;
@@ -55,6 +56,7 @@ enum Command {
     Checkpoint(cmd_checkpoint::Args),
     Lineage(cmd_lineage::Args),
     Audit(cmd_audit::Args),
+    Export(cmd_export::Args),
 }
 
 /// Options shared by the commands that read or write a lock.
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Command::Checkpoint(args) => cmd_checkpoint::run(args, &out),
         Command::Lineage(args) => cmd_lineage::run(args, &out),
         Command::Audit(args) => cmd_audit::run(args, &out),
+        Command::Export(args) => cmd_export::run(args, &out),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -13,6 +13,7 @@ pub mod config;
 pub mod digest;
 pub mod env;
 pub mod error;
+pub mod export;
 pub mod git;
 pub mod host;
 pub mod inputs;
