@@ -9,9 +9,11 @@ use cairn::project::Project;
 use crate::output::Printer;
 use crate::LockArg;
 
-/// Print the run recorded in the lock as an in-toto Statement v1 with a SLSA Provenance v1
-/// predicate (JSON, keys sorted, deterministic), for signers and policy engines that already
-/// read those formats.
+/// Print the locked run as an in-toto Statement with a SLSA Provenance predicate (JSON).
+///
+/// The output is an in-toto Statement v1 whose predicate is SLSA Provenance v1, with sorted
+/// keys and nothing that changes between two exports of the same lock, for signers and policy
+/// engines that already read those formats.
 ///
 /// The subjects are the run's checkpoints, with their blake3 digest and, read from the files,
 /// sha256 (files) or dirHash1 (directories); a checkpoint that differs from the lock is an

@@ -3,11 +3,13 @@
 
 mod cmd_audit;
 mod cmd_checkpoint;
+mod cmd_completions;
 mod cmd_env;
 mod cmd_export;
 mod cmd_hash;
 mod cmd_lineage;
 mod cmd_lock;
+mod cmd_man;
 mod cmd_verify;
 mod output;
 
@@ -57,6 +59,8 @@ enum Command {
     Lineage(cmd_lineage::Args),
     Audit(cmd_audit::Args),
     Export(cmd_export::Args),
+    Completions(cmd_completions::Args),
+    Man(cmd_man::Args),
 }
 
 /// Options shared by the commands that read or write a lock.
@@ -80,6 +84,8 @@ fn main() -> ExitCode {
         Command::Lineage(args) => cmd_lineage::run(args, &out),
         Command::Audit(args) => cmd_audit::run(args, &out),
         Command::Export(args) => cmd_export::run(args, &out),
+        Command::Completions(args) => cmd_completions::run(args, &out),
+        Command::Man(args) => cmd_man::run(args, &out),
     };
     match result {
         Ok(code) => ExitCode::from(code),
