@@ -7,6 +7,7 @@ mod cmd_completions;
 mod cmd_env;
 mod cmd_export;
 mod cmd_hash;
+mod cmd_init;
 mod cmd_lineage;
 mod cmd_lock;
 mod cmd_man;
@@ -61,6 +62,7 @@ enum Command {
     Export(cmd_export::Args),
     Completions(cmd_completions::Args),
     Man(cmd_man::Args),
+    Init(cmd_init::Args),
 }
 
 /// Options shared by the commands that read or write a lock.
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Command::Export(args) => cmd_export::run(args, &out),
         Command::Completions(args) => cmd_completions::run(args, &out),
         Command::Man(args) => cmd_man::run(args, &out),
+        Command::Init(args) => cmd_init::run(args, &out),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -16,6 +16,7 @@ pub mod error;
 pub mod export;
 pub mod git;
 pub mod host;
+pub mod init;
 pub mod inputs;
 pub mod lineage;
 pub mod lock;
