@@ -7,4 +7,5 @@ mod digests;
 mod environment;
 mod lineage;
 mod lock_verify;
+mod schemas;
 mod util;
