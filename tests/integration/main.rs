@@ -5,6 +5,7 @@ mod cache;
 mod code;
 mod digests;
 mod environment;
+mod export;
 mod lineage;
 mod lock_verify;
 mod schemas;

@@ -442,7 +442,7 @@ fn resolved_dependencies(lock: &Lock) -> Vec<Value> {
         d.insert("digest".into(), json!({"gitCommit": code.commit}));
         d.insert(
             "annotations".into(),
-            json!({"tree": code.tree, "dirty": code.dirty}),
+            json!({"role": "code", "tree": code.tree, "dirty": code.dirty}),
         );
         deps.push(Value::Object(d));
         if let Some(change) = &code.change {
