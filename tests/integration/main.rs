@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cache;
+mod ci;
 mod code;
 mod digests;
 mod environment;
