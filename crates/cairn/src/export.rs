@@ -52,6 +52,18 @@ pub struct Subject {
     pub dir_hash1: Option<String>,
 }
 
+/// The lock file itself, listed first among the byproducts so that a consumer can tie the
+/// statement to the exact lock it restates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockFile {
+    /// Its path relative to the project root.
+    pub name: String,
+    /// BLAKE3 of its bytes.
+    pub blake3: Digest,
+    /// SHA-256 of its bytes, hex.
+    pub sha256: String,
+}
+
 /// The result of an export.
 #[derive(Debug, Clone)]
 pub struct Exported {
@@ -66,7 +78,14 @@ pub struct Exported {
 /// Fails when the lock records no checkpoint, when its run failed, or when a checkpoint that is
 /// present differs from its recorded digest.
 pub fn in_toto(project: &Project, lock_path: &Path) -> Result<Exported> {
-    let lock = Lock::load(lock_path)?;
+    // One read: the lock exported and the lock whose digests are listed are the same bytes.
+    let bytes =
+        std::fs::read(lock_path).map_err(|source| Error::reading("lockfile", lock_path, source))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| Error::LockInvalid {
+        path: lock_path.to_path_buf(),
+        message: "not UTF-8 text".into(),
+    })?;
+    let lock = Lock::from_toml(text, lock_path)?;
     let shown = lock_path
         .strip_prefix(&project.root)
         .unwrap_or(lock_path)
@@ -105,23 +124,14 @@ pub fn in_toto(project: &Project, lock_path: &Path) -> Result<Exported> {
             }
         }
     }
-    let (lock_b3, _) = crate::digest::hash_file(lock_path)?;
-    let lock_sha = sha256_file(lock_path)?;
-    let mut statement = statement(&lock, &subjects);
-    statement["predicate"]["runDetails"]["byproducts"]
-        .as_array_mut()
-        .expect("byproducts is an array")
-        .insert(
-            0,
-            json!({
-                "name": shown,
-                "digest": {"blake3": lock_b3.hex(), "sha256": lock_sha},
-                "mediaType": "application/toml",
-                "annotations": {"role": "cairn-lock"},
-            }),
-        );
+    let lock_file = LockFile {
+        name: shown,
+        blake3: Digest::of_bytes(&bytes),
+        sha256: hex(&sha2::Sha256::digest(&bytes)),
+    };
+    let statement = statement(&lock, &lock_file, &subjects);
     Ok(Exported {
-        statement: sort_keys(statement),
+        statement,
         warnings,
     })
 }
@@ -162,10 +172,6 @@ pub fn subject(root: &Path, artifact: &Artifact) -> Result<Option<Subject>> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    Ok(hex(&hash_file_both(path)?.1))
 }
 
 /// BLAKE3 and SHA-256 of a file in one read. A file that changes while it is read is an error.
@@ -225,10 +231,9 @@ fn hash_dir_both(root: &Path) -> Result<(Digest, String)> {
     Ok((b3.digest(), dir_hash1))
 }
 
-/// The Statement for `lock` with these subjects (in this order). Pure: everything comes from its
-/// arguments. Keys are not sorted yet (see [`sort_keys`]); the lock's own byproduct is added by
-/// [`in_toto`].
-pub fn statement(lock: &Lock, subjects: &[Subject]) -> Value {
+/// The Statement for `lock` (whose file is `lock_file`) with these subjects, in this order, keys
+/// sorted. Pure: everything comes from its arguments.
+pub fn statement(lock: &Lock, lock_file: &LockFile, subjects: &[Subject]) -> Value {
     let subject: Vec<Value> = subjects
         .iter()
         .map(|s| {
@@ -243,7 +248,7 @@ pub fn statement(lock: &Lock, subjects: &[Subject]) -> Value {
             json!({"name": s.name, "digest": digest})
         })
         .collect();
-    json!({
+    let statement = json!({
         "_type": STATEMENT_TYPE,
         "subject": subject,
         "predicateType": PREDICATE_TYPE,
@@ -254,9 +259,10 @@ pub fn statement(lock: &Lock, subjects: &[Subject]) -> Value {
                 "internalParameters": internal_parameters(lock),
                 "resolvedDependencies": resolved_dependencies(lock),
             },
-            "runDetails": run_details(lock),
+            "runDetails": run_details(lock, lock_file),
         },
-    })
+    });
+    sort_keys(statement)
 }
 
 /// Insert `key` when `value` is present.
@@ -341,7 +347,7 @@ fn internal_parameters(lock: &Lock) -> Value {
     Value::Object(p)
 }
 
-fn run_details(lock: &Lock) -> Value {
+fn run_details(lock: &Lock, lock_file: &LockFile) -> Value {
     let mut builder = Map::new();
     builder.insert("id".into(), BUILDER_ID.into());
     if let Some(by) = &lock.created_by {
@@ -359,10 +365,14 @@ fn run_details(lock: &Lock) -> Value {
             .or_else(|| lock.run.locked_at.clone()),
     );
     put(&mut metadata, "finishedOn", lock.run.finished_at.clone());
-    let byproducts: Vec<Value> = lock
-        .outputs
-        .iter()
-        .map(|o| {
+    let lock_entry = json!({
+        "name": lock_file.name,
+        "digest": {"blake3": lock_file.blake3.hex(), "sha256": lock_file.sha256},
+        "mediaType": "application/toml",
+        "annotations": {"role": "cairn-lock"},
+    });
+    let byproducts: Vec<Value> = std::iter::once(lock_entry)
+        .chain(lock.outputs.iter().map(|o| {
             let mut a = artifact_annotations(o.kind, o.files, o.bytes);
             a.insert("role".into(), "output".into());
             json!({
@@ -370,7 +380,7 @@ fn run_details(lock: &Lock) -> Value {
                 "digest": {"blake3": o.digest.hex()},
                 "annotations": a,
             })
-        })
+        }))
         .collect();
     json!({"builder": builder, "metadata": metadata, "byproducts": byproducts})
 }
