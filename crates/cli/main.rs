@@ -3,11 +3,15 @@
 
 mod cmd_audit;
 mod cmd_checkpoint;
+mod cmd_completions;
 mod cmd_diff;
 mod cmd_env;
+mod cmd_export;
 mod cmd_hash;
+mod cmd_init;
 mod cmd_lineage;
 mod cmd_lock;
+mod cmd_man;
 mod cmd_rebuild;
 mod cmd_verify;
 mod output;
@@ -60,6 +64,10 @@ enum Command {
     Audit(cmd_audit::Args),
     Rebuild(cmd_rebuild::Args),
     Diff(cmd_diff::Args),
+    Export(cmd_export::Args),
+    Completions(cmd_completions::Args),
+    Man(cmd_man::Args),
+    Init(cmd_init::Args),
 }
 
 /// Options shared by the commands that read or write a lock.
@@ -84,6 +92,10 @@ fn main() -> ExitCode {
         Command::Audit(args) => cmd_audit::run(args, &out),
         Command::Rebuild(args) => cmd_rebuild::run(args, &out),
         Command::Diff(args) => cmd_diff::run(args, &out),
+        Command::Export(args) => cmd_export::run(args, &out),
+        Command::Completions(args) => cmd_completions::run(args, &out),
+        Command::Man(args) => cmd_man::run(args, &out),
+        Command::Init(args) => cmd_init::run(args, &out),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -2,12 +2,17 @@
 
 mod bad_input;
 mod cache;
+mod ci;
 mod code;
 mod diff;
 mod digests;
 mod environment;
+mod export;
 mod hardening;
+mod init;
 mod lineage;
 mod lock_verify;
 mod rebuild;
+mod schemas;
+mod shell;
 mod util;

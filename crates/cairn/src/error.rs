@@ -112,6 +112,15 @@ pub enum Error {
         /// The lock file held.
         lock: PathBuf,
     },
+    /// A command cannot do what was asked, for a reason the user can act on (an export of a
+    /// lock without checkpoints, a `cairn init` over an existing cairn.toml, ...).
+    #[error("{message}")]
+    Refused {
+        /// What is wrong.
+        message: String,
+        /// What to do about it.
+        hint: String,
+    },
 }
 
 impl Error {
@@ -138,6 +147,7 @@ impl Error {
                 "wait until whatever is writing it has finished (a training run still saving?), then run cairn again"
                     .into(),
             ),
+            Error::Refused { hint, .. } => Some(hint.clone()),
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 Some("check the file's permissions".into())
             }

@@ -1,0 +1,549 @@
+//! `cairn init`: a first, commented `cairn.toml`, guessed from what is in the directory.
+//!
+//! The guesses are deliberately plain, and every one is written where the user reads it:
+//!
+//! * **datasets**: `data/`, `datasets/`, `dataset/` and `corpus/` (split into one dataset per
+//!   subdirectory when they hold only subdirectories, like `data/train` and `data/val`), and any
+//!   other top-level directory with many files that are not source code;
+//! * **checkpoints**: the checkpoint directories (`runs/`, `checkpoints/`, `outputs/`, ...) that
+//!   exist or that the Python scripts mention, with the checkpoint extensions
+//!   (`.safetensors`, `.pt`, `.pth`, `.ckpt`, `.bin`) found in them or in the scripts;
+//! * **python**: `.venv/bin/python` or `venv/bin/python` when there is one;
+//! * `env`, `inputs`, `outputs` and the `[audit]` rules (all of them, from [`crate::audit::RULES`])
+//!   as commented examples.
+//!
+//! `init` never replaces an existing `cairn.toml` unless forced, checks that what it wrote loads
+//! as a configuration, and adds `.cairn/cache/` to `.gitignore` unless git already ignores it.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, FILE_NAME};
+use crate::error::{Error, IoResultExt, Result};
+use crate::lockfile;
+
+/// Directory names that hold datasets.
+const DATA_DIRS: &[&str] = &["data", "datasets", "dataset", "corpus"];
+/// Directory names that hold checkpoints.
+const CHECKPOINT_DIRS: &[&str] = &[
+    "runs",
+    "checkpoints",
+    "checkpoint",
+    "ckpt",
+    "ckpts",
+    "outputs",
+    "output",
+    "models",
+    "saved_models",
+];
+/// File extensions of checkpoints.
+const CHECKPOINT_EXTS: &[&str] = &["safetensors", "pt", "pth", "ckpt", "bin"];
+/// Directories that are never datasets.
+const NOT_DATA: &[&str] = &[
+    "venv",
+    "env",
+    "node_modules",
+    "__pycache__",
+    "build",
+    "dist",
+    "target",
+    "site-packages",
+    "wandb",
+    "mlruns",
+    "docs",
+    "doc",
+    "tests",
+    "test",
+    "src",
+    "scripts",
+    "notebooks",
+    "configs",
+    "examples",
+];
+/// Directories whose Python files are not the project's own.
+const NOT_SOURCES: &[&str] = &[
+    "venv",
+    "env",
+    "node_modules",
+    "__pycache__",
+    "build",
+    "dist",
+    "site-packages",
+];
+/// Extensions of source code and text that is not data.
+const CODE_EXTS: &[&str] = &[
+    "py", "pyi", "ipynb", "rs", "c", "cc", "cpp", "h", "hpp", "cu", "js", "ts", "go", "java", "sh",
+    "md", "rst", "toml", "cfg", "ini", "yaml", "yml", "lock",
+];
+/// A top-level directory with at least this many files, nearly all not code, is a dataset.
+const MANY_FILES: usize = 100;
+/// How many entries of one directory to look at when guessing.
+const LOOK_AT: usize = 5000;
+
+/// What `cairn init` guessed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Guess {
+    /// Datasets: name and path, relative to the directory.
+    pub data: Vec<(String, String)>,
+    /// Checkpoint globs.
+    pub checkpoints: Vec<String>,
+    /// The interpreter, relative to the directory.
+    pub python: Option<String>,
+    /// The training script, for the "next step" line.
+    pub script: Option<String>,
+}
+
+/// Look at `dir` and guess its configuration.
+pub fn guess(dir: &Path) -> Result<Guess> {
+    let mut top: Vec<(String, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir).ctx("cannot read directory", dir)? {
+        let entry = entry.ctx("cannot read directory", dir)?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if entry.path().is_dir() && !name.starts_with('.') {
+            top.push((name, entry.path()));
+        }
+    }
+    top.sort();
+
+    let mut g = Guess::default();
+    let mut names = BTreeSet::new();
+    let mut add_data = |g: &mut Guess, name: &str, path: String| {
+        let mut name = sanitize(name);
+        if names.contains(&name) {
+            name = sanitize(&path.replace('/', "-"));
+        }
+        if names.insert(name.clone()) {
+            g.data.push((name, path));
+        }
+    };
+    for (name, path) in &top {
+        if CHECKPOINT_DIRS.contains(&name.as_str()) || NOT_DATA.contains(&name.as_str()) {
+            continue;
+        }
+        if DATA_DIRS.contains(&name.as_str()) {
+            let subdirs = split_dataset(path);
+            if subdirs.len() >= 2 {
+                for sub in subdirs {
+                    add_data(&mut g, &sub, format!("{name}/{sub}"));
+                }
+            } else {
+                add_data(&mut g, name, name.clone());
+            }
+        } else if looks_like_data(path) {
+            add_data(&mut g, name, name.clone());
+        }
+    }
+
+    // Checkpoints: directories that exist or that the scripts name, extensions found in either.
+    let scripts = python_sources(dir);
+    let mut dirs = BTreeSet::new();
+    let mut exts = BTreeSet::new();
+    for text in &scripts {
+        for d in CHECKPOINT_DIRS {
+            if [
+                format!("\"{d}/"),
+                format!("'{d}/"),
+                format!("\"{d}\""),
+                format!("'{d}'"),
+            ]
+            .iter()
+            .any(|p| text.contains(p.as_str()))
+            {
+                dirs.insert(d.to_string());
+            }
+        }
+        for e in CHECKPOINT_EXTS {
+            if text.contains(&format!(".{e}\"")) || text.contains(&format!(".{e}'")) {
+                exts.insert(e.to_string());
+            }
+        }
+    }
+    for (name, path) in &top {
+        if CHECKPOINT_DIRS.contains(&name.as_str()) {
+            let found = extensions_in(path);
+            if !found.is_empty() || dirs.contains(name) {
+                dirs.insert(name.clone());
+                exts.extend(found);
+            }
+        }
+    }
+    if !dirs.is_empty() && exts.is_empty() {
+        exts.extend(["safetensors".to_string(), "pt".to_string()]);
+    }
+    for d in &dirs {
+        for e in CHECKPOINT_EXTS.iter().filter(|e| exts.contains(**e)) {
+            g.checkpoints.push(format!("{d}/**/*.{e}"));
+        }
+    }
+
+    g.python = [".venv/bin/python", "venv/bin/python"]
+        .into_iter()
+        .find(|p| dir.join(p).is_file())
+        .map(str::to_string);
+    g.script = [
+        "train.py",
+        "main.py",
+        "run.py",
+        "scripts/train.py",
+        "src/train.py",
+    ]
+    .into_iter()
+    .find(|p| dir.join(p).is_file())
+    .map(str::to_string);
+    Ok(g)
+}
+
+/// A dataset name from a directory name (`[A-Za-z0-9._-]`, other characters become `-`).
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(128)
+        .collect();
+    if s.is_empty() {
+        "data".into()
+    } else {
+        s
+    }
+}
+
+/// The subdirectories of a data directory when it holds nothing else (hidden files aside).
+fn split_dataset(path: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(path) else {
+        return Vec::new();
+    };
+    let mut subdirs = Vec::new();
+    for entry in rd.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if !entry.path().is_dir() {
+            return Vec::new();
+        }
+        subdirs.push(name);
+    }
+    subdirs.sort();
+    subdirs
+}
+
+/// Many files below `path`, hardly any of them code.
+fn looks_like_data(path: &Path) -> bool {
+    let mut files = 0usize;
+    let mut code = 0usize;
+    for entry in walkdir::WalkDir::new(path)
+        .into_iter()
+        .take(LOOK_AT)
+        .filter_map(|e| e.ok())
+    {
+        if entry.file_type().is_file() {
+            files += 1;
+            let ext = entry.path().extension().and_then(|e| e.to_str());
+            if ext.is_some_and(|e| CODE_EXTS.contains(&e)) {
+                code += 1;
+            }
+        }
+    }
+    files >= MANY_FILES && code * 10 < files
+}
+
+/// The checkpoint extensions of the files below `path`.
+fn extensions_in(path: &Path) -> BTreeSet<String> {
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .take(LOOK_AT)
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let ext = e.path().extension()?.to_str()?.to_string();
+            CHECKPOINT_EXTS.contains(&ext.as_str()).then_some(ext)
+        })
+        .collect()
+}
+
+/// The text of the Python files at the top of `dir` and one level down (at most 200 files of at
+/// most 1 MiB each).
+fn python_sources(dir: &Path) -> Vec<String> {
+    walkdir::WalkDir::new(dir)
+        .max_depth(2)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            e.depth() == 0 || !(name.starts_with('.') || NOT_SOURCES.contains(&name.as_ref()))
+        })
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_type().is_file()
+                && e.path().extension().is_some_and(|x| x == "py")
+                && e.metadata().is_ok_and(|m| m.len() <= 1 << 20)
+        })
+        .take(200)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect()
+}
+
+/// A TOML string.
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A TOML key: bare when it can be, else quoted.
+fn key(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+    {
+        s.to_string()
+    } else {
+        quote(s)
+    }
+}
+
+/// The commented `cairn.toml` for a guess.
+pub fn render(g: &Guess) -> String {
+    let mut s = String::new();
+    let command = format!(
+        "{} {}",
+        g.python.as_deref().unwrap_or("python"),
+        g.script.as_deref().unwrap_or("train.py")
+    );
+    s.push_str("# cairn.toml: what `cairn lock` records for this project, and where `cairn verify` finds\n");
+    s.push_str("# data on this machine. Written by `cairn init` from a look at this directory: check each\n");
+    s.push_str(&format!(
+        "# line, then lock a run with `cairn lock -- {command}`.\n"
+    ));
+    s.push_str(
+        "# Paths are relative to this directory. Reference: spec/lockfile.md, section 13.\n\n",
+    );
+
+    s.push_str(
+        "# The Python interpreter whose packages are recorded (default: $VIRTUAL_ENV, then\n",
+    );
+    s.push_str("# $CONDA_PREFIX, then python3 on PATH).\n");
+    match &g.python {
+        Some(p) => s.push_str(&format!("python = {}\n\n", quote(p))),
+        None => s.push_str("# python = \".venv/bin/python\"\n\n"),
+    }
+
+    s.push_str("# Checkpoints the run writes: paths or globs (`**` crosses directories), matched when the\n");
+    s.push_str(
+        "# command has finished. They are recorded by digest and are never counted as code.\n",
+    );
+    if g.checkpoints.is_empty() {
+        s.push_str("# checkpoints = [\"runs/**/*.safetensors\", \"runs/**/*.pt\"]\n\n");
+    } else {
+        s.push_str("checkpoints = [\n");
+        for c in &g.checkpoints {
+            s.push_str(&format!("    {},\n", quote(c)));
+        }
+        s.push_str("]\n\n");
+    }
+
+    s.push_str(
+        "# Other outputs worth recording (metrics files, exports, samples): paths or globs.\n",
+    );
+    s.push_str("# outputs = [\"runs/metrics.json\"]\n\n");
+
+    s.push_str("# Environment variables to record besides cairn's own list (PYTHONHASHSEED,\n");
+    s.push_str("# CUBLAS_WORKSPACE_CONFIG, CUDA_VISIBLE_DEVICES, NCCL_*, OMP_NUM_THREADS, ...). A trailing\n");
+    s.push_str(
+        "# `*` matches a prefix. Never list secrets: the values are written into cairn.lock.\n",
+    );
+    s.push_str("# env = [\"WANDB_MODE\", \"HF_HUB_OFFLINE\", \"XLA_*\"]\n\n");
+
+    s.push_str("# Models every run starts from: a path here, another lock's checkpoint as\n");
+    s.push_str("# LOCK#CHECKPOINT, or a Hugging Face cache snapshot as hf://ORG/NAME@COMMIT.\n");
+    s.push_str("# inputs = [\"hf://org/base-model@<40-hex commit>\"]\n\n");
+
+    s.push_str(
+        "# Datasets the run reads: name = path. A path outside this directory is recorded as\n",
+    );
+    s.push_str(
+        "# external (by digest only); every machine then says where it is in its own cairn.toml.\n",
+    );
+    if g.data.is_empty() {
+        s.push_str("[data]\n# train = \"data/train\"\n");
+    } else {
+        s.push_str("[data]\n");
+        for (name, path) in &g.data {
+            s.push_str(&format!("{} = {}\n", key(name), quote(path)));
+        }
+    }
+    s.push('\n');
+
+    s.push_str(
+        "# The rules of `cairn audit`: \"error\" fails the audit, \"warning\" only reports,\n",
+    );
+    s.push_str("# \"off\" skips the check. Uncomment a line to change its level; the defaults are shown.\n");
+    s.push_str("# [audit]\n");
+    let width = crate::audit::RULES
+        .iter()
+        .map(|(n, l, _)| n.len() + level(*l).len())
+        .max()
+        .unwrap_or(0);
+    for (name, l, what) in crate::audit::RULES {
+        let line = format!("{name} = \"{}\"", level(*l));
+        s.push_str(&format!("# {line:<w$}  # {what}\n", w = width + 5));
+    }
+    s
+}
+
+fn level(l: crate::audit::Level) -> &'static str {
+    match l {
+        crate::audit::Level::Error => "error",
+        crate::audit::Level::Warning => "warning",
+        crate::audit::Level::Off => "off",
+    }
+}
+
+/// What happened to `.gitignore`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gitignore {
+    /// `.cairn/cache/` was appended to this file.
+    Added(PathBuf),
+    /// git already ignores `.cairn/cache/`.
+    AlreadyIgnored,
+    /// `dir` is not in a git repository.
+    NoRepository,
+}
+
+/// What `cairn init` did.
+#[derive(Debug, Clone)]
+pub struct Initialized {
+    /// The file written.
+    pub config: PathBuf,
+    /// What was guessed.
+    pub guess: Guess,
+    /// What happened to `.gitignore`.
+    pub gitignore: Gitignore,
+}
+
+/// Write a guessed, commented `cairn.toml` into `dir` (refusing to replace one unless `force`),
+/// and make git ignore `.cairn/cache/`.
+pub fn init(dir: &Path, force: bool) -> Result<Initialized> {
+    let dir = dir.canonicalize().ctx("cannot open directory", dir)?;
+    let path = dir.join(FILE_NAME);
+    if path.exists() && !force {
+        return Err(Error::Refused {
+            message: format!("{} already exists; it was left untouched", path.display()),
+            hint: "edit it by hand, or run `cairn init --force` to replace it with a new guess"
+                .into(),
+        });
+    }
+    let g = guess(&dir)?;
+    let text = render(&g);
+    // What init writes must be a configuration `cairn lock` accepts.
+    let _: Config = toml::from_str(&text).map_err(|e| Error::ConfigSyntax {
+        path: path.clone(),
+        source: Box::new(e),
+    })?;
+    lockfile::atomic_write(&path, text.as_bytes())?;
+    Config::load(&dir)?;
+    let gitignore = ignore_cache(&dir)?;
+    Ok(Initialized {
+        config: path,
+        guess: g,
+        gitignore,
+    })
+}
+
+/// Append `.cairn/cache/` to `dir/.gitignore` unless git already ignores it there.
+fn ignore_cache(dir: &Path) -> Result<Gitignore> {
+    let repo = match crate::git::discover(dir) {
+        Ok(r) => r,
+        Err(Error::NotARepo { .. }) => return Ok(Gitignore::NoRepository),
+        Err(e) => return Err(e),
+    };
+    let workdir = crate::git::workdir(&repo)?;
+    let workdir = workdir
+        .canonicalize()
+        .ctx("cannot open directory", &workdir)?;
+    let rel = dir.strip_prefix(&workdir).unwrap_or(Path::new(""));
+    // A file inside the cache: ignored when the directory or anything above it is.
+    let probe = rel.join(".cairn").join("cache").join("busy");
+    if repo.is_path_ignored(&probe).unwrap_or(false) {
+        return Ok(Gitignore::AlreadyIgnored);
+    }
+    let path = dir.join(".gitignore");
+    let mut text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).ctx("cannot read", &path),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# cairn's local cache (cairn init)\n.cairn/cache/\n");
+    lockfile::atomic_write(&path, text.as_bytes())?;
+    Ok(Gitignore::Added(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn guesses_splits_and_scripts() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "data/train/a.csv", "1\n");
+        write(d.path(), "data/val/b.csv", "2\n");
+        write(
+            d.path(),
+            "train.py",
+            "torch.save(m, 'checkpoints/last.pt')\n",
+        );
+        write(d.path(), "src/model.py", "x = 1\n");
+        for i in 0..MANY_FILES {
+            write(d.path(), &format!("images/{i}.png"), "png");
+        }
+        let g = guess(d.path()).unwrap();
+        assert_eq!(
+            g.data,
+            vec![
+                ("train".to_string(), "data/train".to_string()),
+                ("val".to_string(), "data/val".to_string()),
+                ("images".to_string(), "images".to_string()),
+            ]
+        );
+        assert_eq!(g.checkpoints, vec!["checkpoints/**/*.pt".to_string()]);
+        assert_eq!(g.script.as_deref(), Some("train.py"));
+        let text = render(&g);
+        let c: Config = toml::from_str(&text).unwrap();
+        assert_eq!(c.data.len(), 3);
+        assert_eq!(c.checkpoints, g.checkpoints);
+    }
+
+    #[test]
+    fn empty_directory_renders_a_valid_commented_file() {
+        let d = tempfile::tempdir().unwrap();
+        let g = guess(d.path()).unwrap();
+        assert_eq!(g, Guess::default());
+        let text = render(&g);
+        let c: Config = toml::from_str(&text).unwrap();
+        assert!(c.data.is_empty() && c.checkpoints.is_empty() && c.audit.is_empty());
+        // Every audit rule is listed, and uncommenting the block gives valid rules.
+        let audit: String = text
+            .lines()
+            .skip_while(|l| *l != "# [audit]")
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let c: Config = toml::from_str(&audit).unwrap();
+        assert_eq!(c.audit.len(), crate::audit::RULES.len());
+        crate::audit::levels(&c.audit).unwrap();
+    }
+}

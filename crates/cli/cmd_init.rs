@@ -1,0 +1,57 @@
+//! `cairn init`: write a first cairn.toml, guessed from the directory.
+
+use anyhow::Result;
+
+use cairn::init::Gitignore;
+
+use crate::output::Printer;
+
+/// Write a commented cairn.toml for this directory, guessed from what is in it.
+///
+/// It guesses the datasets (data/, datasets/, or a directory with many files that are not
+/// code), the checkpoint globs (runs/, checkpoints/, outputs/, ... with *.safetensors, *.pt,
+/// *.ckpt, *.bin, from the directories and the Python scripts) and the interpreter
+/// (.venv/bin/python), and lists the other settings (env, inputs, outputs, the audit rules)
+/// as comments. It adds .cairn/cache/ to .gitignore unless git already ignores it.
+///
+/// An existing cairn.toml is never replaced without --force.
+///
+/// Exit status: 0 written, 2 cairn.toml exists (without --force) or I/O error.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Replace an existing cairn.toml.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(args: &Args, out: &Printer) -> Result<u8> {
+    let cwd = std::env::current_dir()?;
+    let done = cairn::init::init(&cwd, args.force)?;
+    let g = &done.guess;
+    let names: Vec<&str> = g.data.iter().map(|(n, _)| n.as_str()).collect();
+    out.info(&format!(
+        "wrote {}: {} dataset(s){}, {} checkpoint pattern(s), python {}",
+        done.config.display(),
+        g.data.len(),
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", names.join(", "))
+        },
+        g.checkpoints.len(),
+        g.python.as_deref().unwrap_or("from the environment"),
+    ));
+    match &done.gitignore {
+        Gitignore::Added(p) => out.info(&format!("added .cairn/cache/ to {}", p.display())),
+        Gitignore::AlreadyIgnored => {}
+        Gitignore::NoRepository => {
+            out.warn("not in a git repository: cairn lock will need --no-git")
+        }
+    }
+    out.info(&format!(
+        "next: check cairn.toml, then lock a run:\n  cairn lock -- {} {}",
+        g.python.as_deref().unwrap_or("python"),
+        g.script.as_deref().unwrap_or("train.py")
+    ));
+    Ok(crate::EXIT_OK)
+}

@@ -1,0 +1,99 @@
+//! `cairn init` on real directories: what it guesses, that `cairn lock` accepts what it writes
+//! (and records what it guessed), that it never overwrites a cairn.toml without --force, and how
+//! it treats .gitignore.
+
+use crate::util::Repo;
+
+#[test]
+fn init_then_lock_and_verify() {
+    let r = Repo::ml();
+    let out = r.cairn(["init"]).expect(0);
+    assert!(out.stdout.is_empty());
+    out.stderr_has("2 dataset(s) (train, val), 1 checkpoint pattern(s)")
+        .stderr_has("added .cairn/cache/ to")
+        .stderr_has("next: check cairn.toml, then lock a run:\n  cairn lock -- python train.py");
+    let config: toml::Table = r.read("cairn.toml").parse().unwrap();
+    assert_eq!(config["data"]["train"].as_str(), Some("data/train"));
+    assert_eq!(config["data"]["val"].as_str(), Some("data/val"));
+    assert_eq!(
+        config["checkpoints"].as_array().unwrap(),
+        &vec![toml::Value::from("runs/**/*.safetensors")]
+    );
+    // The other settings are there as comments.
+    let text = r.read("cairn.toml");
+    for commented in [
+        "# env = [",
+        "# inputs = [",
+        "# outputs = [",
+        "# [audit]",
+        "# dirty-code = \"error\"",
+    ] {
+        assert!(text.contains(commented), "no {commented:?} in\n{text}");
+    }
+    // .gitignore keeps its lines and gains the cache.
+    assert_eq!(
+        r.read(".gitignore"),
+        "runs/\n# cairn's local cache (cairn init)\n.cairn/cache/\n"
+    );
+
+    // cairn lock takes everything from the guessed file: no --data, no --checkpoint.
+    r.commit_all("cairn init");
+    r.cairn(["lock", "--no-python", "--", "python3", "train.py"])
+        .expect(0);
+    let lock = r.lock_toml("cairn.lock");
+    let names: Vec<&str> = lock["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["train", "val"]);
+    assert_eq!(
+        lock["checkpoint"][0]["path"].as_str(),
+        Some("runs/final.safetensors")
+    );
+    r.cairn(["verify"]).expect(0);
+    // The cache is ignored: git sees the lock and .cairn/.gitignore, nothing from the cache.
+    let status = r.git(&["status", "--porcelain", "--untracked-files=all"]);
+    assert!(!status.contains(".cairn/cache"), "{status}");
+}
+
+#[test]
+fn never_overwrites_without_force() {
+    let r = Repo::ml();
+    r.write(
+        "cairn.toml",
+        "# mine\ncheckpoints = [\"runs/final.safetensors\"]\n",
+    );
+    let out = r.cairn(["init"]).expect(2);
+    out.stderr_has("cairn.toml already exists; it was left untouched")
+        .stderr_has("hint: edit it by hand, or run `cairn init --force`");
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        r.read("cairn.toml"),
+        "# mine\ncheckpoints = [\"runs/final.safetensors\"]\n"
+    );
+    assert_eq!(r.read(".gitignore"), "runs/\n");
+    r.cairn(["init", "--force"]).expect(0);
+    assert!(r.read("cairn.toml").contains("train = \"data/train\""));
+}
+
+#[test]
+fn gitignore_left_alone_when_the_cache_is_ignored_and_no_repository() {
+    let r = Repo::ml();
+    r.write(".gitignore", "runs/\n.cairn/\n");
+    r.cairn(["init"]).expect(0);
+    assert_eq!(r.read(".gitignore"), "runs/\n.cairn/\n");
+
+    // Outside git: the file is written, .gitignore is not, and the user hears about --no-git.
+    let plain = Repo::plain();
+    plain.write("datasets/x.csv", "1\n");
+    plain.write(".venv/bin/python", "");
+    let out = plain.cairn(["init"]).expect(0);
+    out.stderr_has("not in a git repository")
+        .stderr_has("cairn lock -- .venv/bin/python train.py");
+    assert!(!plain.join(".gitignore").exists());
+    let config: toml::Table = plain.read("cairn.toml").parse().unwrap();
+    assert_eq!(config["data"]["datasets"].as_str(), Some("datasets"));
+    assert_eq!(config["python"].as_str(), Some(".venv/bin/python"));
+}
