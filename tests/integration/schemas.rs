@@ -240,3 +240,91 @@ fn real_output_matches_every_schema() {
     l["code"].as_object_mut().unwrap().remove("change");
     assert!(!validator("cairn-lock.schema.json").is_valid(&l));
 }
+
+#[test]
+fn diff_and_rebuild_reports_match_their_schemas() {
+    let r = Repo::ml();
+    r.cairn([
+        "lock",
+        "--no-python",
+        "--lock",
+        "a.cairn.lock",
+        "--data",
+        "data/train",
+        "--checkpoint",
+        "runs/final.safetensors",
+        "--seed",
+        "1",
+        "--",
+        "python3",
+        "train.py",
+    ])
+    .expect(0);
+    r.commit_all("first run");
+    r.write("data/train/a.txt", "changed\n");
+    r.write("train.py", format!("{}# v2\n", crate::util::TRAIN_PY));
+    r.commit_all("second version");
+    r.cairn([
+        "lock",
+        "--no-python",
+        "--lock",
+        "b.cairn.lock",
+        "--data",
+        "data/train",
+        "--checkpoint",
+        "runs/final.safetensors",
+        "--seed",
+        "2",
+        "--",
+        "python3",
+        "train.py",
+    ])
+    .expect(0);
+    let two = json_of(
+        &r.cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
+            .expect(1)
+            .stdout,
+    );
+    assert!(two["causes"].as_array().unwrap().len() >= 3, "{two}");
+    assert_valid("diff-report.schema.json", &two, "cairn diff of two locks");
+    let same = json_of(
+        &r.cairn(["diff", "b.cairn.lock", "b.cairn.lock", "--format", "json"])
+            .expect(0)
+            .stdout,
+    );
+    assert_valid(
+        "diff-report.schema.json",
+        &same,
+        "cairn diff of a lock with itself",
+    );
+    let current = r.cairn(["diff", "a.cairn.lock", "--format", "json"]);
+    assert_valid(
+        "diff-report.schema.json",
+        &json_of(&current.stdout),
+        "cairn diff against the current state",
+    );
+
+    let into = tempfile::tempdir().unwrap();
+    let target = into.path().join("rebuilt");
+    let out = r
+        .cairn([
+            "rebuild",
+            "--lock",
+            "b.cairn.lock",
+            "--into",
+            target.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .expect(0);
+    let report = json_of(&out.stdout);
+    assert_eq!(report["ran"], false);
+    assert_valid(
+        "rebuild-report.schema.json",
+        &report,
+        "cairn rebuild (prepared)",
+    );
+    let mut broken = report.clone();
+    broken["steps"][0]["status"] = json!("fine");
+    assert!(!validator("rebuild-report.schema.json").is_valid(&broken));
+}
