@@ -93,16 +93,9 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let bar = out.progress();
     let progress = bar.as_ref().map(|b| b as &dyn cairn::digest::Progress);
     let report = cairn::diff::diff(&project, &a, &target, progress)?;
-    let stdout = std::io::stdout();
-    let mut w = stdout.lock();
-    match args.format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut w, &report)?;
-            writeln!(w)?;
-        }
-        Format::Human => print_human(&mut w, &report)?,
-    }
-    w.flush()?;
+    crate::output::write_report(&report, matches!(args.format, Format::Json), |w, r| {
+        print_human(w, r)
+    })?;
     Ok(if report.same {
         crate::EXIT_OK
     } else {

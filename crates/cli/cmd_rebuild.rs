@@ -197,16 +197,9 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         run: args.run,
     };
     let report = cairn::rebuild::rebuild(&project, &lock_path, &opts, &observer)?;
-    let stdout = std::io::stdout();
-    let mut w = stdout.lock();
-    match args.format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut w, &report)?;
-            writeln!(w)?;
-        }
-        Format::Human => print_human(&mut w, &report)?,
-    }
-    w.flush()?;
+    crate::output::write_report(&report, matches!(args.format, Format::Json), |w, r| {
+        print_human(w, r)
+    })?;
     Ok(if report.ok {
         crate::EXIT_OK
     } else {

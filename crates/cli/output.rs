@@ -72,6 +72,24 @@ impl Printer {
     }
 }
 
+/// Write a report to stdout: pretty JSON with `json`, else what `human` prints.
+pub fn write_report<R: serde::Serialize>(
+    report: &R,
+    json: bool,
+    human: impl FnOnce(&mut std::io::StdoutLock<'static>, &R) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut w = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut w, report)?;
+        writeln!(w)?;
+    } else {
+        human(&mut w, report)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 /// A progress bar for hashing: files, bytes, rate and ETA.
 pub struct HashBar {
     bar: ProgressBar,
