@@ -405,3 +405,32 @@ fn named_interpreter_that_does_not_run_is_an_error() {
     out.stderr_has("/nonexistent/python");
     assert!(!r.join("cairn.lock").exists());
 }
+
+/// An editable package inside the repository is code: committing it (and the lock) moves the
+/// commit its source records, which is not environment drift.
+#[test]
+fn in_repository_editable_package_is_not_drift_after_a_commit() {
+    let venv = Venv::new();
+    venv.pip(&["install", "wheel"]);
+    let r = Repo::ml();
+    local_package(&r.join("pkg"), "inrepo", "0.1.0");
+    r.write(".gitignore", "runs/\n*.egg-info/\nbuild/\n");
+    r.commit_all("package");
+    venv.pip(&[
+        "install",
+        "--no-build-isolation",
+        "-e",
+        r.join("pkg").to_str().unwrap(),
+    ]);
+    let py = venv.python();
+    r.cairn(["lock", "--python", py.to_str().unwrap()])
+        .expect(0);
+    let lock = r.lock_toml("cairn.lock");
+    let pkgs = packages(&lock);
+    assert_eq!(pkgs["inrepo"]["editable"].as_bool(), Some(true));
+    r.commit_all("lock");
+    let out = r
+        .cairn(["verify", "--python", py.to_str().unwrap()])
+        .expect(0);
+    assert!(!out.stdout.contains("environment"), "{}", out.stdout);
+}

@@ -24,7 +24,6 @@ use crate::git::{self, Entries, Excluder, PathChange};
 use crate::lockfile::{Artifact, Code, Data, Location, Lock, Run};
 use crate::paths::RelPath;
 use crate::project::Project;
-use crate::python::Source;
 use crate::verify::{self, Change};
 
 /// What part of a run a difference is about, in the order of how likely it explains a
@@ -891,33 +890,6 @@ fn diff_artifacts(
     }
 }
 
-/// A directory package inside the repository is code: its content is compared in the code
-/// section, and the commit it records moves with every commit (committing the lock is enough).
-/// Compare it by name, version, URL and editable flag only.
-fn same_repo_directory(a: &Source, b: &Source, repo_root: Option<&Path>) -> bool {
-    let (
-        Source::Directory {
-            url: ua,
-            editable: ea,
-            ..
-        },
-        Source::Directory {
-            url: ub,
-            editable: eb,
-            ..
-        },
-    ) = (a, b)
-    else {
-        return false;
-    };
-    let inside = |u: &str| {
-        crate::rebuild::file_url_path(u)
-            .zip(repo_root)
-            .is_some_and(|(p, root)| p.canonicalize().unwrap_or(p).starts_with(root))
-    };
-    ua == ub && ea == eb && inside(ua)
-}
-
 fn diff_python(a: &Lock, b: &Lock, repo_root: Option<&Path>, out: &mut Vec<Difference>) {
     let (pa, pb) = match (&a.python, &b.python) {
         (None, None) => return,
@@ -945,14 +917,7 @@ fn diff_python(a: &Lock, b: &Lock, repo_root: Option<&Path>, out: &mut Vec<Diffe
         .map(|p| (p.name.as_str(), p.version.as_str()))
         .collect();
     let mut pb = pb.clone();
-    for p in &mut pb.packages {
-        if let Some(l) = pa.packages.iter().find(|l| l.name == p.name) {
-            if same_repo_directory(&l.source, &p.source, repo_root) {
-                p.source = l.source.clone();
-                p.fingerprint = l.fingerprint;
-            }
-        }
-    }
+    env::align_repo_packages(pa, &mut pb, repo_root);
     for d in env::python_drift(pa, &pb) {
         let (a_val, b_val) = if d.subject == "python" {
             (

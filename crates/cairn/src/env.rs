@@ -232,6 +232,46 @@ fn source_text(s: &Source) -> String {
     }
 }
 
+/// A directory package inside the repository is code: its content is compared in the code
+/// section, and the commit it records moves with every commit (committing the lock is enough).
+/// Compare it by name, version, URL and editable flag only.
+pub fn same_repo_directory(a: &Source, b: &Source, repo_root: Option<&Path>) -> bool {
+    let (
+        Source::Directory {
+            url: ua,
+            editable: ea,
+            ..
+        },
+        Source::Directory {
+            url: ub,
+            editable: eb,
+            ..
+        },
+    ) = (a, b)
+    else {
+        return false;
+    };
+    let inside = |u: &str| {
+        python::file_url_path(u)
+            .zip(repo_root)
+            .is_some_and(|(p, root)| p.canonicalize().unwrap_or(p).starts_with(root))
+    };
+    ua == ub && ea == eb && inside(ua)
+}
+
+/// Make the in-repository directory packages of `now` compare equal to `locked` when they are
+/// the same package (see [`same_repo_directory`]): their content is the code, compared as code.
+pub fn align_repo_packages(locked: &Python, now: &mut Python, repo_root: Option<&Path>) {
+    for p in &mut now.packages {
+        if let Some(l) = locked.packages.iter().find(|l| l.name == p.name) {
+            if same_repo_directory(&l.source, &p.source, repo_root) {
+                p.source = l.source.clone();
+                p.fingerprint = l.fingerprint;
+            }
+        }
+    }
+}
+
 /// Compare the locked `[python]` with a captured environment, package by package.
 pub fn python_drift(locked: &Python, now: &Python) -> Vec<Drift> {
     let mut out = Vec::new();

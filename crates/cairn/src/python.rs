@@ -396,8 +396,8 @@ struct DirInfo {
     editable: bool,
 }
 
-/// The path of a `file://` URL.
-fn file_url_path(url: &str) -> Option<PathBuf> {
+/// The path of a `file://` URL (percent-decoded); `None` for any other URL.
+pub fn file_url_path(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("file://")?;
     // file:///abs and file://localhost/abs
     let rest = rest.strip_prefix("localhost").unwrap_or(rest);

@@ -1280,27 +1280,7 @@ fn copy_sidecars(
 // ---------------------------------------------------------------------------------------------
 // The environment.
 
-/// The path of a `file://` URL (percent-decoded).
-pub(crate) fn file_url_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("file://")?;
-    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
-    let b = rest.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&rest[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    use std::os::unix::ffi::OsStringExt;
-    Some(PathBuf::from(std::ffi::OsString::from_vec(out)))
-}
+use crate::python::file_url_path;
 
 fn canonical_or_lexical(p: &Path) -> PathBuf {
     p.canonicalize().unwrap_or_else(|_| paths::normalize(p))

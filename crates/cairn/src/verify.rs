@@ -483,7 +483,8 @@ fn verify_environment(
         let configured = env::config_python(&project.root, project.config.python.as_deref());
         match env::capture_python(opts.python.as_deref(), configured.as_deref())? {
             Ok(e) => {
-                let table = env::python_table(&e);
+                let mut table = env::python_table(&e);
+                env::align_repo_packages(locked, &mut table, project.repo_root.as_deref());
                 drifts.extend(env::python_drift(locked, &table));
                 torch = e.torch.clone();
                 libc = e.interpreter.libc.clone();
