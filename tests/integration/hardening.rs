@@ -222,3 +222,32 @@ fn sigkill_during_checkpoint_add_never_leaves_a_torn_lock() {
         .expect(0);
     r.cairn(["verify"]).expect(0);
 }
+
+/// Names that are not UTF-8 are recorded losslessly (`\xHH` for each invalid byte), so two
+/// names that differ only in those bytes stay two files, and verify names the one that changed.
+#[test]
+fn names_that_are_not_utf8_are_recorded_losslessly() {
+    use std::os::unix::ffi::OsStrExt;
+    let r = Repo::ml();
+    let dir = r.join("data/raw");
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = dir.join(std::ffi::OsStr::from_bytes(b"scan-\xfe.bin"));
+    let b = dir.join(std::ffi::OsStr::from_bytes(b"scan-\xff.bin"));
+    std::fs::write(&a, "first").unwrap();
+    std::fs::write(&b, "second").unwrap();
+    r.cairn(["lock", "--no-python", "--data", "data/raw"])
+        .expect(0);
+    let lock = r.lock_toml("cairn.lock");
+    assert_eq!(lock["data"][0]["files"].as_integer(), Some(2));
+    let manifest = std::fs::read_dir(r.join(".cairn/manifests"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .find(|t| t.contains("scan-"))
+        .unwrap();
+    assert!(manifest.contains("  scan-\\xfe.bin\n"), "{manifest}");
+    assert!(manifest.contains("  scan-\\xff.bin\n"), "{manifest}");
+    std::fs::write(&b, "changed").unwrap();
+    let out = r.cairn(["verify"]).expect(1);
+    out.stdout_has("changed      data raw: scan-\\xff.bin");
+    assert!(!out.stdout.contains("scan-\\xfe"), "{}", out.stdout);
+}

@@ -4,9 +4,9 @@
 //! * A directory's digest is `blake3:` + the hex BLAKE3 of its *manifest*: the text `b3sum`
 //!   prints for every regular file below it (symlinks followed), one `<hex>  <path>\n` line per
 //!   file, paths relative to the directory with `/` separators, sorted by their bytes, and
-//!   escaped as b3sum escapes them. So
+//!   escaped as b3sum escapes them. So for UTF-8 names
 //!   `cd DIR && find -L . -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 -r b3sum | b3sum --no-names`
-//!   prints the same hex.
+//!   prints the same hex. Bytes that are not UTF-8 are written `\xHH` (b3sum loses them).
 //!
 //! Files are hashed in parallel on a rayon pool; a large file goes through BLAKE3's
 //! multithreaded memory-mapped path (blake3 maps only files of 16 KiB and more).
@@ -128,19 +128,38 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The path as b3sum prints it: lossy UTF-8, with `\`, newline and carriage return escaped.
-    /// Returns the text and whether it was escaped.
+    /// The path as a manifest line writes it, and whether it was escaped: `\`, newline and
+    /// carriage return as b3sum escapes them (`\\`, `\n`, `\r`), and every byte that is not part
+    /// of valid UTF-8 as `\xHH`, so that no two names share a line (b3sum itself writes such
+    /// bytes as U+FFFD, losing them).
     pub fn display_path(&self) -> (String, bool) {
-        let lossy = String::from_utf8_lossy(&self.path);
-        if lossy.contains(['\\', '\n', '\r']) {
-            let escaped = lossy
-                .replace('\\', "\\\\")
-                .replace('\n', "\\n")
-                .replace('\r', "\\r");
-            (escaped, true)
-        } else {
-            (lossy.into_owned(), false)
+        let mut out = String::with_capacity(self.path.len());
+        let mut escaped = false;
+        for chunk in self.path.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => {
+                        out.push(c);
+                        continue;
+                    }
+                }
+                escaped = true;
+            }
+            for b in chunk.invalid() {
+                out.push_str(&format!("\\x{b:02x}"));
+                escaped = true;
+            }
         }
+        (out, escaped)
+    }
+
+    /// The path as reports show it: the manifest's escaped form without the leading flag
+    /// (`a.txt`, `line\nbreak`, `bad\xffname`).
+    pub fn shown(&self) -> String {
+        self.display_path().0
     }
 
     /// Append this entry's manifest line (`[\\]<hex>  <path>\n`) to `out`.
@@ -212,8 +231,8 @@ impl Manifest {
         hasher.finalize().into()
     }
 
-    /// Parse manifest text (b3sum's output format). Paths come back as their UTF-8 text (b3sum's
-    /// text is lossy for names that are not UTF-8, so such names cannot be recovered exactly).
+    /// Parse manifest text (b3sum's output format, with cairn's `\xHH` for bytes that are not
+    /// UTF-8). Paths come back as their exact bytes.
     pub fn parse(text: &[u8]) -> std::result::Result<Manifest, String> {
         let text = std::str::from_utf8(text).map_err(|e| format!("not UTF-8: {e}"))?;
         let mut entries = Vec::with_capacity(text.len() / 80);
@@ -233,19 +252,18 @@ impl Manifest {
             let path = if escaped {
                 unescape(path).ok_or_else(|| format!("line {lineno}: bad escape in path"))?
             } else {
-                path.to_string()
+                path.as_bytes().to_vec()
             };
             if path.is_empty() {
                 return Err(format!("line {lineno}: empty path"));
             }
             entries.push(Entry {
-                path: path.into_bytes(),
+                path,
                 hash,
                 size: None,
             });
         }
-        // Order is not checked: names that are not UTF-8 come back lossy and may no longer sort
-        // as they did. Callers check the manifest's digest instead.
+        // Order is not checked here: callers check the manifest's digest instead.
         Ok(Manifest { entries })
     }
 
@@ -255,19 +273,24 @@ impl Manifest {
     }
 }
 
-fn unescape(s: &str) -> Option<String> {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next()? {
-                'n' => out.push('\n'),
-                'r' => out.push('\r'),
-                '\\' => out.push('\\'),
+fn unescape(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'\\' {
+            match bytes.next()? {
+                b'n' => out.push(b'\n'),
+                b'r' => out.push(b'\r'),
+                b'\\' => out.push(b'\\'),
+                b'x' => {
+                    let hi = (bytes.next()? as char).to_digit(16)?;
+                    let lo = (bytes.next()? as char).to_digit(16)?;
+                    out.push((hi * 16 + lo) as u8);
+                }
                 _ => return None,
             }
         } else {
-            out.push(c);
+            out.push(b);
         }
     }
     Some(out)
@@ -652,6 +675,32 @@ mod tests {
         assert!(!lines[2].starts_with('\\'));
         assert_eq!(Manifest::parse(text.as_bytes()).unwrap(), m);
         assert_eq!(m.digest(), Digest::of_bytes(text.as_bytes()));
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_kept_exactly() {
+        let m = Manifest {
+            entries: vec![
+                Entry {
+                    path: b"bad\xfename".to_vec(),
+                    hash: Digest::of_bytes(b"1"),
+                    size: None,
+                },
+                Entry {
+                    path: b"bad\xffname".to_vec(),
+                    hash: Digest::of_bytes(b"2"),
+                    size: None,
+                },
+            ],
+        };
+        let text = String::from_utf8(m.to_text()).unwrap();
+        assert!(
+            text.contains("  bad\\xfename\n") && text.contains("  bad\\xffname\n"),
+            "{text}"
+        );
+        assert!(text.lines().all(|l| l.starts_with('\\')));
+        assert_eq!(Manifest::parse(text.as_bytes()).unwrap(), m);
+        assert_eq!(m.entries[1].shown(), "bad\\xffname");
     }
 
     #[test]

@@ -385,11 +385,10 @@ fn kind_name(kind: Kind) -> &'static str {
     }
 }
 
-/// Files that differ between two manifests, by their displayed (lossy) paths.
+/// Files that differ between two manifests, shown by their escaped names ([`crate::digest::Entry::shown`]).
 ///
-/// Both lists are normally sorted by the same bytes, so one merge pass does it. Names that are
-/// not UTF-8 come back from a stored manifest as lossy text, which may sort differently: then
-/// the comparison goes through maps instead.
+/// Both lists are normally sorted by the same bytes, so one merge pass does it; a stored
+/// manifest written in another order is compared through maps instead.
 pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
     let sorted = |m: &Manifest| {
         m.entries.windows(2).all(|w| w[0].path < w[1].path)
@@ -406,25 +405,25 @@ pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
         match (a.peek(), b.peek()) {
             (None, None) => break,
             (Some(o), None) => {
-                out.push((o.path_lossy(), Change::Removed));
+                out.push((o.shown(), Change::Removed));
                 a.next();
             }
             (None, Some(n)) => {
-                out.push((n.path_lossy(), Change::Added));
+                out.push((n.shown(), Change::Added));
                 b.next();
             }
             (Some(o), Some(n)) => match o.path.cmp(&n.path) {
                 std::cmp::Ordering::Less => {
-                    out.push((o.path_lossy(), Change::Removed));
+                    out.push((o.shown(), Change::Removed));
                     a.next();
                 }
                 std::cmp::Ordering::Greater => {
-                    out.push((n.path_lossy(), Change::Added));
+                    out.push((n.shown(), Change::Added));
                     b.next();
                 }
                 std::cmp::Ordering::Equal => {
                     if o.hash != n.hash {
-                        out.push((o.path_lossy(), Change::Changed));
+                        out.push((o.shown(), Change::Changed));
                     }
                     a.next();
                     b.next();
@@ -436,16 +435,8 @@ pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
 }
 
 fn manifest_diff_by_name(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
-    let old: BTreeMap<String, Digest> = old
-        .entries
-        .iter()
-        .map(|e| (e.path_lossy(), e.hash))
-        .collect();
-    let new: BTreeMap<String, Digest> = new
-        .entries
-        .iter()
-        .map(|e| (e.path_lossy(), e.hash))
-        .collect();
+    let old: BTreeMap<String, Digest> = old.entries.iter().map(|e| (e.shown(), e.hash)).collect();
+    let new: BTreeMap<String, Digest> = new.entries.iter().map(|e| (e.shown(), e.hash)).collect();
     let mut out = Vec::new();
     for (p, h) in &old {
         match new.get(p) {
@@ -680,12 +671,15 @@ mod tests {
         merged.sort();
         assert_eq!(merged, want);
         assert_eq!(manifest_diff_by_name(&old, &new), want);
-        // A name that is not UTF-8 takes the map path and still finds the change.
-        let old = m(&[(b"\xff", 1)]);
-        let new = m(&[(b"\xff", 2)]);
-        assert_eq!(
-            manifest_diff(&old, &new),
-            vec![("\u{fffd}".to_string(), Change::Changed)]
-        );
+        // Names that are not UTF-8 are told apart and shown escaped.
+        let old = m(&[(b"\xfe", 1), (b"\xff", 1)]);
+        let new = m(&[(b"\xfe", 1), (b"\xff", 2)]);
+        let want = vec![("\\xff".to_string(), Change::Changed)];
+        assert_eq!(manifest_diff(&old, &new), want);
+        // A stored manifest out of order goes through maps, with the same answer.
+        let unsorted = Manifest {
+            entries: old.entries.iter().rev().cloned().collect(),
+        };
+        assert_eq!(manifest_diff(&unsorted, &new), want);
     }
 }
