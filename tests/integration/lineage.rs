@@ -400,3 +400,20 @@ fn checkpoint_add_bad_input() {
         .stderr_has("newer cairn");
     assert_eq!(r.read("cairn.lock"), newer);
 }
+
+/// A lock that git ignores (an example, a scratch run) is still found; an ignored directory is
+/// not walked.
+#[test]
+fn ignored_lock_files_are_found_but_ignored_directories_are_not_walked() {
+    let r = Repo::ml();
+    r.write(".gitignore", "runs/\ncairn.lock\nscratch/\n");
+    r.commit_all("ignore the lock");
+    r.write("runs/model.bin", "weights");
+    r.cairn(["lock", "--no-python", "--checkpoint", "runs/model.bin"])
+        .expect(0);
+    r.write("scratch/old.cairn.lock", "not even toml [");
+    let out = r.cairn(["lineage"]).expect(0);
+    out.stdout_has("checkpoint runs/model.bin");
+    assert!(!out.stderr.contains("scratch"), "{}", out.stderr);
+    r.cairn(["audit"]).expect(0).stdout_has("1 lock(s)");
+}

@@ -34,7 +34,8 @@ pub fn is_lock_name(name: &str) -> bool {
 }
 
 /// Find the locks: `cairn.lock` and `*.cairn.lock` anywhere in the repository (or the project,
-/// without git), skipping `.git`, `.cairn` and what git ignores; plus every lock below `extra`.
+/// without git), skipping `.git`, `.cairn` and directories git ignores; plus every lock below
+/// `extra`.
 pub fn discover(project: &Project, extra: &[PathBuf]) -> Result<Vec<Found>> {
     let root = project.boundary().to_path_buf();
     let mut paths = BTreeSet::new();
@@ -47,8 +48,12 @@ pub fn discover(project: &Project, extra: &[PathBuf]) -> Result<Vec<Found>> {
             if e.depth() > 0 && (name == ".git" || name == ".cairn") {
                 return false;
             }
+            // Directories git ignores (data, caches) are not walked; a lock file is read even
+            // when it is ignored itself.
             match (repo, e.path().strip_prefix(&root)) {
-                (Some(r), Ok(rel)) if e.depth() > 0 => !r.is_path_ignored(rel).unwrap_or(false),
+                (Some(r), Ok(rel)) if e.depth() > 0 && e.file_type().is_dir() => {
+                    !r.is_path_ignored(rel).unwrap_or(false)
+                }
                 _ => true,
             }
         });
