@@ -1,6 +1,5 @@
 //! `cairn diff`: explain why two runs differ.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -57,11 +56,7 @@ pub struct Args {
     format: Format,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Format {
-    Human,
-    Json,
-}
+use crate::ReportFormat as Format;
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
@@ -75,13 +70,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             Target::Lock(cairn::paths::absolutize(&project.cwd, b))
         }
         None => {
-            let mut data = BTreeMap::new();
-            for d in &args.data {
-                let Some((name, path)) = d.split_once('=') else {
-                    bail!("--data takes NAME=PATH, got {d:?}");
-                };
-                data.insert(name.to_string(), project.resolve(&project.cwd, path).0);
-            }
+            let data = crate::data_locations(&project, &args.data)?;
             Target::Current(CurrentOptions {
                 data,
                 python: args.python.clone(),

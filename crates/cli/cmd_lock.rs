@@ -119,6 +119,9 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
                 paths.join(", ")
             )),
             Warning::Python(msg) => out.warn(msg),
+            Warning::CheckpointChanged(path) => out.warn(&format!(
+                "checkpoint {path} changed after it was added; the lock records its final content"
+            )),
             Warning::Dirty { sidecar, paths } => out.warn(&format!(
                 "uncommitted changes in {} file(s) recorded in {} (commit it with the lock)",
                 paths.len(),

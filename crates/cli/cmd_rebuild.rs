@@ -1,6 +1,5 @@
 //! `cairn rebuild`: reproduce a locked run in a new directory.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -88,11 +87,7 @@ pub struct Args {
     format: Format,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Format {
-    Human,
-    Json,
-}
+use crate::ReportFormat as Format;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum InstallerArg {
@@ -162,13 +157,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
     let project = Project::open(&cwd, true)?;
     let lock_path = project.lock_path(args.lock.lock.as_deref())?;
-    let mut data = BTreeMap::new();
-    for d in &args.data {
-        let Some((name, path)) = d.split_once('=') else {
-            bail!("--data takes NAME=PATH, got {d:?}");
-        };
-        data.insert(name.to_string(), project.resolve(&project.cwd, path).0);
-    }
+    let data = crate::data_locations(&project, &args.data)?;
     for (name, v) in [("--rtol", args.rtol), ("--atol", args.atol)] {
         if !(v.is_finite() && v >= 0.0) {
             bail!("{name} must be a number >= 0, got {v}");

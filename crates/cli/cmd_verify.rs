@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use cairn::project::Project;
 use cairn::verify::{Area, Change, Report, Severity, VerifyOptions};
@@ -50,23 +50,13 @@ pub struct Args {
     format: Format,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Format {
-    Human,
-    Json,
-}
+use crate::ReportFormat as Format;
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
     let project = Project::open(&cwd, false)?;
     let lock_path = project.lock_path(args.lock.lock.as_deref())?;
-    let mut data = BTreeMap::new();
-    for d in &args.data {
-        let Some((name, path)) = d.split_once('=') else {
-            bail!("--data takes NAME=PATH, got {d:?}");
-        };
-        data.insert(name.to_string(), project.resolve(&project.cwd, path).0);
-    }
+    let data = crate::data_locations(&project, &args.data)?;
     let opts = VerifyOptions {
         data,
         no_cache: args.no_cache,

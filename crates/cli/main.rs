@@ -70,6 +70,30 @@ enum Command {
     Init(cmd_init::Args),
 }
 
+/// `--format` of the commands that print a report: for people, or JSON (schemas in spec/).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Lines for people.
+    Human,
+    /// One JSON object.
+    Json,
+}
+
+/// Parse repeated `--data NAME=PATH` options (paths relative to the current directory).
+pub fn data_locations(
+    project: &cairn::project::Project,
+    given: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, PathBuf>> {
+    let mut data = std::collections::BTreeMap::new();
+    for d in given {
+        let Some((name, path)) = d.split_once('=') else {
+            anyhow::bail!("--data takes NAME=PATH, got {d:?}");
+        };
+        data.insert(name.to_string(), project.resolve(&project.cwd, path).0);
+    }
+    Ok(data)
+}
+
 /// Options shared by the commands that read or write a lock.
 #[derive(clap::Args, Clone, Debug)]
 pub struct LockArg {

@@ -92,18 +92,7 @@ fn run_workflow(r: &Repo, runner_temp: &Path) -> Vec<(String, i32, String)> {
 }
 
 fn lock_and_commit(r: &Repo) {
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--data",
-        "data/train",
-        "--checkpoint",
-        "runs/final.safetensors",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    r.cairn(crate::util::LOCK_ML_NO_PYTHON).expect(0);
     r.commit_all("lock the run");
 }
 
@@ -191,18 +180,7 @@ fn pre_commit_hook_refuses_a_lock_that_no_longer_verifies() {
     assert!(std::fs::metadata(&hook).unwrap().permissions().mode() & 0o111 != 0);
 
     // Locking and committing the lock: the hook runs cairn verify, which passes.
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--data",
-        "data/train",
-        "--checkpoint",
-        "runs/final.safetensors",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    r.cairn(crate::util::LOCK_ML_NO_PYTHON).expect(0);
     r.git(&["add", "-A"]);
     let out = git_commit(&r, "lock");
     assert!(
@@ -225,18 +203,7 @@ fn pre_commit_hook_refuses_a_lock_that_no_longer_verifies() {
     assert_eq!(r.head(), locked);
 
     // Lock again: the commit goes through, with the new lock.
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--data",
-        "data/train",
-        "--checkpoint",
-        "runs/final.safetensors",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    r.cairn(crate::util::LOCK_ML_NO_PYTHON).expect(0);
     r.git(&["add", "-A"]);
     let out = git_commit(&r, "tune and lock");
     assert!(

@@ -15,18 +15,7 @@ fn export(r: &Repo) -> (String, Value) {
 /// The standard lock of the `ml` repository, without Python (faster; the schema test covers the
 /// packages).
 fn lock_ml(r: &Repo) {
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--data",
-        "data/train",
-        "--checkpoint",
-        "runs/final.safetensors",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    r.cairn(crate::util::LOCK_ML_NO_PYTHON).expect(0);
 }
 
 /// The `ml` repository with a file and a directory checkpoint and an origin remote, locked

@@ -209,6 +209,20 @@ impl Repo {
     }
 }
 
+/// Lock the `ml` repository's training run without recording Python: the training set and the
+/// checkpoint the script writes.
+pub const LOCK_ML_NO_PYTHON: &[&str] = &[
+    "lock",
+    "--no-python",
+    "--data",
+    "data/train",
+    "--checkpoint",
+    "runs/final.safetensors",
+    "--",
+    "python3",
+    "train.py",
+];
+
 /// A deterministic stand-in for a training script: writes a checkpoint and a metrics file.
 pub const TRAIN_PY: &str = r#"import os, sys
 os.makedirs("runs", exist_ok=True)

@@ -102,6 +102,9 @@ pub enum Warning {
     },
     /// Something about the Python environment (no interpreter, broken metadata, shadowing).
     Python(String),
+    /// A checkpoint added during the run changed before the run ended; the lock records its
+    /// final content.
+    CheckpointChanged(RelPath),
     /// The code has uncommitted changes (recorded in the sidecar).
     Dirty {
         /// The sidecar.
@@ -307,30 +310,44 @@ fn merge_checkpoints(
     hopts: &HashOptions<'_>,
     warnings: &mut Vec<Warning>,
 ) -> Result<Vec<Artifact>> {
-    let mut by_path: BTreeMap<RelPath, Artifact> = BTreeMap::new();
+    // A checkpoint both added and declared was just hashed with the declarations: use that
+    // digest rather than reading a (possibly large, freshly written) file a second time.
+    let mut by_path: BTreeMap<RelPath, Artifact> =
+        declared.into_iter().map(|d| (d.path.clone(), d)).collect();
     for a in added {
-        let abs = a.path.under(&project.root);
-        let entry = if abs.exists() {
-            let now = hash_artifact(project, a.path.clone(), &abs, hopts, warnings)?;
-            if now.digest != a.digest {
-                warnings.push(Warning::Python(format!(
-                    "checkpoint {} changed after it was added; the lock records its final content",
-                    a.path
-                )));
+        let now = match by_path.remove(&a.path) {
+            Some(d) => Some(d),
+            None => {
+                let abs = a.path.under(&project.root);
+                if abs.exists() {
+                    Some(hash_artifact(
+                        project,
+                        a.path.clone(),
+                        &abs,
+                        hopts,
+                        warnings,
+                    )?)
+                } else {
+                    None
+                }
             }
-            Artifact {
-                digest: now.digest,
-                files: now.files,
-                bytes: now.bytes,
-                ..a
+        };
+        let entry = match now {
+            Some(now) => {
+                if now.digest != a.digest {
+                    warnings.push(Warning::CheckpointChanged(a.path.clone()));
+                }
+                Artifact {
+                    digest: now.digest,
+                    kind: now.kind,
+                    files: now.files,
+                    bytes: now.bytes,
+                    ..a
+                }
             }
-        } else {
-            a
+            None => a,
         };
         by_path.insert(entry.path.clone(), entry);
-    }
-    for d in declared {
-        by_path.entry(d.path.clone()).or_insert(d);
     }
     Ok(by_path.into_values().collect())
 }
