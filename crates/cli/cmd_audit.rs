@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use cairn::audit::{self, Level, RULES};
-use cairn::digest::{self, HashOptions};
-use cairn::lineage::{self, Graph};
+use cairn::content::digest::{self, HashOptions};
+use cairn::ops::audit::{self, Level, RULES};
+use cairn::ops::lineage::{self, Graph};
 use cairn::project::Project;
 
 use crate::output::Printer;

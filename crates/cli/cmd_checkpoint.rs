@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use cairn::checkpoint::{self, AddOptions, ParentChoice};
-use cairn::lockfile::Parent;
+use cairn::model::lockfile::Parent;
+use cairn::ops::checkpoint::{self, AddOptions, ParentChoice};
 use cairn::project::Project;
 
 use crate::output::Printer;
@@ -96,7 +96,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         metrics,
         no_cache: a.no_cache,
     };
-    let abs = cairn::paths::absolutize(&project.cwd, &a.path);
+    let abs = cairn::model::paths::absolutize(&project.cwd, &a.path);
     let entry = checkpoint::add(&project, &lock_path, &abs, &opts)?;
     out.info(&format!(
         "added checkpoint {} {}{} to {}",

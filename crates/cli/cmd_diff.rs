@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use cairn::diff::{CurrentOptions, Difference, Report, Side, Target};
+use cairn::ops::diff::{CurrentOptions, Difference, Report, Side, Target};
+use cairn::ops::verify::Change;
 use cairn::project::Project;
-use cairn::verify::Change;
 
 use crate::output::Printer;
 
@@ -61,13 +61,13 @@ use crate::ReportFormat as Format;
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
     let project = Project::open(&cwd, false)?;
-    let a = cairn::paths::absolutize(&project.cwd, &args.a);
+    let a = cairn::model::paths::absolutize(&project.cwd, &args.a);
     let target = match &args.b {
         Some(b) => {
             if !args.data.is_empty() || args.python.is_some() || args.no_python || args.no_cache {
                 bail!("--data, --python, --no-python and --no-cache apply only to a comparison with the current state (one lock)");
             }
-            Target::Lock(cairn::paths::absolutize(&project.cwd, b))
+            Target::Lock(cairn::model::paths::absolutize(&project.cwd, b))
         }
         None => {
             let data = crate::data_locations(&project, &args.data)?;
@@ -80,8 +80,10 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         }
     };
     let bar = out.progress();
-    let progress = bar.as_ref().map(|b| b as &dyn cairn::digest::Progress);
-    let report = cairn::diff::diff(&project, &a, &target, progress)?;
+    let progress = bar
+        .as_ref()
+        .map(|b| b as &dyn cairn::content::digest::Progress);
+    let report = cairn::ops::diff::diff(&project, &a, &target, progress)?;
     crate::output::write_report(&report, matches!(args.format, Format::Json), |w, r| {
         print_human(w, r)
     })?;
@@ -189,7 +191,11 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
             }
         }
         if c.truncated {
-            writeln!(w, "  (commit lists cut at {})", cairn::diff::MAX_COMMITS)?;
+            writeln!(
+                w,
+                "  (commit lists cut at {})",
+                cairn::ops::diff::MAX_COMMITS
+            )?;
         }
     }
     if !r.causes.is_empty() {

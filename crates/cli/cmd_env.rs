@@ -33,7 +33,7 @@ enum Format {
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
     let project = Project::open(&cwd, false)?;
-    let captured = cairn::env::capture(&project, args.python.as_deref(), false)?;
+    let captured = cairn::probe::env::capture(&project, args.python.as_deref(), false)?;
     for w in &captured.warnings {
         out.warn(w);
     }

@@ -44,7 +44,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let project = Project::open(&cwd, false)?;
     let lock_path = project.lock_path(args.lock.lock.as_deref())?;
     let exported = match args.format {
-        Format::InToto => cairn::export::in_toto(&project, &lock_path)?,
+        Format::InToto => cairn::ops::export::in_toto(&project, &lock_path)?,
     };
     for w in &exported.warnings {
         out.warn(w);

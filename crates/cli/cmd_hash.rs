@@ -28,7 +28,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let stdout = std::io::stdout();
     let mut stdout = stdout.lock();
     for path in &args.paths {
-        let h = cairn::digest::hash_path(path)?;
+        let h = cairn::content::digest::hash_path(path)?;
         for s in &h.skipped {
             out.warn(&format!(
                 "skipped {}: {}",

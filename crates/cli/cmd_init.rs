@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use cairn::init::Gitignore;
+use cairn::ops::init::Gitignore;
 
 use crate::output::Printer;
 
@@ -26,7 +26,7 @@ pub struct Args {
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
-    let done = cairn::init::init(&cwd, args.force)?;
+    let done = cairn::ops::init::init(&cwd, args.force)?;
     let g = &done.guess;
     let names: Vec<&str> = g.data.iter().map(|(n, _)| n.as_str()).collect();
     out.info(&format!(

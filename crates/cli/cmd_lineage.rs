@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use cairn::digest::{self, HashOptions};
-use cairn::lineage::{self, Graph};
+use cairn::content::digest::{self, HashOptions};
+use cairn::ops::lineage::{self, Graph};
 use cairn::project::Project;
 
 use crate::output::Printer;

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use cairn::lock::{DataArg, LockOptions, Outcome, Warning};
+use cairn::ops::lock::{DataArg, LockOptions, Outcome, Warning};
 use cairn::project::Project;
 
 use crate::output::Printer;
@@ -103,8 +103,10 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         inputs: args.inputs.clone(),
     };
     let bar = out.progress();
-    let progress = bar.as_ref().map(|b| b as &dyn cairn::digest::Progress);
-    let (outcome, warnings) = cairn::lock::lock(&project, &lock_path, &opts, progress)?;
+    let progress = bar
+        .as_ref()
+        .map(|b| b as &dyn cairn::content::digest::Progress);
+    let (outcome, warnings) = cairn::ops::lock::lock(&project, &lock_path, &opts, progress)?;
     for w in &warnings {
         match w {
             Warning::NoMatch { pattern } => out.warn(&format!("{pattern:?} matched no file")),

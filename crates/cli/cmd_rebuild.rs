@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use cairn::digest::Progress;
+use cairn::content::digest::Progress;
+use cairn::ops::rebuild::{
+    Installer, Observer, Plan, RebuildOptions, Report, Status, Step, StepName,
+};
 use cairn::project::Project;
-use cairn::rebuild::{Installer, Observer, Plan, RebuildOptions, Report, Status, Step, StepName};
 
 use crate::output::{HashBar, Printer};
 use crate::LockArg;
@@ -167,7 +169,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         into: args
             .into
             .as_ref()
-            .map(|p| cairn::paths::absolutize(&project.cwd, p)),
+            .map(|p| cairn::model::paths::absolutize(&project.cwd, p)),
         data,
         python: args.python.clone(),
         allow_other_python: args.allow_other_python,
@@ -185,7 +187,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         bar: out.progress(),
         run: args.run,
     };
-    let report = cairn::rebuild::rebuild(&project, &lock_path, &opts, &observer)?;
+    let report = cairn::ops::rebuild::rebuild(&project, &lock_path, &opts, &observer)?;
     crate::output::write_report(&report, matches!(args.format, Format::Json), |w, r| {
         print_human(w, r)
     })?;

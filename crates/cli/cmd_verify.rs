@@ -5,8 +5,8 @@ use std::io::Write;
 
 use anyhow::Result;
 
+use cairn::ops::verify::{Area, Change, Report, Severity, VerifyOptions};
 use cairn::project::Project;
-use cairn::verify::{Area, Change, Report, Severity, VerifyOptions};
 
 use crate::output::Printer;
 use crate::LockArg;
@@ -64,8 +64,10 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         strict: args.strict,
     };
     let bar = out.progress();
-    let progress = bar.as_ref().map(|b| b as &dyn cairn::digest::Progress);
-    let report = cairn::verify::verify(&project, &lock_path, &opts, progress)?;
+    let progress = bar
+        .as_ref()
+        .map(|b| b as &dyn cairn::content::digest::Progress);
+    let report = cairn::ops::verify::verify(&project, &lock_path, &opts, progress)?;
     crate::output::write_report(&report, matches!(args.format, Format::Json), |w, r| {
         print_human(w, r)
     })?;

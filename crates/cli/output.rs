@@ -63,8 +63,8 @@ impl Printer {
             e.downcast_ref::<cairn::Error>()
                 .and_then(cairn::Error::hint)
                 .or_else(|| {
-                    e.downcast_ref::<cairn::rebuild::RebuildError>()
-                        .and_then(cairn::rebuild::RebuildError::hint)
+                    e.downcast_ref::<cairn::ops::rebuild::RebuildError>()
+                        .and_then(cairn::ops::rebuild::RebuildError::hint)
                 })
         }) {
             eprintln!("{}: {hint}", self.paint("1;36", "hint"));
@@ -126,7 +126,7 @@ impl HashBar {
     }
 }
 
-impl cairn::digest::Progress for HashBar {
+impl cairn::content::digest::Progress for HashBar {
     fn start(&self, files: u64) {
         self.bytes.store(0, Ordering::Relaxed);
         self.bar.reset();

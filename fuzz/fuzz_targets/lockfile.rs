@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use cairn::lockfile::Lock;
+use cairn::model::lockfile::Lock;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

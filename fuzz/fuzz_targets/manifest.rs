@@ -3,7 +3,7 @@
 //! to the same manifest.
 #![no_main]
 
-use cairn::digest::Manifest;
+use cairn::content::digest::Manifest;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -55,7 +55,7 @@ fn freeze(venv: &Venv) -> BTreeMap<String, Option<String>> {
 }
 
 fn norm(name: &str) -> String {
-    cairn::python::normalize_name(name)
+    cairn::probe::python::normalize_name(name)
 }
 
 /// A local package, buildable without the network (setuptools from the venv).

@@ -167,7 +167,7 @@ fn sigkill_during_lock_never_leaves_a_torn_lock() {
         let status = child.wait().unwrap();
         let after = std::fs::read(r.join("cairn.lock")).unwrap();
         let text = String::from_utf8(after.clone()).expect("UTF-8");
-        cairn::lockfile::Lock::from_toml(&text, std::path::Path::new("cairn.lock"))
+        cairn::model::lockfile::Lock::from_toml(&text, std::path::Path::new("cairn.lock"))
             .unwrap_or_else(|e| panic!("round {round}: torn lock: {e}"));
         kinds.insert(if after == before { "old" } else { "new" });
         let _ = status;
@@ -208,8 +208,9 @@ fn sigkill_during_checkpoint_add_never_leaves_a_torn_lock() {
         let _ = child.kill();
         let _ = child.wait();
         let text = r.read("cairn.lock");
-        let lock = cairn::lockfile::Lock::from_toml(&text, std::path::Path::new("cairn.lock"))
-            .unwrap_or_else(|e| panic!("add {i}: torn lock: {e}"));
+        let lock =
+            cairn::model::lockfile::Lock::from_toml(&text, std::path::Path::new("cairn.lock"))
+                .unwrap_or_else(|e| panic!("add {i}: torn lock: {e}"));
         let n = lock.checkpoints.len();
         assert!(
             n == count_before || n == count_before + 1,

@@ -68,7 +68,7 @@ impl Config {
             source: Box::new(e),
         })?;
         for name in config.data.keys() {
-            if !crate::lockfile::valid_name(name) {
+            if !crate::model::lockfile::valid_name(name) {
                 return Err(Error::Usage(format!(
                     "{}: dataset name {name:?} must be letters, digits, `.`, `_` or `-`",
                     path.display()

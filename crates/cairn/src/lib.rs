@@ -1,33 +1,24 @@
 //! cairn: reproducible machine-learning training runs.
 //!
-//! The library behind the `cairn` command. Data flows one way: probes ([`git`], [`digest`],
-//! [`host`]) fill a [`lockfile::Lock`], which is written as canonical TOML; verification reads
-//! the TOML back into a `Lock`, probes again, and produces a [`verify::Report`]. The library never
-//! prints.
+//! The library behind the `cairn` command. It never prints. Data flows one way, and the folders
+//! follow it:
+//!
+//! * [`model`]: the `cairn.lock` model: wire types, validation, the canonical writer.
+//! * [`content`]: walking a dataset or checkpoint, its BLAKE3 digests and manifest, the stat cache.
+//! * [`probe`]: observing what is here now: git tree, Python environment, host, lock files, inputs.
+//! * [`ops`]: the commands. Locking is **probe -> Lock -> canonical TOML**; verify, diff and
+//!   rebuild are **TOML -> Lock -> probe -> compare -> report**, each with its own policy.
+//! * [`project`] and [`config`] say where things are; [`error`] is the one error type.
 #![warn(missing_docs)]
 
-pub mod audit;
-pub mod cache;
-pub mod checkpoint;
 pub mod config;
-pub mod diff;
-pub mod digest;
-pub mod env;
+pub mod content;
 pub mod error;
-pub mod export;
-pub mod git;
-pub mod host;
-pub mod init;
-pub mod inputs;
-pub mod lineage;
-pub mod lock;
-pub mod lockfile;
-pub mod lockfiles;
-pub mod paths;
+pub mod fs;
+pub mod model;
+pub mod ops;
+pub mod probe;
+pub mod process;
 pub mod project;
-pub mod python;
-pub mod rebuild;
-pub mod verify;
-pub mod walk;
 
 pub use error::{Error, Result};

@@ -14,9 +14,9 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::config::{self, Config};
 use crate::error::{Error, IoResultExt, Result};
-use crate::git;
-use crate::lockfile;
-use crate::paths::{self, RelPath};
+use crate::model::lockfile;
+use crate::model::paths::{self, RelPath};
+use crate::probe::git;
 
 /// A located project.
 pub struct Project {
@@ -114,14 +114,14 @@ impl Project {
     }
 
     /// Where the manifest of a directory with this digest lives.
-    pub fn manifest_path(&self, digest: &crate::digest::Digest) -> PathBuf {
+    pub fn manifest_path(&self, digest: &crate::content::digest::Digest) -> PathBuf {
         self.cairn_dir()
             .join("manifests")
             .join(format!("{}.b3", digest.hex()))
     }
 
     /// Where the change sidecar with this digest lives.
-    pub fn change_path(&self, digest: &crate::digest::Digest) -> PathBuf {
+    pub fn change_path(&self, digest: &crate::content::digest::Digest) -> PathBuf {
         self.cairn_dir()
             .join("changes")
             .join(format!("{}.patch", digest.hex()))
@@ -149,7 +149,7 @@ impl Project {
         std::fs::create_dir_all(dir.join("cache")).ctx("cannot create directory", &dir)?;
         let ignore = dir.join(".gitignore");
         if !ignore.exists() {
-            lockfile::atomic_write(
+            crate::fs::atomic_write(
                 &ignore,
                 b"# Written by cairn: the cache and failed-run records are local to this machine;\n# the rest (changes/, manifests/) is meant to be committed with the lock.\n/cache/\n/failed/\n",
             )?;

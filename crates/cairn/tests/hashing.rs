@@ -7,7 +7,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use cairn::digest::{self, HashOptions, MMAP_MIN};
+use cairn::content::digest::{self, HashOptions, MMAP_MIN};
 
 /// The reference: walk, sort whole paths by bytes, stream each file through one hasher, build
 /// the b3sum lines, hash them.

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cairn::lockfile::Lock;
+use cairn::model::lockfile::Lock;
 use cairn::Error;
 
 fn examples() -> PathBuf {

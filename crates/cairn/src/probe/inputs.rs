@@ -11,10 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::digest::{self, HashOptions, Kind};
+use crate::content::digest::{self, HashOptions, Kind};
 use crate::error::{Error, Result};
-use crate::lockfile::{Input, InputSource, Lock};
-use crate::paths::RelPath;
+use crate::model::lockfile::{Input, InputSource, Lock};
+use crate::model::paths::RelPath;
 use crate::project::Project;
 
 /// The Hugging Face hub cache directory.

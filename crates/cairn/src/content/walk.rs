@@ -16,8 +16,8 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
-use crate::cache::StatKey;
-use crate::digest::Skipped;
+use crate::content::cache::StatKey;
+use crate::content::digest::Skipped;
 use crate::error::{Error, Result};
 
 /// A regular file found by the walk.

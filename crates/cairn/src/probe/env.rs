@@ -1,6 +1,6 @@
 //! The environment of a run, as the lock records it, and how another environment differs:
-//! the Python interpreter and packages ([`crate::python`]), the project's dependency lock files
-//! ([`crate::lockfiles`]), the determinism settings in the process environment, and the host.
+//! the Python interpreter and packages ([`crate::probe::python`]), the project's dependency lock files
+//! ([`crate::probe::lockfiles`]), the determinism settings in the process environment, and the host.
 //!
 //! Differences here are *drift*: by default a warning (environment) or information (host), and
 //! failures only under `--strict`; code, data and checkpoint differences always fail.
@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::digest;
+use crate::content::digest;
 use crate::error::Result;
-use crate::lockfile::{Host, LockfileEntry, PyPackage, Python};
-use crate::lockfiles;
-use crate::paths::RelPath;
-use crate::python::{self, Environment, Origin, Source};
+use crate::model::lockfile::{Host, LockfileEntry, PyPackage, Python};
+use crate::model::paths::RelPath;
+use crate::probe::lockfiles;
+use crate::probe::python::{self, Environment, Origin, Source};
 
 /// Environment variables recorded by default, when set: the ones that change results or their
 /// reproducibility. A trailing `*` matches a prefix.
@@ -125,7 +125,7 @@ pub struct Captured {
 impl Captured {
     /// The `[run.env]`, `[host]`, `[python]` and `[[lockfile]]` tables, as in a lock.
     pub fn to_toml(&self) -> String {
-        crate::lockfile::env_fragment(
+        crate::model::writer::env_fragment(
             &self.env,
             &self.host,
             self.python.as_ref().map(python_table).as_ref(),
@@ -157,7 +157,7 @@ pub fn capture(
             }
         }
     };
-    let mut host = crate::host::probe();
+    let mut host = crate::probe::host::probe();
     if let Some(e) = &python {
         host.torch = e.torch.clone();
         if host.glibc.is_none() {
@@ -469,8 +469,9 @@ pub fn host_drift(locked: &Host, now: &Host) -> Vec<Drift> {
         })
     };
     cmp("gpu", gpus(locked), gpus(now));
-    let first =
-        |h: &Host, f: fn(&crate::lockfile::Gpu) -> Option<String>| h.gpus.first().and_then(f);
+    let first = |h: &Host, f: fn(&crate::model::lockfile::Gpu) -> Option<String>| {
+        h.gpus.first().and_then(f)
+    };
     cmp(
         "gpu driver",
         first(locked, |g| g.driver.clone()),
@@ -507,7 +508,7 @@ pub fn host_drift(locked: &Host, now: &Host) -> Vec<Drift> {
 
 /// Resolve cairn.toml's `python` (relative to the project root).
 pub fn config_python(root: &Path, configured: Option<&str>) -> Option<PathBuf> {
-    configured.map(|p| crate::paths::absolutize(root, Path::new(p)))
+    configured.map(|p| crate::model::paths::absolutize(root, Path::new(p)))
 }
 
 #[cfg(test)]

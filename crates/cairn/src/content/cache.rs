@@ -29,7 +29,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::digest::Digest;
+use crate::content::digest::Digest;
 use crate::error::{IoResultExt, Result};
 
 const MAGIC: &[u8; 8] = b"CAIRNSC2";

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::digest::{self, Digest, HashOptions, Kind, Manifest, Progress};
-use crate::env;
+use crate::content::digest::{self, Digest, HashOptions, Kind, Manifest, Progress};
 use crate::error::{Error, Result};
-use crate::git::{self, Excluder, PathChange};
-use crate::lockfile::{Artifact, Location, Lock};
+use crate::model::lockfile::{Artifact, Location, Lock};
+use crate::probe::env;
+use crate::probe::git::{self, Excluder, PathChange};
 use crate::project::Project;
 
 /// What part of the lock a finding is about.
@@ -385,7 +385,7 @@ fn kind_name(kind: Kind) -> &'static str {
     }
 }
 
-/// Files that differ between two manifests, shown by their escaped names ([`crate::digest::Entry::shown`]).
+/// Files that differ between two manifests, shown by their escaped names ([`crate::content::digest::Entry::shown`]).
 ///
 /// Both lists are normally sorted by the same bytes, so one merge pass does it; a stored
 /// manifest written in another order is compared through maps instead.
@@ -494,7 +494,7 @@ fn verify_environment(
     drifts.extend(lock_drifts);
     report.notes.extend(warnings);
     if let Some(locked) = &lock.host {
-        let mut now = crate::host::probe();
+        let mut now = crate::probe::host::probe();
         now.torch = torch;
         if now.glibc.is_none() {
             now.glibc = libc;
@@ -643,7 +643,7 @@ fn short(commit: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::Entry;
+    use crate::content::digest::Entry;
 
     fn m(items: &[(&[u8], u8)]) -> Manifest {
         Manifest {

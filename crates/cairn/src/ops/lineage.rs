@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::digest::Digest;
+use crate::content::digest::Digest;
 use crate::error::{Error, Result};
-use crate::lockfile::{Artifact, InputSource, Location, Lock, Parent};
-use crate::paths::RelPath;
+use crate::model::lockfile::{Artifact, InputSource, Location, Lock, Parent};
+use crate::model::paths::RelPath;
 use crate::project::Project;
 
 /// A lock that was found, loaded or not.

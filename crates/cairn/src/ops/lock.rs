@@ -13,14 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::checkpoint;
-use crate::digest::{self, Digest, HashOptions, Kind, Progress, Skipped};
-use crate::env;
+use crate::content::digest::{self, Digest, HashOptions, Kind, Progress, Skipped};
 use crate::error::{Error, Result};
-use crate::git::{self, Excluder};
-use crate::inputs;
-use crate::lockfile::{self, Artifact, Code, Data, Input, Location, Lock, Run, Submodule};
-use crate::paths::RelPath;
+use crate::model::lockfile::{self, Artifact, Code, Data, Input, Location, Lock, Run, Submodule};
+use crate::model::paths::RelPath;
+use crate::ops::checkpoint;
+use crate::probe::env;
+use crate::probe::git::{self, Excluder};
+use crate::probe::inputs;
 use crate::project::Project;
 
 /// A dataset named on the command line: `PATH` or `NAME=PATH`, relative to the current directory.
@@ -363,7 +363,7 @@ fn record_code(
     } else {
         let digest = Digest::of_bytes(&state.patch);
         let sidecar = project.change_path(&digest);
-        lockfile::write_if_changed(&sidecar, &state.patch)?;
+        crate::fs::write_if_changed(&sidecar, &state.patch)?;
         if state.patch.len() > LARGE_CHANGE {
             warnings.push(Warning::LargeChange {
                 bytes: state.patch.len(),
@@ -483,7 +483,7 @@ fn store_manifest(project: &Project, h: &digest::Hashed) -> Result<()> {
         if !path.is_file() {
             // Streamed (a million-file manifest is ~90 MB) and not fsynced: a damaged manifest
             // fails its own digest check and is simply not used.
-            lockfile::atomic_write_with(&path, false, |w| m.write_text(w))?;
+            crate::fs::atomic_write_with(&path, false, |w| m.write_text(w))?;
         }
     }
     Ok(())
@@ -533,7 +533,7 @@ pub fn lock(
     };
     let previous = check_replaceable(lock_path, opts.force)?;
     if let Some(dir) = lock_path.parent() {
-        lockfile::remove_stale_temporaries(dir);
+        crate::fs::remove_stale_temporaries(dir);
     }
     let mut warnings = Vec::new();
 
@@ -658,7 +658,7 @@ pub fn lock(
             .join("cache")
             .join("running")
             .join(format!("{}.lock", lock.run.id));
-        lockfile::atomic_write(&running, lock.to_toml().as_bytes())?;
+        crate::fs::atomic_write(&running, lock.to_toml().as_bytes())?;
         let outcome = run_command(project, opts, &running, &mut lock.run);
         // Whatever happened, collect what was added during the run, then drop the record.
         let during = checkpoint::with_lockfile_lock(project, &running, || Lock::load(&running));
@@ -705,7 +705,7 @@ pub fn lock(
             .cairn_dir()
             .join("failed")
             .join(format!("{}.lock", lock.run.id));
-        lockfile::atomic_write(&record, text.as_bytes())?;
+        crate::fs::atomic_write(&record, text.as_bytes())?;
         return Ok((
             Outcome::CommandFailed {
                 exit_code: lock.run.exit_code.unwrap_or(0),
@@ -729,7 +729,7 @@ pub fn lock(
             }
         }
     }
-    lockfile::write_if_changed(lock_path, text.as_bytes())?;
+    crate::fs::write_if_changed(lock_path, text.as_bytes())?;
     Ok((
         Outcome::Written {
             path: lock_path.to_path_buf(),

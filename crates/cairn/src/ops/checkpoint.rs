@@ -15,10 +15,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::digest::{self, HashOptions, Kind};
+use crate::content::digest::{self, HashOptions, Kind};
 use crate::error::{Error, IoResultExt, Result};
-use crate::lockfile::{self, Artifact, Lock, Metric, Parent};
-use crate::paths::RelPath;
+use crate::model::lockfile::{self, Artifact, Lock, Metric, Parent};
+use crate::model::paths::RelPath;
 use crate::project::Project;
 
 /// The environment variable naming the in-progress lock of the running `cairn lock`.
@@ -132,7 +132,7 @@ pub fn add(project: &Project, lock_path: &Path, abs: &Path, opts: &AddOptions) -
     if let Some(m) = &h.manifest {
         let path = project.manifest_path(&h.digest);
         if !path.is_file() {
-            lockfile::atomic_write_with(&path, false, |w| m.write_text(w))?;
+            crate::fs::atomic_write_with(&path, false, |w| m.write_text(w))?;
         }
     }
     with_lockfile_lock(project, lock_path, || {
@@ -159,7 +159,7 @@ pub fn add(project: &Project, lock_path: &Path, abs: &Path, opts: &AddOptions) -
         };
         lock.checkpoints.retain(|a| a.path != rel);
         lock.checkpoints.push(entry.clone());
-        lockfile::write_if_changed(lock_path, lock.to_toml().as_bytes())?;
+        crate::fs::write_if_changed(lock_path, lock.to_toml().as_bytes())?;
         Ok(entry)
     })
 }

@@ -22,12 +22,12 @@ use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 use sha2::Digest as _;
 
-use crate::cache::StatKey;
-use crate::digest::{Digest, Entry, Kind, Manifest};
+use crate::content::cache::StatKey;
+use crate::content::digest::{Digest, Entry, Kind, Manifest};
 use crate::error::{Error, IoResultExt, Result};
-use crate::lockfile::{Artifact, InputSource, Location, Lock};
+use crate::model::lockfile::{Artifact, InputSource, Location, Lock};
+use crate::probe::python::Source;
 use crate::project::Project;
-use crate::python::Source;
 
 /// `_type` of an in-toto Statement v1.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
@@ -207,7 +207,7 @@ fn hash_file_both(path: &Path) -> Result<(Digest, [u8; 32])> {
 /// the hash differs (so `dirHash1` is what `sha256sum` over the sorted files, then `sha256sum` of
 /// that, prints).
 fn hash_dir_both(root: &Path) -> Result<(Digest, String)> {
-    let (files, _skipped) = crate::walk::walk(root)?;
+    let (files, _skipped) = crate::content::walk::walk(root)?;
     let hashed: Vec<(Digest, [u8; 32])> = files
         .par_iter()
         .map(|f| hash_file_both(&root.join(OsStr::from_bytes(&f.rel))))
@@ -670,7 +670,12 @@ mod tests {
         std::fs::write(dir.path().join("sub/a"), "a\n").unwrap();
         std::fs::write(dir.path().join("a.txt"), "").unwrap();
         let (b3, dh) = hash_dir_both(dir.path()).unwrap();
-        assert_eq!(b3, crate::digest::hash_path(dir.path()).unwrap().digest);
+        assert_eq!(
+            b3,
+            crate::content::digest::hash_path(dir.path())
+                .unwrap()
+                .digest
+        );
         let line =
             |data: &[u8], name: &str| format!("{}  {name}\n", hex(&sha2::Sha256::digest(data)));
         let manifest = line(b"", "a.txt") + &line(b"bee\n", "b.txt") + &line(b"a\n", "sub/a");

@@ -19,9 +19,9 @@ use std::str::FromStr;
 
 use rayon::prelude::*;
 
-use crate::cache::{now_ns, trustworthy, Cached, StatCache, StatKey};
+use crate::content::cache::{now_ns, trustworthy, Cached, StatCache, StatKey};
+use crate::content::walk::Found;
 use crate::error::{Error, IoResultExt, Result};
-use crate::walk::Found;
 
 /// The prefix of every digest string.
 pub const PREFIX: &str = "blake3:";
@@ -29,7 +29,7 @@ pub const PREFIX: &str = "blake3:";
 /// A BLAKE3 digest, written `blake3:<64 lowercase hex digits>`.
 ///
 /// ```
-/// use cairn::digest::Digest;
+/// use cairn::content::digest::Digest;
 /// let d = Digest::of_bytes(b"");
 /// assert_eq!(
 ///     d.to_string(),
@@ -512,7 +512,7 @@ pub fn hash_dir(root: &Path, opts: &HashOptions<'_>) -> Result<Hashed> {
         cacheable: bool,
     }
     let started = now_ns();
-    let (files, skipped) = crate::walk::walk(root)?;
+    let (files, skipped) = crate::content::walk::walk(root)?;
     let cache = open_cache(root, opts);
     if let Some(p) = opts.progress {
         p.start(files.len() as u64);

@@ -8,13 +8,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::digest::{self, Digest, HashOptions};
+use crate::content::digest::{self, Digest, HashOptions};
 use crate::error::{Error, Result};
-use crate::git;
-use crate::lineage::{Graph, Node};
-use crate::lockfile::{InputSource, Location};
+use crate::model::lockfile::{InputSource, Location};
+use crate::ops::lineage::{Graph, Node};
+use crate::probe::git;
+use crate::probe::python::Source;
 use crate::project::Project;
-use crate::python::Source;
 
 /// Every rule, its default level and what it checks.
 pub const RULES: &[(&str, Level, &str)] = &[

@@ -6,7 +6,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::lockfile::{Gpu, Host};
+use crate::model::lockfile::{Gpu, Host};
 
 /// Probe this machine.
 pub fn probe() -> Host {

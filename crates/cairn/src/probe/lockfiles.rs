@@ -13,8 +13,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{IoResultExt, Result};
-use crate::paths::RelPath;
-use crate::python::normalize_name;
+use crate::model::paths::RelPath;
+use crate::probe::python::normalize_name;
 
 /// One lock file found in the project.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -388,7 +388,7 @@ mod tests {
 
     macro_rules! fixture {
         ($name:literal) => {
-            include_str!(concat!("../tests/fixtures/lockfiles/", $name))
+            include_str!(concat!("../../tests/fixtures/lockfiles/", $name))
         };
     }
 

@@ -9,7 +9,7 @@
 //!   exist or that the Python scripts mention, with the checkpoint extensions
 //!   (`.safetensors`, `.pt`, `.pth`, `.ckpt`, `.bin`) found in them or in the scripts;
 //! * **python**: `.venv/bin/python` or `venv/bin/python` when there is one;
-//! * `env`, `inputs`, `outputs` and the `[audit]` rules (all of them, from [`crate::audit::RULES`])
+//! * `env`, `inputs`, `outputs` and the `[audit]` rules (all of them, from [`crate::ops::audit::RULES`])
 //!   as commented examples.
 //!
 //! `init` never replaces an existing `cairn.toml` unless forced, checks that what it wrote loads
@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, FILE_NAME};
 use crate::error::{Error, IoResultExt, Result};
-use crate::lockfile;
 
 /// Directory names that hold datasets.
 const DATA_DIRS: &[&str] = &["data", "datasets", "dataset", "corpus"];
@@ -385,23 +384,23 @@ pub fn render(g: &Guess) -> String {
     );
     s.push_str("# \"off\" skips the check. Uncomment a line to change its level; the defaults are shown.\n");
     s.push_str("# [audit]\n");
-    let width = crate::audit::RULES
+    let width = crate::ops::audit::RULES
         .iter()
         .map(|(n, l, _)| n.len() + level(*l).len())
         .max()
         .unwrap_or(0);
-    for (name, l, what) in crate::audit::RULES {
+    for (name, l, what) in crate::ops::audit::RULES {
         let line = format!("{name} = \"{}\"", level(*l));
         s.push_str(&format!("# {line:<w$}  # {what}\n", w = width + 5));
     }
     s
 }
 
-fn level(l: crate::audit::Level) -> &'static str {
+fn level(l: crate::ops::audit::Level) -> &'static str {
     match l {
-        crate::audit::Level::Error => "error",
-        crate::audit::Level::Warning => "warning",
-        crate::audit::Level::Off => "off",
+        crate::ops::audit::Level::Error => "error",
+        crate::ops::audit::Level::Warning => "warning",
+        crate::ops::audit::Level::Off => "off",
     }
 }
 
@@ -446,7 +445,7 @@ pub fn init(dir: &Path, force: bool) -> Result<Initialized> {
         path: path.clone(),
         source: Box::new(e),
     })?;
-    lockfile::atomic_write(&path, text.as_bytes())?;
+    crate::fs::atomic_write(&path, text.as_bytes())?;
     Config::load(&dir)?;
     let gitignore = ignore_cache(&dir)?;
     Ok(Initialized {
@@ -458,12 +457,12 @@ pub fn init(dir: &Path, force: bool) -> Result<Initialized> {
 
 /// Append `.cairn/cache/` to `dir/.gitignore` unless git already ignores it there.
 fn ignore_cache(dir: &Path) -> Result<Gitignore> {
-    let repo = match crate::git::discover(dir) {
+    let repo = match crate::probe::git::discover(dir) {
         Ok(r) => r,
         Err(Error::NotARepo { .. }) => return Ok(Gitignore::NoRepository),
         Err(e) => return Err(e),
     };
-    let workdir = crate::git::workdir(&repo)?;
+    let workdir = crate::probe::git::workdir(&repo)?;
     let workdir = workdir
         .canonicalize()
         .ctx("cannot open directory", &workdir)?;
@@ -483,7 +482,7 @@ fn ignore_cache(dir: &Path) -> Result<Gitignore> {
         text.push('\n');
     }
     text.push_str("# cairn's local cache (cairn init)\n.cairn/cache/\n");
-    lockfile::atomic_write(&path, text.as_bytes())?;
+    crate::fs::atomic_write(&path, text.as_bytes())?;
     Ok(Gitignore::Added(path))
 }
 
@@ -543,7 +542,7 @@ mod tests {
             .map(|l| format!("{}\n", l.trim_start_matches("# ")))
             .collect();
         let c: Config = toml::from_str(&audit).unwrap();
-        assert_eq!(c.audit.len(), crate::audit::RULES.len());
-        crate::audit::levels(&c.audit).unwrap();
+        assert_eq!(c.audit.len(), crate::ops::audit::RULES.len());
+        crate::ops::audit::levels(&c.audit).unwrap();
     }
 }

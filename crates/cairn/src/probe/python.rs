@@ -18,9 +18,9 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
-use crate::digest::Digest;
+use crate::content::digest::Digest;
 use crate::error::{Error, Result};
-use crate::git;
+use crate::probe::git;
 
 /// The interpreter as it describes itself.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,14 +17,14 @@ use std::process::{Command, Stdio};
 
 use serde::Serialize;
 
-use crate::digest::{self, Digest, HashOptions, Kind, Manifest, Progress};
-use crate::env;
+use crate::content::digest::{self, Digest, HashOptions, Kind, Manifest, Progress};
 use crate::error::{Error, Result};
-use crate::git::{self, Entries, Excluder, PathChange};
-use crate::lockfile::{Artifact, Code, Data, Location, Lock, Run};
-use crate::paths::RelPath;
+use crate::model::lockfile::{Artifact, Code, Data, Location, Lock, Run};
+use crate::model::paths::RelPath;
+use crate::ops::verify::{self, Change};
+use crate::probe::env;
+use crate::probe::git::{self, Entries, Excluder, PathChange};
 use crate::project::Project;
-use crate::verify::{self, Change};
 
 /// What part of a run a difference is about, in the order of how likely it explains a
 /// different result.
@@ -965,7 +965,7 @@ fn diff_python(a: &Lock, b: &Lock, repo_root: Option<&Path>, out: &mut Vec<Diffe
     }
 }
 
-fn conda_text(c: &crate::python::CondaPackage) -> String {
+fn conda_text(c: &crate::probe::python::CondaPackage) -> String {
     match &c.build {
         Some(b) => format!("{} {b}", c.version),
         None => c.version.clone(),
@@ -976,7 +976,7 @@ fn diff_command(a: &Run, b: &Run, out: &mut Vec<Difference>) {
     let line = |argv: &Option<Vec<String>>| {
         argv.as_ref().map(|v| {
             v.iter()
-                .map(|s| crate::rebuild::shell_quote(s))
+                .map(|s| crate::ops::rebuild::shell_quote(s))
                 .collect::<Vec<_>>()
                 .join(" ")
         })

@@ -1,0 +1,89 @@
+//! Writing files: atomically (temporary file, fsync, rename), so a crash leaves the old or the new
+//! file and never half of one.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoResultExt, Result};
+
+/// Write `text` to `path` atomically: a temporary file in the same directory, fsync, rename,
+/// fsync of the directory. Returns `false` (and writes nothing) when the file already holds
+/// exactly these bytes.
+pub fn write_if_changed(path: &Path, text: &[u8]) -> Result<bool> {
+    if let Ok(old) = std::fs::read(path) {
+        if old == text {
+            return Ok(false);
+        }
+    }
+    atomic_write(path, text)?;
+    Ok(true)
+}
+
+/// Remove cairn's temporary files older than an hour from `dir`: what a killed writer left
+/// behind (a live writer's file is seconds old).
+pub fn remove_stale_temporaries(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    for e in rd.filter_map(|e| e.ok()) {
+        let stale = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(crate::probe::git::TEMP_PREFIX))
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > hour);
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Atomically replace `path` with `bytes` (see [`write_if_changed`]), durably.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_with(path, true, |w| w.write_all(bytes))
+}
+
+/// Atomically replace `path` with what `write` produces, streamed through a buffer into a
+/// temporary file in the same directory, then renamed. `durable` also fsyncs the file before
+/// the rename and the directory after it; files that check themselves (content-addressed
+/// manifests) can skip that cost.
+pub fn atomic_write_with(
+    path: &Path,
+    durable: bool,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&dir).ctx("cannot create directory", &dir)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(crate::probe::git::TEMP_PREFIX)
+        .tempfile_in(&dir)
+        .ctx("cannot create a temporary file in", &dir)?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+        write(&mut w).ctx("cannot write", tmp.path())?;
+        w.flush().ctx("cannot write", tmp.path())?;
+    }
+    if durable {
+        tmp.as_file().sync_all().ctx("cannot sync", tmp.path())?;
+    }
+    tmp.persist(path).map_err(|e| Error::Io {
+        op: "cannot replace",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    if durable {
+        if let Ok(d) = std::fs::File::open(&dir) {
+            // Make the rename durable; a directory that cannot be opened is not worth failing for.
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}

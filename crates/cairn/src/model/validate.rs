@@ -1,0 +1,526 @@
+//! Wire -> validated: every field of a lock checked, entries sorted, duplicates refused. A lock
+//! that fails here is never used, whatever command read it.
+
+use std::collections::BTreeSet;
+
+use crate::content::digest::{Digest, Kind};
+use crate::model::lockfile::*;
+use crate::model::paths::RelPath;
+use crate::model::wire;
+use crate::probe::python::{CondaPackage, Source, TorchStack};
+
+struct Checker {
+    problems: Vec<String>,
+}
+
+impl Checker {
+    fn req<T>(&mut self, v: Option<T>, what: &str) -> Option<T> {
+        if v.is_none() {
+            self.problems.push(format!("missing `{what}`"));
+        }
+        v
+    }
+
+    fn digest(&mut self, v: Option<String>, what: &str) -> Option<Digest> {
+        let s = self.req(v, what)?;
+        match s.parse() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.problems.push(format!("`{what}`: {e}"));
+                None
+            }
+        }
+    }
+
+    fn oid(&mut self, v: Option<String>, what: &str) -> Option<String> {
+        let s = self.req(v, what)?;
+        if valid_oid(&s) {
+            Some(s)
+        } else {
+            self.problems.push(format!(
+                "`{what}` is not a git object id (40 or 64 hex digits): {s:?}"
+            ));
+            None
+        }
+    }
+
+    fn path(&mut self, v: Option<String>, what: &str) -> Option<RelPath> {
+        let s = self.req(v, what)?;
+        match RelPath::parse(&s) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.problems.push(format!("`{what}`: {e}"));
+                None
+            }
+        }
+    }
+
+    fn time(&mut self, v: Option<String>, what: &str) -> Option<String> {
+        let s = v?;
+        if humantime::parse_rfc3339(&s).is_err() {
+            self.problems
+                .push(format!("`{what}` is not an RFC 3339 UTC time: {s:?}"));
+        }
+        Some(s)
+    }
+
+    fn kind(&mut self, v: Option<String>, what: &str) -> Option<Kind> {
+        match self.req(v, what)?.as_str() {
+            "file" => Some(Kind::File),
+            "dir" => Some(Kind::Dir),
+            other => {
+                self.problems.push(format!(
+                    "`{what}` must be \"file\" or \"dir\", not {other:?}"
+                ));
+                None
+            }
+        }
+    }
+
+    fn artifact(&mut self, a: wire::Artifact, table: &str, i: usize) -> Option<Artifact> {
+        let at = format!("{table}[{i}]");
+        let path = self.path(a.path, &format!("{at}.path"));
+        let kind = self.kind(a.kind, &format!("{at}.kind"));
+        let digest = self.digest(a.digest, &format!("{at}.digest"));
+        let bytes = self.req(a.bytes, &format!("{at}.bytes"));
+        match (kind, a.files) {
+            (Some(Kind::Dir), None) => self
+                .problems
+                .push(format!("missing `{at}.files` (required for a directory)")),
+            (Some(Kind::File), Some(_)) => self
+                .problems
+                .push(format!("`{at}.files` is only for directories")),
+            _ => {}
+        }
+        if a.name.is_some() || a.external {
+            self.problems.push(format!(
+                "`{at}` cannot have `name` or `external` (only datasets have them)"
+            ));
+        }
+        let parent = a.parent.and_then(|p| match Parent::parse(&p) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.problems.push(format!("`{at}.parent`: {e}"));
+                None
+            }
+        });
+        let created_at = self.time(a.created_at, &format!("{at}.created-at"));
+        for (k, v) in &a.metrics {
+            if !valid_name(k) || !v.is_finite() {
+                self.problems.push(format!(
+                    "`{at}.metrics`: {k:?} = {v} (names are letters, digits, `.`, `_`, `-`; values finite)"
+                ));
+            }
+        }
+        Some(Artifact {
+            path: path?,
+            kind: kind?,
+            digest: digest?,
+            files: a.files,
+            bytes: bytes?,
+            step: a.step,
+            parent,
+            created_at,
+            metrics: a.metrics.into_iter().map(|(k, v)| (k, Metric(v))).collect(),
+        })
+    }
+
+    fn input(&mut self, w: wire::Input, i: usize) -> Option<Input> {
+        let at = format!("input[{i}]");
+        let reference = self.req(w.reference, &format!("{at}.ref"))?;
+        let digest = self.digest(w.digest, &format!("{at}.digest"));
+        let bytes = self.req(w.bytes, &format!("{at}.bytes"));
+        let source = match w.kind.as_deref() {
+            Some("local") => self
+                .path(Some(reference), &format!("{at}.ref"))
+                .map(InputSource::Local),
+            Some("lock") => {
+                let Some((lock, ckpt)) = reference.split_once('#') else {
+                    self.problems
+                        .push(format!("`{at}.ref` must be LOCK#CHECKPOINT: {reference:?}"));
+                    return None;
+                };
+                let lock = self.path(Some(lock.to_string()), &format!("{at}.ref"));
+                let checkpoint = self.path(Some(ckpt.to_string()), &format!("{at}.ref"));
+                let run = self.req(w.run, &format!("{at}.run"));
+                Some(InputSource::Lock {
+                    lock: lock?,
+                    checkpoint: checkpoint?,
+                    run: run?,
+                })
+            }
+            Some("hf") => {
+                let parsed = reference
+                    .strip_prefix("hf://")
+                    .and_then(|r| r.rsplit_once('@'))
+                    .filter(|(repo, rev)| !repo.is_empty() && !rev.is_empty());
+                let Some((repo, revision)) = parsed else {
+                    self.problems.push(format!(
+                        "`{at}.ref` must be hf://REPO@REVISION: {reference:?}"
+                    ));
+                    return None;
+                };
+                let commit = self.req(w.commit, &format!("{at}.commit"));
+                Some(InputSource::Hf {
+                    repo: repo.to_string(),
+                    revision: revision.to_string(),
+                    commit: commit?,
+                })
+            }
+            other => {
+                self.problems.push(format!(
+                    "`{at}.kind` must be local, lock or hf, not {other:?}"
+                ));
+                None
+            }
+        };
+        Some(Input {
+            source: source?,
+            mutable: w.mutable,
+            digest: digest?,
+            files: w.files,
+            bytes: bytes?,
+        })
+    }
+}
+
+impl TryFrom<wire::Lock> for Lock {
+    /// Every problem found, not just the first.
+    type Error = Vec<String>;
+
+    fn try_from(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
+        convert(w)
+    }
+}
+
+fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    let run = c.req(w.run, "run").map(|r| {
+        let id = c.req(r.id, "run.id");
+        if let Some(id) = &id {
+            if id.len() != 32 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                c.problems
+                    .push(format!("`run.id` must be 32 lowercase hex digits: {id:?}"));
+            }
+        }
+        if matches!(&r.command, Some(argv) if argv.is_empty()) {
+            c.problems.push("`run.command` is an empty list".into());
+        }
+        Run {
+            id: id.unwrap_or_default(),
+            locked_at: c.time(r.locked_at, "run.locked-at"),
+            command: r.command,
+            started_at: c.time(r.started_at, "run.started-at"),
+            finished_at: c.time(r.finished_at, "run.finished-at"),
+            exit_code: r.exit_code,
+            seed: r.seed,
+            env: r.env,
+        }
+    });
+
+    let code = w.code.map(|code| {
+        let commit = c.oid(code.commit, "code.commit");
+        let tree = c.oid(code.tree, "code.tree");
+        let dirty = c.req(code.dirty, "code.dirty").unwrap_or(false);
+        let change = code.change.and_then(|s| c.digest(Some(s), "code.change"));
+        if dirty != change.is_some() {
+            c.problems
+                .push("`code.change` must be present exactly when `code.dirty` is true".into());
+        }
+        let mut submodules = Vec::new();
+        for (i, s) in code.submodule.into_iter().enumerate() {
+            let path = c.path(s.path, &format!("code.submodule[{i}].path"));
+            let commit = c.oid(s.commit, &format!("code.submodule[{i}].commit"));
+            if let (Some(path), Some(commit)) = (path, commit) {
+                submodules.push(Submodule {
+                    path,
+                    commit,
+                    url: s.url,
+                    dirty: s.dirty,
+                });
+            }
+        }
+        submodules.sort_by(|a, b| a.path.cmp(&b.path));
+        for pair in submodules.windows(2) {
+            if pair[0].path == pair[1].path {
+                c.problems
+                    .push(format!("submodule `{}` appears twice", pair[0].path));
+            }
+        }
+        Code {
+            commit: commit.unwrap_or_default(),
+            branch: code.branch,
+            remote: code.remote,
+            tree: tree.unwrap_or_default(),
+            dirty,
+            change,
+            submodules,
+        }
+    });
+
+    let host = w.host.map(|h| Host {
+        os: h.os,
+        kernel: h.kernel,
+        arch: h.arch,
+        cpu: h.cpu,
+        cores: h.cores,
+        memory: h.memory,
+        glibc: h.glibc,
+        torch: h.torch.map(|t| TorchStack {
+            version: t.version,
+            cuda: t.cuda,
+            git_version: t.git_version,
+            cudnn: t.cudnn,
+            nccl: t.nccl,
+        }),
+        gpus: h
+            .gpu
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, g)| {
+                Some(Gpu {
+                    name: c.req(g.name, &format!("host.gpu[{i}].name"))?,
+                    uuid: g.uuid,
+                    memory: g.memory,
+                    driver: g.driver,
+                    cuda: g.cuda,
+                    compute_capability: g.compute_capability,
+                })
+            })
+            .collect(),
+    });
+
+    let mut data = Vec::new();
+    for (i, d) in w.data.into_iter().enumerate() {
+        let at = format!("data[{i}]");
+        let name = c.req(d.name, &format!("{at}.name"));
+        if let Some(name) = &name {
+            if !valid_name(name) {
+                c.problems.push(format!(
+                    "`{at}.name` must be letters, digits, `.`, `_` or `-`: {name:?}"
+                ));
+            }
+        }
+        let location = match (d.path, d.external) {
+            (Some(p), false) => c.path(Some(p), &format!("{at}.path")).map(Location::Path),
+            (None, true) => Some(Location::External),
+            (Some(_), true) => {
+                c.problems
+                    .push(format!("`{at}` has both `path` and `external = true`"));
+                None
+            }
+            (None, false) => {
+                c.problems
+                    .push(format!("`{at}` needs `path` (or `external = true`)"));
+                None
+            }
+        };
+        let kind = c.kind(d.kind, &format!("{at}.kind"));
+        let digest = c.digest(d.digest, &format!("{at}.digest"));
+        let files = c.req(d.files, &format!("{at}.files"));
+        if kind == Some(Kind::File) && files.is_some_and(|n| n != 1) {
+            c.problems
+                .push(format!("`{at}.files` must be 1 for a file"));
+        }
+        let bytes = c.req(d.bytes, &format!("{at}.bytes"));
+        if let (Some(name), Some(location), Some(kind), Some(digest), Some(files), Some(bytes)) =
+            (name, location, kind, digest, files, bytes)
+        {
+            data.push(Data {
+                name,
+                location,
+                kind,
+                digest,
+                files,
+                bytes,
+            });
+        }
+    }
+    data.sort_by(|a, b| a.name.cmp(&b.name));
+    for pair in data.windows(2) {
+        if pair[0].name == pair[1].name {
+            c.problems
+                .push(format!("dataset name `{}` appears twice", pair[0].name));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for d in &data {
+        if let Location::Path(p) = &d.location {
+            if !seen.insert(p.clone()) {
+                c.problems.push(format!("data path `{p}` appears twice"));
+            }
+        }
+    }
+
+    let python = w.python.map(|p| c.python(p));
+    let mut lockfiles = Vec::new();
+    for (i, l) in w.lockfile.into_iter().enumerate() {
+        let at = format!("lockfile[{i}]");
+        let path = c.path(l.path, &format!("{at}.path"));
+        let kind = c.req(l.kind, &format!("{at}.kind"));
+        let digest = c.digest(l.digest, &format!("{at}.digest"));
+        if let (Some(path), Some(kind), Some(digest)) = (path, kind, digest) {
+            lockfiles.push(LockfileEntry { path, kind, digest });
+        }
+    }
+    lockfiles.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut inputs: Vec<Input> = w
+        .input
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, x)| c.input(x, i))
+        .collect();
+    inputs.sort_by_key(Input::reference);
+    for pair in inputs.windows(2) {
+        if pair[0].reference() == pair[1].reference() {
+            c.problems
+                .push(format!("input `{}` appears twice", pair[0].reference()));
+        }
+    }
+    for pair in lockfiles.windows(2) {
+        if pair[0].path == pair[1].path {
+            c.problems
+                .push(format!("lockfile path `{}` appears twice", pair[0].path));
+        }
+    }
+    let mut artifacts = |list: Vec<wire::Artifact>, table: &str| {
+        let mut out: Vec<Artifact> = list
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, a)| c.artifact(a, table, i))
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        for pair in out.windows(2) {
+            if pair[0].path == pair[1].path {
+                c.problems
+                    .push(format!("{table} path `{}` appears twice", pair[0].path));
+            }
+        }
+        out
+    };
+    let checkpoints = artifacts(w.checkpoint, "checkpoint");
+    let outputs = artifacts(w.output, "output");
+
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    Ok(Lock {
+        created_by: w.created_by,
+        run: run.expect("checked above"),
+        code,
+        host,
+        python,
+        lockfiles,
+        inputs,
+        data,
+        checkpoints,
+        outputs,
+    })
+}
+
+impl Checker {
+    fn python(&mut self, p: wire::Python) -> Python {
+        let mut packages = Vec::new();
+        for (i, w) in p.package.into_iter().enumerate() {
+            let at = format!("python.package[{i}]");
+            let name = self.req(w.name, &format!("{at}.name"));
+            if let Some(n) = &name {
+                if *n != crate::probe::python::normalize_name(n) || n.is_empty() {
+                    self.problems
+                        .push(format!("`{at}.name` is not a normalised name: {n:?}"));
+                }
+            }
+            let version = self.req(w.version, &format!("{at}.version"));
+            let source = match w.source.as_deref() {
+                Some("registry") => Some(Source::Registry),
+                Some("vcs") => match (w.url, w.commit) {
+                    (Some(url), Some(commit)) => Some(Source::Vcs { url, commit }),
+                    _ => {
+                        self.problems
+                            .push(format!("`{at}`: a vcs source needs `url` and `commit`"));
+                        None
+                    }
+                },
+                Some("archive") => match w.url {
+                    Some(url) => Some(Source::Archive { url, hash: w.hash }),
+                    None => {
+                        self.problems
+                            .push(format!("`{at}`: an archive source needs `url`"));
+                        None
+                    }
+                },
+                Some("directory") => match w.url {
+                    Some(url) => {
+                        let change = w
+                            .change
+                            .and_then(|d| self.digest(Some(d), &format!("{at}.change")));
+                        Some(Source::Directory {
+                            url,
+                            editable: w.editable,
+                            commit: w.commit,
+                            change,
+                        })
+                    }
+                    None => {
+                        self.problems
+                            .push(format!("`{at}`: a directory source needs `url`"));
+                        None
+                    }
+                },
+                other => {
+                    self.problems.push(format!(
+                        "`{at}.source` must be registry, vcs, archive or directory, not {other:?}"
+                    ));
+                    None
+                }
+            };
+            let fingerprint = w
+                .fingerprint
+                .and_then(|d| self.digest(Some(d), &format!("{at}.fingerprint")));
+            if let (Some(name), Some(version), Some(source)) = (name, version, source) {
+                packages.push(PyPackage {
+                    name,
+                    version,
+                    source,
+                    installer: w.installer,
+                    wheel_tag: w.wheel_tag,
+                    fingerprint,
+                });
+            }
+        }
+        packages.sort_by(|a, b| a.name.cmp(&b.name));
+        for pair in packages.windows(2) {
+            if pair[0].name == pair[1].name {
+                self.problems
+                    .push(format!("python package `{}` appears twice", pair[0].name));
+            }
+        }
+        let mut conda: Vec<CondaPackage> = p
+            .conda
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, w)| {
+                Some(CondaPackage {
+                    name: self.req(w.name, &format!("python.conda[{i}].name"))?,
+                    version: self.req(w.version, &format!("python.conda[{i}].version"))?,
+                    build: w.build,
+                    channel: w.channel,
+                    sha256: w.sha256,
+                })
+            })
+            .collect();
+        conda.sort_by(|a, b| a.name.cmp(&b.name));
+        Python {
+            implementation: self
+                .req(p.implementation, "python.implementation")
+                .unwrap_or_default(),
+            version: self.req(p.version, "python.version").unwrap_or_default(),
+            abi: p.abi,
+            platform: p.platform,
+            packages,
+            conda,
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The code step: the locked commit checked out, the change applied, submodules at their commits.
+
+use super::*;
+
+/// Apply the change, check out submodules, and compare the worktree's tree with the lock.
+pub(super) fn materialise_code(
+    project: &Project,
+    repo: &git2::Repository,
+    lock: &Lock,
+    code: &lockfile::Code,
+    sidecar: Option<&Path>,
+    into: &Path,
+    step: &mut Step,
+) -> Result<()> {
+    if let Some(sidecar) = sidecar {
+        let mut cmd = git_cmd(into);
+        cmd.args(["apply", "--binary", "--whitespace=nowarn"])
+            .arg(sidecar);
+        let line = command_line(&cmd);
+        match run_capture(&mut cmd) {
+            Ok(o) if o.status.success() => step.actions.push(line),
+            Ok(o) => {
+                step.status = Status::Failed;
+                step.differ(
+                    "code",
+                    Change::Changed,
+                    Some(format!(
+                        "the recorded change does not apply: {}",
+                        tail(&o, 5)
+                    )),
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(Error::Io {
+                    op: "cannot run git apply for",
+                    path: sidecar.to_path_buf(),
+                    source: e,
+                }
+                .into())
+            }
+        }
+    }
+    for sm in &code.submodules {
+        let dir = sm.path.under(into);
+        let _ = run_capture(
+            git_cmd(into)
+                .args(["submodule", "update", "--init", "--quiet", "--"])
+                .arg(sm.path.as_str()),
+        );
+        let checkout =
+            run_capture(git_cmd(&dir).args(["checkout", "--quiet", "--detach", &sm.commit]));
+        let ok = matches!(&checkout, Ok(o) if o.status.success()) || {
+            let _ = run_capture(git_cmd(&dir).args(["fetch", "--quiet", "origin", &sm.commit]));
+            matches!(
+                run_capture(git_cmd(&dir).args(["checkout", "--quiet", "--detach", &sm.commit])),
+                Ok(o) if o.status.success()
+            )
+        };
+        if ok {
+            step.actions
+                .push(format!("submodule {} at {}", sm.path, short(&sm.commit)));
+        } else {
+            step.notes.push(format!(
+                "submodule {} could not be checked out at {}",
+                sm.path,
+                short(&sm.commit)
+            ));
+        }
+        if sm.dirty {
+            step.notes.push(format!(
+                "submodule {} had uncommitted changes when the run was locked; they were not recorded and are not rebuilt",
+                sm.path
+            ));
+        }
+    }
+    let rebuilt = git::discover(into)?;
+    let excluder = excluder_for(project, lock);
+    let current = git::working_entries(&rebuilt, &excluder)?;
+    let tree = git::tree_id(&current)?;
+    if tree.to_string() == code.tree {
+        step.actions.push(format!(
+            "checked the worktree's git tree: {}",
+            short(&code.tree)
+        ));
+        return Ok(());
+    }
+    let oid = git2::Oid::from_str(&code.commit).map_err(|e| Error::Git {
+        message: "bad commit id".into(),
+        source: e,
+    })?;
+    let mut locked = git::commit_entries(repo, oid, &excluder)?;
+    if let Some(sidecar) = sidecar {
+        let patch = std::fs::read(sidecar).ctx("cannot read", sidecar)?;
+        locked = git::apply_patch_entries(locked, &patch)?;
+    }
+    let diffs = git::diff_entries(&locked, &current);
+    if diffs.is_empty() {
+        step.differ(
+            "code",
+            Change::Changed,
+            Some(format!(
+                "the worktree's git tree is {tree}, the lock's {}",
+                code.tree
+            )),
+        );
+    }
+    for (path, change) in diffs {
+        step.differences.push(Difference {
+            subject: "code".into(),
+            path: Some(path),
+            change: match change {
+                PathChange::Added => Change::Added,
+                PathChange::Removed => Change::Removed,
+                PathChange::Modified => Change::Changed,
+                PathChange::ModeChanged => Change::ModeChanged,
+            },
+            detail: None,
+        });
+    }
+    Ok(())
+}
+
+/// Put the lock, its change sidecar and manifests, and cairn.toml (when the rebuilt project has
+/// none) into the rebuilt project, so `cairn verify` works there. None of them is code.
+pub(super) fn copy_sidecars(
+    project: &Project,
+    lock_path: &Path,
+    lock: &Lock,
+    repo_root: &Path,
+    into: &Path,
+    rebuilt_root: &Path,
+) -> Result<()> {
+    let place = |from: &Path| -> Option<PathBuf> {
+        from.strip_prefix(&project.root)
+            .map(|r| rebuilt_root.join(r))
+            .or_else(|_| from.strip_prefix(repo_root).map(|r| into.join(r)))
+            .ok()
+    };
+    let mut files = vec![lock_path.to_path_buf()];
+    if let Some(change) = lock.code.as_ref().and_then(|c| c.change.as_ref()) {
+        files.push(project.change_path(change));
+    }
+    let digests = lock.data.iter().map(|d| (d.kind, d.digest)).chain(
+        lock.checkpoints
+            .iter()
+            .chain(&lock.outputs)
+            .map(|a| (a.kind, a.digest)),
+    );
+    for (kind, d) in digests {
+        if kind == Kind::Dir {
+            files.push(project.manifest_path(&d));
+        }
+    }
+    let config = project.root.join(crate::config::FILE_NAME);
+    if config.is_file() && !rebuilt_root.join(crate::config::FILE_NAME).exists() {
+        files.push(config);
+    }
+    for from in files {
+        let Some(to) = place(&from).filter(|to| stays_inside(into, to)) else {
+            continue;
+        };
+        let Ok(bytes) = std::fs::read(&from) else {
+            continue;
+        };
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).ctx("cannot create directory", parent)?;
+        }
+        std::fs::write(&to, bytes).ctx("cannot write", &to)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! The environment step: a venv with every locked package installed exactly.
+
+use super::*;
+
+use crate::probe::python::file_url_path;
+
+pub(super) fn canonical_or_lexical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| paths::normalize(p))
+}
+
+/// How one locked package is installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Requirement {
+    /// A requirement string (`six==1.16.0`, `pkg @ git+https://...@abc`).
+    Spec(String),
+    /// `-e PATH`.
+    Editable(PathBuf),
+    /// A local directory, not editable.
+    Dir(PathBuf),
+}
+
+impl Requirement {
+    fn args(&self) -> Vec<String> {
+        match self {
+            Requirement::Spec(s) => vec![s.clone()],
+            Requirement::Editable(p) => vec!["-e".into(), p.to_string_lossy().into_owned()],
+            Requirement::Dir(p) => vec![p.to_string_lossy().into_owned()],
+        }
+    }
+}
+
+/// The requirement that installs a locked package exactly, and a note when it cannot be
+/// exact. Directories inside the locked repository come from the rebuilt worktree.
+pub(super) fn requirement(
+    p: &lockfile::PyPackage,
+    repo_root: &Path,
+    into: &Path,
+) -> (Requirement, Option<String>) {
+    match &p.source {
+        Source::Registry => (
+            Requirement::Spec(format!("{}=={}", p.name, p.version)),
+            None,
+        ),
+        Source::Vcs { url, commit } => (
+            Requirement::Spec(format!("{} @ {url}@{commit}", p.name)),
+            None,
+        ),
+        Source::Archive { url, hash } => {
+            let spec = match hash {
+                Some(h) => format!("{} @ {url}#{h}", p.name),
+                None => format!("{} @ {url}", p.name),
+            };
+            (Requirement::Spec(spec), None)
+        }
+        Source::Directory {
+            url,
+            editable,
+            change,
+            ..
+        } => {
+            let path = file_url_path(url).unwrap_or_else(|| PathBuf::from(url));
+            let abs = canonical_or_lexical(&path);
+            let (path, note) = match abs.strip_prefix(repo_root) {
+                Ok(rel) => (into.join(rel), None),
+                Err(_) => (
+                    path.clone(),
+                    Some(format!(
+                        "{} is installed from {}, outside the repository: its content is whatever is there now{}",
+                        p.name,
+                        path.display(),
+                        if change.is_some() {
+                            " (it had an uncommitted change when the run was locked, which the lock records only by digest)"
+                        } else {
+                            ""
+                        }
+                    )),
+                ),
+            };
+            let req = if *editable {
+                Requirement::Editable(path)
+            } else {
+                Requirement::Dir(path)
+            };
+            (req, note)
+        }
+    }
+}
+
+pub(super) fn install_command(installer: Installer, venv_python: &Path) -> Command {
+    match installer {
+        Installer::Uv => {
+            let mut c = Command::new("uv");
+            c.args(["pip", "install", "--python"])
+                .arg(venv_python)
+                .arg("--no-deps");
+            c
+        }
+        _ => {
+            let mut c = Command::new(venv_python);
+            c.args([
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--no-input",
+                "--disable-pip-version-check",
+                "--quiet",
+            ]);
+            c
+        }
+    }
+}
+
+pub(super) fn uninstall_command(installer: Installer, venv_python: &Path) -> Command {
+    match installer {
+        Installer::Uv => {
+            let mut c = Command::new("uv");
+            c.args(["pip", "uninstall", "--python"]).arg(venv_python);
+            c
+        }
+        _ => {
+            let mut c = Command::new(venv_python);
+            c.args([
+                "-m",
+                "pip",
+                "uninstall",
+                "--yes",
+                "--quiet",
+                "--disable-pip-version-check",
+            ]);
+            c
+        }
+    }
+}
+
+/// Make the venv, install every locked package exactly, remove what the lock does not have,
+/// and compare the result with the lock.
+pub(super) fn build_environment(
+    locked: &lockfile::Python,
+    interp: &python::Interpreter,
+    installer: Installer,
+    venv: &Path,
+    repo_root: &Path,
+    into: &Path,
+) -> Result<Step> {
+    let mut step = Step::new(StepName::Environment);
+    let mut create = match installer {
+        Installer::Uv => {
+            let mut c = Command::new("uv");
+            c.args(["venv", "--quiet", "--python"])
+                .arg(&interp.executable)
+                .arg(venv);
+            c
+        }
+        _ => {
+            let mut c = Command::new(&interp.executable);
+            c.args(["-m", "venv"]).arg(venv);
+            c
+        }
+    };
+    let line = command_line(&create);
+    tool("creating the venv", &mut create)?;
+    // The venv lives inside the worktree: keep it out of git, as uv and Python 3.13 do.
+    let ignore = venv.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(&ignore, "*\n").ctx("cannot write", &ignore)?;
+    }
+    step.actions.push(format!(
+        "{line} (Python {} {})",
+        interp.implementation, interp.version
+    ));
+    if interp.version != locked.version || interp.implementation != locked.implementation {
+        step.differ(
+            "python",
+            Change::Changed,
+            Some(format!(
+                "{} {} -> {} {} (--allow-other-python)",
+                locked.implementation, locked.version, interp.implementation, interp.version
+            )),
+        );
+    }
+    let venv_python = venv.join("bin/python");
+    let present = python::capture(&venv_python)?;
+    let have: BTreeMap<&str, &python::Package> = present
+        .packages
+        .iter()
+        .map(|p| (p.name.as_str(), p))
+        .collect();
+
+    // What to install: everything locked, except what the new venv already has exactly.
+    let mut reqs: Vec<(String, Requirement)> = Vec::new();
+    for p in &locked.packages {
+        if let Some(h) = have.get(p.name.as_str()) {
+            if h.version == p.version
+                && h.source == Source::Registry
+                && p.source == Source::Registry
+            {
+                continue;
+            }
+        }
+        let (req, note) = requirement(p, repo_root, into);
+        step.notes.extend(note);
+        reqs.push((p.name.clone(), req));
+    }
+    if !locked.conda.is_empty() {
+        step.differ(
+            "conda",
+            Change::Unchecked,
+            Some(format!(
+                "the lock records {} conda package(s); rebuild makes a venv and does not install conda packages",
+                locked.conda.len()
+            )),
+        );
+    }
+    let tool_name = match installer {
+        Installer::Uv => "uv pip",
+        _ => "pip",
+    };
+    if !reqs.is_empty() {
+        let mut cmd = install_command(installer, &venv_python);
+        for (_, r) in &reqs {
+            cmd.args(r.args());
+        }
+        let out = run_capture(&mut cmd);
+        match out {
+            Ok(o) if o.status.success() => step.actions.push(format!(
+                "{tool_name} install --no-deps: {} package(s)",
+                reqs.len()
+            )),
+            _ => {
+                // Find out which ones cannot be installed, one by one.
+                let mut failed = 0;
+                for (name, r) in &reqs {
+                    let mut one = install_command(installer, &venv_python);
+                    one.args(r.args());
+                    match run_capture(&mut one) {
+                        Ok(o) if o.status.success() => {}
+                        Ok(o) => {
+                            failed += 1;
+                            step.differ(
+                                name.clone(),
+                                Change::Missing,
+                                Some(format!("`{}` failed: {}", r.args().join(" "), tail(&o, 3))),
+                            );
+                        }
+                        Err(e) => {
+                            return Err(RebuildError::Tool {
+                                what: "installing packages".into(),
+                                command: command_line(&one),
+                                status: "could not start".into(),
+                                output: e.to_string(),
+                            })
+                        }
+                    }
+                }
+                step.actions.push(format!(
+                    "{tool_name} install --no-deps: {} of {} package(s) installed",
+                    reqs.len() - failed,
+                    reqs.len()
+                ));
+                if failed > 0 {
+                    step.status = Status::Failed;
+                }
+            }
+        }
+    }
+
+    // Remove what the new venv brought along and the lock does not have (pip, setuptools).
+    let after = python::capture(&venv_python)?;
+    let locked_names: BTreeSet<&str> = locked.packages.iter().map(|p| p.name.as_str()).collect();
+    let mut extra: Vec<String> = after
+        .packages
+        .iter()
+        .map(|p| p.name.clone())
+        .filter(|n| !locked_names.contains(n.as_str()))
+        .collect();
+    // pip last: it is the one doing the uninstalling.
+    extra.sort_by_key(|n| n == "pip");
+    if !extra.is_empty() {
+        let mut cmd = uninstall_command(installer, &venv_python);
+        cmd.args(&extra);
+        match run_capture(&mut cmd) {
+            Ok(o) if o.status.success() => step.actions.push(format!(
+                "uninstalled {} (not in the lock)",
+                extra.join(", ")
+            )),
+            Ok(o) => step.notes.push(format!(
+                "could not uninstall {}: {}",
+                extra.join(", "),
+                tail(&o, 3)
+            )),
+            Err(e) => step
+                .notes
+                .push(format!("could not uninstall {}: {e}", extra.join(", "))),
+        }
+    }
+
+    // Compare with the lock. A directory package from the rebuilt worktree is the locked one
+    // when the code step says the worktree is the locked tree: its URL (and an editable
+    // install's files, which name the directory) differ only by the worktree's location.
+    let now = python::capture(&venv_python)?;
+    let mut table = env::python_table(&now);
+    for p in &mut table.packages {
+        let Source::Directory { url, .. } = &p.source else {
+            continue;
+        };
+        let Some(path) = file_url_path(url) else {
+            continue;
+        };
+        if !canonical_or_lexical(&path).starts_with(into) {
+            continue;
+        }
+        if let Some(l) = locked.packages.iter().find(|l| l.name == p.name) {
+            if matches!(l.source, Source::Directory { .. }) {
+                p.source = l.source.clone();
+                p.fingerprint = l.fingerprint;
+            }
+        }
+    }
+    for d in env::python_drift(locked, &table) {
+        // The interpreter, or a package that failed to install, is already named.
+        if step.differences.iter().any(|x| x.subject == d.subject) {
+            continue;
+        }
+        step.differ(
+            d.subject,
+            match d.change {
+                env::DriftChange::Added => Change::Added,
+                env::DriftChange::Removed => Change::Removed,
+                env::DriftChange::Changed => Change::Changed,
+            },
+            Some(d.detail),
+        );
+    }
+    step.actions.push(format!(
+        "captured the venv: {} package(s)",
+        table.packages.len()
+    ));
+    step.settle();
+    Ok(step)
+}

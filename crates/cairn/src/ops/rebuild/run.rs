@@ -1,0 +1,364 @@
+//! The run step: the locked command run again, and its checkpoints and outputs compared.
+
+use super::*;
+
+/// Is this program name a Python interpreter (`python`, `python3`, `python3.11`)?
+pub(super) fn is_python_name(name: &str) -> bool {
+    name.strip_prefix("python")
+        .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+}
+
+/// The command as the rebuild runs it: the locked argv, the locked determinism variables
+/// (those set here but not in the lock removed), the seed, and the venv first on `PATH`.
+///
+/// A program named by a path (relative paths are taken from the project root, where `cairn
+/// lock` is normally run) is mapped: one inside the original repository to the same file in
+/// the rebuilt worktree; one outside it (the locking machine's venv) to the program of the
+/// same name in the rebuilt venv, or to its `python` for an interpreter it lacks.
+pub fn make_plan(
+    argv: &[String],
+    lock: &Lock,
+    extra_env: &[String],
+    (original_root, repo_root, into): (&Path, &Path, &Path),
+    cwd: &Path,
+    venv: Option<&Path>,
+) -> Plan {
+    let mut argv = argv.to_vec();
+    let mut replaced_program = None;
+    if let Some(program) = argv.first().cloned().filter(|p| p.contains('/')) {
+        let abs = paths::absolutize(original_root, Path::new(&program));
+        let name = abs
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mapped = match (abs.strip_prefix(repo_root), venv) {
+            // A relative path inside the repository already names the rebuilt copy.
+            (Ok(_), _) if Path::new(&program).is_relative() => None,
+            (Ok(rel), _) => Some(into.join(rel)),
+            (Err(_), Some(venv)) if venv.join("bin").join(&name).is_file() => {
+                Some(venv.join("bin").join(&name))
+            }
+            (Err(_), Some(venv)) if is_python_name(&name) => Some(venv.join("bin/python")),
+            _ => None,
+        };
+        if let Some(m) = mapped {
+            argv[0] = m.to_string_lossy().into_owned();
+            replaced_program = Some([program, argv[0].clone()]);
+        }
+    }
+    let mut set_env = lock.run.env.clone();
+    if let Some(seed) = lock.run.seed {
+        set_env.insert("CAIRN_SEED".into(), seed.to_string());
+    }
+    if let Some(venv) = venv {
+        set_env.insert("VIRTUAL_ENV".into(), venv.to_string_lossy().into_owned());
+    }
+    let mut unset_env: Vec<String> = env::determinism_env(extra_env, std::env::vars())
+        .into_keys()
+        .filter(|k| !lock.run.env.contains_key(k))
+        .collect();
+    if lock.run.seed.is_none() && std::env::var_os("CAIRN_SEED").is_some() {
+        unset_env.push("CAIRN_SEED".into());
+    }
+    if venv.is_some() && std::env::var_os("PYTHONHOME").is_some() {
+        unset_env.push("PYTHONHOME".into());
+    }
+    unset_env.sort();
+    Plan {
+        argv,
+        cwd: cwd.to_path_buf(),
+        set_env,
+        path_prefix: venv.map(|v| v.join("bin")),
+        unset_env,
+        replaced_program,
+    }
+}
+
+/// Run the plan, then compare its exit code, checkpoints and outputs with the lock.
+pub(super) fn run_and_compare(
+    project: &Project,
+    lock: &Lock,
+    plan: &Plan,
+    (into, rebuilt_root): (&Path, &Path),
+    opts: &RebuildOptions,
+    step: &mut Step,
+) -> Result<()> {
+    // Whatever the checkout holds at a checkpoint or output path is not what this run made.
+    for a in lock.checkpoints.iter().chain(&lock.outputs) {
+        let p = a.path.under(rebuilt_root);
+        if std::fs::symlink_metadata(&p).is_ok() {
+            if !stays_inside(into, &p) {
+                step.status = Status::Failed;
+                step.differ(
+                    a.path.as_str(),
+                    Change::Unchecked,
+                    Some(format!(
+                        "{} leads outside the rebuilt directory (a link in the checkout); not run",
+                        p.display()
+                    )),
+                );
+                return Ok(());
+            }
+            remove_path(&p)?;
+            step.actions.push(format!(
+                "removed {} from the checkout before the run",
+                a.path
+            ));
+        }
+    }
+    let Some((program, args)) = plan.argv.split_first() else {
+        step.status = Status::Skipped;
+        return Ok(());
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(&plan.cwd);
+    for k in &plan.unset_env {
+        cmd.env_remove(k);
+    }
+    cmd.envs(&plan.set_env);
+    if let Some(prefix) = &plan.path_prefix {
+        let mut parts = vec![prefix.clone()];
+        if let Some(p) = std::env::var_os("PATH") {
+            parts.extend(std::env::split_paths(&p));
+        }
+        if let Ok(joined) = std::env::join_paths(parts) {
+            cmd.env("PATH", joined);
+        }
+    }
+    // stdout carries cairn's report: the command's output goes to stderr.
+    let stderr = {
+        use std::os::fd::AsFd;
+        std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::inherit())
+    };
+    cmd.stdout(stderr);
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handler =
+        signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).ok();
+    let status = cmd.status();
+    if let Some(id) = handler {
+        signal_hook::low_level::unregister(id);
+    }
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => {
+            step.status = Status::Failed;
+            step.differ(
+                "command",
+                Change::Missing,
+                Some(format!("cannot run {program}: {e}")),
+            );
+            return Ok(());
+        }
+    };
+    step.actions.push(plan.shell_line());
+    let code = status.code().map(i64::from).unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        -i64::from(status.signal().unwrap_or(0))
+    });
+    if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        step.status = Status::Failed;
+        step.notes
+            .push(format!("the command was interrupted (exit code {code})"));
+    }
+    let locked_code = lock.run.exit_code.unwrap_or(0);
+    if code != locked_code {
+        step.differ(
+            "exit-code",
+            Change::Changed,
+            Some(format!("{locked_code} -> {code}")),
+        );
+    }
+    let hopts = HashOptions::default();
+    for (what, list) in [("checkpoint", &lock.checkpoints), ("output", &lock.outputs)] {
+        for a in list {
+            let place = a.path.under(rebuilt_root);
+            let hashed = match digest::hash_path_with(&place, &hopts) {
+                Ok(h) => h,
+                Err(Error::Missing { .. }) => {
+                    step.differ(
+                        a.path.as_str(),
+                        Change::Missing,
+                        Some(format!("the run did not write this {what}")),
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if hashed.digest == a.digest && hashed.kind == a.kind {
+                step.actions
+                    .push(format!("{what} {} is bit-identical", a.path));
+                continue;
+            }
+            if what == "output" && a.kind == Kind::File {
+                match compare_json_output(project, a, &place, opts) {
+                    JsonComparison::Within(n) => {
+                        step.actions.push(format!(
+                            "output {} differs in bytes, and its {n} number(s) agree within rtol={} atol={}",
+                            a.path, opts.rtol, opts.atol
+                        ));
+                        continue;
+                    }
+                    JsonComparison::Differs(diffs) => {
+                        for (key, detail) in diffs {
+                            step.differences.push(Difference {
+                                subject: a.path.to_string(),
+                                path: Some(key),
+                                change: Change::Changed,
+                                detail: Some(detail),
+                            });
+                        }
+                        continue;
+                    }
+                    JsonComparison::NoReference(why) => {
+                        step.differ(
+                            a.path.as_str(),
+                            Change::Changed,
+                            Some(format!("differs from the lock ({why})")),
+                        );
+                        continue;
+                    }
+                    JsonComparison::NotJson => {}
+                }
+            }
+            let files = data_differences(project, &a.digest, a.kind, &hashed);
+            for (path, change, detail) in files {
+                step.differences.push(Difference {
+                    subject: a.path.to_string(),
+                    path,
+                    change,
+                    detail: detail.or_else(|| Some(format!("{what} is not bit-identical"))),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How a JSON output compares with the locked one.
+#[derive(Debug, PartialEq)]
+pub(super) enum JsonComparison {
+    /// Not JSON (or not both JSON): compare bytes only.
+    NotJson,
+    /// The locked file is not available to compare values with.
+    NoReference(String),
+    /// Same structure, every number within tolerance (how many numbers).
+    Within(usize),
+    /// What differs: (JSON path, detail).
+    Differs(Vec<(String, String)>),
+}
+
+pub(super) fn compare_json_output(
+    project: &Project,
+    a: &lockfile::Artifact,
+    now_path: &Path,
+    opts: &RebuildOptions,
+) -> JsonComparison {
+    let Ok(now_text) = std::fs::read(now_path) else {
+        return JsonComparison::NotJson;
+    };
+    let Ok(now) = serde_json::from_slice::<serde_json::Value>(&now_text) else {
+        return JsonComparison::NotJson;
+    };
+    // The lock has only the digest: the locked values come from the original file, when it is
+    // still the locked one.
+    let original = a.path.under(&project.root);
+    let old_text = match std::fs::read(&original) {
+        Ok(t) if Digest::of_bytes(&t) == a.digest => t,
+        Ok(_) => {
+            return JsonComparison::NoReference(format!(
+                "{} has changed since the lock, so the locked values are unknown",
+                original.display()
+            ))
+        }
+        Err(_) => {
+            return JsonComparison::NoReference(format!(
+                "{} is not here to compare values with; the lock records only its digest",
+                original.display()
+            ))
+        }
+    };
+    let Ok(old) = serde_json::from_slice::<serde_json::Value>(&old_text) else {
+        return JsonComparison::NotJson;
+    };
+    let mut diffs = Vec::new();
+    let mut numbers = 0;
+    compare_values(
+        "",
+        &old,
+        &now,
+        opts.rtol,
+        opts.atol,
+        &mut numbers,
+        &mut diffs,
+    );
+    if diffs.is_empty() {
+        JsonComparison::Within(numbers)
+    } else {
+        JsonComparison::Differs(diffs)
+    }
+}
+
+/// Compare two JSON values leaf by leaf: numbers within `atol + rtol * |locked|`, everything
+/// else exactly. Paths are `/`-separated keys and indices.
+pub(super) fn compare_values(
+    at: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    rtol: f64,
+    atol: f64,
+    numbers: &mut usize,
+    out: &mut Vec<(String, String)>,
+) {
+    use serde_json::Value;
+    let key = |k: &str| {
+        if at.is_empty() {
+            k.to_string()
+        } else {
+            format!("{at}/{k}")
+        }
+    };
+    match (old, new) {
+        (Value::Number(a), Value::Number(b)) => {
+            *numbers += 1;
+            let (x, y) = (
+                a.as_f64().unwrap_or(f64::NAN),
+                b.as_f64().unwrap_or(f64::NAN),
+            );
+            let close = x == y || (x - y).abs() <= atol + rtol * x.abs();
+            if !close {
+                out.push((
+                    at.to_string(),
+                    format!(
+                        "{a} -> {b} (difference {:e}, allowed {:e})",
+                        (x - y).abs(),
+                        atol + rtol * x.abs()
+                    ),
+                ));
+            }
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, va) in a {
+                match b.get(k) {
+                    Some(vb) => compare_values(&key(k), va, vb, rtol, atol, numbers, out),
+                    None => out.push((key(k), "missing from the rebuilt output".into())),
+                }
+            }
+            for k in b.keys() {
+                if !a.contains_key(k) {
+                    out.push((key(k), "not in the locked output".into()));
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (va, vb)) in a.iter().zip(b).enumerate() {
+                compare_values(&key(&i.to_string()), va, vb, rtol, atol, numbers, out);
+            }
+        }
+        _ if old == new => {}
+        _ => out.push((at.to_string(), format!("{old} -> {new}"))),
+    }
+}
