@@ -15,4 +15,5 @@ mod lock_verify;
 mod rebuild;
 mod schemas;
 mod shell;
+mod untrusted;
 mod util;

@@ -1,0 +1,1 @@
+//! Read-only commands (`verify`, `diff`, `lineage`, `audit`, `export`, `hash`) on hostile repositories.

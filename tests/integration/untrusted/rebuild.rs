@@ -1,0 +1,1 @@
+//! `cairn rebuild` on hostile repositories: nothing of the lock runs before consent.
