@@ -8,7 +8,9 @@
 //! * [`probe`]: observing what is here now: git tree, Python environment, host, lock files, inputs.
 //! * [`ops`]: the commands. Locking is **probe -> Lock -> canonical TOML**; verify, diff and
 //!   rebuild are **TOML -> Lock -> probe -> compare -> report**, each with its own policy.
-//! * [`project`] and [`config`] say where things are; [`error`] is the one error type.
+//! * [`project`] and [`config`] say where things are; [`error`] is the one error type;
+//!   [`process`] starts every child process, [`fs`] does every write, and [`text`] makes what a
+//!   repository wrote safe to show.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -20,5 +22,6 @@ pub mod ops;
 pub mod probe;
 pub mod process;
 pub mod project;
+pub mod text;
 
 pub use error::{Error, Result};
