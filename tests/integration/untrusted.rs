@@ -4,4 +4,5 @@
 //! The payloads only ever touch a marker file. See spec/security.md for the rules they check.
 
 mod readonly;
+mod output;
 mod rebuild;

@@ -1,0 +1,1 @@
+//! What cairn prints about a hostile repository: every string from it is escaped (`text::visible`).
