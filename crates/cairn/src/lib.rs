@@ -6,13 +6,17 @@
 //! * [`model`]: the `cairn.lock` model: wire types, validation, the canonical writer.
 //! * [`content`]: walking a dataset or checkpoint, its BLAKE3 digests and manifest, the stat cache.
 //! * [`probe`]: observing what is here now: git tree, Python environment, host, lock files, inputs.
+//! * [`compare`]: the one comparison of a lock with another lock or with what
+//!   [`probe::observe`] found here now, as typed differences.
 //! * [`ops`]: the commands. Locking is **probe -> Lock -> canonical TOML**; verify, diff and
-//!   rebuild are **TOML -> Lock -> probe -> compare -> report**, each with its own policy.
+//!   rebuild are **TOML -> Lock -> observe -> compare -> report**, each a policy over the same
+//!   differences (which fail, which warn, how they are worded).
 //! * [`project`] and [`config`] say where things are; [`error`] is the one error type;
 //!   [`process`] starts every child process, [`fs`] does every write, and [`text`] makes what a
 //!   repository wrote safe to show.
 #![warn(missing_docs)]
 
+pub mod compare;
 pub mod config;
 pub mod content;
 pub mod error;

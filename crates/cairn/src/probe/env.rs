@@ -2,8 +2,7 @@
 //! the Python interpreter and packages ([`crate::probe::python`]), the project's dependency lock files
 //! ([`crate::probe::lockfiles`]), the determinism settings in the process environment, and the host.
 //!
-//! Differences here are *drift*: by default a warning (environment) or information (host), and
-//! failures only under `--strict`; code, data and checkpoint differences always fail.
+//! How two environments differ is [`crate::compare`]'s business; this module only captures.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +10,6 @@ use std::path::{Path, PathBuf};
 use crate::content::digest;
 use crate::error::Result;
 use crate::model::lockfile::{Host, LockfileEntry, PyPackage, Python};
-use crate::model::paths::RelPath;
 use crate::probe::lockfiles;
 use crate::probe::python::{self, Environment, Origin, Source};
 
@@ -173,65 +171,6 @@ pub fn capture(
     })
 }
 
-/// How serious a drift is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// A package, interpreter or lock file difference.
-    Environment,
-    /// A host fact (OS, GPU, driver, C library, PyTorch build).
-    Host,
-}
-
-/// One difference between the locked environment and this one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Drift {
-    /// Environment or host.
-    pub level: Level,
-    /// What differs: a package name, `python`, a lock file path, a host item.
-    pub subject: String,
-    /// `added`, `removed` or `changed`.
-    pub change: DriftChange,
-    /// Locked value -> current value, or an explanation.
-    pub detail: String,
-}
-
-/// The kind of drift.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DriftChange {
-    /// Present now, not locked.
-    Added,
-    /// Locked, gone now.
-    Removed,
-    /// Different now.
-    Changed,
-}
-
-fn source_text(s: &Source) -> String {
-    match s {
-        Source::Registry => "registry".into(),
-        Source::Vcs { url, commit } => format!("{url}@{commit}"),
-        Source::Archive { url, hash } => match hash {
-            Some(h) => format!("{url}#{h}"),
-            None => url.clone(),
-        },
-        Source::Directory {
-            url,
-            editable,
-            commit,
-            change,
-        } => {
-            let mut t = format!("{}{url}", if *editable { "editable " } else { "" });
-            if let Some(c) = commit {
-                t.push_str(&format!(" @ {}", &c[..c.len().min(12)]));
-            }
-            if change.is_some() {
-                t.push_str(" + uncommitted change");
-            }
-            t
-        }
-    }
-}
-
 /// A directory package inside the repository is code: its content is compared in the code
 /// section, and the commit it records moves with every commit (committing the lock is enough).
 /// Compare it by name, version, URL and editable flag only.
@@ -272,162 +211,40 @@ pub fn align_repo_packages(locked: &Python, now: &mut Python, repo_root: Option<
     }
 }
 
-/// Compare the locked `[python]` with a captured environment, package by package.
-pub fn python_drift(locked: &Python, now: &Python) -> Vec<Drift> {
+/// The pins of one Python lock file (`entry`, under `root`) that the installed `versions` do
+/// not satisfy, as (package, pinned versions, installed version). `Err` with a warning when
+/// the file cannot be read or parsed.
+pub fn unsatisfied_pins(
+    root: &Path,
+    entry: &LockfileEntry,
+    versions: &BTreeMap<&str, &str>,
+) -> std::result::Result<Vec<(String, Vec<String>, String)>, String> {
+    let path = entry.path.under(root);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let pins = lockfiles::pins(&entry.kind, &text)
+        .map_err(|err| format!("cannot read the pins of {}: {err}", entry.path))?;
+    // A name may be pinned at several versions (uv forks): any of them matches.
+    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for pin in &pins {
+        by_name.entry(&pin.name).or_default().push(&pin.version);
+    }
     let mut out = Vec::new();
-    let env = |subject: &str, change, detail: String| Drift {
-        level: Level::Environment,
-        subject: subject.to_string(),
-        change,
-        detail,
-    };
-    if (locked.implementation.as_str(), locked.version.as_str())
-        != (now.implementation.as_str(), now.version.as_str())
-    {
-        out.push(env(
-            "python",
-            DriftChange::Changed,
-            format!(
-                "{} {} -> {} {}",
-                locked.implementation, locked.version, now.implementation, now.version
-            ),
-        ));
-    }
-    let now_by: BTreeMap<&str, &PyPackage> =
-        now.packages.iter().map(|p| (p.name.as_str(), p)).collect();
-    let locked_by: BTreeMap<&str, &PyPackage> = locked
-        .packages
-        .iter()
-        .map(|p| (p.name.as_str(), p))
-        .collect();
-    for (name, l) in &locked_by {
-        match now_by.get(name) {
-            None => out.push(env(
-                name,
-                DriftChange::Removed,
-                format!("{} was locked", l.version),
-            )),
-            Some(n) if n.version != l.version => out.push(env(
-                name,
-                DriftChange::Changed,
-                format!("{} -> {}", l.version, n.version),
-            )),
-            Some(n) if n.source != l.source => out.push(env(
-                name,
-                DriftChange::Changed,
-                format!(
-                    "source {} -> {}",
-                    source_text(&l.source),
-                    source_text(&n.source)
-                ),
-            )),
-            Some(n) if l.fingerprint.is_some() && n.fingerprint != l.fingerprint => out.push(env(
-                name,
-                DriftChange::Changed,
-                format!("{} installed files differ from the locked ones", n.version),
-            )),
-            Some(_) => {}
-        }
-    }
-    for (name, n) in &now_by {
-        if !locked_by.contains_key(name) {
-            out.push(env(
-                name,
-                DriftChange::Added,
-                format!("{} is installed", n.version),
+    for (name, pinned) in by_name {
+        // Only installed packages are compared: a lock file also lists packages for other
+        // platforms, and conda names (`python`, `pytorch`) are not pip names.
+        let Some(v) = versions.get(name) else {
+            continue;
+        };
+        if !pinned.iter().any(|p| pin_matches(&entry.kind, p, v)) {
+            out.push((
+                name.to_string(),
+                pinned.iter().map(|p| p.to_string()).collect(),
+                v.to_string(),
             ));
         }
     }
-    out
-}
-
-/// Compare the locked lock files with the project's now, and the Python pins they make with the
-/// packages installed now.
-pub fn lockfile_drift(
-    root: &Path,
-    locked: &[LockfileEntry],
-    installed: Option<&Python>,
-) -> Result<(Vec<Drift>, Vec<String>)> {
-    let mut out = Vec::new();
-    let mut warnings = Vec::new();
-    let now = lockfile_entries(root)?;
-    let drift = |subject: &RelPath, change, detail: String| Drift {
-        level: Level::Environment,
-        subject: subject.to_string(),
-        change,
-        detail,
-    };
-    let now_by: BTreeMap<&RelPath, &LockfileEntry> = now.iter().map(|e| (&e.path, e)).collect();
-    let locked_by: BTreeMap<&RelPath, &LockfileEntry> =
-        locked.iter().map(|e| (&e.path, e)).collect();
-    for (path, l) in &locked_by {
-        match now_by.get(path) {
-            None => out.push(drift(
-                path,
-                DriftChange::Removed,
-                "lock file was locked".into(),
-            )),
-            Some(n) if n.digest != l.digest => out.push(drift(
-                path,
-                DriftChange::Changed,
-                "its content differs from the locked one".into(),
-            )),
-            Some(_) => {}
-        }
-    }
-    for path in now_by.keys() {
-        if !locked_by.contains_key(path) {
-            out.push(drift(path, DriftChange::Added, "a new lock file".into()));
-        }
-    }
-    if let Some(installed) = installed {
-        let versions: BTreeMap<&str, &str> = installed
-            .packages
-            .iter()
-            .map(|p| (p.name.as_str(), p.version.as_str()))
-            .collect();
-        for e in now.iter().filter(|e| lockfiles::is_python(&e.kind)) {
-            let path = e.path.under(root);
-            let text = match std::fs::read_to_string(&path) {
-                Ok(t) => t,
-                Err(err) => {
-                    warnings.push(format!("cannot read {}: {err}", path.display()));
-                    continue;
-                }
-            };
-            let pins = match lockfiles::pins(&e.kind, &text) {
-                Ok(p) => p,
-                Err(err) => {
-                    warnings.push(format!("cannot read the pins of {}: {err}", e.path));
-                    continue;
-                }
-            };
-            // A name may be pinned at several versions (uv forks): any of them matches.
-            let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-            for pin in &pins {
-                by_name.entry(&pin.name).or_default().push(&pin.version);
-            }
-            for (name, pinned) in by_name {
-                // Only installed packages are compared: a lock file also lists packages for
-                // other platforms, and conda names (`python`, `pytorch`) are not pip names.
-                let Some(v) = versions.get(name) else {
-                    continue;
-                };
-                if !pinned.iter().any(|p| pin_matches(&e.kind, p, v)) {
-                    out.push(drift(
-                        &e.path,
-                        DriftChange::Changed,
-                        format!(
-                            "{} pins {name} {} but the environment has {v}",
-                            e.path,
-                            pinned.join(" or ")
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    Ok((out, warnings))
+    Ok(out)
 }
 
 /// Does an installed version satisfy a pin? Exact, except that conda's `name=1.26` accepts any
@@ -438,72 +255,6 @@ fn pin_matches(kind: &str, pinned: &str, installed: &str) -> bool {
             && installed
                 .strip_prefix(pinned)
                 .is_some_and(|rest| rest.starts_with('.')))
-}
-
-/// Compare the host facts that matter for numerics: OS, architecture, C library, GPUs (model,
-/// driver, CUDA) and the PyTorch build. CPU model, core count, memory and kernel are left out:
-/// they differ between any two machines and rarely explain a result.
-pub fn host_drift(locked: &Host, now: &Host) -> Vec<Drift> {
-    let mut out = Vec::new();
-    let mut cmp = |subject: &str, l: Option<String>, n: Option<String>| {
-        if l != n {
-            let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
-            out.push(Drift {
-                level: Level::Host,
-                subject: subject.into(),
-                change: DriftChange::Changed,
-                detail: format!("{} -> {}", show(&l), show(&n)),
-            });
-        }
-    };
-    cmp("os", locked.os.clone(), now.os.clone());
-    cmp("arch", locked.arch.clone(), now.arch.clone());
-    cmp("glibc", locked.glibc.clone(), now.glibc.clone());
-    let gpus = |h: &Host| {
-        (!h.gpus.is_empty()).then(|| {
-            h.gpus
-                .iter()
-                .map(|g| g.name.clone())
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-    };
-    cmp("gpu", gpus(locked), gpus(now));
-    let first = |h: &Host, f: fn(&crate::model::lockfile::Gpu) -> Option<String>| {
-        h.gpus.first().and_then(f)
-    };
-    cmp(
-        "gpu driver",
-        first(locked, |g| g.driver.clone()),
-        first(now, |g| g.driver.clone()),
-    );
-    cmp(
-        "gpu cuda",
-        first(locked, |g| g.cuda.clone()),
-        first(now, |g| g.cuda.clone()),
-    );
-    let t = |h: &Host, f: fn(&python::TorchStack) -> Option<String>| h.torch.as_ref().and_then(f);
-    cmp(
-        "torch",
-        t(locked, |x| x.version.clone()),
-        t(now, |x| x.version.clone()),
-    );
-    cmp(
-        "torch cuda",
-        t(locked, |x| x.cuda.clone()),
-        t(now, |x| x.cuda.clone()),
-    );
-    cmp(
-        "cudnn",
-        t(locked, |x| x.cudnn.clone()),
-        t(now, |x| x.cudnn.clone()),
-    );
-    cmp(
-        "nccl",
-        t(locked, |x| x.nccl.clone()),
-        t(now, |x| x.nccl.clone()),
-    );
-    out
 }
 
 /// Resolve cairn.toml's `python` (relative to the project root).
@@ -536,50 +287,5 @@ mod tests {
         let got = determinism_env(&["MY_*".to_string()], vars);
         let keys: Vec<&str> = got.keys().map(String::as_str).collect();
         assert_eq!(keys, ["MY_FLAG", "NCCL_ALGO", "PYTHONHASHSEED"]);
-    }
-
-    fn pkg(name: &str, version: &str) -> PyPackage {
-        PyPackage {
-            name: name.into(),
-            version: version.into(),
-            source: Source::Registry,
-            installer: Some("pip".into()),
-            wheel_tag: None,
-            fingerprint: None,
-        }
-    }
-
-    #[test]
-    fn package_drift_names_each_difference() {
-        let py = |pkgs: Vec<PyPackage>| Python {
-            implementation: "cpython".into(),
-            version: "3.11.7".into(),
-            abi: None,
-            platform: None,
-            packages: pkgs,
-            conda: vec![],
-        };
-        let locked = py(vec![
-            pkg("numpy", "1.26.4"),
-            pkg("six", "1.16.0"),
-            pkg("tqdm", "4.66.0"),
-        ]);
-        let now = py(vec![
-            pkg("numpy", "2.0.0"),
-            pkg("tqdm", "4.66.0"),
-            pkg("rich", "13.0"),
-        ]);
-        let d = python_drift(&locked, &now);
-        let got: Vec<(&str, DriftChange)> =
-            d.iter().map(|d| (d.subject.as_str(), d.change)).collect();
-        assert_eq!(
-            got,
-            [
-                ("numpy", DriftChange::Changed),
-                ("six", DriftChange::Removed),
-                ("rich", DriftChange::Added)
-            ]
-        );
-        assert_eq!(d[0].detail, "1.26.4 -> 2.0.0");
     }
 }

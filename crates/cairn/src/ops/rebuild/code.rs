@@ -77,47 +77,22 @@ pub(super) fn materialise_code(
     let rebuilt = git::discover(into)?;
     let excluder = excluder_for(project, lock);
     let current = git::working_entries(&rebuilt, &excluder)?;
-    let tree = git::tree_id(&current)?;
-    if tree.to_string() == code.tree {
+    let locked = compare::CodeState {
+        commit: Some(compare::ObjectId::parse(&code.commit)?),
+        tree: compare::ObjectId::parse(&code.tree)?,
+        change: code.change,
+        entries: None,
+    };
+    let found = compare::code_against_entries(project, repo, &locked, &current, &excluder)?;
+    if found.differences.is_empty() {
         step.actions.push(format!(
             "checked the worktree's git tree: {}",
             short(&code.tree)
         ));
-        return Ok(());
     }
-    let oid = git2::Oid::from_str(&code.commit).map_err(|e| Error::Git {
-        message: "bad commit id".into(),
-        source: e,
-    })?;
-    let mut locked = git::commit_entries(repo, oid, &excluder)?;
-    if let Some(sidecar) = sidecar {
-        let patch = std::fs::read(sidecar).ctx("cannot read", sidecar)?;
-        locked = git::apply_patch_entries(locked, &patch)?;
-    }
-    let diffs = git::diff_entries(&locked, &current);
-    if diffs.is_empty() {
-        step.differ(
-            "code",
-            Change::Changed,
-            Some(format!(
-                "the worktree's git tree is {tree}, the lock's {}",
-                code.tree
-            )),
-        );
-    }
-    for (path, change) in diffs {
-        step.differences.push(Difference {
-            subject: "code".into(),
-            path: Some(path),
-            change: match change {
-                PathChange::Added => Change::Added,
-                PathChange::Removed => Change::Removed,
-                PathChange::Modified => Change::Changed,
-                PathChange::ModeChanged => Change::ModeChanged,
-            },
-            detail: None,
-        });
-    }
+    step.differences
+        .extend(found.differences.iter().map(Difference::from_compared));
+    step.notes.extend(found.notes.iter().map(|n| n.to_string()));
     Ok(())
 }
 

@@ -63,23 +63,22 @@ pub(super) fn check_data(
                 source.display()
             ));
         } else {
-            let subject = d.name.clone();
-            let files = data_differences(project, &d.digest, d.kind, &hashed);
+            let files = data_differences(
+                project,
+                (compare::Area::Data, &d.name),
+                &d.digest,
+                d.kind,
+                &hashed,
+            );
             if files.is_empty() {
                 step.differ(
-                    subject.clone(),
+                    d.name.clone(),
                     Change::Changed,
                     Some(format!("{} differs from the lock", source.display())),
                 );
             }
-            for (path, change, detail) in files {
-                step.differences.push(Difference {
-                    subject: subject.clone(),
-                    path,
-                    change,
-                    detail,
-                });
-            }
+            step.differences
+                .extend(files.iter().map(Difference::from_compared));
         }
         // Place it where the command expects it.
         if let Some(target) = &inside {
@@ -113,54 +112,26 @@ pub(super) fn check_data(
     Ok(step)
 }
 
-/// The files that differ between a locked digest and what was hashed: by name when the locked
-/// manifest is in `.cairn/manifests/`, else one difference for the whole.
+/// The files that differ between a locked digest and what was hashed, through the one
+/// comparison ([`compare::content_differences`]).
 pub(super) fn data_differences(
     project: &Project,
+    subject: (compare::Area, &str),
     locked: &Digest,
     kind: Kind,
     now: &digest::Hashed,
-) -> Vec<(Option<String>, Change, Option<String>)> {
-    if now.kind != kind {
-        return vec![(
-            None,
-            Change::Changed,
-            Some(format!(
-                "locked as a {}, now a {}",
-                kind_name(kind),
-                kind_name(now.kind)
-            )),
-        )];
-    }
-    let Some(m) = &now.manifest else {
-        return vec![(None, Change::Changed, None)];
+) -> Vec<compare::Difference> {
+    let locked = compare::Content {
+        kind,
+        digest: *locked,
+        manifest: None,
     };
-    let path = project.manifest_path(locked);
-    let old = std::fs::read(&path)
-        .ok()
-        .filter(|t| &Digest::of_bytes(t) == locked)
-        .and_then(|t| Manifest::parse(&t).ok());
-    match old {
-        Some(old) => verify::manifest_diff(&old, m)
-            .into_iter()
-            .map(|(p, c)| (Some(p), c, None))
-            .collect(),
-        None => vec![(
-            None,
-            Change::Changed,
-            Some(format!(
-                "digest differs; no manifest at {} to name the files",
-                path.display()
-            )),
-        )],
-    }
-}
-
-pub(super) fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::File => "file",
-        Kind::Dir => "directory",
-    }
+    let now = compare::Content {
+        kind: now.kind,
+        digest: now.digest,
+        manifest: now.manifest.clone(),
+    };
+    compare::content_differences(project, subject, &locked, &now)
 }
 
 /// Is `target` inside `into` once the links among its existing parents are followed? A link

@@ -317,20 +317,12 @@ pub(super) fn build_environment(
             }
         }
     }
-    for d in env::python_drift(locked, &table) {
+    for d in compare::python(locked, &table, None) {
         // The interpreter, or a package that failed to install, is already named.
         if step.differences.iter().any(|x| x.subject == d.subject) {
             continue;
         }
-        step.differ(
-            d.subject,
-            match d.change {
-                env::DriftChange::Added => Change::Added,
-                env::DriftChange::Removed => Change::Removed,
-                env::DriftChange::Changed => Change::Changed,
-            },
-            Some(d.detail),
-        );
+        step.differences.push(Difference::from_compared(&d));
     }
     step.actions.push(format!(
         "captured the venv: {} package(s)",

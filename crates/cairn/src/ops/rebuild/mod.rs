@@ -37,13 +37,14 @@ use crate::process::{command_line, git_cmd, on_path, run_capture, status_text, t
 
 use serde::Serialize;
 
-use crate::content::digest::{self, Digest, HashOptions, Kind, Manifest, Progress};
+use crate::compare;
+pub use crate::compare::Change;
+use crate::content::digest::{self, Digest, HashOptions, Kind, Progress};
 use crate::error::{Error, IoResultExt};
 use crate::model::lockfile::{self, Location, Lock};
 use crate::model::paths::{self, RelPath};
-use crate::ops::verify::{self, Change};
 use crate::probe::env;
-use crate::probe::git::{self, Excluder, PathChange};
+use crate::probe::git::{self, Excluder};
 use crate::probe::python::{self, Source};
 use crate::project::Project;
 
@@ -309,6 +310,28 @@ pub struct Step {
     pub differences: Vec<Difference>,
     /// Facts that are not differences.
     pub notes: Vec<String>,
+}
+
+impl Difference {
+    /// rebuild's words for a difference from [`crate::compare`].
+    pub fn from_compared(d: &compare::Difference) -> Difference {
+        let values = match (&d.locked, &d.now) {
+            (Some(a), Some(b)) => Some(format!("{} -> {}", a.short(), b.short())),
+            (Some(a), None) if d.area.is_drift() => Some(format!("{} was locked", a.short())),
+            (None, Some(b)) if d.area.is_drift() => Some(format!("{} now", b.short())),
+            _ => None,
+        };
+        Difference {
+            subject: d.subject.clone(),
+            path: d.path.clone(),
+            change: d.change,
+            detail: match (d.reason_text(), values) {
+                (Some(r), Some(v)) if d.area.is_drift() => Some(format!("{v}: {r}")),
+                (Some(r), _) => Some(r),
+                (None, v) => v,
+            },
+        }
+    }
 }
 
 impl Step {
@@ -671,14 +694,11 @@ pub fn rebuild(
                 now.torch = e.torch;
             }
         }
-        for d in env::host_drift(locked, &now) {
-            host.push(Difference {
-                subject: d.subject,
-                path: None,
-                change: Change::Changed,
-                detail: Some(d.detail),
-            });
-        }
+        host.extend(
+            compare::host(locked, &now)
+                .iter()
+                .map(Difference::from_compared),
+        );
     }
 
     // Run.
@@ -764,16 +784,7 @@ pub fn rebuild(
 
 /// The repository-relative paths a lock tracks by digest (not code), as verify excludes them.
 fn excluder_for(project: &Project, lock: &Lock) -> Excluder {
-    let mut tracked: Vec<String> = Vec::new();
-    for d in &lock.data {
-        if let Location::Path(p) = &d.location {
-            tracked.extend(project.repo_relative(p));
-        }
-    }
-    for a in lock.checkpoints.iter().chain(&lock.outputs) {
-        tracked.extend(project.repo_relative(&a.path));
-    }
-    Excluder::new(tracked)
+    compare::excluder(project, &[lock])
 }
 
 #[cfg(test)]

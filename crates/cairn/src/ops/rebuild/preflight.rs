@@ -1,6 +1,7 @@
 //! Preflight: everything that can make the rebuild impossible, checked before anything is created.
 
 use super::*;
+use crate::probe::observe;
 
 /// The default target: `<repo name>-rebuild-<first 8 digits of the run id>` next to the
 /// repository.
@@ -226,7 +227,10 @@ pub(super) fn plan_data(
         let mut looked = Vec::new();
         let plan = match &d.location {
             Location::Path(rel) => {
-                let original = rel.under(&project.root);
+                // The one read policy: a locked path that leads out of the repository through
+                // a link is not read unless the user gives it (--data).
+                let original = Some(rel.under(&project.root))
+                    .filter(|p| observe::leads_outside(project, p).is_none());
                 let in_commit = project.repo_relative(rel).is_some_and(|r| {
                     commit_tree
                         .as_ref()
@@ -234,13 +238,13 @@ pub(super) fn plan_data(
                 });
                 let found = match &given {
                     Some(g) => exists(g),
-                    None => exists(&original) || in_commit,
+                    None => original.as_deref().is_some_and(exists) || in_commit,
                 };
                 if !found {
                     match &given {
                         Some(g) => looked.push(format!("{} (--data)", g.display())),
                         None => {
-                            looked.push(original.display().to_string());
+                            looked.extend(original.as_ref().map(|o| o.display().to_string()));
                             looked.push(format!("{rel} in commit {}", short(&commit_of(lock))));
                         }
                     }
@@ -249,16 +253,13 @@ pub(super) fn plan_data(
                     name: d.name.clone(),
                     given,
                     rel: Some(rel.clone()),
-                    original: Some(original),
+                    original,
                     configured: None,
                 }
             }
             Location::External => {
-                let configured = project
-                    .config
-                    .data
-                    .get(&d.name)
-                    .map(|p| project.resolve(&project.root, p).0);
+                let configured =
+                    observe::user_location(project, &d.name, &d.location, &BTreeMap::new());
                 match given.as_ref().or(configured.as_ref()) {
                     Some(p) if exists(p) => {}
                     Some(p) => looked.push(p.display().to_string()),

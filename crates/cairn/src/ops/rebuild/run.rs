@@ -224,14 +224,19 @@ pub(super) fn run_and_compare(
                     JsonComparison::NotJson => {}
                 }
             }
-            let files = data_differences(project, &a.digest, a.kind, &hashed);
-            for (path, change, detail) in files {
-                step.differences.push(Difference {
-                    subject: a.path.to_string(),
-                    path,
-                    change,
-                    detail: detail.or_else(|| Some(format!("{what} is not bit-identical"))),
-                });
+            let area = match what {
+                "checkpoint" => compare::Area::Checkpoint,
+                _ => compare::Area::Output,
+            };
+            let files =
+                data_differences(project, (area, a.path.as_str()), &a.digest, a.kind, &hashed);
+            for d in &files {
+                let mut d = Difference::from_compared(d);
+                if d.path.is_none() {
+                    d.detail
+                        .get_or_insert_with(|| format!("{what} is not bit-identical"));
+                }
+                step.differences.push(d);
             }
         }
     }
