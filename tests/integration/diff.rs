@@ -187,7 +187,7 @@ fn a_lock_against_the_current_state() {
         keys(&d["effects"]),
         [k("checkpoint", "runs/final.safetensors", "")]
     );
-    assert_eq!(d["effects"][0]["change"], "removed");
+    assert_eq!(d["effects"][0]["change"], "missing");
     assert!(d["effects"][0]["detail"]
         .as_str()
         .unwrap()

@@ -290,6 +290,41 @@ impl Difference {
         self
     }
 
+    /// Both values in words (`1.26.4 -> 2.0.0`, `none -> NVIDIA H100`, `1.16.0 was locked`),
+    /// shortened; `None` when neither side has one.
+    pub fn values_text(&self) -> Option<String> {
+        let (a, b) = (
+            self.locked.as_ref().map(Value::short),
+            self.now.as_ref().map(Value::short),
+        );
+        Some(match (a, b) {
+            (Some(a), Some(b)) => format!("{a} -> {b}"),
+            (a, b) if self.area == Area::Host => format!(
+                "{} -> {}",
+                a.as_deref().unwrap_or("none"),
+                b.as_deref().unwrap_or("none")
+            ),
+            (Some(a), None) => format!("{a} was locked"),
+            (None, Some(b)) if self.area == Area::Python => format!("{b} is installed"),
+            (None, Some(b)) => format!("{b} now"),
+            (None, None) => return None,
+        })
+    }
+
+    /// The words every command shows after the subject: for drift (environment, host) the
+    /// values and the reason, for content and code the reason alone.
+    pub fn detail_text(&self) -> Option<String> {
+        let values = if self.area.is_drift() || self.reason.is_none() {
+            self.values_text()
+        } else {
+            None
+        };
+        match (self.reason_text(), values) {
+            (Some(r), Some(v)) => Some(format!("{v}: {r}")),
+            (r, v) => r.or(v),
+        }
+    }
+
     /// The reason in words, the same for every command (the subject names the dataset in
     /// advice such as `--data NAME=PATH`).
     pub fn reason_text(&self) -> Option<String> {

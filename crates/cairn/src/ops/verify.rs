@@ -201,23 +201,12 @@ pub fn finding(d: &compare::Difference, strict: bool) -> Option<Finding> {
             (Area::Environment, Severity::Warning)
         }
     };
-    let values = match (&d.locked, &d.now) {
-        (Some(a), Some(b)) => Some(format!("{} -> {}", a.short(), b.short())),
-        (Some(a), None) if d.area.is_drift() => Some(format!("{} was locked", a.short())),
-        (None, Some(b)) if d.area.is_drift() => Some(format!("{} now", b.short())),
-        _ => None,
-    };
-    let detail = match (d.reason_text(), values) {
-        (Some(r), Some(v)) if d.area.is_drift() => Some(format!("{v}: {r}")),
-        (Some(r), _) => Some(r),
-        (None, v) => v,
-    };
     Some(Finding {
         area,
         severity: if strict { Severity::Error } else { level },
         subject: d.subject.clone(),
         path: d.path.clone(),
         change: d.change,
-        detail,
+        detail: d.detail_text(),
     })
 }

@@ -315,21 +315,11 @@ pub struct Step {
 impl Difference {
     /// rebuild's words for a difference from [`crate::compare`].
     pub fn from_compared(d: &compare::Difference) -> Difference {
-        let values = match (&d.locked, &d.now) {
-            (Some(a), Some(b)) => Some(format!("{} -> {}", a.short(), b.short())),
-            (Some(a), None) if d.area.is_drift() => Some(format!("{} was locked", a.short())),
-            (None, Some(b)) if d.area.is_drift() => Some(format!("{} now", b.short())),
-            _ => None,
-        };
         Difference {
             subject: d.subject.clone(),
             path: d.path.clone(),
             change: d.change,
-            detail: match (d.reason_text(), values) {
-                (Some(r), Some(v)) if d.area.is_drift() => Some(format!("{v}: {r}")),
-                (Some(r), _) => Some(r),
-                (None, v) => v,
-            },
+            detail: d.detail_text(),
         }
     }
 }
