@@ -1,0 +1,262 @@
+//! Datasets, checkpoints and outputs: digests compared, and file by file through their
+//! manifests when both are here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use super::*;
+
+/// A side's manifest of a directory digest: in memory when just hashed, else from
+/// `.cairn/manifests/` (its bytes checked against the digest before parsing).
+pub fn manifest_of(project: &Project, content: &Content) -> Option<Manifest> {
+    if let Some(m) = &content.manifest {
+        return Some(m.clone());
+    }
+    let text = std::fs::read(project.manifest_path(&content.digest)).ok()?;
+    (Digest::of_bytes(&text) == content.digest)
+        .then(|| Manifest::parse(&text).ok())
+        .flatten()
+}
+
+/// The differences between two contents of one dataset, checkpoint or output: file by file
+/// when both manifests are here, else one for the whole. Empty when they are the same.
+pub fn content_differences(
+    project: &Project,
+    (area, subject): (Area, &str),
+    locked: &Content,
+    now: &Content,
+) -> Vec<Difference> {
+    if locked.digest == now.digest && locked.kind == now.kind {
+        return Vec::new();
+    }
+    let whole = Difference::new(area, subject, Change::Changed).values(
+        Some(Value::Digest(locked.digest)),
+        Some(Value::Digest(now.digest)),
+    );
+    if locked.kind != now.kind {
+        return vec![whole.because(Reason::KindChanged {
+            locked: locked.kind,
+            now: now.kind,
+        })];
+    }
+    if locked.kind == Kind::File {
+        return vec![whole];
+    }
+    let (Some(ml), Some(mn)) = (manifest_of(project, locked), manifest_of(project, now)) else {
+        let missing = if manifest_of(project, locked).is_none() {
+            locked.digest
+        } else {
+            now.digest
+        };
+        return vec![whole.because(Reason::NoManifest(project.manifest_path(&missing)))];
+    };
+    let files = manifest_diff(&ml, &mn);
+    if files.is_empty() {
+        // Same text, different digest cannot happen; be explicit rather than silent.
+        return vec![whole];
+    }
+    files
+        .into_iter()
+        .map(|(path, change)| {
+            let mut d = Difference::new(area, subject, change);
+            d.path = Some(path);
+            d
+        })
+        .collect()
+}
+
+fn location_text(l: &Location) -> String {
+    match l {
+        Location::Path(p) => p.to_string(),
+        Location::External => "external".into(),
+    }
+}
+
+pub(super) fn items<K: Ord + fmt::Display>(
+    project: &Project,
+    area: Area,
+    a: &BTreeMap<K, Item>,
+    b: &BTreeMap<K, Item>,
+    out: &mut Vec<Difference>,
+) {
+    let keys: BTreeSet<&K> = a.keys().chain(b.keys()).collect();
+    for key in keys {
+        let subject = key.to_string();
+        let (x, y) = match (a.get(key), b.get(key)) {
+            (Some(x), Some(y)) => (x, y),
+            (x, y) => {
+                let digest = |i: Option<&Item>| {
+                    i.and_then(|i| i.content.as_ref().ok())
+                        .map(|c| Value::Digest(c.digest))
+                };
+                out.push(value_difference(area, &subject, digest(x), digest(y)));
+                continue;
+            }
+        };
+        if let (Some(lx), Some(ly)) = (&x.location, &y.location) {
+            if lx != ly {
+                out.push(
+                    Difference::new(area, &subject, Change::Changed)
+                        .values(
+                            Some(Value::Text(location_text(lx))),
+                            Some(Value::Text(location_text(ly))),
+                        )
+                        .because(Reason::Relocated),
+                );
+            }
+        }
+        match (&x.content, &y.content) {
+            (Ok(cx), Ok(cy)) => out.extend(content_differences(project, (area, &subject), cx, cy)),
+            (Ok(cx), Err(absence)) | (Err(absence), Ok(cx)) => {
+                let (change, reason) = match absence {
+                    Absence::NotFound(p) => (Change::Missing, Reason::NotFound(p.clone())),
+                    Absence::Unlocated => (Change::Unchecked, Reason::Unlocated),
+                    Absence::LeadsOutside { place, target } => (
+                        Change::Unchecked,
+                        Reason::LeadsOutside {
+                            place: place.clone(),
+                            target: target.clone(),
+                        },
+                    ),
+                };
+                out.push(
+                    Difference::new(area, &subject, change)
+                        .values(Some(Value::Digest(cx.digest)), None)
+                        .because(reason),
+                );
+            }
+            (Err(_), Err(_)) => {}
+        }
+        if let (Some(mx), Some(my)) = (&x.metrics, &y.metrics) {
+            let names: BTreeSet<&String> = mx.keys().chain(my.keys()).collect();
+            for name in names {
+                let (va, vb) = (mx.get(name), my.get(name));
+                if va != vb {
+                    let mut d = value_difference(
+                        area,
+                        &subject,
+                        va.map(|v| Value::Text(v.0.to_string())),
+                        vb.map(|v| Value::Text(v.0.to_string())),
+                    )
+                    .because(Reason::Metric);
+                    d.path = Some(format!("metric {name}"));
+                    out.push(d);
+                }
+            }
+        }
+    }
+}
+
+/// Files that differ between two manifests, shown by their escaped names
+/// ([`crate::content::digest::Entry::shown`]).
+///
+/// Both lists are normally sorted by the same bytes, so one merge pass does it; a stored
+/// manifest written in another order is compared through maps instead.
+pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
+    let sorted = |m: &Manifest| {
+        m.entries.windows(2).all(|w| w[0].path < w[1].path)
+            && m.entries
+                .iter()
+                .all(|e| std::str::from_utf8(&e.path).is_ok())
+    };
+    if !(sorted(old) && sorted(new)) {
+        return manifest_diff_by_name(old, new);
+    }
+    let mut out = Vec::new();
+    let (mut a, mut b) = (old.entries.iter().peekable(), new.entries.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(o), None) => {
+                out.push((o.shown(), Change::Removed));
+                a.next();
+            }
+            (None, Some(n)) => {
+                out.push((n.shown(), Change::Added));
+                b.next();
+            }
+            (Some(o), Some(n)) => match o.path.cmp(&n.path) {
+                std::cmp::Ordering::Less => {
+                    out.push((o.shown(), Change::Removed));
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push((n.shown(), Change::Added));
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if o.hash != n.hash {
+                        out.push((o.shown(), Change::Changed));
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
+    }
+    out
+}
+
+fn manifest_diff_by_name(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
+    let old: BTreeMap<String, Digest> = old.entries.iter().map(|e| (e.shown(), e.hash)).collect();
+    let new: BTreeMap<String, Digest> = new.entries.iter().map(|e| (e.shown(), e.hash)).collect();
+    let mut out = Vec::new();
+    for (p, h) in &old {
+        match new.get(p) {
+            None => out.push((p.clone(), Change::Removed)),
+            Some(n) if n != h => out.push((p.clone(), Change::Changed)),
+            Some(_) => {}
+        }
+    }
+    for p in new.keys() {
+        if !old.contains_key(p) {
+            out.push((p.clone(), Change::Added));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::digest::Entry;
+
+    fn m(items: &[(&[u8], u8)]) -> Manifest {
+        Manifest {
+            entries: items
+                .iter()
+                .map(|(p, h)| Entry {
+                    path: p.to_vec(),
+                    hash: Digest([*h; 32]),
+                    size: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn merge_and_map_diffs_agree() {
+        let old = m(&[(b"a", 1), (b"b", 2), (b"d/x", 3)]);
+        let new = m(&[(b"a", 1), (b"b", 9), (b"c", 4)]);
+        let want = vec![
+            ("b".to_string(), Change::Changed),
+            ("c".to_string(), Change::Added),
+            ("d/x".to_string(), Change::Removed),
+        ];
+        let mut merged = manifest_diff(&old, &new);
+        merged.sort();
+        assert_eq!(merged, want);
+        assert_eq!(manifest_diff_by_name(&old, &new), want);
+        // Names that are not UTF-8 are told apart and shown escaped.
+        let old = m(&[(b"\xfe", 1), (b"\xff", 1)]);
+        let new = m(&[(b"\xfe", 1), (b"\xff", 2)]);
+        let want = vec![("\\xff".to_string(), Change::Changed)];
+        assert_eq!(manifest_diff(&old, &new), want);
+        // A stored manifest out of order goes through maps, with the same answer.
+        let unsorted = Manifest {
+            entries: old.entries.iter().rev().cloned().collect(),
+        };
+        assert_eq!(manifest_diff(&unsorted, &new), want);
+    }
+}

@@ -1,0 +1,332 @@
+//! The environment of a run: the Python interpreter and packages, the command, the
+//! determinism variables, the dependency lock files and their pins, the host.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::*;
+use crate::model::lockfile::{Host, LockfileEntry, Python};
+use crate::probe::env;
+use crate::probe::python::{self, Source};
+
+fn interpreter_text(p: &Python) -> String {
+    format!("{} {}", p.implementation, p.version)
+}
+
+pub(super) fn python_section(
+    a: &State,
+    b: &State,
+    repo_root: Option<&Path>,
+    out: &mut Vec<Difference>,
+) {
+    let (pa, pb) = match (&a.python, &b.python) {
+        (Some(PythonState::Present(pa)), Some(PythonState::Present(pb))) => (pa, pb),
+        (None, None) => return,
+        (x, y) => {
+            let text = |s: &Option<PythonState>| match s {
+                Some(PythonState::Present(p)) => Some(Value::Text(interpreter_text(p))),
+                _ => None,
+            };
+            let why = [x, y].into_iter().find_map(|s| match s {
+                Some(PythonState::Absent(why)) => Some(why.clone()),
+                _ => None,
+            });
+            let mut d = value_difference(Area::Python, "python", text(x), text(y));
+            if let Some(why) = why {
+                d = d.because(Reason::NoPython(why));
+            }
+            if d.locked.is_some() || d.now.is_some() {
+                out.push(d);
+            }
+            return;
+        }
+    };
+    out.extend(python(pa, pb, repo_root));
+}
+
+/// Compare two Python environments: the interpreter, each package (version, source, installed
+/// files), each conda package.
+pub fn python(pa: &Python, pb: &Python, repo_root: Option<&Path>) -> Vec<Difference> {
+    let mut out = Vec::new();
+    let mut pb = pb.clone();
+    env::align_repo_packages(pa, &mut pb, repo_root);
+    if (pa.implementation.as_str(), pa.version.as_str())
+        != (pb.implementation.as_str(), pb.version.as_str())
+    {
+        out.push(
+            Difference::new(Area::Python, "python", Change::Changed).values(
+                Some(Value::Text(interpreter_text(pa))),
+                Some(Value::Text(interpreter_text(&pb))),
+            ),
+        );
+    }
+    let by = |p: &Python| -> BTreeMap<String, crate::model::lockfile::PyPackage> {
+        p.packages
+            .iter()
+            .map(|x| (x.name.clone(), x.clone()))
+            .collect()
+    };
+    let (la, lb) = (by(pa), by(&pb));
+    let names: BTreeSet<&String> = la.keys().chain(lb.keys()).collect();
+    for name in names {
+        let version = |p: &crate::model::lockfile::PyPackage| Some(Value::Text(p.version.clone()));
+        match (la.get(name), lb.get(name)) {
+            (Some(x), None) => out.push(value_difference(Area::Python, name, version(x), None)),
+            (None, Some(y)) => out.push(value_difference(Area::Python, name, None, version(y))),
+            (Some(x), Some(y)) if x.version != y.version => {
+                out.push(value_difference(Area::Python, name, version(x), version(y)))
+            }
+            (Some(x), Some(y)) if x.source != y.source => out.push(
+                Difference::new(Area::Python, name.as_str(), Change::Changed)
+                    .values(
+                        Some(Value::Text(source_text(&x.source))),
+                        Some(Value::Text(source_text(&y.source))),
+                    )
+                    .because(Reason::Source),
+            ),
+            (Some(x), Some(y)) if x.fingerprint.is_some() && x.fingerprint != y.fingerprint => out
+                .push(
+                    Difference::new(Area::Python, name.as_str(), Change::Changed)
+                        .values(version(x), version(y))
+                        .because(Reason::Fingerprint),
+                ),
+            _ => {}
+        }
+    }
+    let conda = |p: &Python| -> BTreeMap<String, String> {
+        p.conda
+            .iter()
+            .map(|c| {
+                let v = match &c.build {
+                    Some(b) => format!("{} {b}", c.version),
+                    None => c.version.clone(),
+                };
+                (c.name.clone(), v)
+            })
+            .collect()
+    };
+    let (ca, cb) = (conda(pa), conda(&pb));
+    let names: BTreeSet<&String> = ca.keys().chain(cb.keys()).collect();
+    for name in names {
+        let (x, y) = (ca.get(name), cb.get(name));
+        if x != y {
+            out.push(
+                value_difference(
+                    Area::Python,
+                    name,
+                    x.map(|v| Value::Text(v.clone())),
+                    y.map(|v| Value::Text(v.clone())),
+                )
+                .because(Reason::Conda),
+            );
+        }
+    }
+    out
+}
+
+fn source_text(s: &Source) -> String {
+    match s {
+        Source::Registry => "registry".into(),
+        Source::Vcs { url, commit } => format!("{url}@{commit}"),
+        Source::Archive { url, hash } => match hash {
+            Some(h) => format!("{url}#{h}"),
+            None => url.clone(),
+        },
+        Source::Directory {
+            url,
+            editable,
+            commit,
+            change,
+        } => {
+            let mut t = format!("{}{url}", if *editable { "editable " } else { "" });
+            if let Some(c) = commit {
+                t.push_str(&format!(" @ {}", &c[..c.len().min(12)]));
+            }
+            if change.is_some() {
+                t.push_str(" + uncommitted change");
+            }
+            t
+        }
+    }
+}
+
+pub(super) fn run_facts(a: &RunFacts, b: &RunFacts, out: &mut Vec<Difference>) {
+    let line = |argv: &Option<Vec<String>>| {
+        argv.as_ref().map(|v| {
+            Value::Text(
+                v.iter()
+                    .map(|s| crate::process::shell_quote(s))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        })
+    };
+    if a.command != b.command {
+        out.push(value_difference(
+            Area::Command,
+            "command",
+            line(&a.command),
+            line(&b.command),
+        ));
+    }
+    if a.exit_code != b.exit_code {
+        out.push(value_difference(
+            Area::Command,
+            "exit-code",
+            a.exit_code.map(|c| Value::Text(c.to_string())),
+            b.exit_code.map(|c| Value::Text(c.to_string())),
+        ));
+    }
+}
+
+pub(super) fn env_vars(
+    a: &BTreeMap<String, String>,
+    b: &BTreeMap<String, String>,
+    out: &mut Vec<Difference>,
+) {
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        let (x, y) = (a.get(k), b.get(k));
+        if x != y {
+            out.push(value_difference(
+                Area::Env,
+                k,
+                x.map(|v| Value::Text(v.clone())),
+                y.map(|v| Value::Text(v.clone())),
+            ));
+        }
+    }
+}
+
+pub(super) fn lockfiles(a: &[LockfileEntry], b: &[LockfileEntry], out: &mut Vec<Difference>) {
+    let ma: BTreeMap<&RelPath, &Digest> = a.iter().map(|e| (&e.path, &e.digest)).collect();
+    let mb: BTreeMap<&RelPath, &Digest> = b.iter().map(|e| (&e.path, &e.digest)).collect();
+    let paths: BTreeSet<&RelPath> = ma.keys().chain(mb.keys()).copied().collect();
+    for p in paths {
+        let (x, y) = (ma.get(p), mb.get(p));
+        if x != y {
+            out.push(value_difference(
+                Area::Lockfile,
+                p.as_str(),
+                x.map(|d| Value::Digest(**d)),
+                y.map(|d| Value::Digest(**d)),
+            ));
+        }
+    }
+}
+
+/// Python lock files that pin an installed package at another version: read from the project
+/// at `root` (observed only).
+pub fn pins(
+    root: &Path,
+    now: &[LockfileEntry],
+    installed: &Python,
+) -> (Vec<Difference>, Vec<Note>) {
+    let (mut out, mut notes) = (Vec::new(), Vec::new());
+    let versions: BTreeMap<&str, &str> = installed
+        .packages
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_str()))
+        .collect();
+    for e in now
+        .iter()
+        .filter(|e| crate::probe::lockfiles::is_python(&e.kind))
+    {
+        match env::unsatisfied_pins(root, e, &versions) {
+            Ok(list) => out.extend(list.into_iter().map(|(package, pinned, installed)| {
+                Difference::new(Area::Lockfile, e.path.as_str(), Change::Changed).because(
+                    Reason::Pin {
+                        package,
+                        pinned,
+                        installed,
+                    },
+                )
+            })),
+            Err(w) => notes.push(Note::Environment(w)),
+        }
+    }
+    (out, notes)
+}
+
+/// Compare the host facts that matter for numerics: OS, architecture, C library, GPUs (model,
+/// driver, CUDA) and the PyTorch build; and the CPU model and core count, marked
+/// [`Reason::MachineOnly`] (they differ between any two machines).
+pub fn host(a: &Host, b: &Host) -> Vec<Difference> {
+    let mut out = Vec::new();
+    let mut cmp = |subject: &str, l: Option<String>, n: Option<String>| {
+        if l != n {
+            out.push(value_difference(
+                Area::Host,
+                subject,
+                l.map(Value::Text),
+                n.map(Value::Text),
+            ));
+        }
+    };
+    cmp("os", a.os.clone(), b.os.clone());
+    cmp("arch", a.arch.clone(), b.arch.clone());
+    cmp("glibc", a.glibc.clone(), b.glibc.clone());
+    let gpus = |h: &Host| {
+        (!h.gpus.is_empty()).then(|| {
+            h.gpus
+                .iter()
+                .map(|g| g.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    };
+    cmp("gpu", gpus(a), gpus(b));
+    let first = |h: &Host, f: fn(&crate::model::lockfile::Gpu) -> Option<String>| {
+        h.gpus.first().and_then(f)
+    };
+    cmp(
+        "gpu driver",
+        first(a, |g| g.driver.clone()),
+        first(b, |g| g.driver.clone()),
+    );
+    cmp(
+        "gpu cuda",
+        first(a, |g| g.cuda.clone()),
+        first(b, |g| g.cuda.clone()),
+    );
+    let t = |h: &Host, f: fn(&python::TorchStack) -> Option<String>| h.torch.as_ref().and_then(f);
+    cmp(
+        "torch",
+        t(a, |x| x.version.clone()),
+        t(b, |x| x.version.clone()),
+    );
+    cmp(
+        "torch cuda",
+        t(a, |x| x.cuda.clone()),
+        t(b, |x| x.cuda.clone()),
+    );
+    cmp(
+        "cudnn",
+        t(a, |x| x.cudnn.clone()),
+        t(b, |x| x.cudnn.clone()),
+    );
+    cmp("nccl", t(a, |x| x.nccl.clone()), t(b, |x| x.nccl.clone()));
+    if a.cpu != b.cpu {
+        out.push(
+            value_difference(
+                Area::Host,
+                "cpu",
+                a.cpu.clone().map(Value::Text),
+                b.cpu.clone().map(Value::Text),
+            )
+            .because(Reason::MachineOnly),
+        );
+    }
+    if a.cores != b.cores {
+        out.push(
+            value_difference(
+                Area::Host,
+                "cores",
+                a.cores.map(|c| Value::Text(c.to_string())),
+                b.cores.map(|c| Value::Text(c.to_string())),
+            )
+            .because(Reason::MachineOnly),
+        );
+    }
+    out
+}

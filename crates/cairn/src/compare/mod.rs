@@ -1,0 +1,747 @@
+//! The one comparison: a run as its lock records it against another state of the same run.
+//!
+//! Both sides are a [`State`]: one built from a lock ([`State::from_lock`]), the other either
+//! another lock or what [`crate::probe::observe`] found here now. [`compare`] walks the sections
+//! in the order a difference is most likely to explain a different result (code, data, Python,
+//! command, determinism variables, seed, lock files, host) and then the effects (checkpoints,
+//! outputs), and returns typed [`Difference`]s: an [`ObjectId`] for commits and trees, a
+//! [`Digest`] for content, a [`Reason`] instead of a sentence. Nothing is parsed back out of
+//! text.
+//!
+//! `cairn verify`, `cairn diff` and `cairn rebuild` are policies over these differences: which
+//! fail, which warn, how they are worded. The same state therefore gives the same set of
+//! differences through every command.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::content::digest::{Digest, Kind, Manifest};
+use crate::error::{Error, Result};
+use crate::model::lockfile::{Artifact, Host, Location, Lock, LockfileEntry, Metric, Python};
+use crate::model::paths::RelPath;
+use crate::probe::git::Entries;
+use crate::project::Project;
+
+/// A git object id (a commit or a tree), parsed once from the lock or taken from git.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectId(pub git2::Oid);
+
+impl ObjectId {
+    /// Parse the hex form a lock records.
+    pub fn parse(hex: &str) -> Result<ObjectId> {
+        git2::Oid::from_str(hex)
+            .map(ObjectId)
+            .map_err(|source| Error::Git {
+                message: format!("the lock records a malformed object id {hex:?}"),
+                source,
+            })
+    }
+
+    /// The first 12 hex digits, as shown to people.
+    pub fn short(&self) -> String {
+        let s = self.0.to_string();
+        s[..s.len().min(12)].to_string()
+    }
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl Serialize for ObjectId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What kind of difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Change {
+    /// Content or value differs.
+    Changed,
+    /// Present on the second side only.
+    Added,
+    /// On the first side only.
+    Removed,
+    /// Only the mode differs (executable bit, file vs symlink).
+    ModeChanged,
+    /// The whole dataset, checkpoint or output is not where the lock says.
+    Missing,
+    /// It was not read (an external dataset nobody located, a link out of the repository).
+    Unchecked,
+}
+
+impl Change {
+    /// The change as words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Changed => "changed",
+            Change::Added => "added",
+            Change::Removed => "removed",
+            Change::ModeChanged => "mode changed",
+            Change::Missing => "missing",
+            Change::Unchecked => "not checked",
+        }
+    }
+}
+
+/// What part of a run a difference is about, in the order of how likely it explains a
+/// different result; checkpoints and outputs (the effects) last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Area {
+    /// The code.
+    Code,
+    /// A dataset.
+    Data,
+    /// The Python interpreter, a package, a conda package.
+    Python,
+    /// The command line or its exit code.
+    Command,
+    /// A determinism variable (`[run.env]`).
+    Env,
+    /// The seed.
+    Seed,
+    /// A dependency lock file.
+    Lockfile,
+    /// The host: OS, C library, CPU, GPU, driver, CUDA, PyTorch build.
+    Host,
+    /// A checkpoint (an effect).
+    Checkpoint,
+    /// An output (an effect).
+    Output,
+}
+
+impl Area {
+    /// Checkpoints and outputs are what a run produced: effects, not causes.
+    pub fn is_effect(self) -> bool {
+        matches!(self, Area::Checkpoint | Area::Output)
+    }
+
+    /// Drift: the environment and the host, which verify reports without failing.
+    pub fn is_drift(self) -> bool {
+        matches!(
+            self,
+            Area::Python | Area::Env | Area::Lockfile | Area::Host | Area::Command | Area::Seed
+        )
+    }
+
+    /// The area's name as shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Area::Code => "code",
+            Area::Data => "data",
+            Area::Python => "python",
+            Area::Command => "command",
+            Area::Env => "env",
+            Area::Seed => "seed",
+            Area::Lockfile => "lockfile",
+            Area::Host => "host",
+            Area::Checkpoint => "checkpoint",
+            Area::Output => "output",
+        }
+    }
+}
+
+/// A value on one side of a difference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// Content.
+    Digest(Digest),
+    /// A commit or tree.
+    Object(ObjectId),
+    /// A version, a location, a variable's value, a host fact.
+    Text(String),
+}
+
+impl Value {
+    /// The value shortened for people (12 hex digits of a digest or object id).
+    pub fn short(&self) -> String {
+        match self {
+            Value::Digest(d) => format!("blake3:{}", &d.hex()[..12]),
+            Value::Object(o) => o.short(),
+            Value::Text(t) => t.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Digest(d) => d.fmt(f),
+            Value::Object(o) => o.fmt(f),
+            Value::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// Why something differs or was not read, when the change alone does not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// An external dataset with no location given (`--data NAME=PATH` or the user's settings).
+    Unlocated,
+    /// The lock's path leads out of the repository through a link; not read unless the user
+    /// says so.
+    LeadsOutside {
+        /// The path the lock names.
+        place: PathBuf,
+        /// Where it really leads.
+        target: PathBuf,
+    },
+    /// Nothing at this path.
+    NotFound(PathBuf),
+    /// A file became a directory or the other way round.
+    KindChanged {
+        /// As locked.
+        locked: Kind,
+        /// Now.
+        now: Kind,
+    },
+    /// The digests differ and a manifest to name the files is not here.
+    NoManifest(PathBuf),
+    /// The locked commit is not in this repository.
+    CommitNotHere(ObjectId),
+    /// The change sidecar does not match its digest; files are compared with the commit.
+    SidecarDamaged(PathBuf),
+    /// The git trees differ but no file does (different exclusions, or a tree id computed
+    /// differently).
+    TreesOnly,
+    /// The dataset was recorded at another location.
+    Relocated,
+    /// A package now comes from another source.
+    Source,
+    /// A package's installed files differ from the locked ones at the same version.
+    Fingerprint,
+    /// A conda package.
+    Conda,
+    /// A metric recorded with `cairn checkpoint add`.
+    Metric,
+    /// A Python lock file pins a package at another version than the one installed.
+    Pin {
+        /// The package.
+        package: String,
+        /// The pinned versions (any matches).
+        pinned: Vec<String>,
+        /// The installed version.
+        installed: String,
+    },
+    /// No Python environment could be observed.
+    NoPython(String),
+    /// A host fact that differs between any two machines (CPU model, core count); verify does
+    /// not report it.
+    MachineOnly,
+}
+
+/// One difference between the first side (normally the lock) and the second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// What part of the run.
+    pub area: Area,
+    /// `code`; a dataset name; `python` or a package name; `command` or `exit-code`; a variable
+    /// name; `seed`; a lock file, checkpoint or output path; a host item.
+    pub subject: String,
+    /// The file inside it, when known (escaped for display when not UTF-8).
+    pub path: Option<String>,
+    /// What differs.
+    pub change: Change,
+    /// The value on the first side.
+    pub locked: Option<Value>,
+    /// The value on the second side.
+    pub now: Option<Value>,
+    /// Why, when the change does not say.
+    pub reason: Option<Reason>,
+}
+
+impl Difference {
+    fn new(area: Area, subject: impl Into<String>, change: Change) -> Difference {
+        Difference {
+            area,
+            subject: subject.into(),
+            path: None,
+            change,
+            locked: None,
+            now: None,
+            reason: None,
+        }
+    }
+
+    fn values(mut self, locked: Option<Value>, now: Option<Value>) -> Difference {
+        self.locked = locked;
+        self.now = now;
+        self
+    }
+
+    fn because(mut self, reason: Reason) -> Difference {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// Both values in words (`1.26.4 -> 2.0.0`, `none -> NVIDIA H100`, `1.16.0 was locked`),
+    /// shortened; `None` when neither side has one.
+    pub fn values_text(&self) -> Option<String> {
+        let (a, b) = (
+            self.locked.as_ref().map(Value::short),
+            self.now.as_ref().map(Value::short),
+        );
+        Some(match (a, b) {
+            (Some(a), Some(b)) => format!("{a} -> {b}"),
+            (a, b) if self.area == Area::Host => format!(
+                "{} -> {}",
+                a.as_deref().unwrap_or("none"),
+                b.as_deref().unwrap_or("none")
+            ),
+            (Some(a), None) => format!("{a} was locked"),
+            (None, Some(b)) if self.area == Area::Python => format!("{b} is installed"),
+            (None, Some(b)) => format!("{b} now"),
+            (None, None) => return None,
+        })
+    }
+
+    /// The words every command shows after the subject: for drift (environment, host) the
+    /// values and the reason, for content and code the reason alone.
+    pub fn detail_text(&self) -> Option<String> {
+        let values = if self.area.is_drift() || self.reason.is_none() {
+            self.values_text()
+        } else {
+            None
+        };
+        match (self.reason_text(), values) {
+            (Some(r), Some(v)) => Some(format!("{v}: {r}")),
+            (r, v) => r.or(v),
+        }
+    }
+
+    /// The reason in words, the same for every command (the subject names the dataset in
+    /// advice such as `--data NAME=PATH`).
+    pub fn reason_text(&self) -> Option<String> {
+        let r = self.reason.as_ref()?;
+        Some(match r {
+            Reason::Unlocated => format!(
+                "external dataset: say where it is with --data {}=PATH or in cairn.toml",
+                self.subject
+            ),
+            Reason::LeadsOutside { place, target } => format!(
+                "{} leads outside the repository (to {}) through a link; not read unless you say so (--data {}=PATH for a dataset)",
+                place.display(),
+                target.display(),
+                self.subject
+            ),
+            Reason::NotFound(p) => format!("{} does not exist", p.display()),
+            Reason::KindChanged { locked, now } => {
+                format!("locked as a {}, now a {}", kind_name(*locked), kind_name(*now))
+            }
+            Reason::NoManifest(p) => format!(
+                "digest differs; no manifest at {} to name the files",
+                p.display()
+            ),
+            Reason::CommitNotHere(c) => format!(
+                "the locked commit {c} is not in this repository (fetch it to see which files differ)"
+            ),
+            Reason::SidecarDamaged(p) => format!(
+                "the recorded change {} does not match its digest; files are compared with the commit",
+                p.display()
+            ),
+            Reason::TreesOnly => {
+                "the git trees differ, but no file does (the sides exclude different paths)".into()
+            }
+            Reason::Relocated => "recorded at another location".into(),
+            Reason::Source => "installed from another source".into(),
+            Reason::Fingerprint => "installed files differ from the locked ones".into(),
+            Reason::Conda => "conda package".into(),
+            Reason::Metric => "metric".into(),
+            Reason::Pin {
+                package,
+                pinned,
+                installed,
+            } => format!(
+                "{} pins {package} {} but the environment has {installed}",
+                self.subject,
+                pinned.join(" or ")
+            ),
+            Reason::NoPython(why) => why.clone(),
+            Reason::MachineOnly => "differs between any two machines".into(),
+        })
+    }
+}
+
+/// A fact that is not a difference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// The code is the same tree at two commits.
+    SameTreeOtherCommit {
+        /// The first side's commit.
+        locked: ObjectId,
+        /// The second side's commit (`None`: an unborn HEAD).
+        now: Option<ObjectId>,
+    },
+    /// A side records a change whose sidecar is not here.
+    SidecarMissing(PathBuf),
+    /// A commit is not in this repository.
+    CommitNotHere(ObjectId),
+    /// A side records no code (locked with `--no-git`).
+    NoCode,
+    /// The current state has no command, exit code or seed.
+    NoCommand,
+    /// A warning from reading the environment (a lock file that cannot be read).
+    Environment(String),
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::SameTreeOtherCommit { locked, now } => write!(
+                f,
+                "the code matches the lock; it was locked at commit {} and is now at {}",
+                locked.short(),
+                now.map(|n| n.short()).unwrap_or_else(|| "an unborn HEAD".into())
+            ),
+            Note::SidecarMissing(p) => write!(
+                f,
+                "the recorded change {} is missing (commit it with the lock, or this run cannot be rebuilt from the repository)",
+                p.display()
+            ),
+            Note::CommitNotHere(c) => write!(
+                f,
+                "commit {} is not in this repository (fetch it to see the commits and files that differ)",
+                c.short()
+            ),
+            Note::NoCode => f.write_str("the lock records no code (locked with --no-git)"),
+            Note::NoCommand => f.write_str(
+                "the current state has no command: the command, exit code and seed are not compared",
+            ),
+            Note::Environment(w) => f.write_str(w),
+        }
+    }
+}
+
+/// The code of one side.
+#[derive(Debug, Clone)]
+pub struct CodeState {
+    /// The commit (`None`: an unborn HEAD).
+    pub commit: Option<ObjectId>,
+    /// The git tree of the code (commit + change, exclusions applied).
+    pub tree: ObjectId,
+    /// The change sidecar's digest, for a locked side.
+    pub change: Option<Digest>,
+    /// The entries, when observed (the working tree); a locked side's are read on demand.
+    pub entries: Option<Entries>,
+}
+
+/// Why a dataset, checkpoint or output has no content on a side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Absence {
+    /// Nothing at the path.
+    NotFound(PathBuf),
+    /// An external dataset nobody located.
+    Unlocated,
+    /// The path leads out of the repository through a link and was not read.
+    LeadsOutside {
+        /// The path.
+        place: PathBuf,
+        /// Where it leads.
+        target: PathBuf,
+    },
+}
+
+/// The content of a dataset, checkpoint or output on one side.
+#[derive(Debug, Clone)]
+pub struct Content {
+    /// File or directory.
+    pub kind: Kind,
+    /// The digest.
+    pub digest: Digest,
+    /// The manifest, when it was just hashed (a locked side's comes from `.cairn/manifests/`).
+    pub manifest: Option<Manifest>,
+}
+
+/// A dataset, checkpoint or output on one side.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Where a dataset was recorded (`None` for checkpoints and outputs).
+    pub location: Option<Location>,
+    /// Its content, or why there is none.
+    pub content: std::result::Result<Content, Absence>,
+    /// Metrics recorded with `cairn checkpoint add` (`None`: not known on this side).
+    pub metrics: Option<BTreeMap<String, Metric>>,
+}
+
+/// The Python environment of one side.
+#[derive(Debug, Clone)]
+pub enum PythonState {
+    /// Recorded or observed.
+    Present(Python),
+    /// Looked for and not found, with why.
+    Absent(String),
+}
+
+/// The command, exit code and seed: only a lock has them.
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    /// The argv.
+    pub command: Option<Vec<String>>,
+    /// The exit code.
+    pub exit_code: Option<i64>,
+    /// The seed.
+    pub seed: Option<i64>,
+}
+
+/// One side of a comparison: a lock, or what is here now.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// The code (`None`: not recorded).
+    pub code: Option<CodeState>,
+    /// Datasets by name.
+    pub data: BTreeMap<String, Item>,
+    /// Checkpoints by path.
+    pub checkpoints: BTreeMap<RelPath, Item>,
+    /// Outputs by path.
+    pub outputs: BTreeMap<RelPath, Item>,
+    /// The Python environment (`None`: not recorded or not looked at).
+    pub python: Option<PythonState>,
+    /// Dependency lock files.
+    pub lockfiles: Vec<LockfileEntry>,
+    /// Python lock file pins the installed packages do not satisfy (observed only).
+    pub pins: Vec<Difference>,
+    /// Determinism variables.
+    pub env: BTreeMap<String, String>,
+    /// Command, exit code, seed (`None` for the current state).
+    pub run: Option<RunFacts>,
+    /// The host.
+    pub host: Option<Host>,
+    /// Warnings from observing (not differences).
+    pub notes: Vec<Note>,
+}
+
+impl State {
+    /// The state a lock records.
+    pub fn from_lock(lock: &Lock) -> Result<State> {
+        let code = match &lock.code {
+            Some(c) => Some(CodeState {
+                commit: Some(ObjectId::parse(&c.commit)?),
+                tree: ObjectId::parse(&c.tree)?,
+                change: c.change,
+                entries: None,
+            }),
+            None => None,
+        };
+        let artifacts = |list: &[Artifact]| {
+            list.iter()
+                .map(|a| {
+                    let item = Item {
+                        location: None,
+                        content: Ok(Content {
+                            kind: a.kind,
+                            digest: a.digest,
+                            manifest: None,
+                        }),
+                        metrics: Some(a.metrics.clone()),
+                    };
+                    (a.path.clone(), item)
+                })
+                .collect()
+        };
+        Ok(State {
+            code,
+            data: lock
+                .data
+                .iter()
+                .map(|d| {
+                    let item = Item {
+                        location: Some(d.location.clone()),
+                        content: Ok(Content {
+                            kind: d.kind,
+                            digest: d.digest,
+                            manifest: None,
+                        }),
+                        metrics: None,
+                    };
+                    (d.name.clone(), item)
+                })
+                .collect(),
+            checkpoints: artifacts(&lock.checkpoints),
+            outputs: artifacts(&lock.outputs),
+            python: lock.python.clone().map(PythonState::Present),
+            lockfiles: lock.lockfiles.clone(),
+            pins: Vec::new(),
+            env: lock.run.env.clone(),
+            run: Some(RunFacts {
+                command: lock.run.command.clone(),
+                exit_code: lock.run.exit_code,
+                seed: lock.run.seed,
+            }),
+            host: lock.host.clone(),
+            notes: Vec::new(),
+        })
+    }
+}
+
+/// The result of [`compare`].
+#[derive(Debug, Clone, Default)]
+pub struct Comparison {
+    /// Every difference, causes in the order of [`Area`], then effects.
+    pub differences: Vec<Difference>,
+    /// Facts that are not differences.
+    pub notes: Vec<Note>,
+}
+
+/// Compare side `a` (normally the lock) with side `b` (another lock, or what is here now).
+/// `tracked` are the locks whose datasets, checkpoints and outputs are excluded from the code.
+pub fn compare(project: &Project, a: &State, b: &State, tracked: &[&Lock]) -> Result<Comparison> {
+    let mut out = Comparison::default();
+    code(project, a, b, tracked, &mut out)?;
+    items(project, Area::Data, &a.data, &b.data, &mut out.differences);
+    python_section(a, b, project.repo_root.as_deref(), &mut out.differences);
+    match (&a.run, &b.run) {
+        (Some(ra), Some(rb)) => run_facts(ra, rb, &mut out.differences),
+        _ => out.notes.push(Note::NoCommand),
+    }
+    env_vars(&a.env, &b.env, &mut out.differences);
+    if let (Some(ra), Some(rb)) = (&a.run, &b.run) {
+        if ra.seed != rb.seed {
+            out.differences.push(value_difference(
+                Area::Seed,
+                "seed",
+                ra.seed.map(|s| Value::Text(s.to_string())),
+                rb.seed.map(|s| Value::Text(s.to_string())),
+            ));
+        }
+    }
+    lockfiles(&a.lockfiles, &b.lockfiles, &mut out.differences);
+    out.differences.extend(b.pins.iter().cloned());
+    if let (Some(ha), Some(hb)) = (&a.host, &b.host) {
+        out.differences.extend(host(ha, hb));
+    }
+    items(
+        project,
+        Area::Checkpoint,
+        &a.checkpoints,
+        &b.checkpoints,
+        &mut out.differences,
+    );
+    items(
+        project,
+        Area::Output,
+        &a.outputs,
+        &b.outputs,
+        &mut out.differences,
+    );
+    out.differences.sort_by_key(|d| d.area);
+    out.notes.extend(a.notes.iter().cloned());
+    out.notes.extend(b.notes.iter().cloned());
+    Ok(out)
+}
+
+fn value_difference(area: Area, subject: &str, a: Option<Value>, b: Option<Value>) -> Difference {
+    let change = match (&a, &b) {
+        (None, Some(_)) => Change::Added,
+        (Some(_), None) => Change::Removed,
+        _ => Change::Changed,
+    };
+    Difference::new(area, subject, change).values(a, b)
+}
+
+/// "file" or "directory".
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::File => "file",
+        Kind::Dir => "directory",
+    }
+}
+
+mod code;
+mod content;
+mod environment;
+
+use code::code;
+pub use code::{code_against_entries, code_files, excluder};
+use content::items;
+pub use content::{content_differences, manifest_diff, manifest_of};
+use environment::{env_vars, lockfiles, python_section, run_facts};
+pub use environment::{host, pins, python};
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn areas_order_causes_before_effects() {
+        let order = [
+            Area::Code,
+            Area::Data,
+            Area::Python,
+            Area::Command,
+            Area::Env,
+            Area::Seed,
+            Area::Lockfile,
+            Area::Host,
+            Area::Checkpoint,
+            Area::Output,
+        ];
+        let mut sorted = order;
+        sorted.sort();
+        assert_eq!(sorted, order);
+        assert_eq!(order.iter().filter(|s| s.is_effect()).count(), 2);
+    }
+
+    #[test]
+    fn host_values_are_typed_not_text() {
+        let a = Host {
+            os: Some("linux".into()),
+            ..Host::default()
+        };
+        let b = Host::default();
+        let d = host(&a, &b);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].change, Change::Removed);
+        assert_eq!(d[0].locked, Some(Value::Text("linux".into())));
+        assert_eq!(d[0].now, None);
+    }
+
+    #[test]
+    fn env_and_command_values() {
+        let a: BTreeMap<String, String> = [("PYTHONHASHSEED", "0"), ("OMP_NUM_THREADS", "4")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        let b: BTreeMap<String, String> = [("PYTHONHASHSEED", "1"), ("NCCL_ALGO", "Ring")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        let mut out = Vec::new();
+        env_vars(&a, &b, &mut out);
+        let got: Vec<(&str, Change)> = out.iter().map(|d| (d.subject.as_str(), d.change)).collect();
+        assert_eq!(
+            got,
+            [
+                ("NCCL_ALGO", Change::Added),
+                ("OMP_NUM_THREADS", Change::Removed),
+                ("PYTHONHASHSEED", Change::Changed)
+            ]
+        );
+        let facts = |argv: &[&str]| RunFacts {
+            command: Some(argv.iter().map(|s| s.to_string()).collect()),
+            exit_code: Some(0),
+            seed: None,
+        };
+        let mut out = Vec::new();
+        run_facts(
+            &facts(&["python", "train.py"]),
+            &facts(&["python", "train.py", "lr=1e-3"]),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].now,
+            Some(Value::Text("python train.py lr=1e-3".into()))
+        );
+    }
+}
