@@ -9,8 +9,9 @@ use cairn::content::digest::{self, HashOptions};
 use cairn::ops::audit::{self, Level, RULES};
 use cairn::ops::lineage::{self, Graph};
 use cairn::project::Project;
+use cairn::text::visible;
 
-use crate::output::Printer;
+use crate::output::{Human, Printer};
 
 /// Check the lineage of models for CI: every checkpoint's digest against its file, every
 /// parent and input link, runs on uncommitted code, local packages without a commit, mutable
@@ -107,31 +108,30 @@ pub fn run(args: &Args, _out: &Printer) -> Result<u8> {
                     w,
                     "::{} file={},title={}::{}",
                     level_name(f.level),
-                    gh_escape(&f.lock, true),
+                    gh_escape(&visible(&f.lock), true),
                     gh_escape(&format!("cairn audit: {}", f.rule), true),
-                    gh_escape(&format!("{}: {}", f.subject, f.message), false)
+                    gh_escape(&visible(&format!("{}: {}", f.subject, f.message)), false)
                 )?;
             }
         }
         Format::Human => {
+            let mut h = Human::new(&mut w);
             for f in &report.findings {
-                writeln!(
-                    w,
+                h.line(format!(
                     "{:<8} [{}] {}: {}: {}",
                     level_name(f.level),
                     f.rule,
                     f.lock,
                     f.subject,
                     f.message
-                )?;
+                ))?;
             }
             let errors = report
                 .findings
                 .iter()
                 .filter(|f| f.level == Level::Error)
                 .count();
-            writeln!(
-                w,
+            h.line(format!(
                 "{} {} lock(s), {} run(s), {} checkpoint(s): {errors} error(s), {} warning(s)",
                 if report.ok {
                     "audit passed:"
@@ -142,7 +142,8 @@ pub fn run(args: &Args, _out: &Printer) -> Result<u8> {
                 report.checked.runs,
                 report.checked.checkpoints,
                 report.findings.len() - errors
-            )?;
+            ))?;
+            h.flush()?;
         }
     }
     Ok(if report.ok {

@@ -9,7 +9,7 @@ use cairn::ops::diff::{CurrentOptions, Difference, Report, Side, Target};
 use cairn::ops::verify::Change;
 use cairn::project::Project;
 
-use crate::output::Printer;
+use crate::output::{Human, Printer};
 
 /// Explain why two runs differ: compare two locks, or a lock with the project as it is now.
 ///
@@ -96,14 +96,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
 
 /// A change as a word.
 pub fn change_name(c: Change) -> &'static str {
-    match c {
-        Change::Changed => "changed",
-        Change::Added => "added",
-        Change::Removed => "removed",
-        Change::ModeChanged => "mode changed",
-        Change::Missing => "missing",
-        Change::Unchecked => "not checked",
-    }
+    c.as_str()
 }
 
 fn side_text(s: &Side) -> String {
@@ -126,41 +119,36 @@ fn side_text(s: &Side) -> String {
     }
 }
 
-fn short(v: &str) -> String {
-    match v.strip_prefix("blake3:") {
-        Some(hex) => format!("blake3:{}", &hex[..hex.len().min(12)]),
-        None => v.to_string(),
-    }
-}
-
 fn line(d: &Difference) -> String {
-    let subject = match &d.path {
-        Some(p) if d.subject == "code" => p.clone(),
-        Some(p) => format!("{}: {p}", d.subject),
-        None => d.subject.clone(),
+    let short = |v: &Option<String>| {
+        v.as_deref().map(|v| match v.strip_prefix("blake3:") {
+            Some(hex) => format!("blake3:{}", &hex[..hex.len().min(12)]),
+            None => v.to_string(),
+        })
     };
-    let values = match (&d.a, &d.b) {
-        (Some(a), Some(b)) => format!(" {} -> {}", short(a), short(b)),
-        (Some(a), None) => format!(" (was {})", short(a)),
-        (None, Some(b)) => format!(" (now {})", short(b)),
+    let values = match (short(&d.a), short(&d.b)) {
+        (Some(a), Some(b)) => format!(" {a} -> {b}"),
+        (Some(a), None) => format!(" (was {a})"),
+        (None, Some(b)) => format!(" (now {b})"),
         (None, None) => String::new(),
     };
-    let detail = match &d.detail {
-        // The package drift detail repeats the versions.
-        Some(x) if !values.is_empty() && x.contains(" -> ") => String::new(),
-        Some(x) => format!(" ({x})"),
-        None => String::new(),
-    };
+    let detail = d
+        .line
+        .detail
+        .as_deref()
+        .map(|x| format!(" ({x})"))
+        .unwrap_or_default();
     format!(
-        "  {:<11} {subject} {}{values}{detail}",
+        "  {:<11} {} {}{values}{detail}",
         d.section.as_str(),
-        change_name(d.change)
+        crate::output::what(&d.line),
+        d.line.change.as_str()
     )
 }
 
-fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
-    writeln!(w, "A: {}", side_text(&r.a))?;
-    writeln!(w, "B: {}", side_text(&r.b))?;
+fn print_human<W: Write>(w: &mut Human<W>, r: &Report) -> std::io::Result<()> {
+    w.line(format!("A: {}", side_text(&r.a)))?;
+    w.line(format!("B: {}", side_text(&r.b)))?;
     if let Some(c) = &r.code {
         let commits = if c.a == c.b {
             format!("commit {}", &c.a[..c.a.len().min(12)])
@@ -176,51 +164,39 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
         } else {
             "the code differs"
         };
-        writeln!(w, "code: {commits}, {tree}")?;
+        w.line(format!("code: {commits}, {tree}"))?;
         for (label, list) in [("in B, not in A", &c.ahead), ("in A, not in B", &c.behind)] {
             if let Some(list) = list.as_ref().filter(|l| !l.is_empty()) {
-                writeln!(w, "  {} commit(s) {label}:", list.len())?;
+                w.line(format!("  {} commit(s) {label}:", list.len()))?;
                 for l in list {
-                    writeln!(
-                        w,
-                        "    {} {}",
-                        &l.commit[..l.commit.len().min(10)],
-                        l.subject
-                    )?;
+                    let id = &l.commit[..l.commit.len().min(10)];
+                    w.line(format!("    {id} {}", l.subject))?;
                 }
             }
         }
         if c.truncated {
-            writeln!(
-                w,
-                "  (commit lists cut at {})",
-                cairn::ops::diff::MAX_COMMITS
-            )?;
+            let most = cairn::ops::diff::MAX_COMMITS;
+            w.line(format!("  (commit lists cut at {most})"))?;
         }
     }
-    if !r.causes.is_empty() {
-        writeln!(w, "causes (most likely first):")?;
-        for d in &r.causes {
-            writeln!(w, "{}", line(d))?;
-        }
-    }
-    if !r.effects.is_empty() {
-        writeln!(w, "effects:")?;
-        for d in &r.effects {
-            writeln!(w, "{}", line(d))?;
+    for (title, list) in [
+        ("causes (most likely first):", &r.causes),
+        ("effects:", &r.effects),
+    ] {
+        if !list.is_empty() {
+            w.line(title)?;
+            for d in list {
+                w.line(line(d))?;
+            }
         }
     }
     for n in &r.notes {
-        writeln!(w, "note: {n}")?;
+        w.line(format!("note: {n}"))?;
     }
     if r.same {
-        writeln!(w, "no difference")
+        w.line("no difference")
     } else {
-        writeln!(
-            w,
-            "{} cause(s), {} effect(s)",
-            r.causes.len(),
-            r.effects.len()
-        )
+        let (c, e) = (r.causes.len(), r.effects.len());
+        w.line(format!("{c} cause(s), {e} effect(s)"))
     }
 }

@@ -1,5 +1,6 @@
 //! `cairn lineage`: show where a model came from.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -8,7 +9,7 @@ use cairn::content::digest::{self, HashOptions};
 use cairn::ops::lineage::{self, Graph};
 use cairn::project::Project;
 
-use crate::output::Printer;
+use crate::output::{Human, Printer};
 
 /// Trace a model back through its checkpoints, runs and input models to its code, data and
 /// environment, across every lock in the repository (cairn.lock and *.cairn.lock).
@@ -63,10 +64,17 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         return Ok(crate::EXIT_OK);
     }
     match args.format {
-        Format::Tree => print!("{}", graph.tree(&roots)),
-        Format::Dot => print!("{}", graph.dot(&roots)),
-        Format::Mermaid => print!("{}", graph.mermaid(&roots)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&graph.json(&roots))?),
+        human => {
+            let text = match human {
+                Format::Dot => graph.dot(&roots),
+                Format::Mermaid => graph.mermaid(&roots),
+                _ => graph.tree(&roots),
+            };
+            let mut w = Human::new(std::io::stdout().lock());
+            w.write_all(text.as_bytes())?;
+            w.flush()?;
+        }
     }
     Ok(crate::EXIT_OK)
 }

@@ -5,10 +5,10 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use cairn::ops::verify::{Area, Change, Report, Severity, VerifyOptions};
+use cairn::ops::verify::{Area, Report, Severity, VerifyOptions};
 use cairn::project::Project;
 
-use crate::output::Printer;
+use crate::output::{Human, Printer};
 use crate::LockArg;
 
 /// Check that the code, every dataset and every checkpoint match the lock, and report every
@@ -89,29 +89,19 @@ fn area_name(a: Area) -> &'static str {
     }
 }
 
-fn change_name(c: Change) -> &'static str {
-    match c {
-        Change::Changed => "changed",
-        Change::Added => "added",
-        Change::Removed => "removed",
-        Change::ModeChanged => "mode changed",
-        Change::Missing => "missing",
-        Change::Unchecked => "not checked",
-    }
-}
-
-fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
+fn print_human<W: Write>(w: &mut Human<W>, r: &Report) -> std::io::Result<()> {
     for f in &r.findings {
-        let subject = match f.area {
-            Area::Code => String::new(),
-            _ => format!(" {}", f.subject),
+        let what = match f.area {
+            Area::Code => f
+                .line
+                .path
+                .clone()
+                .map(|p| format!(": {p}"))
+                .unwrap_or_default(),
+            _ => format!(" {}", crate::output::what(&f.line)),
         };
-        let path = f
-            .path
-            .as_deref()
-            .map(|p| format!(": {p}"))
-            .unwrap_or_default();
         let detail = f
+            .line
             .detail
             .as_deref()
             .map(|d| format!(" ({d})"))
@@ -121,27 +111,26 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
             Severity::Warning => " [warning]",
             Severity::Info => " [info]",
         };
-        writeln!(
-            w,
-            "{:<12} {}{subject}{path}{detail}{level}",
-            change_name(f.change),
+        w.line(format!(
+            "{:<12} {}{what}{detail}{level}",
+            f.line.change.as_str(),
             area_name(f.area)
-        )?;
+        ))?;
     }
     for n in &r.notes {
-        writeln!(w, "note: {n}")?;
+        w.line(format!("note: {n}"))?;
     }
     let c = &r.checked;
     let what = format!(
         "{}{} dataset(s), {} checkpoint(s), {} output(s); {} file(s) of {}, {} read ({})",
         if c.code { "code, " } else { "" },
-        c.data,
-        c.checkpoints,
-        c.outputs,
-        c.files,
-        human_bytes(c.bytes),
-        c.files_read,
-        human_bytes(c.bytes_read)
+        c.read.data,
+        c.read.checkpoints,
+        c.read.outputs,
+        c.read.files,
+        human_bytes(c.read.bytes),
+        c.read.files_read,
+        human_bytes(c.read.bytes_read)
     );
     let drift = r
         .findings
@@ -154,20 +143,19 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
         String::new()
     };
     if r.ok {
-        writeln!(w, "verified {}: {what}{drift_note}", r.lock.display())
+        w.line(format!("verified {}: {what}{drift_note}", r.lock.display()))
     } else {
         let mut by_area: BTreeMap<&str, usize> = BTreeMap::new();
         for f in r.findings.iter().filter(|f| f.severity == Severity::Error) {
             *by_area.entry(area_name(f.area)).or_default() += 1;
         }
         let parts: Vec<String> = by_area.iter().map(|(a, n)| format!("{a}: {n}")).collect();
-        writeln!(
-            w,
+        w.line(format!(
             "{} difference(s) from {} ({}); checked {what}{drift_note}",
             by_area.values().sum::<usize>(),
             r.lock.display(),
             parts.join(", ")
-        )
+        ))
     }
 }
 

@@ -1,10 +1,17 @@
 //! Printing: data to stdout, messages to stderr; colour only on a terminal and never with
 //! `NO_COLOR`.
+//!
+//! Every human line goes through [`cairn::text::visible`] here, where it is written, so no
+//! command can forget it: a file name, package name or lock string from a repository cannot
+//! move the cursor, forge a line of cairn's output or start a GitHub Actions workflow command.
+//! Messages ([`Printer::warn`], [`Printer::info`], [`Printer::error`]) are escaped whole; a
+//! human report writes [`Human::line`]s, each escaped whole.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use cairn::text::visible;
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Where messages go and how they look.
@@ -42,22 +49,30 @@ impl Printer {
     /// A warning line (suppressed by --quiet).
     pub fn warn(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("{}: {msg}", self.paint("1;33", "warning"));
+            eprintln!("{}: {}", self.paint("1;33", "warning"), visible(msg));
         }
     }
 
     /// An informational line on stderr (suppressed by --quiet).
     pub fn info(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("{msg}");
+            eprintln!("{}", visible(msg));
         }
     }
 
     /// Print an error, its cause chain and any hint.
     pub fn error(&self, err: &anyhow::Error) {
-        eprintln!("{}: {err}", self.paint("1;31", "error"));
+        eprintln!(
+            "{}: {}",
+            self.paint("1;31", "error"),
+            visible(&err.to_string())
+        );
         for cause in err.chain().skip(1) {
-            eprintln!("  {} {cause}", self.paint("2", "caused by:"));
+            eprintln!(
+                "  {} {}",
+                self.paint("2", "caused by:"),
+                visible(&cause.to_string())
+            );
         }
         if let Some(hint) = err.chain().find_map(|e| {
             e.downcast_ref::<cairn::Error>()
@@ -67,27 +82,91 @@ impl Printer {
                         .and_then(cairn::ops::rebuild::RebuildError::hint)
                 })
         }) {
-            eprintln!("{}: {hint}", self.paint("1;36", "hint"));
+            eprintln!("{}: {}", self.paint("1;36", "hint"), visible(&hint));
         }
     }
 }
 
-/// Write a report to stdout: pretty JSON with `json`, else what `human` prints.
+/// A human report on stdout. [`Human::line`] writes one line with every control character in
+/// it made visible, newlines included. Bytes written through [`std::io::Write`] (for printers
+/// that still use `writeln!`) are escaped line by line as they complete.
+pub struct Human<W: Write> {
+    w: W,
+    pending: Vec<u8>,
+}
+
+impl<W: Write> Human<W> {
+    /// A human report written to `w`.
+    pub fn new(w: W) -> Human<W> {
+        Human {
+            w,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Write `text` as one line, escaped whole.
+    pub fn line(&mut self, text: impl AsRef<str>) -> std::io::Result<()> {
+        self.flush_pending()?;
+        writeln!(self.w, "{}", visible(text.as_ref()))
+    }
+
+    fn flush_pending(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            let text = String::from_utf8_lossy(&self.pending).into_owned();
+            self.pending.clear();
+            write!(self.w, "{}", visible(&text))?;
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for Human<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            if b == b'\n' {
+                self.flush_pending()?;
+                self.w.write_all(b"\n")?;
+            } else {
+                self.pending.push(b);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_pending()?;
+        self.w.flush()
+    }
+}
+
+/// Write a report to stdout: pretty JSON with `json`, else what `human` prints, line by line
+/// through [`Human`].
 pub fn write_report<R: serde::Serialize>(
     report: &R,
     json: bool,
-    human: impl FnOnce(&mut std::io::StdoutLock<'static>, &R) -> std::io::Result<()>,
+    human: impl FnOnce(&mut Human<std::io::StdoutLock<'static>>, &R) -> std::io::Result<()>,
 ) -> anyhow::Result<()> {
-    use std::io::Write;
     let mut w = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut w, report)?;
         writeln!(w)?;
+        w.flush()?;
     } else {
-        human(&mut w, report)?;
+        let mut h = Human::new(w);
+        human(&mut h, report)?;
+        h.flush()?;
     }
-    w.flush()?;
     Ok(())
+}
+
+/// A difference's subject and file as shown: the file alone for code (`src/train.py`), else
+/// `subject: file` or the subject alone.
+pub fn what(line: &cairn::compare::Reported) -> String {
+    match &line.path {
+        Some(p) if line.subject == "code" => p.clone(),
+        Some(p) => format!("{}: {p}", line.subject),
+        None => line.subject.clone(),
+    }
 }
 
 /// A progress bar for hashing: files, bytes, rate and ETA.

@@ -376,6 +376,34 @@ impl Difference {
     }
 }
 
+/// One difference as every command reports it: the same subject, path, change and words in
+/// verify's findings, diff's causes and effects and rebuild's steps (each adds its own fields:
+/// verify an area and a severity, diff the section and both values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reported {
+    /// `code`, a dataset name, a package name, a checkpoint or output path, a host item...
+    pub subject: String,
+    /// The file inside it, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// What differs.
+    pub change: Change,
+    /// Words for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl From<&Difference> for Reported {
+    fn from(d: &Difference) -> Reported {
+        Reported {
+            subject: d.subject.clone(),
+            path: d.path.clone(),
+            change: d.change,
+            detail: d.detail_text(),
+        }
+    }
+}
+
 /// A fact that is not a difference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {

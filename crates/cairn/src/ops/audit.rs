@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::lockfile::{InputSource, Location};
 use crate::ops::lineage::{Graph, Node};
 use crate::probe::git;
+use crate::probe::observe;
 use crate::probe::python::Source;
 use crate::project::Project;
 
@@ -138,13 +139,33 @@ impl Auditor<'_> {
         Ok(digest::hash_path_with(path, &self.hopts)?.digest)
     }
 
+    /// The one read policy ([`crate::probe::observe`]): a path a lock names is not read when
+    /// it leads out of the repository through a link; that is reported under `rule` instead.
+    fn readable(&mut self, rule: &'static str, lock: usize, subject: &str, place: &Path) -> bool {
+        let Some(target) = observe::leads_outside(self.project, place) else {
+            return true;
+        };
+        self.report(
+            rule,
+            lock,
+            subject,
+            format!(
+                "not read: {} leads outside the repository (to {}) through a link",
+                place.display(),
+                target.display()
+            ),
+        );
+        false
+    }
+
     fn checkpoint(&mut self, lock: usize, path: &str) -> Result<()> {
         let Some(c) = self.graph.checkpoint(lock, path).cloned() else {
             return Ok(());
         };
         let file = c.path.under(&self.project.root);
         if file.exists() {
-            if self.on("checkpoint-digest") {
+            if self.on("checkpoint-digest") && self.readable("checkpoint-digest", lock, path, &file)
+            {
                 let now = self.digest_of(&file)?;
                 if now != c.digest {
                     self.report(
@@ -247,7 +268,7 @@ impl Auditor<'_> {
             for d in &l.data {
                 if let Location::Path(p) = &d.location {
                     let abs = p.under(&self.project.root);
-                    if abs.exists() {
+                    if abs.exists() && self.readable("data-digest", i, &d.name, &abs) {
                         let now = self.digest_of(&abs)?;
                         if now != d.digest {
                             self.report(
@@ -305,7 +326,10 @@ impl Auditor<'_> {
                 }
                 InputSource::Local(p) => {
                     let abs = p.under(&self.project.root);
-                    if abs.exists() && self.on("input-digest") {
+                    if abs.exists()
+                        && self.on("input-digest")
+                        && self.readable("input-digest", i, &reference, &abs)
+                    {
                         let now = self.digest_of(&abs)?;
                         if now != input.digest {
                             self.report(

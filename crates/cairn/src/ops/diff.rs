@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use serde::Serialize;
 
 pub use crate::compare::Area as Section;
-use crate::compare::{self, Change, CodeState, ObjectId, State};
+use crate::compare::{self, CodeState, ObjectId, State};
 use crate::content::digest::Progress;
 use crate::error::Result;
 use crate::model::lockfile::Lock;
@@ -30,24 +30,17 @@ use crate::project::Project;
 pub struct Difference {
     /// What part of the run.
     pub section: Section,
-    /// `code`; a dataset name; `python` or a package name; `command` or `exit-code`; a variable
-    /// name; `seed`; a lock file, checkpoint or output path; a host item.
-    pub subject: String,
-    /// The file inside it, when known (a repository path for code, a path inside a dataset or
-    /// checkpoint directory).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// `added` (only in B), `removed` (only in A), `changed`, `mode-changed`, or `unchecked`.
-    pub change: Change,
+    /// The subject, the file inside it, what differs (`added`: only in B, `removed`: only in
+    /// A) and the words, as every command reports them; diff's words leave the values to `a`
+    /// and `b`.
+    #[serde(flatten)]
+    pub line: compare::Reported,
     /// The value in A, when there is a short one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub a: Option<String>,
     /// The value in B.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub b: Option<String>,
-    /// Words for people.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
 }
 
 /// One side of the comparison.
@@ -190,12 +183,12 @@ pub fn diff(
 pub fn difference(d: &compare::Difference) -> Difference {
     Difference {
         section: d.area,
-        subject: d.subject.clone(),
-        path: d.path.clone(),
-        change: d.change,
+        line: compare::Reported {
+            detail: d.reason_text(),
+            ..compare::Reported::from(d)
+        },
         a: d.locked.as_ref().map(|v| v.to_string()),
         b: d.now.as_ref().map(|v| v.to_string()),
-        detail: d.reason_text(),
     }
 }
 

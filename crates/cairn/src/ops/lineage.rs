@@ -323,8 +323,13 @@ impl Graph {
         out
     }
 
-    /// A one-line description of a node.
+    /// A one-line description of a node, with every control character in it made visible
+    /// ([`crate::text::visible`]): it names paths and strings from locks and file names.
     pub fn label(&self, node: &Node) -> String {
+        crate::text::visible(&self.label_raw(node)).into_owned()
+    }
+
+    fn label_raw(&self, node: &Node) -> String {
         match node {
             Node::Checkpoint { lock, path } => {
                 let c = self.checkpoint(*lock, path);

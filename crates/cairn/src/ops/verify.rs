@@ -18,7 +18,7 @@ use crate::compare::{self, Reason, State};
 use crate::content::digest::Progress;
 use crate::error::{Error, Result};
 use crate::model::lockfile::Lock;
-use crate::probe::observe::{self, ObserveOptions};
+use crate::probe::observe::{self, ObserveOptions, ReadStats};
 use crate::project::Project;
 
 /// What part of the lock a finding is about.
@@ -59,16 +59,10 @@ pub struct Finding {
     pub area: Area,
     /// Whether it fails verification.
     pub severity: Severity,
-    /// The dataset name or artifact path (`code` for the code).
-    pub subject: String,
-    /// The file inside it that differs, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// What differs.
-    pub change: Change,
-    /// More words, when useful.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    /// The subject (the dataset name or artifact path, `code` for the code), the file inside
+    /// it, what differs and the words: the same for every command.
+    #[serde(flatten)]
+    pub line: compare::Reported,
 }
 
 /// Counts of what was checked.
@@ -76,20 +70,9 @@ pub struct Finding {
 pub struct Checked {
     /// Whether the code was checked.
     pub code: bool,
-    /// Datasets checked.
-    pub data: u64,
-    /// Checkpoints checked.
-    pub checkpoints: u64,
-    /// Outputs checked.
-    pub outputs: u64,
-    /// Files checked (data, checkpoints, outputs).
-    pub files: u64,
-    /// Their bytes.
-    pub bytes: u64,
-    /// Files actually read; the others were known unchanged from the stat cache.
-    pub files_read: u64,
-    /// Bytes actually read.
-    pub bytes_read: u64,
+    /// Datasets, checkpoints, outputs, files and bytes checked, and what was actually read.
+    #[serde(flatten)]
+    pub read: ReadStats,
 }
 
 /// The result of a verification. `findings` empty means everything matched.
@@ -164,7 +147,6 @@ pub fn verify(
         .iter()
         .filter_map(|d| finding(d, opts.strict))
         .collect();
-    let r = observed.read;
     Ok(Report {
         lock: lock_path.to_path_buf(),
         run: lock.run.id.clone(),
@@ -173,13 +155,7 @@ pub fn verify(
         notes,
         checked: Checked {
             code: observed.state.code.is_some(),
-            data: r.data,
-            checkpoints: r.checkpoints,
-            outputs: r.outputs,
-            files: r.files,
-            bytes: r.bytes,
-            files_read: r.files_read,
-            bytes_read: r.bytes_read,
+            read: observed.read,
         },
     })
 }
@@ -204,9 +180,6 @@ pub fn finding(d: &compare::Difference, strict: bool) -> Option<Finding> {
     Some(Finding {
         area,
         severity: if strict { Severity::Error } else { level },
-        subject: d.subject.clone(),
-        path: d.path.clone(),
-        change: d.change,
-        detail: d.detail_text(),
+        line: compare::Reported::from(d),
     })
 }

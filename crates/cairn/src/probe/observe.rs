@@ -35,7 +35,7 @@ pub struct ObserveOptions {
 }
 
 /// What was read to observe the datasets, checkpoints and outputs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReadStats {
     /// Datasets read.
     pub data: u64,

@@ -91,7 +91,7 @@ pub(super) fn materialise_code(
         ));
     }
     step.differences
-        .extend(found.differences.iter().map(Difference::from_compared));
+        .extend(found.differences.iter().map(Difference::from));
     step.notes.extend(found.notes.iter().map(|n| n.to_string()));
     Ok(())
 }

@@ -77,8 +77,7 @@ pub(super) fn check_data(
                     Some(format!("{} differs from the lock", source.display())),
                 );
             }
-            step.differences
-                .extend(files.iter().map(Difference::from_compared));
+            step.differences.extend(files.iter().map(Difference::from));
         }
         // Place it where the command expects it.
         if let Some(target) = &inside {

@@ -322,7 +322,7 @@ pub(super) fn build_environment(
         if step.differences.iter().any(|x| x.subject == d.subject) {
             continue;
         }
-        step.differences.push(Difference::from_compared(&d));
+        step.differences.push(Difference::from(&d));
     }
     step.actions.push(format!(
         "captured the venv: {} package(s)",

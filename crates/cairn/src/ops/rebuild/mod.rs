@@ -281,21 +281,8 @@ pub enum Status {
     NotRun,
 }
 
-/// One difference from the lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Difference {
-    /// `code`, a package name, `python`, a dataset name, a checkpoint or output path,
-    /// `exit-code`, a metric path.
-    pub subject: String,
-    /// The file inside it, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// What differs.
-    pub change: Change,
-    /// Words for people.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
+/// One difference from the lock, worded as verify and diff word it.
+pub type Difference = compare::Reported;
 
 /// What one step did and found.
 #[derive(Debug, Clone, Serialize)]
@@ -310,18 +297,6 @@ pub struct Step {
     pub differences: Vec<Difference>,
     /// Facts that are not differences.
     pub notes: Vec<String>,
-}
-
-impl Difference {
-    /// rebuild's words for a difference from [`crate::compare`].
-    pub fn from_compared(d: &compare::Difference) -> Difference {
-        Difference {
-            subject: d.subject.clone(),
-            path: d.path.clone(),
-            change: d.change,
-            detail: d.detail_text(),
-        }
-    }
 }
 
 impl Step {
@@ -684,11 +659,7 @@ pub fn rebuild(
                 now.torch = e.torch;
             }
         }
-        host.extend(
-            compare::host(locked, &now)
-                .iter()
-                .map(Difference::from_compared),
-        );
+        host.extend(compare::host(locked, &now).iter().map(Difference::from));
     }
 
     // Run.

@@ -231,7 +231,7 @@ pub(super) fn run_and_compare(
             let files =
                 data_differences(project, (area, a.path.as_str()), &a.digest, a.kind, &hashed);
             for d in &files {
-                let mut d = Difference::from_compared(d);
+                let mut d = Difference::from(d);
                 if d.path.is_none() {
                     d.detail
                         .get_or_insert_with(|| format!("{what} is not bit-identical"));
