@@ -48,8 +48,9 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             out.warn("not in a git repository: cairn lock will need --no-git")
         }
     }
+    out.info("next: check cairn.toml, then lock a run:");
     out.info(&format!(
-        "next: check cairn.toml, then lock a run:\n  cairn lock -- {} {}",
+        "  cairn lock -- {} {}",
         g.python.as_deref().unwrap_or("python"),
         g.script.as_deref().unwrap_or("train.py")
     ));
