@@ -4,6 +4,7 @@ mod bad_input;
 mod cache;
 mod ci;
 mod code;
+mod consistency;
 mod diff;
 mod digests;
 mod environment;

@@ -1,0 +1,240 @@
+//! One probe, one comparison: the same state gives the same differences through `cairn verify`,
+//! `cairn diff LOCK` and `cairn rebuild`'s data check, each worded by its own policy.
+//!
+//! One project is changed in many ways at once (a data byte, an added and a removed data file,
+//! a package upgrade in a real venv, dirty code, a new commit, a missing checkpoint, an external
+//! dataset nobody located) and the JSON of each command is reduced to (area, subject, path,
+//! change) and compared.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::util::{Repo, Venv};
+
+type Named = BTreeSet<(String, String, String, String)>;
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn s(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or("").to_string()
+}
+
+/// verify's findings, with its `environment` area named as diff's sections are.
+fn verify_named(report: &serde_json::Value) -> Named {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let area = match f["area"].as_str().unwrap() {
+                "environment" if f["subject"] == "python" => "python".to_string(),
+                "environment" if f["subject"].as_str().unwrap().contains('.') => {
+                    "lockfile".to_string()
+                }
+                "environment" => "python".to_string(),
+                other => other.to_string(),
+            };
+            (area, s(&f["subject"]), s(&f["path"]), s(&f["change"]))
+        })
+        .collect()
+}
+
+fn diff_named(report: &serde_json::Value) -> Named {
+    ["causes", "effects"]
+        .iter()
+        .flat_map(|k| report[k].as_array().unwrap().iter())
+        .map(|d| {
+            (
+                s(&d["section"]),
+                s(&d["subject"]),
+                s(&d["path"]),
+                s(&d["change"]),
+            )
+        })
+        .collect()
+}
+
+fn named(items: &[(&str, &str, &str, &str)]) -> Named {
+    items
+        .iter()
+        .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))
+        .collect()
+}
+
+/// A distribution installed by hand (a `.dist-info` with its METADATA): what pip leaves, without
+/// the network.
+fn install_fake(site: &Path, name: &str, version: &str) {
+    let dir = site.join(format!("{name}-{version}.dist-info"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("METADATA"),
+        format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("INSTALLER"), "pip\n").unwrap();
+}
+
+#[test]
+fn verify_diff_and_rebuild_name_the_same_differences() {
+    let r = Repo::ml();
+    // The dataset lives in the project but not in git (as large data does), so a rebuild reads
+    // it from this project, where it was changed.
+    r.git(&["rm", "-q", "-r", "--cached", "data"]);
+    r.write(".gitignore", "runs/\ndata/\n");
+    r.commit_all("data is not code");
+    let outside = tempfile::tempdir().unwrap();
+    let external = outside.path().join("ext");
+    std::fs::create_dir_all(&external).unwrap();
+    std::fs::write(external.join("x.txt"), "external\n").unwrap();
+    let venv = Venv::new();
+    install_fake(&venv.site_packages(), "cairnfake", "1.0");
+    let py = venv.python();
+    let py = py.to_str().unwrap();
+    let ext = external.to_str().unwrap();
+    let common = [
+        "--data",
+        "data/train",
+        "--data",
+        ext,
+        "--checkpoint",
+        "runs/final.safetensors",
+    ];
+    let mut with_python = vec!["lock", "--python", py];
+    with_python.extend(common);
+    with_python.extend(["--", "python3", "train.py"]);
+    r.cairn(&with_python).expect(0);
+    // The same run without Python, for the rebuild (which would install the locked packages
+    // from an index: no network in tests).
+    let mut without_python = vec!["lock", "--lock", "rebuild.cairn.lock", "--no-python"];
+    without_python.extend(common);
+    without_python.extend(["--", "python3", "train.py"]);
+    r.cairn(&without_python).expect(0);
+    let lock = r.lock_toml("cairn.lock");
+    let names: Vec<String> = lock["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{lock:?}");
+    let ext_name = names.iter().find(|n| n.as_str() != "train").unwrap().clone();
+    assert!(
+        lock["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"].as_str() == Some(&ext_name) && d.get("path").is_none()),
+        "{lock:?}"
+    );
+    r.commit_all("locks");
+
+    // Everything changes at once.
+    r.write("data/train/a.txt", "alpha, relabelled\n");
+    r.write("data/train/c.txt", "gamma\n");
+    std::fs::remove_file(r.join("data/train/b.txt")).unwrap();
+    std::fs::remove_dir_all(venv.site_packages().join("cairnfake-1.0.dist-info")).unwrap();
+    install_fake(&venv.site_packages(), "cairnfake", "2.0");
+    r.write("utils.py", "def helper():\n    return 1\n");
+    r.commit_all("a new commit");
+    r.write("train.py", "print('rewritten, not committed')\n");
+    std::fs::remove_file(r.join("runs/final.safetensors")).unwrap();
+
+    let want = named(&[
+        ("code", "code", "train.py", "changed"),
+        ("code", "code", "utils.py", "added"),
+        ("data", "train", "a.txt", "changed"),
+        ("data", "train", "b.txt", "removed"),
+        ("data", "train", "c.txt", "added"),
+        ("data", &ext_name, "", "unchecked"),
+        ("python", "cairnfake", "", "changed"),
+        ("checkpoint", "runs/final.safetensors", "", "missing"),
+    ]);
+
+    let verify = json(
+        &r.cairn(["verify", "--python", py, "--format", "json"])
+            .expect(1)
+            .stdout,
+    );
+    assert_eq!(verify_named(&verify), want, "{verify:#}");
+
+    let diff = json(
+        &r.cairn(["diff", "cairn.lock", "--python", py, "--format", "json"])
+            .expect(1)
+            .stdout,
+    );
+    assert_eq!(diff_named(&diff), want, "{diff:#}");
+
+    // The human forms name the same things too: the unlocated dataset is "not checked" in
+    // both, with the same advice.
+    let advice = format!("--data {ext_name}=PATH");
+    r.cairn(["verify", "--python", py])
+        .expect(1)
+        .stdout_has("not checked  data ")
+        .stdout_has(&advice);
+    r.cairn(["diff", "cairn.lock", "--python", py])
+        .expect(1)
+        .stdout_has(&format!("data        {ext_name} not checked"))
+        .stdout_has(&advice);
+
+    // rebuild: the unlocated dataset stops it before anything is created (its policy for
+    // "unchecked"), naming the same dataset.
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("rebuilt");
+    let into_arg = into.to_str().unwrap();
+    let refused = r
+        .cairn([
+            "rebuild",
+            "--lock",
+            "rebuild.cairn.lock",
+            "--into",
+            into_arg,
+        ])
+        .expect(2);
+    refused.stderr_has(&ext_name);
+    assert!(!into.exists(), "nothing is created before preflight passes");
+
+    // Located, the data check names exactly verify's data differences. rebuild materialises
+    // the locked commit, so the new commit and the dirty code are not its differences; it
+    // installs the locked packages, so the upgrade here is not either.
+    let out = r.cairn([
+        "rebuild",
+        "--lock",
+        "rebuild.cairn.lock",
+        "--into",
+        into_arg,
+        "--data",
+        &format!("{ext_name}={ext}"),
+        "--format",
+        "json",
+    ]);
+    let rebuild = json(&out.stdout);
+    let steps = rebuild["steps"].as_array().unwrap();
+    let step = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["step"] == name)
+            .unwrap_or_else(|| panic!("no {name} step: {rebuild:#}"))
+    };
+    let data: Named = step("data")["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                "data".to_string(),
+                s(&d["subject"]),
+                s(&d["path"]),
+                s(&d["change"]),
+            )
+        })
+        .collect();
+    let verify_data: Named = want
+        .iter()
+        .filter(|(area, subject, ..)| area == "data" && subject == "train")
+        .cloned()
+        .collect();
+    assert_eq!(data, verify_data, "{rebuild:#}");
+    assert_eq!(step("code")["differences"], serde_json::json!([]), "{rebuild:#}");
+}
