@@ -119,7 +119,11 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
         .map(|d| d["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names.len(), 2, "{lock:?}");
-    let ext_name = names.iter().find(|n| n.as_str() != "train").unwrap().clone();
+    let ext_name = names
+        .iter()
+        .find(|n| n.as_str() != "train")
+        .unwrap()
+        .clone();
     assert!(
         lock["data"]
             .as_array()
@@ -236,5 +240,9 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
         .cloned()
         .collect();
     assert_eq!(data, verify_data, "{rebuild:#}");
-    assert_eq!(step("code")["differences"], serde_json::json!([]), "{rebuild:#}");
+    assert_eq!(
+        step("code")["differences"],
+        serde_json::json!([]),
+        "{rebuild:#}"
+    );
 }
