@@ -79,19 +79,13 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             })
         }
     };
-    let bar = out.progress();
-    let progress = bar
-        .as_ref()
-        .map(|b| b as &dyn cairn::content::digest::Progress);
-    let report = cairn::ops::diff::diff(&project, &a, &target, progress)?;
-    crate::output::write_report(&report, matches!(args.format, Format::Json), |w, r| {
-        print_human(w, r)
-    })?;
-    Ok(if report.same {
-        crate::EXIT_OK
-    } else {
-        crate::EXIT_DIFF
-    })
+    crate::output::compare_and_report(
+        out,
+        matches!(args.format, Format::Json),
+        |progress| cairn::ops::diff::diff(&project, &a, &target, progress),
+        |r| r.same,
+        print_human,
+    )
 }
 
 /// A change as a word.

@@ -6,6 +6,7 @@ use std::io::Write;
 use anyhow::Result;
 
 use cairn::ops::verify::{Area, Report, Severity, VerifyOptions};
+use cairn::probe::observe::ObserveOptions;
 use cairn::project::Project;
 
 use crate::output::{Human, Printer};
@@ -56,26 +57,22 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
     let project = Project::open(&cwd, false)?;
     let lock_path = project.lock_path(args.lock.lock.as_deref())?;
-    let data = crate::data_locations(&project, &args.data)?;
     let opts = VerifyOptions {
-        data,
-        no_cache: args.no_cache,
-        python: args.python.clone(),
+        observe: ObserveOptions {
+            data: crate::data_locations(&project, &args.data)?,
+            python: args.python.clone(),
+            no_python: false,
+            no_cache: args.no_cache,
+        },
         strict: args.strict,
     };
-    let bar = out.progress();
-    let progress = bar
-        .as_ref()
-        .map(|b| b as &dyn cairn::content::digest::Progress);
-    let report = cairn::ops::verify::verify(&project, &lock_path, &opts, progress)?;
-    crate::output::write_report(&report, matches!(args.format, Format::Json), |w, r| {
-        print_human(w, r)
-    })?;
-    Ok(if report.ok {
-        crate::EXIT_OK
-    } else {
-        crate::EXIT_DIFF
-    })
+    crate::output::compare_and_report(
+        out,
+        matches!(args.format, Format::Json),
+        |progress| cairn::ops::verify::verify(&project, &lock_path, &opts, progress),
+        |r| r.ok,
+        print_human,
+    )
 }
 
 fn area_name(a: Area) -> &'static str {

@@ -159,6 +159,27 @@ pub fn write_report<R: serde::Serialize>(
     Ok(())
 }
 
+/// Run a comparison with a hashing bar (see [`Printer::progress`]), write its report (JSON or
+/// `human`) and say how cairn exits: 0 when `ok` holds for the report, else 1.
+pub fn compare_and_report<R: serde::Serialize>(
+    out: &Printer,
+    json: bool,
+    run: impl FnOnce(Option<&dyn cairn::content::digest::Progress>) -> cairn::Result<R>,
+    ok: impl FnOnce(&R) -> bool,
+    human: impl FnOnce(&mut Human<std::io::StdoutLock<'static>>, &R) -> std::io::Result<()>,
+) -> anyhow::Result<u8> {
+    let bar = out.progress();
+    let report = run(bar
+        .as_ref()
+        .map(|b| b as &dyn cairn::content::digest::Progress))?;
+    write_report(&report, json, human)?;
+    Ok(if ok(&report) {
+        crate::EXIT_OK
+    } else {
+        crate::EXIT_DIFF
+    })
+}
+
 /// A difference's subject and file as shown: the file alone for code (`src/train.py`), else
 /// `subject: file` or the subject alone.
 pub fn what(line: &cairn::compare::Reported) -> String {

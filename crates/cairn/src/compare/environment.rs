@@ -125,29 +125,31 @@ pub fn python(pa: &Python, pb: &Python, repo_root: Option<&Path>) -> Vec<Differe
 }
 
 fn source_text(s: &Source) -> String {
-    match s {
-        Source::Registry => "registry".into(),
-        Source::Vcs { url, commit } => format!("{url}@{commit}"),
-        Source::Archive { url, hash } => match hash {
-            Some(h) => format!("{url}#{h}"),
-            None => url.clone(),
-        },
+    let mut text = match s {
+        Source::Registry => return "registry".into(),
+        Source::Vcs { url, commit } => return format!("{url}@{commit}"),
+        Source::Archive { url, hash: None } => return url.clone(),
+        Source::Archive { url, hash: Some(h) } => return format!("{url}#{h}"),
         Source::Directory {
             url,
-            editable,
-            commit,
-            change,
-        } => {
-            let mut t = format!("{}{url}", if *editable { "editable " } else { "" });
-            if let Some(c) = commit {
-                t.push_str(&format!(" @ {}", &c[..c.len().min(12)]));
-            }
-            if change.is_some() {
-                t.push_str(" + uncommitted change");
-            }
-            t
-        }
+            editable: true,
+            ..
+        } => format!("editable {url}"),
+        Source::Directory { url, .. } => url.clone(),
+    };
+    if let Source::Directory {
+        commit: Some(c), ..
+    } = s
+    {
+        text.push_str(&format!(" @ {}", &c[..c.len().min(12)]));
     }
+    if let Source::Directory {
+        change: Some(_), ..
+    } = s
+    {
+        text.push_str(" + uncommitted change");
+    }
+    text
 }
 
 pub(super) fn run_facts(a: &RunFacts, b: &RunFacts, out: &mut Vec<Difference>) {

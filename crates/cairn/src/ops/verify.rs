@@ -8,7 +8,6 @@
 //! difference and reports every one. It only reads; it never runs anything of the repository's
 //! and never writes outside `.cairn/`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -95,12 +94,8 @@ pub struct Report {
 /// Options for [`verify`].
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
-    /// Dataset locations given on the command line (`--data NAME=PATH`), already absolute.
-    pub data: BTreeMap<String, PathBuf>,
-    /// Read every file even when the stat cache says it is unchanged.
-    pub no_cache: bool,
-    /// The Python interpreter to compare with the lock (`--python`).
-    pub python: Option<PathBuf>,
+    /// Where datasets are (`--data NAME=PATH`), the interpreter (`--python`), `--no-cache`.
+    pub observe: ObserveOptions,
     /// Environment and host drift fail too.
     pub strict: bool,
 }
@@ -118,17 +113,7 @@ pub fn verify(
             path: project.cwd.clone(),
         });
     }
-    let observed = observe::observe(
-        project,
-        &lock,
-        &ObserveOptions {
-            data: opts.data.clone(),
-            python: opts.python.clone(),
-            no_python: false,
-            no_cache: opts.no_cache,
-        },
-        progress,
-    )?;
+    let observed = observe::observe(project, &lock, &opts.observe, progress)?;
     let locked = State::from_lock(&lock)?;
     let comparison = compare::compare(project, &locked, &observed.state, &[&lock])?;
     let mut notes: Vec<String> = Vec::new();
