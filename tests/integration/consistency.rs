@@ -246,3 +246,71 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
         "{rebuild:#}"
     );
 }
+
+/// One read policy: a dataset the lock places in the project, replaced by a link to a directory
+/// elsewhere with the very same files, is read by no command unless the user says so. Had any
+/// command read it, it would have matched the lock.
+#[test]
+fn a_link_out_of_the_repository_is_read_by_no_command() {
+    let r = Repo::ml();
+    r.git(&["rm", "-q", "-r", "--cached", "data"]);
+    r.write(".gitignore", "runs/\ndata/\n");
+    r.commit_all("data is not code");
+    r.cairn([
+        "lock",
+        "--no-python",
+        "--data",
+        "data/train",
+        "--checkpoint",
+        "runs/final.safetensors",
+        "--",
+        "python3",
+        "train.py",
+    ])
+    .expect(0);
+    r.commit_all("lock");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("train");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["a.txt", "b.txt"] {
+        std::fs::copy(r.join("data/train").join(f), copy.join(f)).unwrap();
+    }
+    std::fs::remove_dir_all(r.join("data/train")).unwrap();
+    std::os::unix::fs::symlink(&copy, r.join("data/train")).unwrap();
+
+    let want = named(&[("data", "train", "", "unchecked")]);
+    let verify = json(&r.cairn(["verify", "--format", "json"]).expect(1).stdout);
+    assert_eq!(verify_named(&verify), want, "{verify:#}");
+    let diff = json(
+        &r.cairn(["diff", "cairn.lock", "--no-python", "--format", "json"])
+            .expect(1)
+            .stdout,
+    );
+    assert_eq!(diff_named(&diff), want, "{diff:#}");
+    for report in [&verify["findings"][0], &diff["causes"][0]] {
+        assert!(
+            report["detail"]
+                .as_str()
+                .unwrap()
+                .contains("leads outside the repository"),
+            "{report}"
+        );
+    }
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("rebuilt");
+    r.cairn(["rebuild", "--into", into.to_str().unwrap()])
+        .expect(2)
+        .stderr_has("train");
+    assert!(!into.exists());
+
+    // The user says where it is: then every command reads it, and it matches.
+    r.cairn(["verify", "--data", "train=data/train"]).expect(0);
+    r.cairn([
+        "diff",
+        "cairn.lock",
+        "--no-python",
+        "--data",
+        "train=data/train",
+    ])
+    .expect(0);
+}
