@@ -182,6 +182,26 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
         .stdout_has(&format!("data        {ext_name} not checked"))
         .stdout_has(&advice);
 
+    // audit, a policy by rules: the dataset's files and the missing checkpoint, in the same
+    // words.
+    let audit = json(&r.cairn(["audit", "--format", "json"]).expect(1).stdout);
+    let finding = |rule: &str, subject: &str| {
+        audit["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["rule"] == rule && f["subject"] == subject && f["lock"] == "cairn.lock")
+            .unwrap_or_else(|| panic!("no {rule} for {subject}: {audit:#}"))["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let data = finding("data-digest", "train");
+    for words in ["a.txt changed", "b.txt removed", "c.txt added"] {
+        assert!(data.contains(words), "{data}");
+    }
+    finding("checkpoint-missing", "runs/final.safetensors");
+
     // rebuild: the unlocated dataset stops it before anything is created (its policy for
     // "unchecked"), naming the same dataset.
     let target = tempfile::tempdir().unwrap();
@@ -296,6 +316,20 @@ fn a_link_out_of_the_repository_is_read_by_no_command() {
             "{report}"
         );
     }
+    let audit = json(&r.cairn(["audit", "--format", "json"]).expect(1).stdout);
+    assert!(
+        audit["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "data-digest"
+                && f["subject"] == "train"
+                && f["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("leads outside the repository")),
+        "{audit:#}"
+    );
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
     r.cairn(["rebuild", "--into", into.to_str().unwrap()])

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::compare;
 use crate::content::digest::{self, Digest, HashOptions};
 use crate::error::{Error, Result};
 use crate::model::lockfile::{InputSource, Location};
@@ -139,6 +140,62 @@ impl Auditor<'_> {
         Ok(digest::hash_path_with(path, &self.hopts)?.digest)
     }
 
+    /// Compare what is at `place` with the locked `kind` and `digest` through the one
+    /// comparison ([`compare::content_differences`]), read under the one read policy, and
+    /// report the differences under `rule`, worded as verify and diff word them.
+    fn check_content(
+        &mut self,
+        (rule, lock, subject): (&'static str, usize, &str),
+        area: compare::Area,
+        place: &Path,
+        (kind, digest): (digest::Kind, Digest),
+    ) -> Result<()> {
+        if !self.readable(rule, lock, subject, place) {
+            return Ok(());
+        }
+        let hashed = digest::hash_path_with(place, &self.hopts)?;
+        let locked = compare::Content {
+            kind,
+            digest,
+            manifest: None,
+        };
+        let now = compare::Content {
+            kind: hashed.kind,
+            digest: hashed.digest,
+            manifest: hashed.manifest,
+        };
+        let found = compare::content_differences(self.project, (area, subject), &locked, &now);
+        if found.is_empty() {
+            return Ok(());
+        }
+        const SHOWN: usize = 5;
+        let mut words: Vec<String> = found
+            .iter()
+            .take(SHOWN)
+            .map(|d| {
+                let r = compare::Reported::from(d);
+                let mut w = match &r.path {
+                    Some(p) => format!("{p} {}", r.change.as_str()),
+                    None => r.change.as_str().to_string(),
+                };
+                if let Some(detail) = &r.detail {
+                    w.push_str(&format!(" ({detail})"));
+                }
+                w
+            })
+            .collect();
+        if found.len() > SHOWN {
+            words.push(format!("and {} more", found.len() - SHOWN));
+        }
+        self.report(
+            rule,
+            lock,
+            subject,
+            format!("differs from the lock: {}", words.join("; ")),
+        );
+        Ok(())
+    }
+
     /// The one read policy ([`crate::probe::observe`]): a path a lock names is not read when
     /// it leads out of the repository through a link; that is reported under `rule` instead.
     fn readable(&mut self, rule: &'static str, lock: usize, subject: &str, place: &Path) -> bool {
@@ -164,17 +221,13 @@ impl Auditor<'_> {
         };
         let file = c.path.under(&self.project.root);
         if file.exists() {
-            if self.on("checkpoint-digest") && self.readable("checkpoint-digest", lock, path, &file)
-            {
-                let now = self.digest_of(&file)?;
-                if now != c.digest {
-                    self.report(
-                        "checkpoint-digest",
-                        lock,
-                        path,
-                        format!("the file is {now}, the lock recorded {}", c.digest),
-                    );
-                }
+            if self.on("checkpoint-digest") {
+                self.check_content(
+                    ("checkpoint-digest", lock, path),
+                    compare::Area::Checkpoint,
+                    &file,
+                    (c.kind, c.digest),
+                )?;
             }
         } else {
             self.report(
@@ -268,19 +321,13 @@ impl Auditor<'_> {
             for d in &l.data {
                 if let Location::Path(p) = &d.location {
                     let abs = p.under(&self.project.root);
-                    if abs.exists() && self.readable("data-digest", i, &d.name, &abs) {
-                        let now = self.digest_of(&abs)?;
-                        if now != d.digest {
-                            self.report(
-                                "data-digest",
-                                i,
-                                &d.name,
-                                format!(
-                                    "dataset {} ({p}) is {now}, the lock recorded {}",
-                                    d.name, d.digest
-                                ),
-                            );
-                        }
+                    if abs.exists() {
+                        self.check_content(
+                            ("data-digest", i, &d.name),
+                            compare::Area::Data,
+                            &abs,
+                            (d.kind, d.digest),
+                        )?;
                     }
                 }
             }
