@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use cairn::ops::diff::{CurrentOptions, Difference, Report, Side, Target};
-use cairn::ops::verify::Change;
+use cairn::compare::Change;
 use cairn::project::Project;
 
 use crate::output::{Human, Printer};
@@ -19,9 +19,12 @@ use crate::output::{Human, Printer};
 /// lock files and the host (OS, CPU, GPU, driver, CUDA, PyTorch build): the possible causes,
 /// most likely first. Then the checkpoints and outputs that differ: the effects.
 ///
-/// With one lock, B is the current state, probed as `cairn lock` would (nothing is written but
-/// the stat cache): the code, the environment, and the lock's datasets, checkpoints and outputs
-/// where they are now.
+/// With one lock, B is the current state, observed exactly as `cairn verify` observes it
+/// (nothing is written but the stat cache): the code, the environment, and the lock's datasets,
+/// checkpoints and outputs where they are now. The differences are verify's; only the words
+/// differ. A dataset or checkpoint that is not there is "missing"; one whose locked path leads
+/// out of the repository through a link, or an external dataset nobody located, is "not
+/// checked" (not read) until --data NAME=PATH or your cairn.toml says where it is.
 ///
 /// Exit status: 0 no difference, 1 differences found, 2 bad input or I/O error.
 #[derive(clap::Args)]

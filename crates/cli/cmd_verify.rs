@@ -20,8 +20,13 @@ use crate::LockArg;
 /// code. External datasets are read only where cairn.toml or --data NAME=PATH says they are.
 ///
 /// Environment drift (a package upgraded, the interpreter changed, a lock file edited or out of
-/// step with what is installed) is reported as a warning, and host differences (OS, GPU model,
-/// driver, CUDA, PyTorch build) as information; neither fails unless --strict.
+/// step with what is installed, a determinism variable such as PYTHONHASHSEED set differently)
+/// is reported as a warning, and host differences (OS, GPU model, driver, CUDA, PyTorch build)
+/// as information; neither fails unless --strict.
+///
+/// A dataset or checkpoint whose locked path leads out of the repository through a link is not
+/// read ("not checked") unless --data NAME=PATH says so. `cairn diff LOCK` names the same
+/// differences for the same state.
 ///
 /// Exit status: 0 everything matches, 1 a difference was found, 2 bad input or I/O error.
 #[derive(clap::Args)]
