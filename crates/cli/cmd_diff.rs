@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use cairn::ops::diff::{CurrentOptions, Difference, Report, Side, Target};
 use cairn::compare::Change;
+use cairn::ops::diff::{CurrentOptions, Difference, Report, Side, Target};
 use cairn::project::Project;
 
 use crate::output::{Human, Printer};

@@ -155,13 +155,10 @@ pub fn capture(
             }
         }
     };
-    let mut host = crate::probe::host::probe();
-    if let Some(e) = &python {
-        host.torch = e.torch.clone();
-        if host.glibc.is_none() {
-            host.glibc = e.interpreter.libc.clone();
-        }
-    }
+    let host = host_with(
+        python.as_ref().and_then(|e| e.torch.clone()),
+        python.as_ref().and_then(|e| e.interpreter.libc.clone()),
+    );
     Ok(Captured {
         lockfiles: lockfile_entries(&project.root)?,
         env: determinism_env(&project.config.env, std::env::vars()),
@@ -169,6 +166,17 @@ pub fn capture(
         python,
         warnings,
     })
+}
+
+/// The host now, with what only a Python environment knows: the PyTorch build, and the C
+/// library when the host probe could not tell (the interpreter reports the one it runs on).
+pub fn host_with(torch: Option<python::TorchStack>, libc: Option<String>) -> Host {
+    let mut host = crate::probe::host::probe();
+    host.torch = torch;
+    if host.glibc.is_none() {
+        host.glibc = libc;
+    }
+    host
 }
 
 /// A directory package inside the repository is code: its content is compared in the code

@@ -230,14 +230,7 @@ pub fn observe(
         pins = found;
         notes.extend(warnings);
     }
-    let host = lock.host.as_ref().map(|_| {
-        let mut now = crate::probe::host::probe();
-        now.torch = torch;
-        if now.glibc.is_none() {
-            now.glibc = libc;
-        }
-        now
-    });
+    let host = lock.host.as_ref().map(|_| env::host_with(torch, libc));
     Ok(Observed {
         state: State {
             code,

@@ -648,17 +648,11 @@ pub fn rebuild(
     // Host drift, for the report: it can explain a run that does not reproduce.
     let mut host = Vec::new();
     if let Some(locked) = &lock.host {
-        let mut now = crate::probe::host::probe();
-        if let Some(i) = &interpreter {
-            if now.glibc.is_none() {
-                now.glibc = i.libc.clone();
-            }
-        }
-        if lock.host.as_ref().is_some_and(|h| h.torch.is_some()) && venv.is_dir() {
-            if let Ok(e) = python::capture(&venv.join("bin/python")) {
-                now.torch = e.torch;
-            }
-        }
+        let torch = (locked.torch.is_some() && venv.is_dir())
+            .then(|| python::capture(&venv.join("bin/python")).ok())
+            .flatten()
+            .and_then(|e| e.torch);
+        let now = env::host_with(torch, interpreter.as_ref().and_then(|i| i.libc.clone()));
         host.extend(compare::host(locked, &now).iter().map(Difference::from));
     }
 
