@@ -8,9 +8,16 @@
 //! [`Digest`] for content, a [`Reason`] instead of a sentence. Nothing is parsed back out of
 //! text.
 //!
-//! `cairn verify`, `cairn diff` and `cairn rebuild` are policies over these differences: which
-//! fail, which warn, how they are worded. The same state therefore gives the same set of
-//! differences through every command.
+//! `cairn verify`, `cairn diff`, `cairn rebuild` and `cairn audit` are policies over these
+//! differences: which fail, which warn, how they are worded ([`Reported`] is the wording they
+//! share). The same state therefore gives the same set of differences through every command.
+//!
+//! * `code`: two code trees compared file by file (a locked side's files are its commit's
+//!   plus its change sidecar).
+//! * `content`: datasets, checkpoints and outputs, by digest, then file by file through their
+//!   manifests.
+//! * `environment`: the Python interpreter and packages, command, determinism variables,
+//!   dependency lock files and their pins, host.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -431,7 +438,7 @@ impl fmt::Display for Note {
         match self {
             Note::SameTreeOtherCommit { locked, now } => write!(
                 f,
-                "the code matches the lock; it was locked at commit {} and is now at {}",
+                "the code is the same tree at commit {} and at {} (only what is not code, such as locks, differs between them)",
                 locked.short(),
                 now.map(|n| n.short()).unwrap_or_else(|| "an unborn HEAD".into())
             ),
