@@ -348,3 +348,45 @@ fn a_link_out_of_the_repository_is_read_by_no_command() {
     ])
     .expect(0);
 }
+
+/// The read policy holds for the rebuilt checkout too: a link committed at a dataset's locked
+/// path, leading out of the rebuilt directory to files that would match the lock, is not read.
+#[test]
+fn rebuild_does_not_read_through_a_committed_link_out_of_its_directory() {
+    let r = Repo::ml();
+    r.cairn(["lock", "--no-python", "--data", "data/train"])
+        .expect(0);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("train");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["a.txt", "b.txt"] {
+        std::fs::copy(r.join("data/train").join(f), copy.join(f)).unwrap();
+    }
+    r.git(&["rm", "-q", "-r", "data/train"]);
+    std::os::unix::fs::symlink(&copy, r.join("data/train")).unwrap();
+    r.commit_all("the dataset is a link now");
+    // The lock names the commit with the link (a hostile lock can name any commit).
+    let head = r.head();
+    let mut lock = r.lock_toml("cairn.lock");
+    lock["code"]["commit"] = toml::Value::String(head);
+    r.write("cairn.lock", toml::to_string(&lock).unwrap());
+    r.commit_all("lock at the link");
+
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("rebuilt");
+    let out = r.cairn([
+        "rebuild",
+        "--into",
+        into.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        !out.stdout.contains("match the lock") && !out.stderr.contains("match the lock"),
+        "the files behind the link were read:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    out.stderr_has("train");
+}

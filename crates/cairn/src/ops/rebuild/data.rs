@@ -29,7 +29,13 @@ pub(super) fn check_data(
         if let Some(g) = &plan.given {
             candidates.push(g.clone());
         } else {
-            candidates.extend(inside.clone().filter(|p| std::fs::metadata(p).is_ok()));
+            // The one read policy: what the checkout holds at the locked path is read only
+            // when it stays inside the rebuilt directory (a committed link may lead anywhere).
+            let root = canonical_or_lexical(into);
+            candidates.extend(inside.clone().filter(|p| {
+                std::fs::metadata(p).is_ok()
+                    && p.canonicalize().is_ok_and(|real| real.starts_with(&root))
+            }));
             candidates.extend(
                 plan.original
                     .clone()
