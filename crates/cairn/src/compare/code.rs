@@ -120,10 +120,6 @@ pub(super) fn code(
     let (ca, cb) = match (&a.code, &b.code) {
         (None, None) => return Ok(()),
         (Some(ca), Some(cb)) => (ca, cb),
-        (None, Some(_)) if b.run.is_none() => {
-            out.notes.push(Note::NoCode);
-            return Ok(());
-        }
         (ca, cb) => {
             out.differences.push(value_difference(
                 Area::Code,

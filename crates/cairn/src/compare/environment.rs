@@ -152,6 +152,7 @@ fn source_text(s: &Source) -> String {
     text
 }
 
+/// The command, its exit code and the seed (two locks only).
 pub(super) fn run_facts(a: &RunFacts, b: &RunFacts, out: &mut Vec<Difference>) {
     let line = |argv: &Option<Vec<String>>| {
         argv.as_ref().map(|v| {
@@ -169,6 +170,14 @@ pub(super) fn run_facts(a: &RunFacts, b: &RunFacts, out: &mut Vec<Difference>) {
             "command",
             line(&a.command),
             line(&b.command),
+        ));
+    }
+    if a.seed != b.seed {
+        out.push(value_difference(
+            Area::Seed,
+            "seed",
+            a.seed.map(|s| Value::Text(s.to_string())),
+            b.seed.map(|s| Value::Text(s.to_string())),
         ));
     }
     if a.exit_code != b.exit_code {

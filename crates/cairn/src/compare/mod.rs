@@ -643,16 +643,6 @@ pub fn compare(project: &Project, a: &State, b: &State, tracked: &[&Lock]) -> Re
         _ => out.notes.push(Note::NoCommand),
     }
     env_vars(&a.env, &b.env, &mut out.differences);
-    if let (Some(ra), Some(rb)) = (&a.run, &b.run) {
-        if ra.seed != rb.seed {
-            out.differences.push(value_difference(
-                Area::Seed,
-                "seed",
-                ra.seed.map(|s| Value::Text(s.to_string())),
-                rb.seed.map(|s| Value::Text(s.to_string())),
-            ));
-        }
-    }
     lockfiles(&a.lockfiles, &b.lockfiles, &mut out.differences);
     out.differences.extend(b.pins.iter().cloned());
     if let (Some(ha), Some(hb)) = (&a.host, &b.host) {
@@ -672,6 +662,7 @@ pub fn compare(project: &Project, a: &State, b: &State, tracked: &[&Lock]) -> Re
         &b.outputs,
         &mut out.differences,
     );
+    // Stable: by area, each area keeping its own order.
     out.differences.sort_by_key(|d| d.area);
     out.notes.extend(a.notes.iter().cloned());
     out.notes.extend(b.notes.iter().cloned());
