@@ -260,3 +260,87 @@ mod tests {
         assert_eq!(manifest_diff(&unsorted, &new), want);
     }
 }
+
+#[cfg(test)]
+mod absence_tests {
+    use super::*;
+    use crate::model::lockfile::Metric;
+
+    fn item(digest: u8, content: bool, metrics: Option<&[(&str, f64)]>) -> Item {
+        Item {
+            location: None,
+            content: if content {
+                Ok(Content {
+                    kind: Kind::File,
+                    digest: Digest([digest; 32]),
+                    manifest: None,
+                })
+            } else {
+                Err(Absence::Unlocated)
+            },
+            metrics: metrics.map(|m| m.iter().map(|(k, v)| (k.to_string(), Metric(*v))).collect()),
+        }
+    }
+
+    /// Whatever the side, an absence is one typed difference: `missing` for nothing there,
+    /// `unchecked` for what was not read, with the reason (never a string key).
+    #[test]
+    fn absences_and_metrics_are_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::open(dir.path(), false).unwrap();
+        let locked: BTreeMap<String, Item> = [
+            ("ext".to_string(), item(1, true, None)),
+            ("gone".to_string(), item(2, true, None)),
+            ("link".to_string(), item(3, true, None)),
+            ("same".to_string(), item(4, true, Some(&[("loss", 0.5)]))),
+        ]
+        .into();
+        let mut now = locked.clone();
+        now.get_mut("ext").unwrap().content = Err(Absence::Unlocated);
+        now.get_mut("gone").unwrap().content = Err(Absence::NotFound("/x/gone".into()));
+        now.get_mut("link").unwrap().content = Err(Absence::LeadsOutside {
+            place: "/p/link".into(),
+            target: "/etc".into(),
+        });
+        now.get_mut("same").unwrap().metrics = Some([("loss".to_string(), Metric(0.25))].into());
+        let mut out = Vec::new();
+        items(&project, Area::Data, &locked, &now, &mut out);
+        let got: Vec<(&str, Change, Option<&Reason>)> = out
+            .iter()
+            .map(|d| (d.subject.as_str(), d.change, d.reason.as_ref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ext", Change::Unchecked, Some(&Reason::Unlocated)),
+                (
+                    "gone",
+                    Change::Missing,
+                    Some(&Reason::NotFound("/x/gone".into()))
+                ),
+                (
+                    "link",
+                    Change::Unchecked,
+                    Some(&Reason::LeadsOutside {
+                        place: "/p/link".into(),
+                        target: "/etc".into()
+                    })
+                ),
+                ("same", Change::Changed, Some(&Reason::Metric)),
+            ]
+        );
+        assert_eq!(out[3].path.as_deref(), Some("metric loss"));
+        assert_eq!(out[3].locked, Some(Value::Text("0.5".into())));
+        assert_eq!(out[3].now, Some(Value::Text("0.25".into())));
+        // One wording for every command: the advice names the dataset.
+        assert_eq!(
+            out[0].reason_text().as_deref(),
+            Some("external dataset: say where it is with --data ext=PATH or in cairn.toml")
+        );
+        // A side with no content on either side of a pair is no difference.
+        let both_absent: BTreeMap<String, Item> = [("x".to_string(), item(0, false, None))].into();
+        let mut out = Vec::new();
+        items(&project, Area::Data, &both_absent, &both_absent, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+}
