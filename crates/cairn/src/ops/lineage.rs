@@ -514,7 +514,7 @@ impl Graph {
             })).collect::<Vec<_>>(),
             "nodes": nodes.iter().map(|n| serde_json::json!({
                 "node": n,
-                "label": self.label(n),
+                "label": self.label_raw(n),
             })).collect::<Vec<_>>(),
             "edges": edges.iter().map(|(a, l, b)| serde_json::json!({
                 "from": a, "label": l, "to": b,
