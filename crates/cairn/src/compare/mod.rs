@@ -436,7 +436,7 @@ impl fmt::Display for Note {
         match self {
             Note::SameTreeOtherCommit { locked, now } => write!(
                 f,
-                "the code is the same tree at commit {} and at {} (only what is not code, such as locks, differs between them)",
+                "the code matches: the same tree at commit {} and at {} (only what is not code, such as locks, differs between them)",
                 locked.short(),
                 now.map(|n| n.short()).unwrap_or_else(|| "an unborn HEAD".into())
             ),
