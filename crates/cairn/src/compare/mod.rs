@@ -301,6 +301,7 @@ impl Difference {
             self.now.as_ref().map(Value::short),
         );
         Some(match (a, b) {
+            (Some(a), Some(b)) if a == b => a,
             (Some(a), Some(b)) => format!("{a} -> {b}"),
             (a, b) if self.area == Area::Host => format!(
                 "{} -> {}",
