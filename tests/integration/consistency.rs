@@ -169,6 +169,9 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
             .stdout,
     );
     assert_eq!(diff_named(&diff), want, "{diff:#}");
+    // Every kind of difference at once is still what the published schemas allow.
+    crate::schemas::assert_valid("verify-report.schema.json", &verify, "verify");
+    crate::schemas::assert_valid("diff-report.schema.json", &diff, "diff");
 
     // The human forms name the same things too: the unlocated dataset is "not checked" in
     // both, with the same advice.
@@ -260,6 +263,7 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
         .cloned()
         .collect();
     assert_eq!(data, verify_data, "{rebuild:#}");
+    crate::schemas::assert_valid("rebuild-report.schema.json", &rebuild, "rebuild");
     assert_eq!(
         step("code")["differences"],
         serde_json::json!([]),
