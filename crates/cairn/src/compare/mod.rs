@@ -338,12 +338,20 @@ impl Difference {
                 "external dataset: say where it is with --data {}=PATH or in cairn.toml",
                 self.subject
             ),
-            Reason::LeadsOutside { place, target } => format!(
-                "{} leads outside the repository (to {}) through a link; not read unless you say so (--data {}=PATH for a dataset)",
-                place.display(),
-                target.display(),
-                self.subject
-            ),
+            Reason::LeadsOutside { place, target } => {
+                let mut words = format!(
+                    "{} leads outside the repository (to {}) through a link; not read",
+                    place.display(),
+                    target.display()
+                );
+                if self.area == Area::Data {
+                    words.push_str(&format!(
+                        " unless you say so: --data {}=PATH or in cairn.toml",
+                        self.subject
+                    ));
+                }
+                words
+            }
             Reason::NotFound(p) => format!("{} does not exist", p.display()),
             Reason::KindChanged { locked, now } => {
                 format!("locked as a {}, now a {}", kind_name(*locked), kind_name(*now))
