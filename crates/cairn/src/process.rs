@@ -48,10 +48,44 @@ pub fn status_text(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// A `git` command run in `dir`.
+/// Configuration given to every `git` cairn runs, on its command line, where it overrides
+/// whatever a repository's own config says (spec/security.md, "Git"):
+///
+/// * no hooks and no file-system monitor: both run programs a repository's config can name;
+/// * `safe.bareRepository=explicit`: a bare repository committed inside a checkout is never
+///   found by walking up from a directory (its config could name programs);
+/// * transports: https, ssh and git always; `file` and plain `http` only when the user gave
+///   the location (`user`: not for submodules, whose URLs come from the repository); the rest,
+///   `ext::` (which runs a command) first of all, never.
+pub const GIT_HARDENING: &[&str] = &[
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "safe.bareRepository=explicit",
+    "protocol.allow=never",
+    "protocol.https.allow=always",
+    "protocol.http.allow=user",
+    "protocol.ssh.allow=always",
+    "protocol.git.allow=always",
+    "protocol.file.allow=user",
+    "submodule.recurse=false",
+];
+
+/// A `git` command run in `dir`, hardened with [`GIT_HARDENING`]. Callers put
+/// `--end-of-options` (or `--`) before every argument that comes from a lock or a repository.
 pub fn git_cmd(dir: &Path) -> Command {
     let mut c = Command::new("git");
     c.current_dir(dir);
+    for setting in GIT_HARDENING {
+        c.args(["-c", setting]);
+    }
+    c
+}
+
+/// A hardened `git` command (see [`git_cmd`]) whose transports are limited further as for a
+/// location that came from a repository rather than from the user: `file` is refused too.
+pub fn git_cmd_untrusted_remote(dir: &Path) -> Command {
+    let mut c = git_cmd(dir);
+    c.env("GIT_PROTOCOL_FROM_USER", "0");
     c
 }
 
