@@ -87,3 +87,61 @@ pub fn atomic_write_with(
     }
     Ok(())
 }
+
+/// Read a regular file without following a link at `path` itself, and at most `max` bytes
+/// (`InvalidData` beyond). A link, a device, a FIFO or a directory is refused: a repository can
+/// make any of its files one of them.
+pub fn read_regular_nofollow(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Write `bytes` to a new file at `path`, never through a link: whatever is at `path` that is
+/// not a directory (a file or a link a checkout put there) is removed first, and the file is
+/// created with `O_CREAT | O_EXCL | O_NOFOLLOW`, so a link that appears in between makes the
+/// write fail instead of landing where the link points.
+pub fn write_new_nofollow(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err(Error::Io {
+                op: "cannot write (a directory is there)",
+                path: path.to_path_buf(),
+                source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            })
+        }
+        Ok(_) => std::fs::remove_file(path).ctx("cannot replace", path)?,
+        Err(_) => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .ctx("cannot create", path)?;
+    file.write_all(bytes).ctx("cannot write", path)?;
+    Ok(())
+}

@@ -96,3 +96,28 @@ pub fn on_path(program: &str) -> Option<PathBuf> {
         .map(|d| d.join(program))
         .find(|p| p.is_file())
 }
+
+/// Give [`GIT_HARDENING`] to every `git` a program started by `cmd` runs (pip and uv clone VCS
+/// packages with it), through git's `GIT_CONFIG_COUNT` variables, which count as command-line
+/// configuration.
+pub fn harden_git_env(cmd: &mut Command) {
+    cmd.env("GIT_CONFIG_COUNT", GIT_HARDENING.len().to_string());
+    for (i, setting) in GIT_HARDENING.iter().enumerate() {
+        let (key, value) = setting.split_once('=').unwrap_or((setting, ""));
+        cmd.env(format!("GIT_CONFIG_KEY_{i}"), key);
+        cmd.env(format!("GIT_CONFIG_VALUE_{i}"), value);
+    }
+}
+
+/// The directories of `PATH` that are absolute: an empty or relative entry (`.`, `bin`) would
+/// make a program name find a file of whatever directory cairn runs in, which may be a stranger's
+/// repository.
+pub fn absolute_path_dirs() -> Vec<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .filter(|d| d.is_absolute())
+                .collect()
+        })
+        .unwrap_or_default()
+}
