@@ -466,8 +466,17 @@ fn unknown_commit_says_to_fetch_it() {
         &format!("branch = \"main\"\nremote = \"{remote}\""),
     );
     std::fs::write(r.join("cairn.lock"), &text).unwrap();
+    // Fetching from the lock's remote needs consent: without it, nothing is fetched or made.
     let out = r
         .cairn(["rebuild", "--into", into.to_str().unwrap()])
+        .expect(2);
+    out.stderr_has(&format!(
+        "fetching it from {remote} (the lock's remote) needs consent"
+    ))
+    .stderr_has("pass --yes to fetch");
+    assert!(!into.exists());
+    let out = r
+        .cairn(["rebuild", "--yes", "--into", into.to_str().unwrap()])
         .expect(2);
     out.stderr_has(&format!("fetching it from {remote} failed"))
         .stderr_has(&format!("hint: fetch it (`git fetch {remote}`)"));
@@ -525,6 +534,7 @@ fn a_commit_on_the_recorded_remote_is_fetched() {
         .current_dir(&clone)
         .args([
             "rebuild",
+            "--yes",
             "--into",
             into.to_str().unwrap(),
             "--format",
@@ -622,7 +632,7 @@ fn an_error_part_way_removes_what_was_made() {
     let broken = tools.path().join("python3");
     std::fs::write(
         &broken,
-        "#!/bin/sh\nif [ \"$1\" = \"-m\" ]; then echo 'No module named venv' >&2; exit 1; fi\nexec python3 \"$@\"\n",
+        "#!/bin/sh\ncase \"$*\" in *'-m venv'*) echo 'No module named venv' >&2; exit 1 ;; esac\nexec python3 \"$@\"\n",
     )
     .unwrap();
     let mut perm = std::fs::metadata(&broken).unwrap().permissions();
@@ -637,6 +647,7 @@ fn an_error_part_way_removes_what_was_made() {
             into.to_str().unwrap(),
             "--python",
             broken.to_str().unwrap(),
+            "--yes",
         ])
         .expect(2);
     out.stderr_has("error: creating the venv failed")
@@ -739,7 +750,8 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
-/// On a terminal, rebuild asks before running, showing the exact command; only a yes runs it.
+/// On a terminal, rebuild shows the plan and asks once, before anything of the lock's; only a
+/// yes runs the command.
 /// (`script` from util-linux gives the command a terminal.)
 #[test]
 fn on_a_terminal_it_asks_before_running() {
@@ -778,9 +790,12 @@ fn on_a_terminal_it_asks_before_running() {
     let no = target.path().join("no");
     let (code, text) = ask("n\n", &no);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("Its command:"), "{text}");
+    assert!(text.contains("Plan: rebuild run"), "{text}");
     assert!(text.contains("CAIRN_SEED=7 python3 train.py"), "{text}");
-    assert!(text.contains("Run it now? [y/N]"), "{text}");
+    assert!(
+        text.contains("Rebuild as planned and run the command? [y/N]"),
+        "{text}"
+    );
     assert!(!no.join("runs").exists(), "a no does not run it");
     let yes = target.path().join("yes");
     let (code, text) = ask("y\n", &yes);
