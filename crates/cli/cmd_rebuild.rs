@@ -9,8 +9,8 @@ use cairn::content::digest::Progress;
 use cairn::ops::rebuild::{
     Consent, Installer, Observer, RebuildOptions, RebuildPlan, Report, Status, Step, StepName,
 };
-use cairn::text::visible;
 use cairn::project::Project;
+use cairn::text::visible;
 
 use crate::output::{HashBar, Printer};
 use crate::LockArg;
@@ -127,12 +127,13 @@ struct CliObserver<'a> {
 
 impl Observer for CliObserver<'_> {
     fn started(&self, step: StepName, what: &str) {
-        self.out.info(&format!("{}: {what}", step.as_str()));
+        self.out
+            .info(&format!("{}: {}", step.as_str(), visible(what)));
     }
 
     fn finished(&self, step: &Step) {
         for a in &step.actions {
-            self.out.info(&format!("  {a}"));
+            self.out.info(&format!("  {}", visible(a)));
         }
         self.out.info(&format!(
             "{}: {}",
@@ -142,14 +143,19 @@ impl Observer for CliObserver<'_> {
     }
 
     fn consent(&self, plan: &RebuildPlan) -> Consent {
-        if self.given != Consent::None {
+        let ask = self.given == Consent::None
+            && std::io::stdin().is_terminal()
+            && std::io::stderr().is_terminal();
+        if !ask {
             let mut text = Vec::new();
             let _ = print_plan(&mut text, plan);
             self.out.info(String::from_utf8_lossy(&text).trim_end());
+            if self.given == Consent::None {
+                self.out.info(
+                    "No consent (no --yes or --run, and no terminal to ask on): only the checkout of a commit that is here, the recorded change and the data are done.",
+                );
+            }
             return self.given;
-        }
-        if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-            return Consent::None;
         }
         let mut err = std::io::stderr().lock();
         let _ = print_plan(&mut err, plan);
@@ -398,10 +404,12 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
         .filter(|s| matches!(s.status, Status::Differs | Status::Failed))
         .map(|s| s.step.as_str())
         .collect();
-    let env_waits = r
-        .steps
-        .iter()
-        .any(|s| s.step == StepName::Environment && s.status == Status::Skipped && r.venv.is_none() && s.notes.iter().any(|n| n.contains("needs consent")));
+    let env_waits = r.steps.iter().any(|s| {
+        s.step == StepName::Environment
+            && s.status == Status::Skipped
+            && r.venv.is_none()
+            && s.notes.iter().any(|n| n.contains("needs consent"))
+    });
     if r.ok && r.ran {
         writeln!(w, "reproduced: every step matches the lock")
     } else if r.ok && env_waits {

@@ -285,8 +285,9 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
         }
         if let Some(branch) = &code.branch {
             if has_control(branch) {
-                c.problems
-                    .push(format!("`code.branch` contains a control character: {branch:?}"));
+                c.problems.push(format!(
+                    "`code.branch` contains a control character: {branch:?}"
+                ));
             }
         }
         Code {
@@ -483,7 +484,10 @@ impl Checker {
             }
             for (field, value) in [("url", &w.url), ("commit", &w.commit), ("hash", &w.hash)] {
                 if let Some(v) = value {
-                    if v.starts_with('-') || v.chars().any(|ch| ch.is_whitespace()) || has_control(v) {
+                    if v.starts_with('-')
+                        || v.chars().any(|ch| ch.is_whitespace())
+                        || has_control(v)
+                    {
                         self.problems.push(format!(
                             "`{at}.{field}` starts with `-` or holds a space or control character: {v:?}"
                         ));
@@ -531,9 +535,8 @@ impl Checker {
                                     && hex.bytes().all(|b| b.is_ascii_hexdigit())
                             });
                             if !ok {
-                                self.problems.push(format!(
-                                    "`{at}.hash` must be ALGORITHM=HEX: {h:?}"
-                                ));
+                                self.problems
+                                    .push(format!("`{at}.hash` must be ALGORITHM=HEX: {h:?}"));
                             }
                         }
                         Some(Source::Archive { url, hash: w.hash })
@@ -611,7 +614,10 @@ impl Checker {
             .into_iter()
             .enumerate()
             .filter_map(|(i, w)| {
-                for v in [&w.name, &w.version, &w.build, &w.channel].into_iter().flatten() {
+                for v in [&w.name, &w.version, &w.build, &w.channel]
+                    .into_iter()
+                    .flatten()
+                {
                     if has_control(v) {
                         self.problems.push(format!(
                             "`python.conda[{i}]` contains a control character: {v:?}"
@@ -671,9 +677,9 @@ pub const ARCHIVE_SCHEMES: &[&str] = &["https://", "http://", "file://"];
 pub const REMOTE_SCHEMES: &[&str] = &["https://", "http://", "ssh://", "git://", "file://"];
 
 fn has_scheme(url: &str, schemes: &[&str]) -> bool {
-    schemes.iter().any(|s| {
-        url.len() > s.len() && url[..s.len()].eq_ignore_ascii_case(s)
-    })
+    schemes
+        .iter()
+        .any(|s| url.len() > s.len() && url[..s.len()].eq_ignore_ascii_case(s))
 }
 
 /// Is `s` an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`)?
@@ -702,8 +708,7 @@ pub fn valid_package_version(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= 128
         && v.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'!' | b'_' | b'-'))
 }
 
@@ -790,9 +795,7 @@ pub fn check_remote(remote: &str) -> std::result::Result<(), &'static str> {
     }
     // scp-like: `[user@]host:path`, where the part before the first `:` has no `/`.
     match remote.split_once(':') {
-        Some((host, path)) if !host.is_empty() && !host.contains('/') && !path.is_empty() => {
-            Ok(())
-        }
+        Some((host, path)) if !host.is_empty() && !host.contains('/') && !path.is_empty() => Ok(()),
         _ => Err("is a relative path (a remote must be a URL, `host:path` or an absolute path)"),
     }
 }
@@ -803,7 +806,15 @@ mod field_tests {
 
     #[test]
     fn python_versions_are_pep_440_releases() {
-        for ok in ["3.11.7", "3", "3.13.0rc1", "3.14.0a1+", "3.12.1+local.1", "3.10.0.post1", "3.13.0b2.dev3"] {
+        for ok in [
+            "3.11.7",
+            "3",
+            "3.13.0rc1",
+            "3.14.0a1+",
+            "3.12.1+local.1",
+            "3.10.0.post1",
+            "3.13.0b2.dev3",
+        ] {
             assert!(valid_python_version(ok), "{ok} refused");
         }
         for bad in [
@@ -857,6 +868,10 @@ mod field_tests {
         for bad in ["", "-1", "1 0", "1;x", "1/2", "1\n"] {
             assert!(!valid_package_version(bad), "{bad:?}");
         }
-        assert!(valid_env_name("CUBLAS_WORKSPACE_CONFIG") && !valid_env_name("A=B") && !valid_env_name("1X"));
+        assert!(
+            valid_env_name("CUBLAS_WORKSPACE_CONFIG")
+                && !valid_env_name("A=B")
+                && !valid_env_name("1X")
+        );
     }
 }

@@ -69,7 +69,8 @@ pub(super) fn planned_packages(
             Source::Archive { url, .. } => (
                 "archive",
                 url.clone(),
-                file_url_path(url).is_some_and(|f| !canonical_or_lexical(&f).starts_with(repo_root)),
+                file_url_path(url)
+                    .is_some_and(|f| !canonical_or_lexical(&f).starts_with(repo_root)),
             ),
             Source::Directory { .. } => {
                 let (req, note) = requirement(p, repo_root, into);

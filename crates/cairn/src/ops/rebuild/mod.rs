@@ -532,8 +532,8 @@ use preflight::*;
 use run::*;
 
 pub use crate::process::shell_quote;
-pub use preflight::{default_into, find_python};
 pub(crate) use preflight::find_python_outside;
+pub use preflight::{default_into, find_python};
 pub use run::make_plan;
 
 /// Run a tool whose failure stops the rebuild.

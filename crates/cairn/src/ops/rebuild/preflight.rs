@@ -82,7 +82,9 @@ fn tracked_by(repo: &git2::Repository, repo_root: &Path, path: &Path) -> bool {
     let Ok(index) = repo.index() else {
         return true;
     };
-    let canonical_root = repo_root.canonicalize().unwrap_or_else(|_| repo_root.to_path_buf());
+    let canonical_root = repo_root
+        .canonicalize()
+        .unwrap_or_else(|_| repo_root.to_path_buf());
     let lexical = paths::absolutize(&std::env::current_dir().unwrap_or_default(), path);
     let mut forms = vec![lexical.clone()];
     if let Ok(c) = lexical.canonicalize() {
