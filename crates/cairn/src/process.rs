@@ -81,14 +81,6 @@ pub fn git_cmd(dir: &Path) -> Command {
     c
 }
 
-/// A hardened `git` command (see [`git_cmd`]) whose transports are limited further as for a
-/// location that came from a repository rather than from the user: `file` is refused too.
-pub fn git_cmd_untrusted_remote(dir: &Path) -> Command {
-    let mut c = git_cmd(dir);
-    c.env("GIT_PROTOCOL_FROM_USER", "0");
-    c
-}
-
 /// The first file named `program` in a directory of `PATH`.
 pub fn on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -120,4 +112,12 @@ pub fn absolute_path_dirs() -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A hardened `git` command (see [`git_cmd`]) whose transports are limited further as for a
+/// location that came from a repository rather than from the user: `file` is refused too.
+pub fn git_cmd_untrusted_remote(dir: &Path) -> Command {
+    let mut c = git_cmd(dir);
+    c.env("GIT_PROTOCOL_FROM_USER", "0");
+    c
 }
