@@ -880,3 +880,67 @@ fn the_default_directory_is_next_to_the_repository() {
         "the first rebuild is untouched"
     );
 }
+
+/// Consent in three degrees on one lock with a Python environment: none (the code and data are
+/// checked, the venv is not made, nothing runs), `--yes` (the venv is made and compared, the
+/// command does not run), and `--dry-run` (the plan on stdout, nothing made).
+#[test]
+fn yes_builds_the_environment_and_only_run_runs_the_command() {
+    let venv = Venv::new();
+    let py = venv.python();
+    let py = py.to_str().unwrap();
+    let r = project(TRAIN_PLAIN);
+    r.cairn(lock_args(&["--python", py], py, None)).expect(0);
+    r.commit_all("lock");
+    let target = tempfile::tempdir().unwrap();
+
+    let dry = r
+        .cairn([
+            "rebuild",
+            "--python",
+            py,
+            "--dry-run",
+            "--into",
+            target.path().join("dry").to_str().unwrap(),
+        ])
+        .expect(0);
+    dry.stdout_has("Plan: rebuild run")
+        .stdout_has("(in this repository)")
+        .stdout_has("pinned package(s) from the package index")
+        .stdout_has("CAIRN_SEED=7");
+    assert!(
+        !target.path().join("dry").exists(),
+        "a dry run makes nothing"
+    );
+
+    let none = target.path().join("none");
+    let out = r
+        .cairn(["rebuild", "--python", py, "--into", none.to_str().unwrap()])
+        .expect(0);
+    out.stdout_has("  code         reproduced")
+        .stdout_has("  environment  skipped")
+        .stdout_has("  data         reproduced")
+        .stdout_has("  run          not run")
+        .stdout_has("needs consent (--yes, or --run)")
+        .stdout_has("pass --yes to build it, --run to also run the command")
+        .stderr_has("No consent");
+    assert!(!none.join(".venv").exists(), "no venv without consent");
+    assert!(!none.join("runs").exists());
+
+    let yes = target.path().join("yes");
+    let out = r
+        .cairn([
+            "rebuild",
+            "--python",
+            py,
+            "--yes",
+            "--into",
+            yes.to_str().unwrap(),
+        ])
+        .expect(0);
+    out.stdout_has("  environment  reproduced")
+        .stdout_has("  run          not run")
+        .stdout_has("pass --run to run the command");
+    assert!(yes.join(".venv/bin/python").exists());
+    assert!(!yes.join("runs").exists(), "--yes does not run the command");
+}

@@ -145,3 +145,42 @@ pub fn write_new_nofollow(path: &Path, bytes: &[u8]) -> Result<()> {
     file.write_all(bytes).ctx("cannot write", path)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod nofollow_tests {
+    use super::*;
+
+    #[test]
+    fn reads_refuse_links_devices_and_large_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"12345").unwrap();
+        assert_eq!(read_regular_nofollow(&file, 5).unwrap(), b"12345");
+        assert!(read_regular_nofollow(&file, 4).is_err(), "over the limit");
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(
+            read_regular_nofollow(&link, 100).is_err(),
+            "a link is not followed"
+        );
+        assert!(read_regular_nofollow(Path::new("/dev/zero"), 100).is_err());
+        assert!(read_regular_nofollow(dir.path(), 100).is_err());
+    }
+
+    #[test]
+    fn writes_replace_a_link_and_never_follow_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let at = dir.path().join("cairn.lock");
+        std::os::unix::fs::symlink(&victim, &at).unwrap();
+        write_new_nofollow(&at, b"lock").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(std::fs::symlink_metadata(&at).unwrap().is_file());
+        assert_eq!(std::fs::read(&at).unwrap(), b"lock");
+        // A file there is replaced too; a directory is refused.
+        write_new_nofollow(&at, b"again").unwrap();
+        assert_eq!(std::fs::read(&at).unwrap(), b"again");
+        assert!(write_new_nofollow(dir.path(), b"x").is_err());
+    }
+}
