@@ -679,3 +679,55 @@ fn control_characters_in_paths_and_names_are_refused() {
     assert!(!out.stderr.contains('\x1b') && !out.stderr.contains('\x07'));
     v.assert_untouched(&out);
 }
+
+/// Row 9 at the prompt itself: on a terminal (util-linux `script` provides one), the plan and
+/// the question show the escapes, and a "no" runs nothing. Where `script` is missing this test
+/// fails rather than pass without checking: install util-linux.
+#[test]
+fn row9_the_prompt_shows_the_escapes_and_no_runs_nothing() {
+    let v = Victim::new();
+    let (evil, lock) = attacker();
+    let command = format!(
+        "command = [\"sh\", \"-c\", \"{}\\u001b[2K\\rpython train.py\"]",
+        v.payload()
+    );
+    commit_lock(&evil, &with_line(&lock, "run", &command));
+    v.clone_from(&evil);
+    let into = v.top.path().join("rebuilt-prompt");
+    let line = format!(
+        "{} rebuild --into {}",
+        env!("CARGO_BIN_EXE_cairn"),
+        into.display()
+    );
+    let mut child = evil
+        .cmd_raw("script")
+        .current_dir(&v.clone)
+        .env("HOME", &v.home)
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("Rebuild as planned and run the command? [y/N]"),
+        "{text}"
+    );
+    assert!(text.contains("\\e[2K\\rpython train.py"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "a raw escape reached the terminal:\n{text}"
+    );
+    let run = Run {
+        code: 0,
+        stdout: text,
+        stderr: String::new(),
+    };
+    v.assert_untouched(&run);
+    assert!(!into.join(".venv").exists());
+}
