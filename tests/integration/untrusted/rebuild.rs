@@ -731,3 +731,79 @@ fn row9_the_prompt_shows_the_escapes_and_no_runs_nothing() {
     v.assert_untouched(&run);
     assert!(!into.join(".venv").exists());
 }
+
+/// Row 3, after consent: the lock's remote is a well-formed local path, a repository whose own
+/// config names programs (fsmonitor, hooks, an upload-pack hook, an ssh command). `--yes` fetches
+/// the commit from it, and none of them runs: git's own rules (upload-pack hooks only from the
+/// user's config) and cairn's command-line settings (hooks off, no fsmonitor).
+#[test]
+fn row3_a_remote_with_a_hostile_config_runs_nothing_after_consent() {
+    let v = Victim::new();
+    let (evil, lock) = attacker();
+    // The locked commit exists only on the remote.
+    evil.write("train.py", "print('experiment')\n");
+    evil.commit_all("experiment");
+    let locked = evil.head();
+    let old_head = lock
+        .lines()
+        .find_map(|l| l.strip_prefix("commit = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    let remote_dir = tempfile::tempdir().unwrap();
+    let remote = remote_dir.path().join("evil.git");
+    git_in(
+        remote_dir.path(),
+        evil.home(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            evil.path().to_str().unwrap(),
+            remote.to_str().unwrap(),
+        ],
+    );
+    let payload = v.payload();
+    let mut config = std::fs::read_to_string(remote.join("config")).unwrap();
+    config.push_str(&format!(
+        "[core]\n\tfsmonitor = \"{payload}\"\n\thooksPath = {hooks}\n\tsshCommand = \"{payload}\"\n[uploadpack]\n\tpackObjectsHook = \"{payload}; git pack-objects\"\n",
+        hooks = remote.join("evil-hooks").display()
+    ));
+    std::fs::write(remote.join("config"), config).unwrap();
+    for hook in [
+        "pre-upload-pack",
+        "post-checkout",
+        "reference-transaction",
+        "fsmonitor-watchman",
+    ] {
+        script(&remote.join("evil-hooks").join(hook), &payload);
+    }
+    // The published history stops before the experiment; the lock names it.
+    evil.git(&["reset", "-q", "--hard", "HEAD~1"]);
+    evil.git(&["reflog", "expire", "--expire=now", "--all"]);
+    evil.git(&["gc", "-q", "--prune=now"]);
+    let lock = lock.replace(&old_head, &locked);
+    let lock = with_line(
+        &lock,
+        "code",
+        &format!("remote = {:?}", remote.display().to_string()),
+    );
+    commit_lock(&evil, &lock);
+    v.clone_from(&evil);
+
+    let out = v.rebuild(&evil, &[]).expect(2);
+    out.stderr_has("needs consent").stderr_has(&format!(
+        "fetch   commit {} from {}",
+        locked,
+        remote.display()
+    ));
+    v.assert_untouched(&out);
+    let out = v.rebuild(&evil, &["--yes"]);
+    assert!(matches!(out.code, 0 | 1), "{}{}", out.stdout, out.stderr);
+    out.stderr_has(&format!("fetched {}", &locked[..12]));
+    assert_eq!(
+        std::fs::read_to_string(v.target().join("train.py")).unwrap(),
+        "print('experiment')\n"
+    );
+    v.assert_untouched(&out);
+}
