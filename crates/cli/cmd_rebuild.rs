@@ -21,8 +21,8 @@ use crate::LockArg;
 ///
 /// Steps, each reported as it ends:
 ///   code         a git worktree at the locked commit (fetched from the recorded remote with
-///                `git fetch` when it is not here) plus the recorded uncommitted change; its
-///                git tree must be the locked one
+///                `git fetch` when it is not here, after consent) plus the recorded
+///                uncommitted change; its git tree must be the locked one
 ///   environment  a venv (DIR/.venv) from an interpreter of the locked Python version, every
 ///                locked package installed exactly (--no-deps), with uv when it is on PATH, else
 ///                pip; then compared with the lock
@@ -50,7 +50,8 @@ use crate::LockArg;
 /// reproduce leaves it in place for inspection.
 ///
 /// Exit status: 0 everything reproduced (or prepared and verified, without --run), 1 something
-/// did not reproduce, 2 bad input, a missing interpreter, commit or dataset, or an I/O error.
+/// did not reproduce, 2 bad input (an invalid lock, a committed venv), a missing interpreter,
+/// commit or dataset, a commit to fetch without consent, or an I/O error.
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
