@@ -2,7 +2,6 @@
 
 use anyhow::Result;
 
-use cairn::project::Project;
 
 use crate::output::Printer;
 
@@ -32,7 +31,7 @@ enum Format {
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
-    let project = Project::open(&cwd, false)?;
+    let project = crate::open_project(&cwd, false, out)?;
     let captured = cairn::probe::env::capture(&project, args.python.as_deref(), false)?;
     for w in &captured.warnings {
         out.warn(w);

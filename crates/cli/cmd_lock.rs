@@ -3,7 +3,6 @@
 use anyhow::Result;
 
 use cairn::ops::lock::{DataArg, LockOptions, Outcome, Warning};
-use cairn::project::Project;
 
 use crate::output::Printer;
 use crate::LockArg;
@@ -87,7 +86,7 @@ pub struct Args {
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
-    let project = Project::open(&cwd, !args.no_git)?;
+    let project = crate::open_project(&cwd, !args.no_git, out)?;
     let lock_path = project.lock_path(args.lock.lock.as_deref())?;
     let opts = LockOptions {
         data: args.data.iter().map(|d| DataArg::parse(d)).collect(),

@@ -6,7 +6,6 @@ use std::io::Write;
 use anyhow::Result;
 
 use cairn::ops::verify::{Area, Change, Report, Severity, VerifyOptions};
-use cairn::project::Project;
 
 use crate::output::Printer;
 use crate::LockArg;
@@ -54,7 +53,7 @@ use crate::ReportFormat as Format;
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
-    let project = Project::open(&cwd, false)?;
+    let project = crate::open_project(&cwd, false, out)?;
     let lock_path = project.lock_path(args.lock.lock.as_deref())?;
     let data = crate::data_locations(&project, &args.data)?;
     let opts = VerifyOptions {

@@ -208,7 +208,7 @@ impl Auditor<'_> {
                 }
                 if let Some(change) = &code.change {
                     let sidecar = self.project.change_path(change);
-                    let ok = std::fs::read(&sidecar)
+                    let ok = self.project.read_change(change)
                         .map(|b| &Digest::of_bytes(&b) == change)
                         .unwrap_or(false);
                     if !ok {

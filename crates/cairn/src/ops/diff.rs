@@ -521,7 +521,7 @@ fn code_entries(
     let mut entries = git::commit_entries(repo, oid, excluder)?;
     if let Some(change) = &code.change {
         let sidecar = project.change_path(change);
-        match std::fs::read(&sidecar) {
+        match project.read_change(change) {
             Ok(p) if &Digest::of_bytes(&p) == change => {
                 entries = git::apply_patch_entries(entries, &p)?;
             }
@@ -699,7 +699,7 @@ fn manifest_of(project: &Project, side: &Loaded, d: &Digest) -> Option<Manifest>
     if let Some(m) = side.manifests.get(d) {
         return Some(m.clone());
     }
-    let text = std::fs::read(project.manifest_path(d)).ok()?;
+    let text = project.read_manifest(d).ok()?;
     (&Digest::of_bytes(&text) == d)
         .then(|| Manifest::parse(&text).ok())
         .flatten()

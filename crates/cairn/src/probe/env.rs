@@ -81,13 +81,13 @@ pub fn capture_python(
 ) -> Result<std::result::Result<Environment, String>> {
     let Some((exe, origin)) = python::find_interpreter(option, config) else {
         return Ok(Err(
-            "no Python interpreter found (no --python, no `python` in cairn.toml, no $VIRTUAL_ENV or $CONDA_PREFIX, no python3 on PATH)"
+            "no Python interpreter found (no --python, no `python` in a trusted cairn.toml, no $CAIRN_PYTHON, $VIRTUAL_ENV or $CONDA_PREFIX, no python3 on PATH)"
                 .into(),
         ));
     };
     match python::capture(&exe) {
         Ok(env) => Ok(Ok(env)),
-        Err(e) if matches!(origin, Origin::Option | Origin::Config) => Err(e),
+        Err(e) if matches!(origin, Origin::Option | Origin::Config | Origin::CairnPython) => Err(e),
         Err(e) => Ok(Err(format!("the Python environment was not recorded: {e}"))),
     }
 }
