@@ -536,7 +536,7 @@ fn code_entries(
 }
 
 fn git_log(repo_root: &Path, range: &str) -> Option<(Vec<CommitLine>, bool)> {
-    let out = Command::new("git")
+    let out = Command::new(crate::process::on_path("git")?)
         .current_dir(repo_root)
         .args([
             "log",
