@@ -2,7 +2,6 @@
 
 use anyhow::Result;
 
-
 use crate::output::Printer;
 
 /// Print the environment `cairn lock` would record: the Python interpreter and every installed
@@ -13,8 +12,8 @@ use crate::output::Printer;
 /// lists them; the interpreter is run once to learn `sys.path`, and nothing is imported.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The Python interpreter [default: `python` in cairn.toml, then $VIRTUAL_ENV,
-    /// $CONDA_PREFIX, python3 on PATH].
+    /// The Python interpreter [default: `python` in a trusted cairn.toml, then $CAIRN_PYTHON,
+    /// $VIRTUAL_ENV, $CONDA_PREFIX, python3 on PATH].
     #[arg(long, value_name = "PATH")]
     python: Option<std::path::PathBuf>,
 

@@ -4,7 +4,6 @@ use std::io::Write;
 
 use anyhow::Result;
 
-
 use crate::output::Printer;
 use crate::LockArg;
 

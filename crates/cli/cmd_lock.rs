@@ -23,6 +23,10 @@ use crate::LockArg;
 ///   train = "data/train"
 ///   imagenet = "/mnt/shared/imagenet"   # outside the project: recorded as external
 ///
+/// Settings of cairn.toml that choose a program (`python`) or a place outside the repository (like
+/// `imagenet` above) are used only after `cairn trust` (or in the file `cairn init` wrote); until
+/// then they are ignored with a warning, as in every other command.
+///
 /// It also records the Python environment (interpreter and every installed package, read from
 /// their metadata as `pip freeze --all` lists them), the project's dependency lock files
 /// (uv.lock, pylock.toml, poetry.lock, requirements*.txt, ...), the determinism-related
@@ -63,8 +67,8 @@ pub struct Args {
     #[arg(long)]
     no_cache: bool,
 
-    /// The Python interpreter whose environment to record [default: `python` in cairn.toml,
-    /// then $VIRTUAL_ENV, $CONDA_PREFIX, python3 on PATH].
+    /// The Python interpreter whose environment to record [default: `python` in a trusted
+    /// cairn.toml, then $CAIRN_PYTHON, $VIRTUAL_ENV, $CONDA_PREFIX, python3 on PATH].
     #[arg(long, value_name = "PATH", conflicts_with = "no_python")]
     python: Option<std::path::PathBuf>,
 

@@ -17,6 +17,12 @@ use crate::LockArg;
 /// uncommitted change; committing afterwards is fine, and cairn.lock and .cairn/ never count as
 /// code. External datasets are read only where cairn.toml or --data NAME=PATH says they are.
 ///
+/// Verify never runs anything of the repository: the only program it starts is the Python
+/// interpreter you chose (--python, $CAIRN_PYTHON, $VIRTUAL_ENV, $CONDA_PREFIX, python3 on PATH),
+/// from an empty directory outside the checkout. A cairn.toml that picks the interpreter or a
+/// place outside the repository is used only after `cairn trust`. It writes only its stat cache
+/// in .cairn/cache, never through a symlink (spec/security.md).
+///
 /// Environment drift (a package upgraded, the interpreter changed, a lock file edited or out of
 /// step with what is installed) is reported as a warning, and host differences (OS, GPU model,
 /// driver, CUDA, PyTorch build) as information; neither fails unless --strict.

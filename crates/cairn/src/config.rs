@@ -77,9 +77,8 @@ impl Config {
             }
             Err(e) => return Err(e).ctx("cannot read", &path),
         };
-        let text = String::from_utf8(bytes).map_err(|_| {
-            Error::Usage(format!("{}: not UTF-8 text", path.display()))
-        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::Usage(format!("{}: not UTF-8 text", path.display())))?;
         let config: Config = toml::from_str(&text).map_err(|e| Error::ConfigSyntax {
             path: path.clone(),
             source: Box::new(e),
@@ -118,7 +117,10 @@ impl Config {
                 });
             }
         }
-        for (key, list) in [("checkpoints", &self.checkpoints), ("outputs", &self.outputs)] {
+        for (key, list) in [
+            ("checkpoints", &self.checkpoints),
+            ("outputs", &self.outputs),
+        ] {
             for v in list.iter().filter(|v| outside(v)) {
                 out.push(Ignored {
                     key: key.into(),

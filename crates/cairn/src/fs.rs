@@ -78,7 +78,12 @@ fn open_dirs(anchor: &Path, below: &[OsString], create: bool) -> std::io::Result
     let mut fd = rustix::fs::open(anchor, dir_flags, Mode::empty())?;
     for name in below {
         let open = |fd: &OwnedFd| {
-            rustix::fs::openat(fd, name.as_os_str(), dir_flags | OFlags::NOFOLLOW, Mode::empty())
+            rustix::fs::openat(
+                fd,
+                name.as_os_str(),
+                dir_flags | OFlags::NOFOLLOW,
+                Mode::empty(),
+            )
         };
         let next = match open(&fd) {
             Err(rustix::io::Errno::NOENT) if create => {
@@ -104,7 +109,9 @@ fn open_dirs(anchor: &Path, below: &[OsString], create: bool) -> std::io::Result
 /// The directory holding `path` (opened no-follow below its anchor) and the file's own name.
 fn open_parent(path: &Path, create: bool) -> std::io::Result<(OwnedFd, OsString)> {
     let (anchor, mut below) = anchored(path)?;
-    let name = below.pop().expect("anchored returns at least one component");
+    let name = below
+        .pop()
+        .expect("anchored returns at least one component");
     Ok((open_dirs(&anchor, &below, create)?, name))
 }
 
@@ -399,13 +406,16 @@ mod tests {
     fn the_anchor_is_the_directory_holding_dot_cairn() {
         let (a, b) = anchored(Path::new("/p/.cairn/cache/stat/x")).unwrap();
         assert_eq!(a, Path::new("/p"));
-        assert_eq!(b, ["cairn", "cache", "stat", "x"].map(|s| {
-            if s == "cairn" {
-                OsString::from(".cairn")
-            } else {
-                OsString::from(s)
-            }
-        }));
+        assert_eq!(
+            b,
+            ["cairn", "cache", "stat", "x"].map(|s| {
+                if s == "cairn" {
+                    OsString::from(".cairn")
+                } else {
+                    OsString::from(s)
+                }
+            })
+        );
         let (a, b) = anchored(Path::new("/p/cairn.lock")).unwrap();
         assert_eq!((a.as_path(), b.len()), (Path::new("/p"), 1));
         assert!(anchored(Path::new("/p/.cairn/../x")).is_err());

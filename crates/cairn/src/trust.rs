@@ -116,7 +116,8 @@ pub fn trust_project(project: &crate::project::Project) -> Result<Trusted> {
                 crate::config::FILE_NAME,
                 project.root.display()
             ),
-            hint: "`cairn init` writes one (and trusts it); without one, nothing needs trust".into(),
+            hint: "`cairn init` writes one (and trusts it); without one, nothing needs trust"
+                .into(),
         });
     };
     let settings = config.reaching_outside(&project.root, project.boundary());

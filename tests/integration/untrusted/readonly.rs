@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::{Repo, Run, Venv};
 
-
 /// The victim's side: a home directory with files worth stealing, a place outside the clone,
 /// and the clone itself at `clone/`.
 struct Victim {
@@ -164,7 +163,13 @@ fn row1_modules_at_the_root_are_not_imported_by_the_probe() {
         "open({:?}, 'w').close()\nfrom os import *\n",
         v.marker.display().to_string()
     );
-    for module in ["sysconfig.py", "site.py", "sitecustomize.py", "usercustomize.py", "os.py"] {
+    for module in [
+        "sysconfig.py",
+        "site.py",
+        "sitecustomize.py",
+        "usercustomize.py",
+        "os.py",
+    ] {
         origin.write(module, &code);
     }
     for program in ["python3", "python", "nvidia-smi", "getconf", "git"] {
@@ -189,7 +194,10 @@ fn row1_modules_at_the_root_are_not_imported_by_the_probe() {
     let out = v.cairn(&path, ["diff", "cairn.lock"]);
     v.assert_no_marker();
     assert!(out.code == 0 || out.code == 1, "{}", out.stderr);
-    let out = v.cairn(&path, ["verify", "--python", &venv.python().display().to_string()]);
+    let out = v.cairn(
+        &path,
+        ["verify", "--python", &venv.python().display().to_string()],
+    );
     v.assert_no_marker();
     out.expect(1);
     assert_eq!(before, v.outside(), "something outside the clone changed");
@@ -215,7 +223,12 @@ fn row2_cairn_toml_cannot_choose_the_interpreter() {
         .stderr_has("hint: if you wrote it or checked it, run `cairn trust`; or give these settings yourself: --python PATH, --data NAME=PATH");
     // The rest is compared as usual: the committed cairn.toml and tools/ are new code.
     assert_eq!(out.code, 1, "{}", out.stderr);
-    for cmd in [&["env"][..], &["diff", "cairn.lock"], &["audit"], &["lineage"]] {
+    for cmd in [
+        &["env"][..],
+        &["diff", "cairn.lock"],
+        &["audit"],
+        &["lineage"],
+    ] {
         v.cairn(&venv_path(&venv), cmd);
         v.assert_no_marker();
     }
@@ -286,7 +299,8 @@ fn row11_cairn_toml_cannot_point_a_dataset_outside() {
     assert_eq!(before, v.outside());
     // The user's own --data is honoured.
     let arg = format!("secrets={}", shared.path().display());
-    v.cairn("/nonexistent", ["verify", "--data", &arg]).expect(0);
+    v.cairn("/nonexistent", ["verify", "--data", &arg])
+        .expect(0);
 }
 
 /// After `cairn trust` the configured python and external data are used; any edit of cairn.toml
@@ -329,7 +343,9 @@ fn trust_lets_cairn_toml_choose_until_it_changes() {
         .stderr_has("data.ext = ")
         .stderr_has("no Python interpreter found");
     assert!(!out.stdout.contains("[python]"), "{}", out.stdout);
-    r.cairn(["verify"]).expect(1).stdout_has("not checked  data ext");
+    r.cairn(["verify"])
+        .expect(1)
+        .stdout_has("not checked  data ext");
 
     // Trusted: both are used, without a warning.
     let out = r.cairn(["trust"]).expect(0);
@@ -353,7 +369,9 @@ fn trust_lets_cairn_toml_choose_until_it_changes() {
     // Any edit revokes it.
     let text = r.read("cairn.toml");
     r.write("cairn.toml", format!("{text}# a comment\n"));
-    env(&r).expect(0).stderr_has("is not trusted on this machine");
+    env(&r)
+        .expect(0)
+        .stderr_has("is not trusted on this machine");
     r.cairn(["verify"]).expect(1);
     r.cairn(["trust", "--list"])
         .expect(0)
@@ -417,7 +435,11 @@ fn row12_cache_links_are_never_written_through() {
         assert!((0..=2).contains(&out.code), "{args:?}: {}", out.stderr);
         out.stderr_has("is not used: cache is a symbolic link");
     }
-    assert_eq!(before, v.outside(), "a file was written through .cairn/cache");
+    assert_eq!(
+        before,
+        v.outside(),
+        "a file was written through .cairn/cache"
+    );
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
     v.assert_no_marker();
 
@@ -441,8 +463,11 @@ fn row13_devices_fifos_and_links_are_not_read() {
     // The real lock under another name; cairn.lock a link to /dev/zero, another to ~/.bashrc.
     std::fs::rename(origin.join("cairn.lock"), origin.join("real.cairn.lock")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", origin.join("cairn.lock")).unwrap();
-    std::os::unix::fs::symlink(v.repo.home().join(".bashrc"), origin.join("home.cairn.lock"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        v.repo.home().join(".bashrc"),
+        origin.join("home.cairn.lock"),
+    )
+    .unwrap();
     origin.commit_all("links");
     v.clone_from(&origin);
     let before = v.outside();

@@ -208,7 +208,9 @@ impl Auditor<'_> {
                 }
                 if let Some(change) = &code.change {
                     let sidecar = self.project.change_path(change);
-                    let ok = self.project.read_change(change)
+                    let ok = self
+                        .project
+                        .read_change(change)
                         .map(|b| &Digest::of_bytes(&b) == change)
                         .unwrap_or(false);
                     if !ok {

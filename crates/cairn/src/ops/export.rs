@@ -79,7 +79,11 @@ pub struct Exported {
 /// present differs from its recorded digest.
 pub fn in_toto(project: &Project, lock_path: &Path) -> Result<Exported> {
     // One read: the lock exported and the lock whose digests are listed are the same bytes.
-    let bytes = crate::fs::read_file(lock_path, "lockfile", crate::model::lockfile::MAX_LOCK_BYTES)?;
+    let bytes = crate::fs::read_file(
+        lock_path,
+        "lockfile",
+        crate::model::lockfile::MAX_LOCK_BYTES,
+    )?;
     let text = std::str::from_utf8(&bytes).map_err(|_| Error::LockInvalid {
         path: lock_path.to_path_buf(),
         message: "not UTF-8 text".into(),

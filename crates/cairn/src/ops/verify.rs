@@ -352,7 +352,8 @@ fn check_item(
     let manifest_path = project.manifest_path(locked);
     // The manifest file is the manifest text itself: check its bytes against the digest before
     // parsing them.
-    let old = project.read_manifest(locked)
+    let old = project
+        .read_manifest(locked)
         .ok()
         .filter(|t| &Digest::of_bytes(t) == locked)
         .and_then(|t| Manifest::parse(&t).ok());

@@ -87,7 +87,14 @@ pub fn capture_python(
     };
     match python::capture(&exe) {
         Ok(env) => Ok(Ok(env)),
-        Err(e) if matches!(origin, Origin::Option | Origin::Config | Origin::CairnPython) => Err(e),
+        Err(e)
+            if matches!(
+                origin,
+                Origin::Option | Origin::Config | Origin::CairnPython
+            ) =>
+        {
+            Err(e)
+        }
         Err(e) => Ok(Err(format!("the Python environment was not recorded: {e}"))),
     }
 }

@@ -170,7 +170,11 @@ pub fn find_interpreter(option: Option<&Path>, config: Option<&Path>) -> Option<
     if let Some(p) = config {
         return Some((p.to_path_buf(), Origin::Config));
     }
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(p) = var("CAIRN_PYTHON") {
         return Some((p, Origin::CairnPython));
     }
