@@ -71,10 +71,14 @@ fn not_a_directory(name: &OsStr) -> std::io::Error {
     ))
 }
 
-/// Open the directory `anchor/below[0]/below[1]/...`, each component with `O_NOFOLLOW`,
-/// creating missing ones when `create`.
+/// Open the directory `anchor/below[0]/below[1]/...`, each component below the anchor with
+/// `O_NOFOLLOW`, creating missing ones (and the anchor) when `create`.
 fn open_dirs(anchor: &Path, below: &[OsString], create: bool) -> std::io::Result<OwnedFd> {
     let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if create {
+        // The anchor is trusted (the caller's own directory): made as given.
+        std::fs::create_dir_all(anchor)?;
+    }
     let mut fd = rustix::fs::open(anchor, dir_flags, Mode::empty())?;
     for name in below {
         let open = |fd: &OwnedFd| {
@@ -244,8 +248,12 @@ pub fn write_if_changed(path: &Path, text: &[u8]) -> Result<bool> {
 }
 
 /// Remove cairn's temporary files older than an hour from `dir`: what a killed writer left
-/// behind (a live writer's file is seconds old).
+/// behind (a live writer's file is seconds old). Nothing is removed unless `dir` is reached
+/// without a symlink below its anchor (a committed `.cairn/cache` link leads elsewhere).
 pub fn remove_stale_temporaries(dir: &Path) {
+    if !matches!(real_dir(dir), Ok(true)) {
+        return;
+    }
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
