@@ -530,3 +530,34 @@ fn oversized_config_is_refused_with_its_limit() {
         .stderr_has("cannot read ")
         .stderr_has("larger than 1 MiB");
 }
+
+/// Dependency lock files (poetry.lock, uv.lock, requirements.txt) that are links out of the
+/// repository, or FIFOs, are not read as the project's lock files: `verify` neither hashes them
+/// nor reports them as the environment's, and does not hang.
+#[test]
+fn dependency_lock_files_linked_outside_are_not_read() {
+    let v = Victim::new();
+    let origin = locked_origin(None);
+    std::os::unix::fs::symlink(v.repo.home().join(".bashrc"), origin.join("poetry.lock")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", origin.join("uv.lock")).unwrap();
+    origin.commit_all("lock files");
+    v.clone_from(&origin);
+    let status = Command::new("mkfifo")
+        .arg(v.clone().join("requirements.txt"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let before = v.outside();
+    let out = v.cairn("/nonexistent", ["verify"]).expect(1);
+    // The links are new files of the code (git sees them), never lock files of the environment.
+    out.stdout_has("added        code: poetry.lock");
+    assert!(
+        !out.stdout.contains("environment poetry.lock")
+            && !out.stdout.contains("environment uv.lock")
+            && !out.stdout.contains("environment requirements.txt"),
+        "{}",
+        out.stdout
+    );
+    v.assert_no_marker();
+    assert_eq!(before, v.outside());
+}
