@@ -87,6 +87,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         cache_dir: Some(&cache),
         use_cache: true,
         progress: None,
+        confine: Some(project.boundary()),
     };
     let mut roots = Vec::new();
     for t in &args.targets {

@@ -50,6 +50,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         cache_dir: Some(&cache),
         use_cache: true,
         progress: None,
+        confine: Some(project.boundary()),
     };
     let roots = match &args.target {
         Some(t) => lineage::targets(&graph, &project, t, |p| {

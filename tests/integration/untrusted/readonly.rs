@@ -561,3 +561,46 @@ fn dependency_lock_files_linked_outside_are_not_read() {
     v.assert_no_marker();
     assert_eq!(before, v.outside());
 }
+
+/// A committed symlink *inside* a locked dataset that leads out of the repository (to the
+/// victim's `~/.ssh`) is not followed by verify, diff, lineage or audit: no name from the
+/// victim's directory is printed. A checkpoint that is such a link is not exported.
+#[test]
+fn links_inside_a_dataset_are_not_followed_out_of_the_repository() {
+    let v = Victim::new();
+    let origin = Repo::ml();
+    // The attacker locks a dataset whose `keys` link points at their own directory...
+    let theirs = tempfile::tempdir().unwrap();
+    std::fs::write(theirs.path().join("known_hosts"), "host\n").unwrap();
+    std::os::unix::fs::symlink(theirs.path(), origin.join("data/train/keys")).unwrap();
+    origin
+        .cairn(["lock", "--no-python", "--data", "data/train"])
+        .expect(0);
+    // ... and commits the link re-pointed at the victim's ~/.ssh.
+    std::fs::remove_file(origin.join("data/train/keys")).unwrap();
+    std::os::unix::fs::symlink(v.repo.home().join(".ssh"), origin.join("data/train/keys")).unwrap();
+    origin.commit_all("lock");
+    v.clone_from(&origin);
+    let before = v.outside();
+    for args in [
+        &["verify"][..],
+        &["verify", "--format", "json"],
+        &["diff", "cairn.lock", "--no-python"],
+        &["lineage", "--format", "json"],
+        &["audit", "--format", "json"],
+    ] {
+        let out = v.cairn("/nonexistent", args);
+        assert!((0..=2).contains(&out.code), "{args:?}: {}", out.stderr);
+        assert!(
+            !out.stdout.contains("id_ed25519") && !out.stderr.contains("id_ed25519"),
+            "{args:?} read the victim's ~/.ssh:\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+    // What verify says: the locked file is not there (the link was not followed).
+    let out = v.cairn("/nonexistent", ["verify"]).expect(1);
+    out.stdout_has("data train: keys/known_hosts");
+    v.assert_no_marker();
+    assert_eq!(before, v.outside());
+}

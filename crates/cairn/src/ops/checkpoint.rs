@@ -120,6 +120,7 @@ pub fn add(project: &Project, lock_path: &Path, abs: &Path, opts: &AddOptions) -
             cache_dir: Some(&cache_dir),
             use_cache: !opts.no_cache,
             progress: None,
+            confine: None,
         },
     )?;
     if let Some(m) = &h.manifest {

@@ -313,6 +313,7 @@ fn probe_current(
         cache_dir: Some(&cache_dir),
         use_cache: !opts.no_cache,
         progress,
+        confine: Some(project.boundary()),
     };
     let mut manifests = BTreeMap::new();
     let mut missing = BTreeMap::new();

@@ -149,6 +149,7 @@ pub fn verify(
         cache_dir: Some(&cache_dir),
         use_cache: !opts.no_cache,
         progress,
+        confine: Some(project.boundary()),
     };
     for name in opts.data.keys() {
         if !lock.data.iter().any(|d| &d.name == name) {
