@@ -688,7 +688,7 @@ mod tests {
         std::fs::write(dir.path().join("b.txt"), "bee\n").unwrap();
         std::fs::write(dir.path().join("sub/a"), "a\n").unwrap();
         std::fs::write(dir.path().join("a.txt"), "").unwrap();
-        let (b3, dh) = hash_dir_both(dir.path()).unwrap();
+        let (b3, dh) = hash_dir_both(dir.path(), dir.path()).unwrap();
         assert_eq!(
             b3,
             crate::content::digest::hash_path(dir.path())
