@@ -395,7 +395,12 @@ pub fn lockfile_drift(
             .collect();
         for e in now.iter().filter(|e| lockfiles::is_python(&e.kind)) {
             let path = e.path.under(root);
-            let text = match std::fs::read_to_string(&path) {
+            // Bounded, regular files only; `lockfiles::find` kept only links inside the project.
+            let read = path.canonicalize().and_then(|real| {
+                let bytes = crate::fs::read_bounded(&real, crate::fs::MAX_SIDECAR_BYTES >> 2)?;
+                String::from_utf8(bytes).map_err(std::io::Error::other)
+            });
+            let text = match read {
                 Ok(t) => t,
                 Err(err) => {
                     warnings.push(format!("cannot read {}: {err}", path.display()));
