@@ -91,7 +91,7 @@ pub(super) fn materialise_code(
     })?;
     let mut locked = git::commit_entries(repo, oid, &excluder)?;
     if let Some(sidecar) = sidecar {
-        let patch = std::fs::read(sidecar).ctx("cannot read", sidecar)?;
+        let patch = crate::fs::read_file(sidecar, "change sidecar", crate::fs::MAX_SIDECAR_BYTES)?;
         locked = git::apply_patch_entries(locked, &patch)?;
     }
     let diffs = git::diff_entries(&locked, &current);

@@ -137,7 +137,8 @@ pub(super) fn data_differences(
         return vec![(None, Change::Changed, None)];
     };
     let path = project.manifest_path(locked);
-    let old = std::fs::read(&path)
+    let old = project
+        .read_manifest(locked)
         .ok()
         .filter(|t| &Digest::of_bytes(t) == locked)
         .and_then(|t| Manifest::parse(&t).ok());

@@ -521,7 +521,7 @@ pub fn rebuild(
     let change_sidecar = match &code.change {
         Some(change) => {
             let path = project.change_path(change);
-            match std::fs::read(&path) {
+            match project.read_change(change) {
                 Ok(bytes) if &Digest::of_bytes(&bytes) == change => Some(path),
                 Ok(_) => {
                     return Err(RebuildError::MissingChange {
