@@ -604,3 +604,40 @@ fn links_inside_a_dataset_are_not_followed_out_of_the_repository() {
     v.assert_no_marker();
     assert_eq!(before, v.outside());
 }
+
+/// A locked checkpoint that is a committed link to a file of the victim is not read by audit
+/// or export: audit says why, export refuses (exit 2); no digest of the victim's file appears.
+#[test]
+fn a_checkpoint_linked_out_of_the_repository_is_not_read() {
+    let v = Victim::new();
+    let origin = Repo::ml();
+    origin.write("runs/model.bin", "weights");
+    origin
+        .cairn(["lock", "--no-python", "--checkpoint", "runs/model.bin"])
+        .expect(0);
+    std::fs::remove_file(origin.join("runs/model.bin")).unwrap();
+    let bashrc = v.repo.home().join(".bashrc");
+    std::os::unix::fs::symlink(&bashrc, origin.join("runs/model.bin")).unwrap();
+    origin.git(&["add", "-f", "runs/model.bin"]);
+    origin.commit_all("lock");
+    v.clone_from(&origin);
+    let before = v.outside();
+    let secret = blake3::hash(&std::fs::read(&bashrc).unwrap())
+        .to_hex()
+        .to_string();
+    let out = v.cairn("/nonexistent", ["audit"]).expect(1);
+    out.stdout_has(
+        "runs/model.bin: it is a symbolic link leading outside the repository; not read",
+    );
+    let export = v.cairn("/nonexistent", ["export"]).expect(2);
+    export.stderr_has(
+        "error: checkpoint runs/model.bin leads outside the repository (a symbolic link); it was not read",
+    );
+    let verify = v.cairn("/nonexistent", ["verify"]).expect(1);
+    verify.stdout_has("not checked  checkpoint runs/model.bin");
+    for o in [&out, &export, &verify] {
+        assert!(!o.stdout.contains(&secret[..12]) && !o.stderr.contains(&secret[..12]));
+    }
+    v.assert_no_marker();
+    assert_eq!(before, v.outside());
+}
