@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::{Error, IoResultExt, Result};
+use crate::error::{Error, Result};
 
 /// The file name of the configuration.
 pub const FILE_NAME: &str = "cairn.toml";
@@ -75,7 +75,7 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok((Config::default(), None, Vec::new()))
             }
-            Err(e) => return Err(e).ctx("cannot read", &path),
+            Err(e) => return Err(crate::fs::read_error("cairn.toml", &path, e)),
         };
         let text = String::from_utf8(bytes)
             .map_err(|_| Error::Usage(format!("{}: not UTF-8 text", path.display())))?;

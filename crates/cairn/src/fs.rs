@@ -165,7 +165,8 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
         Mode::empty(),
     )
     .map_err(|e| match e {
-        rustix::io::Errno::LOOP => std::io::Error::other(
+        rustix::io::Errno::LOOP => std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
             "it is a symbolic link; cairn reads this file only as a regular file",
         ),
         e => e.into(),
@@ -173,16 +174,22 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     let st = rustix::fs::fstat(&fd)?;
     let kind = FileType::from_raw_mode(st.st_mode);
     if kind != FileType::RegularFile {
-        return Err(std::io::Error::other(format!(
-            "it is {}; cairn reads only regular files here",
-            file_kind(kind)
-        )));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "it is {}; cairn reads only regular files here",
+                file_kind(kind)
+            ),
+        ));
     }
     let too_large = || {
-        std::io::Error::other(format!(
-            "it is larger than {}, the most cairn reads for this file",
-            show_size(limit)
-        ))
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "it is larger than {}, the most cairn reads for this file",
+                show_size(limit)
+            ),
+        )
     };
     if st.st_size as u64 > limit {
         return Err(too_large());
@@ -204,9 +211,24 @@ fn show_size(n: u64) -> String {
 }
 
 /// [`read_bounded`] with the library's error: [`Error::Missing`] naming `what` when the file
-/// does not exist, else "cannot read PATH" and the reason.
+/// does not exist, a refusal with a hint when it is not a regular file or is too large, else
+/// "cannot read PATH" and the reason.
 pub fn read_file(path: &Path, what: &'static str, limit: u64) -> Result<Vec<u8>> {
-    read_bounded(path, limit).map_err(|e| Error::reading(what, path, e))
+    read_bounded(path, limit).map_err(|e| read_error(what, path, e))
+}
+
+/// The library's error for a failed [`read_bounded`] of `what` at `path`.
+pub fn read_error(what: &'static str, path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        Error::Refused {
+            message: format!("cannot read {what} {}: {e}", path.display()),
+            hint: format!(
+                "the {what} was left untouched; cairn reads it only as a regular file of the repository (spec/security.md)"
+            ),
+        }
+    } else {
+        Error::reading(what, path, e)
+    }
 }
 
 /// Open (creating it) the file `path` for writing without truncating it, never through a

@@ -477,9 +477,11 @@ fn row13_devices_fifos_and_links_are_not_read() {
         &["export"],
     ] {
         let out = v.cairn("/nonexistent", args).expect(2);
-        out.stderr_has("error: cannot read ")
-            .stderr_has("cairn.lock")
-            .stderr_has("symbolic link");
+        out.stderr_has("error: cannot read lockfile ")
+            .stderr_has(
+                "cairn.lock: it is a symbolic link; cairn reads this file only as a regular file",
+            )
+            .stderr_has("hint: the lockfile was left untouched");
     }
     v.cairn("/nonexistent", ["verify", "--lock", "home.cairn.lock"])
         .expect(2)
