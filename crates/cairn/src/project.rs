@@ -121,7 +121,10 @@ impl Project {
         if let Some(p) = &self.cache_problem {
             out.push((
                 p.clone(),
-                Some("remove the link (`rm .cairn/cache`); cairn recreates the cache".into()),
+                Some(
+                    "remove the link or file in the way (it came with the repository); cairn recreates the cache"
+                        .into(),
+                ),
             ));
         }
         out
