@@ -200,6 +200,19 @@ fn row1_modules_at_the_root_are_not_imported_by_the_probe() {
     );
     v.assert_no_marker();
     out.expect(1);
+    // A victim whose own PYTHONPATH holds `.` (or is empty, which means the same): `.` is the
+    // probe's empty directory, never the checkout.
+    for pythonpath in [".", ""] {
+        let mut cmd = v.repo.cmd();
+        cmd.current_dir(v.clone())
+            .env("PATH", venv_path(&venv))
+            .env("PYTHONPATH", pythonpath)
+            .env_remove("VIRTUAL_ENV")
+            .args(["verify"]);
+        let out = bounded(cmd);
+        v.assert_no_marker();
+        assert_eq!(out.code, 1, "{}", out.stderr);
+    }
     assert_eq!(before, v.outside(), "something outside the clone changed");
 }
 
