@@ -656,3 +656,36 @@ fn a_checkpoint_linked_out_of_the_repository_is_not_read() {
     v.assert_no_marker();
     assert_eq!(before, v.outside());
 }
+
+/// `cairn init` trusts the cairn.toml it writes: its guessed `python` is used at once, without a
+/// warning, until the file is edited.
+#[test]
+fn init_trusts_the_file_it_writes() {
+    let r = Repo::ml();
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(r.join(".venv"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    r.cairn(["init"]).expect(0);
+    assert!(r
+        .read("cairn.toml")
+        .contains("python = \".venv/bin/python\""));
+    let env = |r: &Repo| {
+        let mut cmd = r.cmd();
+        cmd.env("PATH", "/nonexistent")
+            .env_remove("VIRTUAL_ENV")
+            .env_remove("CONDA_PREFIX")
+            .arg("env");
+        bounded(cmd)
+    };
+    let out = env(&r).expect(0);
+    out.stdout_has("[python]");
+    assert!(!out.stderr.contains("not trusted"), "{}", out.stderr);
+    let text = r.read("cairn.toml");
+    r.write("cairn.toml", text.replace("# Paths are", "# Paths  are"));
+    let out = env(&r).expect(0);
+    out.stderr_has("ignored: python = \".venv/bin/python\" (it chooses a program to run)");
+    assert!(!out.stdout.contains("[python]"), "{}", out.stdout);
+}

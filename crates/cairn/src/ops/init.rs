@@ -321,8 +321,12 @@ pub fn render(g: &Guess) -> String {
         "# line, then lock a run with `cairn lock -- {command}`.\n"
     ));
     s.push_str(
-        "# Paths are relative to this directory. Reference: spec/lockfile.md, section 13.\n\n",
+        "# Paths are relative to this directory. Reference: spec/lockfile.md, section 13.\n",
     );
+    s.push_str(
+        "# `python` and paths outside the repository are used only while this file is trusted on\n",
+    );
+    s.push_str("# this machine: `cairn init` trusted it; after an edit, run `cairn trust` (spec/security.md).\n\n");
 
     s.push_str(
         "# The Python interpreter whose packages are recorded (default: $VIRTUAL_ENV, then\n",
