@@ -200,6 +200,7 @@ fn status_name(s: Status) -> &'static str {
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
     let project = Project::open(&cwd, true)?;
+    crate::tell_about(&project, out);
     let lock_path = project.lock_path(args.lock.lock.as_deref())?;
     let data = crate::data_locations(&project, &args.data)?;
     for (name, v) in [("--rtol", args.rtol), ("--atol", args.atol)] {

@@ -6,7 +6,6 @@ use std::io::Write;
 use anyhow::Result;
 
 use cairn::ops::verify::{Area, Change, Report, Severity, VerifyOptions};
-use cairn::project::Project;
 
 use crate::output::Printer;
 use crate::LockArg;
@@ -17,6 +16,12 @@ use crate::LockArg;
 /// The code matches when the working tree is the locked commit's tree plus the recorded
 /// uncommitted change; committing afterwards is fine, and cairn.lock and .cairn/ never count as
 /// code. External datasets are read only where cairn.toml or --data NAME=PATH says they are.
+///
+/// Verify never runs anything of the repository: the only program it starts is the Python
+/// interpreter you chose (--python, $CAIRN_PYTHON, $VIRTUAL_ENV, $CONDA_PREFIX, python3 on PATH),
+/// from an empty directory outside the checkout. A cairn.toml that picks the interpreter or a
+/// place outside the repository is used only after `cairn trust`. It writes only its stat cache
+/// in .cairn/cache, never through a symlink (spec/security.md).
 ///
 /// Environment drift (a package upgraded, the interpreter changed, a lock file edited or out of
 /// step with what is installed) is reported as a warning, and host differences (OS, GPU model,
@@ -54,7 +59,7 @@ use crate::ReportFormat as Format;
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
-    let project = Project::open(&cwd, false)?;
+    let project = crate::open_project(&cwd, false, out)?;
     let lock_path = project.lock_path(args.lock.lock.as_deref())?;
     let data = crate::data_locations(&project, &args.data)?;
     let opts = VerifyOptions {

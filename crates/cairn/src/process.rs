@@ -81,10 +81,13 @@ pub fn git_cmd(dir: &Path) -> Command {
     c
 }
 
-/// The first file named `program` in a directory of `PATH`.
+/// The first file named `program` in a directory of `PATH`. Relative entries (an empty one or
+/// `.`, meaning the current directory, which is often a stranger's checkout) are skipped, so a
+/// program committed to a repository is never found this way (spec/security.md).
 pub fn on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
+        .filter(|d| d.is_absolute())
         .map(|d| d.join(program))
         .find(|p| p.is_file())
 }

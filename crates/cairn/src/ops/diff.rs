@@ -313,6 +313,7 @@ fn probe_current(
         cache_dir: Some(&cache_dir),
         use_cache: !opts.no_cache,
         progress,
+        confine: Some(project.boundary()),
     };
     let mut manifests = BTreeMap::new();
     let mut missing = BTreeMap::new();
@@ -521,7 +522,7 @@ fn code_entries(
     let mut entries = git::commit_entries(repo, oid, excluder)?;
     if let Some(change) = &code.change {
         let sidecar = project.change_path(change);
-        match std::fs::read(&sidecar) {
+        match project.read_change(change) {
             Ok(p) if &Digest::of_bytes(&p) == change => {
                 entries = git::apply_patch_entries(entries, &p)?;
             }
@@ -536,7 +537,7 @@ fn code_entries(
 }
 
 fn git_log(repo_root: &Path, range: &str) -> Option<(Vec<CommitLine>, bool)> {
-    let out = Command::new("git")
+    let out = Command::new(crate::process::on_path("git")?)
         .current_dir(repo_root)
         .args([
             "log",
@@ -699,7 +700,7 @@ fn manifest_of(project: &Project, side: &Loaded, d: &Digest) -> Option<Manifest>
     if let Some(m) = side.manifests.get(d) {
         return Some(m.clone());
     }
-    let text = std::fs::read(project.manifest_path(d)).ok()?;
+    let text = project.read_manifest(d).ok()?;
     (&Digest::of_bytes(&text) == d)
         .then(|| Manifest::parse(&text).ok())
         .flatten()

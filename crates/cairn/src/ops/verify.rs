@@ -149,6 +149,7 @@ pub fn verify(
         cache_dir: Some(&cache_dir),
         use_cache: !opts.no_cache,
         progress,
+        confine: Some(project.boundary()),
     };
     for name in opts.data.keys() {
         if !lock.data.iter().any(|d| &d.name == name) {
@@ -352,7 +353,8 @@ fn check_item(
     let manifest_path = project.manifest_path(locked);
     // The manifest file is the manifest text itself: check its bytes against the digest before
     // parsing them.
-    let old = std::fs::read(&manifest_path)
+    let old = project
+        .read_manifest(locked)
         .ok()
         .filter(|t| &Digest::of_bytes(t) == locked)
         .and_then(|t| Manifest::parse(&t).ok());
@@ -596,7 +598,7 @@ fn verify_code(project: &Project, lock: &Lock, report: &mut Report) -> Result<()
     let mut locked = git::commit_entries(repo, oid, &excluder)?;
     if let Some(change) = &code.change {
         let sidecar = project.change_path(change);
-        match std::fs::read(&sidecar) {
+        match project.read_change(change) {
             Ok(patch) if &Digest::of_bytes(&patch) == change => {
                 locked = git::apply_patch_entries(locked, &patch)?;
             }

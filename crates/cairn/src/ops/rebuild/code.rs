@@ -118,7 +118,7 @@ pub(super) fn materialise_code(
     })?;
     let mut locked = git::commit_entries(repo, oid, &excluder)?;
     if let Some(sidecar) = sidecar {
-        let patch = std::fs::read(sidecar).ctx("cannot read", sidecar)?;
+        let patch = crate::fs::read_file(sidecar, "change sidecar", crate::fs::MAX_SIDECAR_BYTES)?;
         locked = git::apply_patch_entries(locked, &patch)?;
     }
     let diffs = git::diff_entries(&locked, &current);
@@ -148,8 +148,6 @@ pub(super) fn materialise_code(
     Ok(())
 }
 
-/// The largest lock, sidecar or manifest copied into the rebuild.
-const MAX_SIDECAR_BYTES: u64 = 1 << 30;
 
 /// Put the lock, its change sidecar and manifests, and cairn.toml (when the rebuilt project has
 /// none) into the rebuilt project, so `cairn verify` works there. None of them is code.
@@ -191,11 +189,11 @@ pub(super) fn copy_sidecars(
             continue;
         };
         // Never a link (a manifest that is a link to a file of the user's), never unbounded.
-        let Ok(bytes) = crate::fs::read_regular_nofollow(&from, MAX_SIDECAR_BYTES) else {
+        let Ok(bytes) = crate::fs::read_bounded(&from, crate::fs::MAX_SIDECAR_BYTES) else {
             continue;
         };
         if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).ctx("cannot create directory", parent)?;
+            crate::fs::create_dir_all(parent)?;
         }
         // The parents may have been links of the checkout: look again once they exist.
         if !stays_inside(into, &to) {
@@ -203,7 +201,7 @@ pub(super) fn copy_sidecars(
         }
         // The checkout's own file there (a link to ~/.bashrc, say) is replaced, never written
         // through.
-        crate::fs::write_new_nofollow(&to, &bytes)?;
+        crate::fs::atomic_write(&to, &bytes)?;
     }
     Ok(())
 }

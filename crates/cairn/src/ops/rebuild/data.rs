@@ -22,6 +22,7 @@ pub(super) fn check_data(
         cache_dir: Some(&cache_dir),
         use_cache: !opts.no_cache,
         progress: obs.progress(),
+        confine: None,
     };
     for (plan, d) in plans.iter().zip(&lock.data) {
         let inside = plan.rel.as_ref().map(|r| r.under(rebuilt_root));
@@ -136,7 +137,8 @@ pub(super) fn data_differences(
         return vec![(None, Change::Changed, None)];
     };
     let path = project.manifest_path(locked);
-    let old = std::fs::read(&path)
+    let old = project
+        .read_manifest(locked)
         .ok()
         .filter(|t| &Digest::of_bytes(t) == locked)
         .and_then(|t| Manifest::parse(&t).ok());

@@ -556,8 +556,6 @@ fn tool(what: &str, cmd: &mut Command) -> Result<std::process::Output> {
     Ok(out)
 }
 
-/// The largest change sidecar a rebuild reads.
-const MAX_CHANGE_BYTES: u64 = 1 << 30;
 
 fn commit_of(lock: &Lock) -> String {
     lock.code
@@ -648,7 +646,7 @@ fn prepare(project: &Project, lock_path: &Path, opts: &RebuildOptions) -> Result
     let change_sidecar = match &code.change {
         Some(change) => {
             let path = project.change_path(change);
-            match crate::fs::read_regular_nofollow(&path, MAX_CHANGE_BYTES) {
+            match project.read_change(change) {
                 Ok(bytes) if &Digest::of_bytes(&bytes) == change => Some(path),
                 Ok(_) => {
                     return Err(RebuildError::MissingChange {
