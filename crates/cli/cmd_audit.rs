@@ -8,7 +8,6 @@ use anyhow::Result;
 use cairn::content::digest::{self, HashOptions};
 use cairn::ops::audit::{self, Level, RULES};
 use cairn::ops::lineage::{self, Graph};
-use cairn::project::Project;
 use cairn::text::visible;
 
 use crate::output::{Human, Printer};
@@ -72,7 +71,7 @@ fn gh_escape(s: &str, property: bool) -> String {
     out
 }
 
-pub fn run(args: &Args, _out: &Printer) -> Result<u8> {
+pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
     if args.rules {
@@ -82,13 +81,14 @@ pub fn run(args: &Args, _out: &Printer) -> Result<u8> {
         return Ok(crate::EXIT_OK);
     }
     let cwd = std::env::current_dir()?;
-    let project = Project::open(&cwd, false)?;
+    let project = crate::open_project(&cwd, false, out)?;
     let graph = Graph::new(lineage::discover(&project, &args.locks)?);
     let cache = project.stat_cache_dir();
     let hopts = HashOptions {
         cache_dir: Some(&cache),
         use_cache: true,
         progress: None,
+        confine: Some(project.boundary()),
     };
     let mut roots = Vec::new();
     for t in &args.targets {

@@ -7,7 +7,6 @@ use anyhow::{bail, Result};
 
 use cairn::model::lockfile::Parent;
 use cairn::ops::checkpoint::{self, AddOptions, ParentChoice};
-use cairn::project::Project;
 
 use crate::output::Printer;
 
@@ -69,7 +68,7 @@ struct AddArgs {
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let Sub::Add(a) = &args.command;
     let cwd = std::env::current_dir()?;
-    let project = Project::open(&cwd, false)?;
+    let project = crate::open_project(&cwd, false, out)?;
     let lock_path = match &a.lock.lock {
         Some(p) => Some(project.lock_path(Some(p))?),
         None => None,

@@ -7,7 +7,6 @@ use anyhow::{bail, Result};
 
 use cairn::compare::Change;
 use cairn::ops::diff::{CurrentOptions, Difference, Report, Side, Target};
-use cairn::project::Project;
 
 use crate::output::{Human, Printer};
 
@@ -63,7 +62,7 @@ use crate::ReportFormat as Format;
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
-    let project = Project::open(&cwd, false)?;
+    let project = crate::open_project(&cwd, false, out)?;
     let a = cairn::model::paths::absolutize(&project.cwd, &args.a);
     let target = match &args.b {
         Some(b) => {

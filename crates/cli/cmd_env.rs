@@ -2,8 +2,6 @@
 
 use anyhow::Result;
 
-use cairn::project::Project;
-
 use crate::output::Printer;
 
 /// Print the environment `cairn lock` would record: the Python interpreter and every installed
@@ -14,8 +12,8 @@ use crate::output::Printer;
 /// lists them; the interpreter is run once to learn `sys.path`, and nothing is imported.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The Python interpreter [default: `python` in cairn.toml, then $VIRTUAL_ENV,
-    /// $CONDA_PREFIX, python3 on PATH].
+    /// The Python interpreter [default: `python` in a trusted cairn.toml, then $CAIRN_PYTHON,
+    /// $VIRTUAL_ENV, $CONDA_PREFIX, python3 on PATH].
     #[arg(long, value_name = "PATH")]
     python: Option<std::path::PathBuf>,
 
@@ -32,7 +30,7 @@ enum Format {
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
-    let project = Project::open(&cwd, false)?;
+    let project = crate::open_project(&cwd, false, out)?;
     let captured = cairn::probe::env::capture(&project, args.python.as_deref(), false)?;
     for w in &captured.warnings {
         out.warn(w);

@@ -4,8 +4,6 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use cairn::project::Project;
-
 use crate::output::Printer;
 use crate::LockArg;
 
@@ -41,7 +39,7 @@ enum Format {
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
-    let project = Project::open(&cwd, false)?;
+    let project = crate::open_project(&cwd, false, out)?;
     let lock_path = project.lock_path(args.lock.lock.as_deref())?;
     let exported = match args.format {
         Format::InToto => cairn::ops::export::in_toto(&project, &lock_path)?,

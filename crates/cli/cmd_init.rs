@@ -14,7 +14,9 @@ use crate::output::Printer;
 /// (.venv/bin/python), and lists the other settings (env, inputs, outputs, the audit rules)
 /// as comments. It adds .cairn/cache/ to .gitignore unless git already ignores it.
 ///
-/// An existing cairn.toml is never replaced without --force.
+/// An existing cairn.toml is never replaced without --force. The file written is trusted on
+/// this machine (see `cairn trust`): its `python` and its paths outside the repository are used
+/// until the file is edited; run `cairn trust` again after checking an edit.
 ///
 /// Exit status: 0 written, 2 cairn.toml exists (without --force) or I/O error.
 #[derive(clap::Args)]
@@ -41,6 +43,9 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         g.checkpoints.len(),
         g.python.as_deref().unwrap_or("from the environment"),
     ));
+    if !done.trusted {
+        out.warn("could not record trust in the new cairn.toml (is HOME set?); its `python` is ignored until you run `cairn trust`");
+    }
     match &done.gitignore {
         Gitignore::Added(p) => out.info(&format!("added .cairn/cache/ to {}", p.display())),
         Gitignore::AlreadyIgnored => {}

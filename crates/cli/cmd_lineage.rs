@@ -7,7 +7,6 @@ use anyhow::Result;
 
 use cairn::content::digest::{self, HashOptions};
 use cairn::ops::lineage::{self, Graph};
-use cairn::project::Project;
 
 use crate::output::{Human, Printer};
 
@@ -40,7 +39,7 @@ enum Format {
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
-    let project = Project::open(&cwd, false)?;
+    let project = crate::open_project(&cwd, false, out)?;
     let graph = Graph::new(lineage::discover(&project, &args.locks)?);
     for f in &graph.locks {
         if let Err(e) = &f.lock {
@@ -52,6 +51,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         cache_dir: Some(&cache),
         use_cache: true,
         progress: None,
+        confine: Some(project.boundary()),
     };
     let roots = match &args.target {
         Some(t) => lineage::targets(&graph, &project, t, |p| {

@@ -3,7 +3,6 @@
 use anyhow::Result;
 
 use cairn::ops::lock::{DataArg, LockOptions, Outcome, Warning};
-use cairn::project::Project;
 
 use crate::output::Printer;
 use crate::LockArg;
@@ -23,6 +22,10 @@ use crate::LockArg;
 ///   [data]
 ///   train = "data/train"
 ///   imagenet = "/mnt/shared/imagenet"   # outside the project: recorded as external
+///
+/// Settings of cairn.toml that choose a program (`python`) or a place outside the repository (like
+/// `imagenet` above) are used only after `cairn trust` (or in the file `cairn init` wrote); until
+/// then they are ignored with a warning, as in every other command.
 ///
 /// It also records the Python environment (interpreter and every installed package, read from
 /// their metadata as `pip freeze --all` lists them), the project's dependency lock files
@@ -64,8 +67,8 @@ pub struct Args {
     #[arg(long)]
     no_cache: bool,
 
-    /// The Python interpreter whose environment to record [default: `python` in cairn.toml,
-    /// then $VIRTUAL_ENV, $CONDA_PREFIX, python3 on PATH].
+    /// The Python interpreter whose environment to record [default: `python` in a trusted
+    /// cairn.toml, then $CAIRN_PYTHON, $VIRTUAL_ENV, $CONDA_PREFIX, python3 on PATH].
     #[arg(long, value_name = "PATH", conflicts_with = "no_python")]
     python: Option<std::path::PathBuf>,
 
@@ -87,7 +90,7 @@ pub struct Args {
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
-    let project = Project::open(&cwd, !args.no_git)?;
+    let project = crate::open_project(&cwd, !args.no_git, out)?;
     let lock_path = project.lock_path(args.lock.lock.as_deref())?;
     let opts = LockOptions {
         data: args.data.iter().map(|d| DataArg::parse(d)).collect(),

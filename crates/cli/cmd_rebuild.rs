@@ -7,9 +7,10 @@ use anyhow::{bail, Result};
 
 use cairn::content::digest::Progress;
 use cairn::ops::rebuild::{
-    Installer, Observer, Plan, RebuildOptions, Report, Status, Step, StepName,
+    Consent, Installer, Observer, RebuildOptions, RebuildPlan, Report, Status, Step, StepName,
 };
 use cairn::project::Project;
+use cairn::text::visible;
 
 use crate::output::{HashBar, Printer};
 use crate::LockArg;
@@ -20,8 +21,8 @@ use crate::LockArg;
 ///
 /// Steps, each reported as it ends:
 ///   code         a git worktree at the locked commit (fetched from the recorded remote with
-///                `git fetch` when it is not here) plus the recorded uncommitted change; its
-///                git tree must be the locked one
+///                `git fetch` when it is not here, after consent) plus the recorded
+///                uncommitted change; its git tree must be the locked one
 ///   environment  a venv (DIR/.venv) from an interpreter of the locked Python version, every
 ///                locked package installed exactly (--no-deps), with uv when it is on PATH, else
 ///                pip; then compared with the lock
@@ -31,15 +32,26 @@ use crate::LockArg;
 ///                be bit-identical, outputs too, or JSON files whose numbers agree within
 ///                --rtol/--atol
 ///
-/// Without --run and without a terminal to ask on, rebuild stops after preparing and
-/// verifying, and prints the command it would run.
+/// Consent. A lock is a stranger's file: before anything it chose is fetched, built, installed
+/// or run, rebuild prints the whole plan (the remote it would fetch from, every package that is
+/// not a pinned download from the package index, the command, every control character shown
+/// escaped) and asks once. --yes agrees to preparing (fetch, submodules, the venv) without
+/// running the command; --run agrees to everything. Without either and without a terminal to
+/// ask on, rebuild does only what runs nothing of the lock's: it checks out a commit the
+/// repository already has, applies the recorded change, checks the data, and reports the
+/// environment and the command as skipped. --dry-run prints the plan and stops.
+///
+/// Never run: an interpreter the repository tracks (a committed .venv is refused), git hooks,
+/// or git transports other than https, ssh and git (file only for a remote the lock names
+/// after consent, never for submodules). See spec/security.md.
 ///
 /// Nothing is created until the interpreter, the commit, the recorded change and every dataset
 /// have been found. An error after that removes the directory again; a step that does not
 /// reproduce leaves it in place for inspection.
 ///
 /// Exit status: 0 everything reproduced (or prepared and verified, without --run), 1 something
-/// did not reproduce, 2 bad input, a missing interpreter, commit or dataset, or an I/O error.
+/// did not reproduce, 2 bad input (an invalid lock, a committed venv), a missing interpreter,
+/// commit or dataset, a commit to fetch without consent, or an I/O error.
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -68,9 +80,18 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = InstallerArg::Auto)]
     installer: InstallerArg,
 
-    /// Run the locked command without asking.
+    /// Agree to everything in the plan, the command too, without asking.
     #[arg(long)]
     run: bool,
+
+    /// Agree to preparing without asking: fetch the commit, check out submodules, build the
+    /// venv with the lock's packages. The command runs only with --run.
+    #[arg(long, short = 'y')]
+    yes: bool,
+
+    /// Print the plan (after the same checks) and stop; nothing is created, fetched or run.
+    #[arg(long, conflicts_with_all = ["run", "yes"])]
+    dry_run: bool,
 
     /// Relative tolerance for numbers in JSON outputs (metrics files).
     #[arg(long, value_name = "X", default_value_t = 0.0)]
@@ -101,17 +122,19 @@ enum InstallerArg {
 struct CliObserver<'a> {
     out: &'a Printer,
     bar: Option<HashBar>,
-    run: bool,
+    /// What the flags agreed to.
+    given: Consent,
 }
 
 impl Observer for CliObserver<'_> {
     fn started(&self, step: StepName, what: &str) {
-        self.out.info(&format!("{}: {what}", step.as_str()));
+        self.out
+            .info(&format!("{}: {}", step.as_str(), visible(what)));
     }
 
     fn finished(&self, step: &Step) {
         for a in &step.actions {
-            self.out.info(&format!("  {a}"));
+            self.out.info(&format!("  {}", visible(a)));
         }
         self.out.info(&format!(
             "{}: {}",
@@ -120,24 +143,43 @@ impl Observer for CliObserver<'_> {
         ));
     }
 
-    fn confirm_run(&self, plan: &Plan) -> bool {
-        if self.run {
-            return true;
+    fn consent(&self, plan: &RebuildPlan) -> Consent {
+        let ask = self.given == Consent::None
+            && std::io::stdin().is_terminal()
+            && std::io::stderr().is_terminal();
+        if !ask {
+            let mut text = Vec::new();
+            let _ = print_plan(&mut text, plan);
+            self.out.info(String::from_utf8_lossy(&text).trim_end());
+            if self.given == Consent::None {
+                self.out.info(
+                    "No consent (no --yes or --run, and no terminal to ask on): only the checkout of a commit that is here, the recorded change and the data are done.",
+                );
+            }
+            return self.given;
         }
-        if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-            return false;
-        }
-        eprintln!(
-            "The rebuilt run is ready. Its command:\n\n  {}\n",
-            plan.shell_line()
+        let mut err = std::io::stderr().lock();
+        let _ = print_plan(&mut err, plan);
+        let _ = write!(
+            err,
+            "Rebuild as planned{}? [y/N] ",
+            if plan.command.is_some() {
+                " and run the command"
+            } else {
+                ""
+            }
         );
-        eprint!("Run it now? [y/N] ");
-        let _ = std::io::stderr().flush();
+        let _ = err.flush();
+        drop(err);
         let mut line = String::new();
         if std::io::stdin().lock().read_line(&mut line).is_err() {
-            return false;
+            return Consent::None;
         }
-        matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+        if matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            Consent::Run
+        } else {
+            Consent::None
+        }
     }
 
     fn progress(&self) -> Option<&dyn Progress> {
@@ -158,6 +200,7 @@ fn status_name(s: Status) -> &'static str {
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
     let project = Project::open(&cwd, true)?;
+    crate::tell_about(&project, out);
     let lock_path = project.lock_path(args.lock.lock.as_deref())?;
     let data = crate::data_locations(&project, &args.data)?;
     for (name, v) in [("--rtol", args.rtol), ("--atol", args.atol)] {
@@ -182,10 +225,25 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         atol: args.atol,
         no_cache: args.no_cache,
     };
+    if args.dry_run {
+        let plan = cairn::ops::rebuild::plan(&project, &lock_path, &opts)?;
+        if matches!(args.format, Format::Json) {
+            crate::output::write_report(&plan, true, |_, _| Ok(()))?;
+        } else {
+            print_plan(&mut std::io::stdout().lock(), &plan)?;
+        }
+        return Ok(crate::EXIT_OK);
+    }
     let observer = CliObserver {
         out,
         bar: out.progress(),
-        run: args.run,
+        given: if args.run {
+            Consent::Run
+        } else if args.yes {
+            Consent::Prepare
+        } else {
+            Consent::None
+        },
     };
     let report = cairn::ops::rebuild::rebuild(&project, &lock_path, &opts, &observer)?;
     crate::output::write_report(&report, matches!(args.format, Format::Json), |w, r| {
@@ -198,13 +256,90 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     })
 }
 
+/// The plan, for people: every string from the lock through `visible`.
+fn print_plan(w: &mut impl Write, p: &RebuildPlan) -> std::io::Result<()> {
+    let v = |s: &str| visible(s).into_owned();
+    let path = |p: &std::path::Path| visible(&p.to_string_lossy()).into_owned();
+    writeln!(
+        w,
+        "Plan: rebuild run {} of {} in {}",
+        v(&p.run),
+        path(&p.lock),
+        path(&p.into)
+    )?;
+    match &p.fetch_from {
+        Some(remote) => writeln!(
+            w,
+            "  fetch   commit {} from {} (the lock's remote; not in this repository)",
+            v(&p.commit),
+            v(remote)
+        )?,
+        None => writeln!(w, "  code    commit {} (in this repository)", v(&p.commit))?,
+    }
+    for s in &p.submodules {
+        writeln!(w, "  fetch   submodule {}", v(s))?;
+    }
+    if let Some(py) = &p.python {
+        writeln!(
+            w,
+            "  venv    {}/.venv from {} ({} {}), packages with {}",
+            path(&p.into),
+            path(&py.executable),
+            v(&py.implementation),
+            v(&py.version),
+            match p.installer {
+                Some(Installer::Uv) => "uv",
+                _ => "pip",
+            }
+        )?;
+        writeln!(
+            w,
+            "          {} pinned package(s) from the package index (one without a wheel for this machine is built from source)",
+            p.registry_packages
+        )?;
+        for k in &p.packages {
+            writeln!(
+                w,
+                "          {} {} from {} ({}{}{})",
+                v(&k.name),
+                v(&k.version),
+                v(&k.location),
+                k.source,
+                if k.source == "archive" {
+                    ""
+                } else {
+                    "; its build backend runs"
+                },
+                if k.outside {
+                    "; OUTSIDE the repository, on this machine"
+                } else {
+                    ""
+                }
+            )?;
+        }
+    }
+    match &p.command {
+        Some(c) => {
+            if let Some([from, to]) = &c.replaced_program {
+                writeln!(w, "  program {} -> {} (the rebuilt venv's)", v(from), v(to))?;
+            }
+            writeln!(w, "  run     {}", v(&c.shell_line()))?;
+        }
+        None => writeln!(w, "  run     nothing (the lock records no command)")?,
+    }
+    Ok(())
+}
+
 fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    // Strings from the lock, and paths, are shown through `visible`.
+    let v = |s: &str| visible(s).into_owned();
+    let path = |p: &std::path::Path| visible(&p.to_string_lossy()).into_owned();
     writeln!(
         w,
         "rebuild of {} (run {}) in {}",
-        r.lock.display(),
-        r.run,
-        r.into.display()
+        path(&r.lock),
+        v(&r.run),
+        path(&r.into)
     )?;
     for s in &r.steps {
         writeln!(w, "  {:<12} {}", s.step.as_str(), status_name(s.status))?;
@@ -218,21 +353,21 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
         writeln!(w, "differences:")?;
         for s in differing {
             for d in &s.differences {
-                let path = d
+                let at = d
                     .path
                     .as_deref()
-                    .map(|p| format!(": {p}"))
+                    .map(|p| format!(": {}", v(p)))
                     .unwrap_or_default();
                 let detail = d
                     .detail
                     .as_deref()
-                    .map(|x| format!(" ({x})"))
+                    .map(|x| format!(" ({})", v(x)))
                     .unwrap_or_default();
                 writeln!(
                     w,
-                    "  {:<12} {}{path} {}{detail}",
+                    "  {:<12} {}{at} {}{detail}",
                     s.step.as_str(),
-                    d.subject,
+                    v(&d.subject),
                     crate::cmd_diff::change_name(d.change)
                 )?;
             }
@@ -240,7 +375,7 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
     }
     for s in &r.steps {
         for n in &s.notes {
-            writeln!(w, "note: {}: {n}", s.step.as_str())?;
+            writeln!(w, "note: {}: {}", s.step.as_str(), v(n))?;
         }
     }
     if !r.host.is_empty() {
@@ -249,20 +384,20 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
             writeln!(
                 w,
                 "  {}: {}",
-                h.subject,
-                h.detail.as_deref().unwrap_or("changed")
+                v(&h.subject),
+                v(h.detail.as_deref().unwrap_or("changed"))
             )?;
         }
     }
     if let Some(plan) = &r.command {
         if let Some([from, to]) = &plan.replaced_program {
-            writeln!(w, "program: {from} -> {to} (the rebuilt venv's)")?;
+            writeln!(w, "program: {} -> {} (the rebuilt venv's)", v(from), v(to))?;
         }
         writeln!(
             w,
             "command{}: {}",
             if r.ran { "" } else { " (not run)" },
-            plan.shell_line()
+            v(&plan.shell_line())
         )?;
     }
     let bad: Vec<&str> = r
@@ -271,20 +406,32 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
         .filter(|s| matches!(s.status, Status::Differs | Status::Failed))
         .map(|s| s.step.as_str())
         .collect();
+    let env_waits = r.steps.iter().any(|s| {
+        s.step == StepName::Environment
+            && s.status == Status::Skipped
+            && r.venv.is_none()
+            && s.notes.iter().any(|n| n.contains("needs consent"))
+    });
     if r.ok && r.ran {
         writeln!(w, "reproduced: every step matches the lock")
+    } else if r.ok && env_waits {
+        writeln!(
+            w,
+            "checked the code and data in {}; building the environment runs code the lock chose: pass --yes to build it, --run to also run the command",
+            path(&r.project)
+        )
     } else if r.ok {
         writeln!(
             w,
             "prepared and verified in {}; pass --run to run the command and compare its checkpoints",
-            r.project.display()
+            path(&r.project)
         )
     } else {
         writeln!(
             w,
             "not reproduced: {} (the rebuild is kept in {})",
             bad.join(", "),
-            r.into.display()
+            path(&r.into)
         )
     }
 }

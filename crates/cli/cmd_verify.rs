@@ -7,7 +7,6 @@ use anyhow::Result;
 
 use cairn::ops::verify::{Area, Report, Severity, VerifyOptions};
 use cairn::probe::observe::ObserveOptions;
-use cairn::project::Project;
 
 use crate::output::{Human, Printer};
 use crate::LockArg;
@@ -18,6 +17,12 @@ use crate::LockArg;
 /// The code matches when the working tree is the locked commit's tree plus the recorded
 /// uncommitted change; committing afterwards is fine, and cairn.lock and .cairn/ never count as
 /// code. External datasets are read only where cairn.toml or --data NAME=PATH says they are.
+///
+/// Verify never runs anything of the repository: the only program it starts is the Python
+/// interpreter you chose (--python, $CAIRN_PYTHON, $VIRTUAL_ENV, $CONDA_PREFIX, python3 on PATH),
+/// from an empty directory outside the checkout. A cairn.toml that picks the interpreter or a
+/// place outside the repository is used only after `cairn trust`. It writes only its stat cache
+/// in .cairn/cache, never through a symlink (spec/security.md).
 ///
 /// Environment drift (a package upgraded, the interpreter changed, a lock file edited or out of
 /// step with what is installed, a determinism variable such as PYTHONHASHSEED set differently)
@@ -60,7 +65,7 @@ use crate::ReportFormat as Format;
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
-    let project = Project::open(&cwd, false)?;
+    let project = crate::open_project(&cwd, false, out)?;
     let lock_path = project.lock_path(args.lock.lock.as_deref())?;
     let opts = VerifyOptions {
         observe: ObserveOptions {

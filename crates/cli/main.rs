@@ -13,6 +13,7 @@ mod cmd_lineage;
 mod cmd_lock;
 mod cmd_man;
 mod cmd_rebuild;
+mod cmd_trust;
 mod cmd_verify;
 mod output;
 
@@ -68,6 +69,7 @@ enum Command {
     Completions(cmd_completions::Args),
     Man(cmd_man::Args),
     Init(cmd_init::Args),
+    Trust(cmd_trust::Args),
 }
 
 /// `--format` of the commands that print a report: for people, or JSON (schemas in spec/).
@@ -92,6 +94,28 @@ pub fn data_locations(
         data.insert(name.to_string(), project.resolve(&project.cwd, path).0);
     }
     Ok(data)
+}
+
+/// Open the project of `cwd` and tell the user what they must know about it: the settings of an
+/// untrusted cairn.toml that were ignored (spec/security.md), a stat cache that is not used.
+pub fn open_project(
+    cwd: &std::path::Path,
+    require_git: bool,
+    out: &output::Printer,
+) -> anyhow::Result<cairn::project::Project> {
+    let project = cairn::project::Project::open(cwd, require_git)?;
+    tell_about(&project, out);
+    Ok(project)
+}
+
+/// Print the warnings of [`open_project`] for a project opened otherwise.
+pub fn tell_about(project: &cairn::project::Project, out: &output::Printer) {
+    for (warning, hint) in project.warnings() {
+        out.warn(&warning);
+        if let Some(h) = hint {
+            out.hint(&h);
+        }
+    }
 }
 
 /// Options shared by the commands that read or write a lock.
@@ -120,6 +144,7 @@ fn main() -> ExitCode {
         Command::Completions(args) => cmd_completions::run(args, &out),
         Command::Man(args) => cmd_man::run(args, &out),
         Command::Init(args) => cmd_init::run(args, &out),
+        Command::Trust(args) => cmd_trust::run(args, &out),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -53,6 +53,13 @@ impl Printer {
         }
     }
 
+    /// A `hint:` line on stderr, after a warning (suppressed by --quiet).
+    pub fn hint(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("{}: {msg}", self.paint("1;36", "hint"));
+        }
+    }
+
     /// An informational line on stderr (suppressed by --quiet).
     pub fn info(&self, msg: &str) {
         if !self.quiet {

@@ -68,7 +68,12 @@ fn a_dataset_on_another_disk_is_recorded_as_external() {
     r.cairn(["verify"])
         .expect(1)
         .stdout_has("not checked  data big");
+    // cairn.toml names a path that leads out (through the link): used once the user trusts it.
     r.write("cairn.toml", "[data]\nbig = \"data/big\"\n");
+    r.cairn(["verify"])
+        .expect(1)
+        .stderr_has("ignored: data.big = \"data/big\" (it is outside the repository)");
+    r.cairn(["trust"]).expect(0);
     r.cairn(["verify"]).expect(0);
 }
 
@@ -81,7 +86,7 @@ fn oversized_and_deeply_nested_locks_are_refused() {
     drop(f);
     r.cairn(["verify"])
         .expect(2)
-        .stderr_has("cairn reads lockfiles up to 64 MiB");
+        .stderr_has("larger than 64 MiB, the most cairn reads for this file");
     // Deep nesting is a parse error with a position, not a crash.
     let deep = format!(
         "version = 1\nx = {}{}\n",

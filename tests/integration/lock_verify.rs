@@ -327,11 +327,15 @@ fn external_dataset_is_checked_only_where_the_user_says() {
     out.stdout_has("not checked  data imagenet");
     // Told on the command line.
     r.cairn(["verify", "--data", &arg]).expect(0);
-    // Told in cairn.toml.
+    // Told in cairn.toml: a place outside the repository, so only once the user trusts the file.
     r.write(
         "cairn.toml",
         format!("[data]\nimagenet = \"{}\"\n", shared.path().display()),
     );
+    r.cairn(["verify"])
+        .expect(1)
+        .stderr_has("is not trusted on this machine; ignored: data.imagenet = ");
+    r.cairn(["trust"]).expect(0);
     r.cairn(["verify"]).expect(0);
     std::fs::write(shared.path().join("x.bin"), "changed").unwrap();
     let out = r.cairn(["verify"]).expect(1);

@@ -466,8 +466,17 @@ fn unknown_commit_says_to_fetch_it() {
         &format!("branch = \"main\"\nremote = \"{remote}\""),
     );
     std::fs::write(r.join("cairn.lock"), &text).unwrap();
+    // Fetching from the lock's remote needs consent: without it, nothing is fetched or made.
     let out = r
         .cairn(["rebuild", "--into", into.to_str().unwrap()])
+        .expect(2);
+    out.stderr_has(&format!(
+        "fetching it from {remote} (the lock's remote) needs consent"
+    ))
+    .stderr_has("pass --yes to fetch");
+    assert!(!into.exists());
+    let out = r
+        .cairn(["rebuild", "--yes", "--into", into.to_str().unwrap()])
         .expect(2);
     out.stderr_has(&format!("fetching it from {remote} failed"))
         .stderr_has(&format!("hint: fetch it (`git fetch {remote}`)"));
@@ -525,6 +534,7 @@ fn a_commit_on_the_recorded_remote_is_fetched() {
         .current_dir(&clone)
         .args([
             "rebuild",
+            "--yes",
             "--into",
             into.to_str().unwrap(),
             "--format",
@@ -622,7 +632,7 @@ fn an_error_part_way_removes_what_was_made() {
     let broken = tools.path().join("python3");
     std::fs::write(
         &broken,
-        "#!/bin/sh\nif [ \"$1\" = \"-m\" ]; then echo 'No module named venv' >&2; exit 1; fi\nexec python3 \"$@\"\n",
+        "#!/bin/sh\ncase \"$*\" in *'-m venv'*) echo 'No module named venv' >&2; exit 1 ;; esac\nexec python3 \"$@\"\n",
     )
     .unwrap();
     let mut perm = std::fs::metadata(&broken).unwrap().permissions();
@@ -637,6 +647,7 @@ fn an_error_part_way_removes_what_was_made() {
             into.to_str().unwrap(),
             "--python",
             broken.to_str().unwrap(),
+            "--yes",
         ])
         .expect(2);
     out.stderr_has("error: creating the venv failed")
@@ -739,7 +750,8 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
-/// On a terminal, rebuild asks before running, showing the exact command; only a yes runs it.
+/// On a terminal, rebuild shows the plan and asks once, before anything of the lock's; only a
+/// yes runs the command.
 /// (`script` from util-linux gives the command a terminal.)
 #[test]
 fn on_a_terminal_it_asks_before_running() {
@@ -778,9 +790,12 @@ fn on_a_terminal_it_asks_before_running() {
     let no = target.path().join("no");
     let (code, text) = ask("n\n", &no);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("Its command:"), "{text}");
+    assert!(text.contains("Plan: rebuild run"), "{text}");
     assert!(text.contains("CAIRN_SEED=7 python3 train.py"), "{text}");
-    assert!(text.contains("Run it now? [y/N]"), "{text}");
+    assert!(
+        text.contains("Rebuild as planned and run the command? [y/N]"),
+        "{text}"
+    );
     assert!(!no.join("runs").exists(), "a no does not run it");
     let yes = target.path().join("yes");
     let (code, text) = ask("y\n", &yes);
@@ -864,4 +879,68 @@ fn the_default_directory_is_next_to_the_repository() {
         expected.join("train.py").is_file(),
         "the first rebuild is untouched"
     );
+}
+
+/// Consent in three degrees on one lock with a Python environment: none (the code and data are
+/// checked, the venv is not made, nothing runs), `--yes` (the venv is made and compared, the
+/// command does not run), and `--dry-run` (the plan on stdout, nothing made).
+#[test]
+fn yes_builds_the_environment_and_only_run_runs_the_command() {
+    let venv = Venv::new();
+    let py = venv.python();
+    let py = py.to_str().unwrap();
+    let r = project(TRAIN_PLAIN);
+    r.cairn(lock_args(&["--python", py], py, None)).expect(0);
+    r.commit_all("lock");
+    let target = tempfile::tempdir().unwrap();
+
+    let dry = r
+        .cairn([
+            "rebuild",
+            "--python",
+            py,
+            "--dry-run",
+            "--into",
+            target.path().join("dry").to_str().unwrap(),
+        ])
+        .expect(0);
+    dry.stdout_has("Plan: rebuild run")
+        .stdout_has("(in this repository)")
+        .stdout_has("pinned package(s) from the package index")
+        .stdout_has("CAIRN_SEED=7");
+    assert!(
+        !target.path().join("dry").exists(),
+        "a dry run makes nothing"
+    );
+
+    let none = target.path().join("none");
+    let out = r
+        .cairn(["rebuild", "--python", py, "--into", none.to_str().unwrap()])
+        .expect(0);
+    out.stdout_has("  code         reproduced")
+        .stdout_has("  environment  skipped")
+        .stdout_has("  data         reproduced")
+        .stdout_has("  run          not run")
+        .stdout_has("needs consent (--yes, or --run)")
+        .stdout_has("pass --yes to build it, --run to also run the command")
+        .stderr_has("No consent");
+    assert!(!none.join(".venv").exists(), "no venv without consent");
+    assert!(!none.join("runs").exists());
+
+    let yes = target.path().join("yes");
+    let out = r
+        .cairn([
+            "rebuild",
+            "--python",
+            py,
+            "--yes",
+            "--into",
+            yes.to_str().unwrap(),
+        ])
+        .expect(0);
+    out.stdout_has("  environment  reproduced")
+        .stdout_has("  run          not run")
+        .stdout_has("pass --run to run the command");
+    assert!(yes.join(".venv/bin/python").exists());
+    assert!(!yes.join("runs").exists(), "--yes does not run the command");
 }

@@ -75,6 +75,9 @@ fn hermetic(cmd: &mut Command, home: &Path) {
         .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
         .env("NO_COLOR", "1")
         .env_remove("CAIRN_NVIDIA_SMI")
+        // Trust records go to HOME (the test's own); the user's interpreter is not inherited.
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("CAIRN_PYTHON")
         .env_remove("GIT_DIR")
         .env_remove("GIT_WORK_TREE");
 }

@@ -13,7 +13,7 @@
 //!   differences (which fail, which warn, how they are worded).
 //! * [`project`] and [`config`] say where things are; [`error`] is the one error type;
 //!   [`process`] starts every child process, [`fs`] does every write, and [`text`] makes what a
-//!   repository wrote safe to show.
+//!   repository wrote safe to show. [`trust`] keeps the user's trust in a project's cairn.toml.
 #![warn(missing_docs)]
 
 pub mod compare;
@@ -27,5 +27,6 @@ pub mod probe;
 pub mod process;
 pub mod project;
 pub mod text;
+pub mod trust;
 
 pub use error::{Error, Result};

@@ -7,12 +7,19 @@
 //! projects can live in one repository, each with its own `cairn.toml` and `cairn.lock`.
 //!
 //! `.cairn/` at the project root holds `changes/` and `manifests/` (meant to be committed) and
-//! `cache/` and `failed/` (local only; `.cairn/.gitignore` says so).
+//! `cache/` and `failed/` (local only; `.cairn/.gitignore` says so). Every `.cairn/` path comes
+//! from here, and every write below it goes through [`crate::fs`], which never follows a symlink
+//! below the project root: a committed `.cairn` or `.cairn/cache` that is a link is not used.
+//!
+//! Opening a project is also where its `cairn.toml` meets the user's trust ([`crate::trust`]):
+//! unless the user trusted this exact file here, the settings that would run a program or read
+//! outside the repository are dropped and listed in [`Project::ignored`], so that no command can
+//! forget the rule (spec/security.md).
 
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Ignored};
 use crate::error::{Error, IoResultExt, Result};
 use crate::model::lockfile;
 use crate::model::paths::{self, RelPath};
@@ -28,8 +35,15 @@ pub struct Project {
     pub repo: Option<git2::Repository>,
     /// The repository's working directory (canonical).
     pub repo_root: Option<PathBuf>,
-    /// The configuration (empty when there is no cairn.toml).
+    /// The configuration (empty when there is no cairn.toml), without what an untrusted
+    /// cairn.toml may not decide.
     pub config: Config,
+    /// The settings of cairn.toml that were not used because the user has not trusted it
+    /// (`cairn trust`); empty when it is trusted or has none.
+    pub ignored: Vec<Ignored>,
+    /// Why the stat cache in `.cairn/cache` is not used (a committed symlink in its way), when
+    /// it is not.
+    pub cache_problem: Option<String>,
 }
 
 impl Project {
@@ -50,14 +64,70 @@ impl Project {
             None => None,
         };
         let root = find_root(&cwd, repo_root.as_deref());
-        let (config, _) = Config::load(&root)?;
-        Ok(Project {
+        let (mut config, _, bytes) = Config::load_bytes(&root)?;
+        let boundary = repo_root.as_deref().unwrap_or(&root);
+        let ignored = if crate::trust::is_trusted(&root, &bytes) {
+            Vec::new()
+        } else {
+            config.drop_untrusted(&root, boundary)
+        };
+        let mut project = Project {
             cwd,
             root,
             repo,
             repo_root,
             config,
-        })
+            ignored,
+            cache_problem: None,
+        };
+        if let Err(e) = crate::fs::real_dir(&project.stat_cache_dir()) {
+            project.cache_problem = Some(format!(
+                "the stat cache in {} is not used: {e}",
+                project.stat_cache_dir().display()
+            ));
+        }
+        Ok(project)
+    }
+
+    /// What to tell the user about opening the project, as (warning, hint) pairs: the settings
+    /// of an untrusted cairn.toml that were ignored, and a stat cache that cannot be used.
+    pub fn warnings(&self) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        if !self.ignored.is_empty() {
+            let list: Vec<String> = self
+                .ignored
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{} = {:?} ({})",
+                        i.key,
+                        crate::text::visible(&i.value),
+                        i.why
+                    )
+                })
+                .collect();
+            out.push((
+                format!(
+                    "{} is not trusted on this machine; ignored: {}",
+                    self.root.join(config::FILE_NAME).display(),
+                    list.join(", ")
+                ),
+                Some(
+                    "if you wrote it or checked it, run `cairn trust`; or give these settings yourself: --python PATH, --data NAME=PATH"
+                        .into(),
+                ),
+            ));
+        }
+        if let Some(p) = &self.cache_problem {
+            out.push((
+                p.clone(),
+                Some(
+                    "remove the link or file in the way (it came with the repository); cairn recreates the cache"
+                        .into(),
+                ),
+            ));
+        }
+        out
     }
 
     /// The boundary that no path may leave: the repository root, or the project root.
@@ -127,6 +197,22 @@ impl Project {
             .join(format!("{}.patch", digest.hex()))
     }
 
+    /// The bytes of the manifest with this digest (see [`Project::manifest_path`]): a regular
+    /// file reached without following a symlink below the project root, of at most
+    /// [`crate::fs::MAX_MANIFEST_BYTES`]. The caller checks them against the digest.
+    pub fn read_manifest(
+        &self,
+        digest: &crate::content::digest::Digest,
+    ) -> std::io::Result<Vec<u8>> {
+        crate::fs::read_bounded(&self.manifest_path(digest), crate::fs::MAX_MANIFEST_BYTES)
+    }
+
+    /// The bytes of the change sidecar with this digest (see [`Project::change_path`]), read
+    /// as [`Project::read_manifest`] reads, up to [`crate::fs::MAX_SIDECAR_BYTES`].
+    pub fn read_change(&self, digest: &crate::content::digest::Digest) -> std::io::Result<Vec<u8>> {
+        crate::fs::read_bounded(&self.change_path(digest), crate::fs::MAX_SIDECAR_BYTES)
+    }
+
     /// A project-relative path as a repository-relative one (for the code exclusions).
     pub fn repo_relative(&self, rel: &RelPath) -> Option<String> {
         let repo_root = self.repo_root.as_ref()?;
@@ -146,9 +232,9 @@ impl Project {
     /// Make sure `.cairn/` exists with a `.gitignore` that keeps `cache/` out of git.
     pub fn ensure_cairn_dir(&self) -> Result<()> {
         let dir = self.cairn_dir();
-        std::fs::create_dir_all(dir.join("cache")).ctx("cannot create directory", &dir)?;
+        crate::fs::create_dir_all(&dir.join("cache"))?;
         let ignore = dir.join(".gitignore");
-        if !ignore.exists() {
+        if std::fs::symlink_metadata(&ignore).is_err() {
             crate::fs::atomic_write(
                 &ignore,
                 b"# Written by cairn: the cache and failed-run records are local to this machine;\n# the rest (changes/, manifests/) is meant to be committed with the lock.\n/cache/\n/failed/\n",
@@ -162,12 +248,7 @@ impl Project {
     pub fn exclusive(&self) -> Result<ProcessLock> {
         self.ensure_cairn_dir()?;
         let path = self.cairn_dir().join("cache").join("busy");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .ctx("cannot open", &path)?;
+        let file = crate::fs::open_for_lock(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(ProcessLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy {

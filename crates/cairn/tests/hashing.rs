@@ -110,6 +110,7 @@ fn parallel_and_cached_digests_equal_the_reference() {
         cache_dir: Some(&cache),
         use_cache: true,
         progress: None,
+        confine: None,
     };
     let first = digest::hash_path_with(&root, &opts).unwrap();
     assert_eq!(first.digest.to_string(), want);

@@ -40,7 +40,7 @@ fn locked_entries(
     let mut entries = git::commit_entries(repo, commit.0, excluder)?;
     if let Some(change) = &code.change {
         let sidecar = project.change_path(change);
-        match std::fs::read(&sidecar) {
+        match project.read_change(change) {
             Ok(patch) if &Digest::of_bytes(&patch) == change => {
                 entries = git::apply_patch_entries(entries, &patch)?;
             }

@@ -12,7 +12,7 @@ pub fn manifest_of(project: &Project, content: &Content) -> Option<Manifest> {
     if let Some(m) = &content.manifest {
         return Some(m.clone());
     }
-    let text = std::fs::read(project.manifest_path(&content.digest)).ok()?;
+    let text = project.read_manifest(&content.digest).ok()?;
     (Digest::of_bytes(&text) == content.digest)
         .then(|| Manifest::parse(&text).ok())
         .flatten()

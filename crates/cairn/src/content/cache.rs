@@ -30,7 +30,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::content::digest::Digest;
-use crate::error::{IoResultExt, Result};
+use crate::error::Result;
 
 const MAGIC: &[u8; 8] = b"CAIRNSC2";
 const FIXED: usize = 8 * 5 + 32;
@@ -133,7 +133,8 @@ impl StatCache {
             offsets: Vec::new(),
         };
         if read {
-            if let Ok(raw) = std::fs::read(cache.file.as_ref().expect("set above")) {
+            let file = cache.file.as_ref().expect("set above");
+            if let Ok(raw) = crate::fs::read_bounded(file, crate::fs::MAX_MANIFEST_BYTES) {
                 if let Some(offsets) = parse(&raw, &cache.root) {
                     cache.raw = raw;
                     cache.offsets = offsets;
@@ -181,7 +182,8 @@ impl StatCache {
     }
 
     /// Replace the cache file with these entries (sorted by path, as a manifest is). Written to
-    /// a temporary file and renamed; not fsynced (a cache lost in a crash is only rebuilt).
+    /// a temporary file and renamed by [`crate::fs::atomic_write_with`] (so never through a
+    /// symlink); not fsynced (a cache lost in a crash is only rebuilt).
     pub fn save<'a>(
         &self,
         entries: impl ExactSizeIterator<Item = (&'a [u8], Cached)>,
@@ -189,37 +191,27 @@ impl StatCache {
         let Some(file) = &self.file else {
             return Ok(());
         };
-        let dir = file.parent().expect("cache files live in a directory");
-        std::fs::create_dir_all(dir).ctx("cannot create directory", dir)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".stat-tmp-")
-            .tempfile_in(dir)
-            .ctx("cannot create a temporary file in", dir)?;
-        let mut w = HashingWriter::new(tmp.as_file());
-        let io = |r: std::io::Result<()>| r.ctx("cannot write", tmp.path());
-        io(w.write_all(MAGIC))?;
-        io(w.write_all(&(self.root.len() as u32).to_le_bytes()))?;
-        io(w.write_all(&self.root))?;
-        io(w.write_all(&(entries.len() as u64).to_le_bytes()))?;
-        for (path, c) in entries {
-            io(w.write_all(&(path.len() as u32).to_le_bytes()))?;
-            io(w.write_all(path))?;
-            for v in [
-                c.key.dev,
-                c.key.ino,
-                c.key.size,
-                c.key.mtime_ns as u64,
-                c.key.ctime_ns as u64,
-            ] {
-                io(w.write_all(&v.to_le_bytes()))?;
+        crate::fs::atomic_write_with(file, false, |out| {
+            let mut w = HashingWriter::new(out);
+            w.write_all(MAGIC)?;
+            w.write_all(&(self.root.len() as u32).to_le_bytes())?;
+            w.write_all(&self.root)?;
+            w.write_all(&(entries.len() as u64).to_le_bytes())?;
+            for (path, c) in entries {
+                w.write_all(&(path.len() as u32).to_le_bytes())?;
+                w.write_all(path)?;
+                for v in [
+                    c.key.dev,
+                    c.key.ino,
+                    c.key.size,
+                    c.key.mtime_ns as u64,
+                    c.key.ctime_ns as u64,
+                ] {
+                    w.write_all(&v.to_le_bytes())?;
+                }
+                w.write_all(&c.hash.0)?;
             }
-            io(w.write_all(&c.hash.0))?;
-        }
-        io(w.finish())?;
-        tmp.persist(file).map_err(|e| crate::Error::Io {
-            op: "cannot replace",
-            path: file.clone(),
-            source: e.error,
+            w.finish()
         })?;
         Ok(())
     }

@@ -349,6 +349,10 @@ pub struct HashOptions<'a> {
     pub use_cache: bool,
     /// Progress reporting.
     pub progress: Option<&'a dyn Progress>,
+    /// The repository of a command that only reads (spec/security.md): below a root inside it,
+    /// symlinks that lead out of it are skipped and reported, not followed. `None` follows every
+    /// link (`cairn lock`, `cairn hash`, and roots the user named outside the repository).
+    pub confine: Option<&'a Path>,
 }
 
 /// One hashed file: its digest, size, and what to cache for it.
@@ -512,7 +516,12 @@ pub fn hash_dir(root: &Path, opts: &HashOptions<'_>) -> Result<Hashed> {
         cacheable: bool,
     }
     let started = now_ns();
-    let (files, skipped) = crate::content::walk::walk(root)?;
+    // Confinement is for what the repository holds; a root the user named outside it is the
+    // user's, and is walked as it is.
+    let confine = opts
+        .confine
+        .filter(|b| std::fs::canonicalize(root).is_ok_and(|r| r.starts_with(b)));
+    let (files, skipped) = crate::content::walk::walk_within(root, confine)?;
     let cache = open_cache(root, opts);
     if let Some(p) = opts.progress {
         p.start(files.len() as u64);

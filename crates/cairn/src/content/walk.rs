@@ -6,6 +6,10 @@
 //! file, a link to a directory is walked, a directory that is its own ancestor is a loop (an
 //! error), and a dangling link is skipped and reported, as are FIFOs, sockets and devices
 //! (never opened, so never a hang). Results are sorted by path bytes after collecting.
+//!
+//! [`walk_within`] confines the walk for the commands that read a stranger's repository
+//! (spec/security.md): a symlink whose target lies outside the given boundary is skipped and
+//! reported, not followed, so a committed `data/train/keys -> ~/.ssh` is never read.
 
 use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, OwnedFd};
@@ -44,6 +48,8 @@ pub fn key_of(st: &Stat) -> StatKey {
 
 struct Walk<'a> {
     root: &'a Path,
+    /// Symlinks leading outside this directory are not followed.
+    confine: Option<&'a Path>,
 }
 
 /// What one directory task produced.
@@ -111,6 +117,13 @@ impl Walk<'_> {
                 continue;
             }
             let child = join(&rel, bytes);
+            if let Some(boundary) = self.confine {
+                let maybe_link = matches!(entry.file_type(), FileType::Symlink | FileType::Unknown);
+                if maybe_link && is_link(&fd, name) && !leads_inside(&self.full(&child), boundary) {
+                    part.skipped.push(skipped(&child, LEADS_OUT));
+                    continue;
+                }
+            }
             let (ty, st) = match entry.file_type() {
                 FileType::Directory => (FileType::Directory, None),
                 FileType::Fifo
@@ -155,6 +168,13 @@ impl Walk<'_> {
 }
 
 const NOT_REGULAR: &str = "not a regular file (FIFO, socket or device)";
+const LEADS_OUT: &str = "a symbolic link leading outside the repository; not followed";
+
+/// Does the symlink at `path` resolve (all the way) to a place inside `boundary`? A dangling
+/// link does not: it is reported as leading out (nothing is read either way).
+fn leads_inside(path: &Path, boundary: &Path) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|real| real.starts_with(boundary))
+}
 
 fn skipped(rel: &[u8], reason: &'static str) -> Skipped {
     Skipped {
@@ -182,7 +202,13 @@ fn join(rel: &[u8], name: &[u8]) -> Vec<u8> {
 /// Every regular file below the directory `root` (symlinks followed), sorted by relative path
 /// bytes, with what was skipped.
 pub fn walk(root: &Path) -> Result<(Vec<Found>, Vec<Skipped>)> {
-    let w = Walk { root };
+    walk_within(root, None)
+}
+
+/// [`walk`], but with `confine`, a symlink whose target is outside that (canonical) directory
+/// is skipped and reported instead of followed.
+pub fn walk_within(root: &Path, confine: Option<&Path>) -> Result<(Vec<Found>, Vec<Skipped>)> {
+    let w = Walk { root, confine };
     let mut part = w.open_and_walk(Vec::new(), &[])?;
     part.files.par_sort_unstable_by(|a, b| a.rel.cmp(&b.rel));
     part.files.shrink_to_fit();

@@ -395,23 +395,10 @@ impl Lock {
         })
     }
 
-    /// Read and validate a lockfile. Files over [`MAX_LOCK_BYTES`] are refused before they are
-    /// read.
+    /// Read and validate a lockfile: a regular file (a symlink, FIFO or device is refused) of
+    /// at most [`MAX_LOCK_BYTES`], measured on the open file.
     pub fn load(path: &Path) -> Result<Lock> {
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.len() > MAX_LOCK_BYTES {
-                return Err(Error::LockInvalid {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "it is {} MiB; cairn reads lockfiles up to {} MiB",
-                        meta.len() >> 20,
-                        MAX_LOCK_BYTES >> 20
-                    ),
-                });
-            }
-        }
-        let bytes =
-            std::fs::read(path).map_err(|source| Error::reading("lockfile", path, source))?;
+        let bytes = crate::fs::read_file(path, "lockfile", MAX_LOCK_BYTES)?;
         let text = String::from_utf8(bytes).map_err(|_| Error::LockInvalid {
             path: path.to_path_buf(),
             message: "not UTF-8 text".into(),

@@ -17,7 +17,7 @@ impl RelPath {
     pub fn parse(s: &str) -> Result<RelPath> {
         let refuse = |message: &str| {
             Err(Error::BadPath {
-                path: s.to_string(),
+                path: crate::text::visible(s).into_owned(),
                 message: message.to_string(),
             })
         };
@@ -29,6 +29,9 @@ impl RelPath {
         }
         if s.contains('\0') {
             return refuse("path contains a NUL byte");
+        }
+        if crate::text::has_control(s) {
+            return refuse("path contains a control character (shown escaped)");
         }
         for part in s.split('/') {
             match part {
@@ -125,6 +128,9 @@ mod tests {
             "./a",
             "a/./b",
             "a\0b",
+            "a\nb",
+            "runs/\x1b[2Jx",
+            "evil\u{202e}txt",
         ] {
             assert!(RelPath::parse(bad).is_err(), "{bad:?} accepted");
         }

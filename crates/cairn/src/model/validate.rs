@@ -8,6 +8,7 @@ use crate::model::lockfile::*;
 use crate::model::paths::RelPath;
 use crate::model::wire;
 use crate::probe::python::{CondaPackage, Source, TorchStack};
+use crate::text::{has_control, visible};
 
 struct Checker {
     problems: Vec<String>,
@@ -160,6 +161,11 @@ impl Checker {
                     ));
                     return None;
                 };
+                if has_control(repo) || has_control(revision) {
+                    self.problems.push(format!(
+                        "`{at}.ref` contains a control character: {reference:?}"
+                    ));
+                }
                 let commit = self.req(w.commit, &format!("{at}.commit"));
                 Some(InputSource::Hf {
                     repo: repo.to_string(),
@@ -208,6 +214,21 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
         if matches!(&r.command, Some(argv) if argv.is_empty()) {
             c.problems.push("`run.command` is an empty list".into());
         }
+        // The argv may hold any character a shell could pass (it is shown escaped), but not
+        // NUL, which no program can receive.
+        for (i, arg) in r.command.iter().flatten().enumerate() {
+            if arg.contains('\0') {
+                c.problems
+                    .push(format!("`run.command[{i}]` contains a NUL byte: {arg:?}"));
+            }
+        }
+        for (k, v) in &r.env {
+            if !valid_env_name(k) || v.contains('\0') {
+                c.problems.push(format!(
+                    "`run.env`: {k:?} = {v:?} (names are letters, digits and `_`, not starting with a digit; no NUL in values)"
+                ));
+            }
+        }
         Run {
             id: id.unwrap_or_default(),
             locked_at: c.time(r.locked_at, "run.locked-at"),
@@ -233,6 +254,13 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
         for (i, s) in code.submodule.into_iter().enumerate() {
             let path = c.path(s.path, &format!("code.submodule[{i}].path"));
             let commit = c.oid(s.commit, &format!("code.submodule[{i}].commit"));
+            if let Some(url) = &s.url {
+                if url.starts_with('-') || has_control(url) {
+                    c.problems.push(format!(
+                        "`code.submodule[{i}].url` is not a repository location: {url:?}"
+                    ));
+                }
+            }
             if let (Some(path), Some(commit)) = (path, commit) {
                 submodules.push(Submodule {
                     path,
@@ -247,6 +275,19 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
             if pair[0].path == pair[1].path {
                 c.problems
                     .push(format!("submodule `{}` appears twice", pair[0].path));
+            }
+        }
+        if let Some(remote) = &code.remote {
+            if let Err(why) = check_remote(remote) {
+                c.problems
+                    .push(format!("`code.remote` {why}: {:?}", visible(remote)));
+            }
+        }
+        if let Some(branch) = &code.branch {
+            if has_control(branch) {
+                c.problems.push(format!(
+                    "`code.branch` contains a control character: {branch:?}"
+                ));
             }
         }
         Code {
@@ -427,16 +468,51 @@ impl Checker {
             let at = format!("python.package[{i}]");
             let name = self.req(w.name, &format!("{at}.name"));
             if let Some(n) = &name {
-                if *n != crate::probe::python::normalize_name(n) || n.is_empty() {
-                    self.problems
-                        .push(format!("`{at}.name` is not a normalised name: {n:?}"));
+                if *n != crate::probe::python::normalize_name(n) || !valid_package_name(n) {
+                    self.problems.push(format!(
+                        "`{at}.name` is not a normalised package name (PEP 503): {n:?}"
+                    ));
                 }
             }
             let version = self.req(w.version, &format!("{at}.version"));
+            if let Some(v) = &version {
+                if !valid_package_version(v) {
+                    self.problems.push(format!(
+                        "`{at}.version` is not a package version (letters, digits, `.`, `+`, `!`, `_`, `-`, starting with a letter or digit): {v:?}"
+                    ));
+                }
+            }
+            for (field, value) in [("url", &w.url), ("commit", &w.commit), ("hash", &w.hash)] {
+                if let Some(v) = value {
+                    if v.starts_with('-')
+                        || v.chars().any(|ch| ch.is_whitespace())
+                        || has_control(v)
+                    {
+                        self.problems.push(format!(
+                            "`{at}.{field}` starts with `-` or holds a space or control character: {v:?}"
+                        ));
+                    }
+                }
+            }
             let source = match w.source.as_deref() {
                 Some("registry") => Some(Source::Registry),
                 Some("vcs") => match (w.url, w.commit) {
-                    (Some(url), Some(commit)) => Some(Source::Vcs { url, commit }),
+                    (Some(url), Some(commit)) => {
+                        if !has_scheme(&url, VCS_SCHEMES) {
+                            self.problems.push(format!(
+                                "`{at}.url` of a vcs package must start with {}: {url:?}",
+                                VCS_SCHEMES.join(", ")
+                            ));
+                        }
+                        if !(4..=64).contains(&commit.len())
+                            || !commit.bytes().all(|b| b.is_ascii_hexdigit())
+                        {
+                            self.problems.push(format!(
+                                "`{at}.commit` is not a commit id (hex digits): {commit:?}"
+                            ));
+                        }
+                        Some(Source::Vcs { url, commit })
+                    }
                     _ => {
                         self.problems
                             .push(format!("`{at}`: a vcs source needs `url` and `commit`"));
@@ -444,7 +520,27 @@ impl Checker {
                     }
                 },
                 Some("archive") => match w.url {
-                    Some(url) => Some(Source::Archive { url, hash: w.hash }),
+                    Some(url) => {
+                        if !has_scheme(&url, ARCHIVE_SCHEMES) {
+                            self.problems.push(format!(
+                                "`{at}.url` of an archive must start with {}: {url:?}",
+                                ARCHIVE_SCHEMES.join(", ")
+                            ));
+                        }
+                        if let Some(h) = &w.hash {
+                            let ok = h.split_once('=').is_some_and(|(algo, hex)| {
+                                !algo.is_empty()
+                                    && algo.bytes().all(|b| b.is_ascii_alphanumeric())
+                                    && !hex.is_empty()
+                                    && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                            });
+                            if !ok {
+                                self.problems
+                                    .push(format!("`{at}.hash` must be ALGORITHM=HEX: {h:?}"));
+                            }
+                        }
+                        Some(Source::Archive { url, hash: w.hash })
+                    }
                     None => {
                         self.problems
                             .push(format!("`{at}`: an archive source needs `url`"));
@@ -453,6 +549,22 @@ impl Checker {
                 },
                 Some("directory") => match w.url {
                     Some(url) => {
+                        let path = crate::probe::python::file_url_path(&url);
+                        let plain = path.as_deref().is_some_and(|p| {
+                            p.is_absolute()
+                                && p.components().all(|c| {
+                                    !matches!(
+                                        c,
+                                        std::path::Component::ParentDir
+                                            | std::path::Component::CurDir
+                                    )
+                                })
+                        });
+                        if !plain || has_control(&path.unwrap_or_default().to_string_lossy()) {
+                            self.problems.push(format!(
+                                "`{at}.url` of a directory must be a file:// URL of an absolute path without `..`: {url:?}"
+                            ));
+                        }
                         let change = w
                             .change
                             .and_then(|d| self.digest(Some(d), &format!("{at}.change")));
@@ -502,6 +614,16 @@ impl Checker {
             .into_iter()
             .enumerate()
             .filter_map(|(i, w)| {
+                for v in [&w.name, &w.version, &w.build, &w.channel]
+                    .into_iter()
+                    .flatten()
+                {
+                    if has_control(v) {
+                        self.problems.push(format!(
+                            "`python.conda[{i}]` contains a control character: {v:?}"
+                        ));
+                    }
+                }
                 Some(CondaPackage {
                     name: self.req(w.name, &format!("python.conda[{i}].name"))?,
                     version: self.req(w.version, &format!("python.conda[{i}].version"))?,
@@ -512,15 +634,244 @@ impl Checker {
             })
             .collect();
         conda.sort_by(|a, b| a.name.cmp(&b.name));
+        let implementation = self
+            .req(p.implementation, "python.implementation")
+            .unwrap_or_default();
+        if !implementation.is_empty()
+            && !implementation
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            self.problems.push(format!(
+                "`python.implementation` must be a lower-case name like \"cpython\": {implementation:?}"
+            ));
+        }
+        let version = self.req(p.version, "python.version").unwrap_or_default();
+        if !version.is_empty() && !valid_python_version(&version) {
+            self.problems.push(format!(
+                "`python.version` is not a PEP 440 release like \"3.11.7\": {version:?}"
+            ));
+        }
         Python {
-            implementation: self
-                .req(p.implementation, "python.implementation")
-                .unwrap_or_default(),
-            version: self.req(p.version, "python.version").unwrap_or_default(),
+            implementation,
+            version,
             abi: p.abi,
             platform: p.platform,
             packages,
             conda,
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field rules for what reaches an argv or a path (spec/lockfile.md §15, spec/security.md).
+
+/// URL schemes a `vcs` package may have (pip's `VCS+TRANSPORT`). `git+file` is what pip records
+/// for a local repository; git then runs with cairn's transport limits.
+pub const VCS_SCHEMES: &[&str] = &["git+https://", "git+ssh://", "git+http://", "git+file://"];
+
+/// URL schemes an `archive` package may have.
+pub const ARCHIVE_SCHEMES: &[&str] = &["https://", "http://", "file://"];
+
+/// Transports a `code.remote` URL may name (besides `[user@]host:path` and an absolute path).
+pub const REMOTE_SCHEMES: &[&str] = &["https://", "http://", "ssh://", "git://", "file://"];
+
+fn has_scheme(url: &str, schemes: &[&str]) -> bool {
+    schemes
+        .iter()
+        .any(|s| url.len() > s.len() && url[..s.len()].eq_ignore_ascii_case(s))
+}
+
+/// Is `s` an environment variable name (`[A-Za-z_][A-Za-z0-9_]*`)?
+pub fn valid_env_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// Is `name` a PEP 503-normalised distribution name (lower-case letters and digits, `-` only
+/// between them)?
+pub fn valid_package_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Is `v` a package version as installers record it: PEP 440, or a legacy version made of the
+/// same characters (letters, digits, `.`, `+`, `!`, `_`, `-`), starting with a letter or digit.
+pub fn valid_package_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'!' | b'_' | b'-'))
+}
+
+/// Is `v` an interpreter version as `sys.version` gives it, a PEP 440 release: `N(.N)*`, then
+/// optionally `aN`/`bN`/`rcN`, `.postN`, `.devN`, and a local part `+LABEL` (CPython built from
+/// a checkout says `3.14.0a1+`). Never a `/`, so it cannot become a path.
+pub fn valid_python_version(v: &str) -> bool {
+    let (public, local) = match v.split_once('+') {
+        Some((p, l)) => (p, Some(l)),
+        None => (v, None),
+    };
+    if let Some(l) = local {
+        if !l
+            .split('.')
+            .all(|part| part.bytes().all(|b| b.is_ascii_alphanumeric()))
+            || (!l.is_empty() && l.split('.').any(str::is_empty))
+        {
+            return false;
+        }
+    }
+    let digits = |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
+    // The release: digit groups joined by `.`, ending before a `.` not followed by a digit.
+    let bytes = public.as_bytes();
+    let mut end = 0;
+    while end < bytes.len()
+        && (bytes[end].is_ascii_digit()
+            || (bytes[end] == b'.' && bytes.get(end + 1).is_some_and(u8::is_ascii_digit)))
+    {
+        end += 1;
+    }
+    let release = &public[..end];
+    if release.split('.').any(|n| !digits(n)) || release.split('.').count() > 4 {
+        return false;
+    }
+    let mut rest = &public[end..];
+    for pre in ["rc", "a", "b"] {
+        if let Some(r) = rest.strip_prefix(pre) {
+            let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            if !digits(&r[..end]) {
+                return false;
+            }
+            rest = &r[end..];
+            break;
+        }
+    }
+    for tag in [".post", ".dev"] {
+        if let Some(r) = rest.strip_prefix(tag) {
+            let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            if !digits(&r[..end]) {
+                return false;
+            }
+            rest = &r[end..];
+        }
+    }
+    rest.is_empty()
+}
+
+/// Check a `code.remote`: a URL of an allowed transport (`https`, `http`, `ssh`, `git`,
+/// `file`), `[user@]host:path` (scp-like ssh), or an absolute path. Never an option (leading
+/// `-`), a transport helper (`ext::`, `fd::`, `TRANSPORT::ADDRESS`), a relative path (it would
+/// name something inside the repository), or a control character or space.
+pub fn check_remote(remote: &str) -> std::result::Result<(), &'static str> {
+    if remote.is_empty() {
+        return Err("is empty");
+    }
+    if remote.starts_with('-') {
+        return Err("starts with `-` (git would read it as an option)");
+    }
+    if has_control(remote) || remote.chars().any(char::is_whitespace) {
+        return Err("contains a space or a control character");
+    }
+    if remote.contains("::") {
+        return Err("names a git transport helper (`TRANSPORT::ADDRESS`, e.g. `ext::`), which runs a program");
+    }
+    if remote.contains("://") {
+        return if has_scheme(remote, REMOTE_SCHEMES) {
+            Ok(())
+        } else {
+            Err("uses a transport other than https, http, ssh, git or file")
+        };
+    }
+    if remote.starts_with('/') {
+        return Ok(());
+    }
+    // scp-like: `[user@]host:path`, where the part before the first `:` has no `/`.
+    match remote.split_once(':') {
+        Some((host, path)) if !host.is_empty() && !host.contains('/') && !path.is_empty() => Ok(()),
+        _ => Err("is a relative path (a remote must be a URL, `host:path` or an absolute path)"),
+    }
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::*;
+
+    #[test]
+    fn python_versions_are_pep_440_releases() {
+        for ok in [
+            "3.11.7",
+            "3",
+            "3.13.0rc1",
+            "3.14.0a1+",
+            "3.12.1+local.1",
+            "3.10.0.post1",
+            "3.13.0b2.dev3",
+        ] {
+            assert!(valid_python_version(ok), "{ok} refused");
+        }
+        for bad in [
+            "",
+            "../../../../proc/self/cwd/tools",
+            "3.11/../x",
+            "3.11.7 ",
+            "-3",
+            "3..1",
+            "3.11.7\n",
+            "3.11.x",
+            "3.11+a/b",
+        ] {
+            assert!(!valid_python_version(bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn remotes() {
+        for ok in [
+            "https://github.com/org/ml.git",
+            "ssh://git@host/x.git",
+            "git@github.com:org/ml.git",
+            "/srv/git/ml.git",
+            "file:///srv/git/ml.git",
+        ] {
+            assert_eq!(check_remote(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "--upload-pack=touch /tmp/x #",
+            "-oProxyCommand=x",
+            "ext::sh -c touch% /tmp/x",
+            "fd::3",
+            "../evil.git",
+            "evil.git",
+            "ftp://host/x",
+            "https://host/x\n",
+            "https://host/a b",
+        ] {
+            assert!(check_remote(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn names_and_versions() {
+        assert!(valid_package_name("torch") && valid_package_name("typing-extensions"));
+        for bad in ["", "-x", "x-", "A", "a b", "a/b", "--log=x"] {
+            assert!(!valid_package_name(bad), "{bad:?}");
+        }
+        assert!(valid_package_version("2.3.0+cu121") && valid_package_version("1!2.0.post1"));
+        for bad in ["", "-1", "1 0", "1;x", "1/2", "1\n"] {
+            assert!(!valid_package_version(bad), "{bad:?}");
+        }
+        assert!(
+            valid_env_name("CUBLAS_WORKSPACE_CONFIG")
+                && !valid_env_name("A=B")
+                && !valid_env_name("1X")
+        );
     }
 }

@@ -220,7 +220,20 @@ impl Auditor<'_> {
             return Ok(());
         };
         let file = c.path.under(&self.project.root);
-        if file.exists() {
+        let boundary = self.project.boundary();
+        if file.exists()
+            && !file
+                .canonicalize()
+                .is_ok_and(|real| real.starts_with(boundary))
+        {
+            // A checkpoint of the repository that is a link out of it is not read.
+            self.report(
+                "checkpoint-digest",
+                lock,
+                path,
+                "it is a symbolic link leading outside the repository; not read".into(),
+            );
+        } else if file.exists() {
             if self.on("checkpoint-digest") {
                 self.check_content(
                     ("checkpoint-digest", lock, path),
@@ -282,7 +295,9 @@ impl Auditor<'_> {
                 }
                 if let Some(change) = &code.change {
                     let sidecar = self.project.change_path(change);
-                    let ok = std::fs::read(&sidecar)
+                    let ok = self
+                        .project
+                        .read_change(change)
                         .map(|b| &Digest::of_bytes(&b) == change)
                         .unwrap_or(false);
                     if !ok {

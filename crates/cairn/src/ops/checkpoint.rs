@@ -11,7 +11,6 @@
 //! there, and `cairn lock` takes those checkpoints into the final lock when the command ends.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -57,15 +56,9 @@ pub fn with_lockfile_lock<T>(
     f: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
     let dir = project.cairn_dir().join("cache").join("flock");
-    std::fs::create_dir_all(&dir).ctx("cannot create directory", &dir)?;
     let id = blake3::hash(lock_path.as_os_str().as_encoded_bytes()).to_hex();
     let path = dir.join(format!("{}.flock", &id[..32]));
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .ctx("cannot open", &path)?;
+    let file = crate::fs::open_for_lock(&path)?;
     file.lock().ctx("cannot lock", &path)?;
     let out = f();
     drop(file);
@@ -127,6 +120,7 @@ pub fn add(project: &Project, lock_path: &Path, abs: &Path, opts: &AddOptions) -
             cache_dir: Some(&cache_dir),
             use_cache: !opts.no_cache,
             progress: None,
+            confine: None,
         },
     )?;
     if let Some(m) = &h.manifest {

@@ -193,7 +193,7 @@ pub fn difference(d: &compare::Difference) -> Difference {
 }
 
 fn git_log(repo_root: &Path, range: &str) -> Option<(Vec<CommitLine>, bool)> {
-    let out = Command::new("git")
+    let out = Command::new(crate::process::on_path("git")?)
         .current_dir(repo_root)
         .args([
             "log",

@@ -79,8 +79,11 @@ pub struct Exported {
 /// present differs from its recorded digest.
 pub fn in_toto(project: &Project, lock_path: &Path) -> Result<Exported> {
     // One read: the lock exported and the lock whose digests are listed are the same bytes.
-    let bytes =
-        std::fs::read(lock_path).map_err(|source| Error::reading("lockfile", lock_path, source))?;
+    let bytes = crate::fs::read_file(
+        lock_path,
+        "lockfile",
+        crate::model::lockfile::MAX_LOCK_BYTES,
+    )?;
     let text = std::str::from_utf8(&bytes).map_err(|_| Error::LockInvalid {
         path: lock_path.to_path_buf(),
         message: "not UTF-8 text".into(),
@@ -145,8 +148,22 @@ pub fn subject(root: &Path, artifact: &Artifact) -> Result<Option<Subject>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).ctx("cannot read", &path),
     };
+    // A checkpoint of the repository that is a link out of it is not read (spec/security.md).
+    let root = root.canonicalize().ctx("cannot open directory", root)?;
+    if !path
+        .canonicalize()
+        .is_ok_and(|real| real.starts_with(&root))
+    {
+        return Err(Error::Refused {
+            message: format!(
+                "checkpoint {} leads outside the repository (a symbolic link); it was not read",
+                crate::text::visible(artifact.path.as_str())
+            ),
+            hint: "export a checkout whose checkpoints are files inside it".into(),
+        });
+    }
     let (b3, sha256, dir_hash1) = if meta.is_dir() {
-        let (b3, dir_hash1) = hash_dir_both(&path)?;
+        let (b3, dir_hash1) = hash_dir_both(&path, &root)?;
         (b3, None, Some(dir_hash1))
     } else {
         let (b3, sha) = hash_file_both(&path)?;
@@ -206,8 +223,10 @@ fn hash_file_both(path: &Path) -> Result<(Digest, [u8; 32])> {
 /// one read of every file. Both manifests list the same files in the same order and format; only
 /// the hash differs (so `dirHash1` is what `sha256sum` over the sorted files, then `sha256sum` of
 /// that, prints).
-fn hash_dir_both(root: &Path) -> Result<(Digest, String)> {
-    let (files, _skipped) = crate::content::walk::walk(root)?;
+///
+/// Links below it that lead out of `confine` (the project) are not followed.
+fn hash_dir_both(root: &Path, confine: &Path) -> Result<(Digest, String)> {
+    let (files, _skipped) = crate::content::walk::walk_within(root, Some(confine))?;
     let hashed: Vec<(Digest, [u8; 32])> = files
         .par_iter()
         .map(|f| hash_file_both(&root.join(OsStr::from_bytes(&f.rel))))
@@ -669,7 +688,7 @@ mod tests {
         std::fs::write(dir.path().join("b.txt"), "bee\n").unwrap();
         std::fs::write(dir.path().join("sub/a"), "a\n").unwrap();
         std::fs::write(dir.path().join("a.txt"), "").unwrap();
-        let (b3, dh) = hash_dir_both(dir.path()).unwrap();
+        let (b3, dh) = hash_dir_both(dir.path(), dir.path()).unwrap();
         assert_eq!(
             b3,
             crate::content::digest::hash_path(dir.path())

@@ -321,8 +321,12 @@ pub fn render(g: &Guess) -> String {
         "# line, then lock a run with `cairn lock -- {command}`.\n"
     ));
     s.push_str(
-        "# Paths are relative to this directory. Reference: spec/lockfile.md, section 13.\n\n",
+        "# Paths are relative to this directory. Reference: spec/lockfile.md, section 13.\n",
     );
+    s.push_str(
+        "# `python` and paths outside the repository are used only while this file is trusted on\n",
+    );
+    s.push_str("# this machine: `cairn init` trusted it; after an edit, run `cairn trust` (spec/security.md).\n\n");
 
     s.push_str(
         "# The Python interpreter whose packages are recorded (default: $VIRTUAL_ENV, then\n",
@@ -424,6 +428,10 @@ pub struct Initialized {
     pub guess: Guess,
     /// What happened to `.gitignore`.
     pub gitignore: Gitignore,
+    /// Whether the file written is trusted on this machine (`cairn trust`): the user asked for
+    /// it, so its `python` and paths outside the project are used. `false` when no trust record
+    /// could be written (no `$HOME`).
+    pub trusted: bool,
 }
 
 /// Write a guessed, commented `cairn.toml` into `dir` (refusing to replace one unless `force`),
@@ -447,11 +455,14 @@ pub fn init(dir: &Path, force: bool) -> Result<Initialized> {
     })?;
     crate::fs::atomic_write(&path, text.as_bytes())?;
     Config::load(&dir)?;
+    // The user asked for this file: trust it, as `cairn trust` would (spec/security.md).
+    let trusted = crate::trust::trust(&dir, text.as_bytes()).is_ok();
     let gitignore = ignore_cache(&dir)?;
     Ok(Initialized {
         config: path,
         guess: g,
         gitignore,
+        trusted,
     })
 }
 

@@ -530,6 +530,7 @@ pub fn lock(
         cache_dir: Some(&cache_dir),
         use_cache: !opts.no_cache,
         progress,
+        confine: None,
     };
     let previous = check_replaceable(lock_path, opts.force)?;
     if let Some(dir) = lock_path.parent() {

@@ -79,13 +79,20 @@ pub fn capture_python(
 ) -> Result<std::result::Result<Environment, String>> {
     let Some((exe, origin)) = python::find_interpreter(option, config) else {
         return Ok(Err(
-            "no Python interpreter found (no --python, no `python` in cairn.toml, no $VIRTUAL_ENV or $CONDA_PREFIX, no python3 on PATH)"
+            "no Python interpreter found (no --python, no `python` in a trusted cairn.toml, no $CAIRN_PYTHON, $VIRTUAL_ENV or $CONDA_PREFIX, no python3 on PATH)"
                 .into(),
         ));
     };
     match python::capture(&exe) {
         Ok(env) => Ok(Ok(env)),
-        Err(e) if matches!(origin, Origin::Option | Origin::Config) => Err(e),
+        Err(e)
+            if matches!(
+                origin,
+                Origin::Option | Origin::Config | Origin::CairnPython
+            ) =>
+        {
+            Err(e)
+        }
         Err(e) => Ok(Err(format!("the Python environment was not recorded: {e}"))),
     }
 }
@@ -228,7 +235,13 @@ pub fn unsatisfied_pins(
     versions: &BTreeMap<&str, &str>,
 ) -> std::result::Result<Vec<(String, Vec<String>, String)>, String> {
     let path = entry.path.under(root);
-    let text = std::fs::read_to_string(&path)
+    // Bounded, regular files only; `lockfiles::find` kept only links inside the project.
+    let text = path
+        .canonicalize()
+        .and_then(|real| {
+            let bytes = crate::fs::read_bounded(&real, crate::fs::MAX_SIDECAR_BYTES >> 2)?;
+            String::from_utf8(bytes).map_err(std::io::Error::other)
+        })
         .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
     let pins = lockfiles::pins(&entry.kind, &text)
         .map_err(|err| format!("cannot read the pins of {}: {err}", entry.path))?;

@@ -59,7 +59,7 @@ fn parse_mem_total(text: &str) -> Option<u64> {
 
 /// The C library version, from `getconf GNU_LIBC_VERSION` (`glibc 2.36`).
 fn glibc() -> Option<String> {
-    let out = Command::new("getconf")
+    let out = Command::new(crate::process::on_path("getconf")?)
         .arg("GNU_LIBC_VERSION")
         .stdin(Stdio::null())
         .stderr(Stdio::null())
@@ -69,12 +69,16 @@ fn glibc() -> Option<String> {
     (out.status.success() && !text.is_empty()).then_some(text)
 }
 
-fn nvidia_smi() -> String {
-    std::env::var("CAIRN_NVIDIA_SMI").unwrap_or_else(|_| "nvidia-smi".to_string())
+/// `$CAIRN_NVIDIA_SMI`, else `nvidia-smi` on the absolute directories of `PATH`.
+fn nvidia_smi() -> Option<std::path::PathBuf> {
+    match std::env::var_os("CAIRN_NVIDIA_SMI") {
+        Some(p) => Some(p.into()),
+        None => crate::process::on_path("nvidia-smi"),
+    }
 }
 
 fn run(args: &[&str]) -> Option<String> {
-    let out = Command::new(nvidia_smi())
+    let out = Command::new(nvidia_smi()?)
         .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::null())

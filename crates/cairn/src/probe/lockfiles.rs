@@ -89,6 +89,15 @@ pub fn find(root: &Path) -> Result<Vec<Found>> {
         if !meta.is_file() {
             continue;
         }
+        // A link that leads out of the project is not the project's lock file, and reading it
+        // would read a file of the user's (spec/security.md).
+        let inside = std::fs::canonicalize(entry.path())
+            .ok()
+            .zip(std::fs::canonicalize(root).ok())
+            .is_some_and(|(target, root)| target.starts_with(root));
+        if !inside {
+            continue;
+        }
         found.push(Found {
             path: RelPath::parse(name)?,
             kind,

@@ -123,6 +123,7 @@ pub fn observe(
         cache_dir: Some(&cache_dir),
         use_cache: !opts.no_cache,
         progress,
+        confine: Some(project.boundary()),
     };
     let mut read = ReadStats::default();
     let hash = |place: std::result::Result<PathBuf, Absence>,

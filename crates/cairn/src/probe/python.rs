@@ -144,8 +144,10 @@ pub struct Environment {
 pub enum Origin {
     /// `--python PATH`.
     Option,
-    /// `python = ...` in cairn.toml.
+    /// `python = ...` in a cairn.toml the user trusts (`cairn trust`).
     Config,
+    /// `$CAIRN_PYTHON`.
+    CairnPython,
     /// `$VIRTUAL_ENV`.
     VirtualEnv,
     /// `$CONDA_PREFIX`.
@@ -154,8 +156,13 @@ pub enum Origin {
     Path,
 }
 
-/// Find the interpreter: `--python`, then cairn.toml, `$VIRTUAL_ENV`, `$CONDA_PREFIX`, then
-/// `python3` on `PATH`. `None` when there is none.
+/// Find the interpreter: `--python`, then a trusted cairn.toml's `python` (the caller passes
+/// `config` only when the user trusts the file; see [`crate::trust`]), `$CAIRN_PYTHON`,
+/// `$VIRTUAL_ENV`, `$CONDA_PREFIX`, then `python3` on `PATH`. `None` when there is none.
+///
+/// Every source is the user's: a command-line flag, the user's environment, or a file the user
+/// trusted. Relative entries of `PATH` (an empty entry or `.`, which mean the current directory,
+/// often a stranger's checkout) are skipped, as are relative `$VIRTUAL_ENV` and `$CONDA_PREFIX`.
 pub fn find_interpreter(option: Option<&Path>, config: Option<&Path>) -> Option<(PathBuf, Origin)> {
     if let Some(p) = option {
         return Some((p.to_path_buf(), Origin::Option));
@@ -163,12 +170,20 @@ pub fn find_interpreter(option: Option<&Path>, config: Option<&Path>) -> Option<
     if let Some(p) = config {
         return Some((p.to_path_buf(), Origin::Config));
     }
-    for (var, origin) in [
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(p) = var("CAIRN_PYTHON") {
+        return Some((p, Origin::CairnPython));
+    }
+    for (name, origin) in [
         ("VIRTUAL_ENV", Origin::VirtualEnv),
         ("CONDA_PREFIX", Origin::Conda),
     ] {
-        if let Some(prefix) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            let exe = Path::new(&prefix).join("bin/python");
+        if let Some(prefix) = var(name).filter(|p| p.is_absolute()) {
+            let exe = prefix.join("bin/python");
             if exe.exists() {
                 return Some((exe, origin));
             }
@@ -176,6 +191,7 @@ pub fn find_interpreter(option: Option<&Path>, config: Option<&Path>) -> Option<
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
+        .filter(|d| d.is_absolute())
         .map(|d| d.join("python3"))
         .find(|p| p.is_file())
         .map(|p| (p, Origin::Path))
@@ -184,7 +200,8 @@ pub fn find_interpreter(option: Option<&Path>, config: Option<&Path>) -> Option<
 /// The script the interpreter runs: standard library modules that `site` has already loaded,
 /// and NUL-separated bytes out (`json` alone would cost the interpreter more than everything
 /// else cairn does here). Fields: implementation, version, SOABI, platform, prefix, libc, then
-/// every `sys.path` entry after the script's own directory.
+/// every `sys.path` entry but the one `-c` adds for the current directory (none when safe-path
+/// mode is on, as it is from Python 3.11).
 const PROBE: &str = r#"
 import os, sys, sysconfig
 try:
@@ -193,27 +210,76 @@ except (AttributeError, ValueError, OSError):
     libc = ""
 fields = [sys.implementation.name, sys.version.split()[0],
           sysconfig.get_config_var("SOABI") or "", sysconfig.get_platform(), sys.prefix, libc]
-sys.stdout.buffer.write(b"\0".join(os.fsencode(f) for f in fields + sys.path[1:]))
+path = sys.path if getattr(sys.flags, "safe_path", False) else sys.path[1:]
+sys.stdout.buffer.write(b"\0".join(os.fsencode(f) for f in fields + path))
 "#;
 
+/// Environment variables removed for the probe: they make the interpreter run code or change
+/// how it starts, and none of them changes `sys.path`. (`PYTHONPATH`, `PYTHONHOME`,
+/// `PYTHONUSERBASE` and `PYTHONNOUSERSITE` stay: they are the user's, and the run sees them.)
+const PROBE_ENV_REMOVED: &[&str] = &[
+    "PYTHONSTARTUP",
+    "PYTHONINSPECT",
+    "PYTHONBREAKPOINT",
+    "PYTHONDEBUG",
+    "PYTHONVERBOSE",
+    "PYTHONWARNINGS",
+    "PYTHONDEVMODE",
+    "PYTHONMALLOC",
+    "PYTHONPROFILEIMPORTTIME",
+    "PYTHONEXECUTABLE",
+];
+
 /// Run the interpreter once to learn what it is and where it looks for packages.
+///
+/// It runs isolated from wherever cairn was started (spec/security.md): in a new empty
+/// directory outside the project, with safe-path mode on (`PYTHONSAFEPATH=1`, Python 3.11 and
+/// later; on older interpreters `-c` puts only that empty directory on `sys.path`), with stdin
+/// closed and without the variables of [`PROBE_ENV_REMOVED`]. So a `sysconfig.py`, `site.py`
+/// or `sitecustomize.py` in a checkout is never imported. The interpreter itself and its own
+/// site-packages (`.pth` files run at start-up) are the user's choice: see
+/// [`find_interpreter`].
 pub fn probe_interpreter(executable: &Path) -> Result<Interpreter> {
     use std::os::unix::ffi::OsStrExt;
-    let out = Command::new(executable)
-        .args(["-c", PROBE])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|source| Error::Io {
-            op: "cannot run the Python interpreter",
+    // A path with a slash is resolved here, since the probe runs elsewhere; a bare name is
+    // looked up on PATH as the shell would.
+    let program = if executable.components().count() > 1 {
+        std::path::absolute(executable).map_err(|source| Error::Io {
+            op: "cannot find the Python interpreter",
             path: executable.to_path_buf(),
             source,
+        })?
+    } else {
+        executable.to_path_buf()
+    };
+    let neutral = tempfile::Builder::new()
+        .prefix("cairn-probe-")
+        .tempdir()
+        .map_err(|source| Error::Io {
+            op: "cannot create a temporary directory in",
+            path: std::env::temp_dir(),
+            source,
         })?;
+    let mut cmd = Command::new(&program);
+    cmd.args(["-c", PROBE])
+        .current_dir(neutral.path())
+        .env("PYTHONSAFEPATH", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    for k in PROBE_ENV_REMOVED {
+        cmd.env_remove(k);
+    }
+    let out = cmd.output().map_err(|source| Error::Io {
+        op: "cannot run the Python interpreter",
+        path: executable.to_path_buf(),
+        source,
+    })?;
     if !out.status.success() {
         return Err(Error::Usage(format!(
             "the Python interpreter {} failed: {}",
             executable.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            crate::text::visible(String::from_utf8_lossy(&out.stderr).trim())
         )));
     }
     let mut fields = out.stdout.split(|&b| b == 0);
@@ -238,6 +304,7 @@ pub fn probe_interpreter(executable: &Path) -> Result<Interpreter> {
     let sys_path = fields
         .filter(|f| !f.is_empty())
         .map(|f| PathBuf::from(std::ffi::OsStr::from_bytes(f)))
+        .filter(|p| p != neutral.path())
         .collect();
     Ok(Interpreter {
         executable: executable.to_path_buf(),

@@ -9,12 +9,12 @@ pub(super) fn materialise_code(
     lock: &Lock,
     code: &lockfile::Code,
     sidecar: Option<&Path>,
-    into: &Path,
+    (into, fetch_allowed): (&Path, bool),
     step: &mut Step,
 ) -> Result<()> {
     if let Some(sidecar) = sidecar {
         let mut cmd = git_cmd(into);
-        cmd.args(["apply", "--binary", "--whitespace=nowarn"])
+        cmd.args(["apply", "--binary", "--whitespace=nowarn", "--"])
             .arg(sidecar);
         let line = command_line(&cmd);
         match run_capture(&mut cmd) {
@@ -43,17 +43,44 @@ pub(super) fn materialise_code(
     }
     for sm in &code.submodules {
         let dir = sm.path.under(into);
+        if !fetch_allowed {
+            step.notes.push(format!(
+                "submodule {} not checked out: it is fetched from the URL the repository names, which needs consent (--yes)",
+                sm.path
+            ));
+            continue;
+        }
+        if !stays_inside(into, &dir) {
+            step.notes.push(format!(
+                "submodule {} leads outside the rebuilt directory (a link in the checkout); not checked out",
+                sm.path
+            ));
+            continue;
+        }
+        // Submodule URLs come from the repository: no `file` transport (an embedded
+        // repository's config), no transport helpers.
         let _ = run_capture(
-            git_cmd(into)
+            git_cmd_untrusted_remote(into)
                 .args(["submodule", "update", "--init", "--quiet", "--"])
                 .arg(sm.path.as_str()),
         );
-        let checkout =
-            run_capture(git_cmd(&dir).args(["checkout", "--quiet", "--detach", &sm.commit]));
+        let checkout_cmd = || {
+            let mut c = git_cmd_untrusted_remote(&dir);
+            c.args(["checkout", "--quiet", "--detach", &sm.commit, "--"]);
+            c
+        };
+        let checkout = run_capture(&mut checkout_cmd());
         let ok = matches!(&checkout, Ok(o) if o.status.success()) || {
-            let _ = run_capture(git_cmd(&dir).args(["fetch", "--quiet", "origin", &sm.commit]));
+            let _ = run_capture(git_cmd_untrusted_remote(&dir).args([
+                "fetch",
+                "--quiet",
+                "--no-recurse-submodules",
+                "--end-of-options",
+                "origin",
+                &sm.commit,
+            ]));
             matches!(
-                run_capture(git_cmd(&dir).args(["checkout", "--quiet", "--detach", &sm.commit])),
+                run_capture(&mut checkout_cmd()),
                 Ok(o) if o.status.success()
             )
         };
@@ -135,13 +162,20 @@ pub(super) fn copy_sidecars(
         let Some(to) = place(&from).filter(|to| stays_inside(into, to)) else {
             continue;
         };
-        let Ok(bytes) = std::fs::read(&from) else {
+        // Never a link (a manifest that is a link to a file of the user's), never unbounded.
+        let Ok(bytes) = crate::fs::read_bounded(&from, crate::fs::MAX_SIDECAR_BYTES) else {
             continue;
         };
         if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).ctx("cannot create directory", parent)?;
+            crate::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&to, bytes).ctx("cannot write", &to)?;
+        // The parents may have been links of the checkout: look again once they exist.
+        if !stays_inside(into, &to) {
+            continue;
+        }
+        // The checkout's own file there (a link to ~/.bashrc, say) is replaced, never written
+        // through.
+        crate::fs::atomic_write(&to, &bytes)?;
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ pub(super) fn check_data(
         cache_dir: Some(&cache_dir),
         use_cache: !opts.no_cache,
         progress: obs.progress(),
+        confine: None,
     };
     for (plan, d) in plans.iter().zip(&lock.data) {
         let inside = plan.rel.as_ref().map(|r| r.under(rebuilt_root));

@@ -20,13 +20,76 @@ pub(super) enum Requirement {
 }
 
 impl Requirement {
-    fn args(&self) -> Vec<String> {
+    /// As it is shown: `-e PATH`, `PATH` or the requirement string.
+    fn words(&self) -> String {
         match self {
-            Requirement::Spec(s) => vec![s.clone()],
-            Requirement::Editable(p) => vec!["-e".into(), p.to_string_lossy().into_owned()],
-            Requirement::Dir(p) => vec![p.to_string_lossy().into_owned()],
+            Requirement::Spec(s) => s.clone(),
+            Requirement::Editable(p) => format!("-e {}", p.display()),
+            Requirement::Dir(p) => p.display().to_string(),
         }
     }
+}
+
+/// Add requirements to an install command: editables as `--editable=PATH` options, then `--`,
+/// then every other requirement, so nothing from a lock is ever read as an option.
+fn add_requirements<'a>(cmd: &mut Command, reqs: impl IntoIterator<Item = &'a Requirement>) {
+    let reqs: Vec<&Requirement> = reqs.into_iter().collect();
+    for r in &reqs {
+        if let Requirement::Editable(p) = r {
+            let mut arg = std::ffi::OsString::from("--editable=");
+            arg.push(p);
+            cmd.arg(arg);
+        }
+    }
+    cmd.arg("--");
+    for r in &reqs {
+        match r {
+            Requirement::Spec(s) => {
+                cmd.arg(s);
+            }
+            Requirement::Dir(p) => {
+                cmd.arg(p);
+            }
+            Requirement::Editable(_) => {}
+        }
+    }
+}
+
+/// The packages of a lock that are not pinned downloads from the package index, for the plan.
+pub(super) fn planned_packages(
+    locked: &lockfile::Python,
+    repo_root: &Path,
+    into: &Path,
+) -> Vec<PlannedPackage> {
+    let mut out = Vec::new();
+    for p in &locked.packages {
+        let (source, location, outside) = match &p.source {
+            Source::Registry => continue,
+            Source::Vcs { url, commit } => ("vcs", format!("{url}@{commit}"), false),
+            Source::Archive { url, .. } => (
+                "archive",
+                url.clone(),
+                file_url_path(url)
+                    .is_some_and(|f| !canonical_or_lexical(&f).starts_with(repo_root)),
+            ),
+            Source::Directory { .. } => {
+                let (req, note) = requirement(p, repo_root, into);
+                let path = match req {
+                    Requirement::Editable(p) | Requirement::Dir(p) => p.display().to_string(),
+                    Requirement::Spec(s) => s,
+                };
+                ("directory", path, note.is_some())
+            }
+        };
+        out.push(PlannedPackage {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            source,
+            location,
+            outside,
+        });
+    }
+    out
 }
 
 /// The requirement that installs a locked package exactly, and a note when it cannot be
@@ -86,51 +149,85 @@ pub(super) fn requirement(
     }
 }
 
-pub(super) fn install_command(installer: Installer, venv_python: &Path) -> Command {
-    match installer {
+/// An installer command that can only act on the venv: pip runs from the venv's interpreter,
+/// isolated (`-I`: no current directory or `PYTHON*` variables on its path) and with
+/// `--require-virtualenv`; uv gets the venv's interpreter and no configuration files (a checkout
+/// can ship `uv.toml`). Both run in the venv directory, and any git they start is hardened.
+fn installer_command(installer: Installer, venv_python: &Path, verb: &str) -> Command {
+    let venv_dir = venv_python
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/"));
+    let mut c = match installer {
         Installer::Uv => {
             let mut c = Command::new("uv");
-            c.args(["pip", "install", "--python"])
-                .arg(venv_python)
-                .arg("--no-deps");
+            c.args(["pip", verb, "--no-config", "--python"])
+                .arg(venv_python);
             c
         }
         _ => {
             let mut c = Command::new(venv_python);
             c.args([
+                "-I",
                 "-m",
                 "pip",
-                "install",
-                "--no-deps",
-                "--no-input",
+                verb,
+                "--require-virtualenv",
                 "--disable-pip-version-check",
                 "--quiet",
             ]);
             c
         }
+    };
+    c.current_dir(venv_dir);
+    crate::process::harden_git_env(&mut c);
+    c
+}
+
+pub(super) fn install_command(installer: Installer, venv_python: &Path) -> Command {
+    let mut c = installer_command(installer, venv_python, "install");
+    c.arg("--no-deps");
+    if installer != Installer::Uv {
+        c.arg("--no-input");
     }
+    c
 }
 
 pub(super) fn uninstall_command(installer: Installer, venv_python: &Path) -> Command {
-    match installer {
-        Installer::Uv => {
-            let mut c = Command::new("uv");
-            c.args(["pip", "uninstall", "--python"]).arg(venv_python);
-            c
-        }
-        _ => {
-            let mut c = Command::new(venv_python);
-            c.args([
-                "-m",
-                "pip",
-                "uninstall",
-                "--yes",
-                "--quiet",
-                "--disable-pip-version-check",
-            ]);
-            c
-        }
+    let mut c = installer_command(installer, venv_python, "uninstall");
+    if installer != Installer::Uv {
+        c.arg("--yes");
     }
+    c
+}
+
+/// Check that `venv_python` is the interpreter of the venv at `venv` (its `sys.prefix` is the
+/// venv, and not its base): whatever the base interpreter did when asked to make the venv,
+/// nothing is installed into or removed from another Python.
+pub(super) fn check_venv(venv: &Path, venv_python: &Path) -> Result<()> {
+    let mut cmd = Command::new(venv_python);
+    cmd.args([
+        "-I",
+        "-c",
+        "import sys; sys.stdout.write(sys.prefix + '\\0' + sys.base_prefix)",
+    ])
+    .current_dir(venv);
+    let out = tool("checking the new venv", &mut cmd)?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (prefix, base) = text.split_once('\0').unwrap_or((&text, ""));
+    let same = |a: &Path, b: &Path| canonical_or_lexical(a) == canonical_or_lexical(b);
+    if !same(Path::new(prefix), venv) || same(Path::new(base), venv) {
+        return Err(RebuildError::Tool {
+            what: "checking the new venv".into(),
+            command: command_line(&cmd),
+            status: "found another Python".into(),
+            output: format!(
+                "its interpreter's prefix is {prefix:?}, not the venv {} (the base interpreter did not make a venv); nothing was installed",
+                venv.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Make the venv, install every locked package exactly, remove what the lock does not have,
@@ -144,22 +241,31 @@ pub(super) fn build_environment(
     into: &Path,
 ) -> Result<Step> {
     let mut step = Step::new(StepName::Environment);
+    if std::fs::symlink_metadata(venv).is_ok() {
+        // The commit was checked for one; this is whatever appeared since: never use it.
+        return Err(RebuildError::CommittedVenv {
+            path: venv.display().to_string(),
+        });
+    }
     let mut create = match installer {
         Installer::Uv => {
             let mut c = Command::new("uv");
-            c.args(["venv", "--quiet", "--python"])
+            c.args(["venv", "--quiet", "--no-config", "--python"])
                 .arg(&interp.executable)
+                .arg("--")
                 .arg(venv);
             c
         }
         _ => {
             let mut c = Command::new(&interp.executable);
-            c.args(["-m", "venv"]).arg(venv);
+            c.args(["-I", "-m", "venv", "--"]).arg(venv);
             c
         }
     };
+    create.current_dir("/");
     let line = command_line(&create);
     tool("creating the venv", &mut create)?;
+    check_venv(venv, &venv.join("bin/python"))?;
     // The venv lives inside the worktree: keep it out of git, as uv and Python 3.13 do.
     let ignore = venv.join(".gitignore");
     if !ignore.exists() {
@@ -218,9 +324,7 @@ pub(super) fn build_environment(
     };
     if !reqs.is_empty() {
         let mut cmd = install_command(installer, &venv_python);
-        for (_, r) in &reqs {
-            cmd.args(r.args());
-        }
+        add_requirements(&mut cmd, reqs.iter().map(|(_, r)| r));
         let out = run_capture(&mut cmd);
         match out {
             Ok(o) if o.status.success() => step.actions.push(format!(
@@ -232,7 +336,7 @@ pub(super) fn build_environment(
                 let mut failed = 0;
                 for (name, r) in &reqs {
                     let mut one = install_command(installer, &venv_python);
-                    one.args(r.args());
+                    add_requirements(&mut one, [r]);
                     match run_capture(&mut one) {
                         Ok(o) if o.status.success() => {}
                         Ok(o) => {
@@ -240,7 +344,7 @@ pub(super) fn build_environment(
                             step.differ(
                                 name.clone(),
                                 Change::Missing,
-                                Some(format!("`{}` failed: {}", r.args().join(" "), tail(&o, 3))),
+                                Some(format!("`{}` failed: {}", r.words(), tail(&o, 3))),
                             );
                         }
                         Err(e) => {
@@ -278,7 +382,7 @@ pub(super) fn build_environment(
     extra.sort_by_key(|n| n == "pip");
     if !extra.is_empty() {
         let mut cmd = uninstall_command(installer, &venv_python);
-        cmd.args(&extra);
+        cmd.arg("--").args(&extra);
         match run_capture(&mut cmd) {
             Ok(o) if o.status.success() => step.actions.push(format!(
                 "uninstalled {} (not in the lock)",

@@ -33,7 +33,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::process::{command_line, git_cmd, on_path, run_capture, status_text, tail};
+use crate::process::{
+    command_line, git_cmd, git_cmd_untrusted_remote, on_path, run_capture, status_text, tail,
+};
 
 use serde::Serialize;
 
@@ -131,6 +133,28 @@ pub enum RebuildError {
         /// The name given.
         name: String,
     },
+    /// The locked commit must be fetched from a remote the lock names, and there was no consent.
+    #[error("the locked commit {commit} is not in this repository; fetching it from {remote} (the lock's remote) needs consent")]
+    NeedsConsent {
+        /// The commit.
+        commit: String,
+        /// The lock's remote (validated, shown escaped).
+        remote: String,
+    },
+    /// The locked commit holds a virtual environment: its interpreter is the repository's.
+    #[error("the locked commit holds a virtual environment at {path}; cairn never uses an interpreter from a checkout")]
+    CommittedVenv {
+        /// Its path in the commit.
+        path: String,
+    },
+    /// An interpreter found for the rebuild is inside the repository.
+    #[error("the interpreter {} is inside the repository {}; cairn never runs an interpreter from a checkout", path.display(), repo.display())]
+    InterpreterInRepo {
+        /// The interpreter.
+        path: PathBuf,
+        /// The repository.
+        repo: PathBuf,
+    },
     /// A tool that the rebuild needs failed (git worktree, venv creation).
     #[error("{what} failed: `{command}` {status}{}", if output.is_empty() { String::new() } else { format!(": {output}") })]
     Tool {
@@ -178,6 +202,15 @@ impl RebuildError {
                 "say where it is on this machine with --data {name}=PATH; nothing was created"
             )),
             RebuildError::UnknownData { .. } => None,
+            RebuildError::NeedsConsent { remote, .. } => Some(format!(
+                "check the plan above, then pass --yes to fetch from {remote} (or fetch the commit yourself); nothing was created"
+            )),
+            RebuildError::CommittedVenv { .. } => Some(
+                "remove the venv from the repository (git rm -r --cached) and lock again; nothing was created".into(),
+            ),
+            RebuildError::InterpreterInRepo { .. } => Some(
+                "pass --python with an interpreter outside the repository, or put one on PATH; nothing was created".into(),
+            ),
             RebuildError::Tool { .. } => Some("whatever had been created was removed".into()),
         }
     }
@@ -221,16 +254,89 @@ pub struct RebuildOptions {
     pub no_cache: bool,
 }
 
-/// Receives progress, and decides whether the command may run.
+/// How far the user agreed to go. Asked once, after preflight, before anything the lock chose
+/// is fetched, built, installed or run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Consent {
+    /// Only what runs nothing of the lock's: the checkout of a commit already here, the
+    /// recorded change, the data check.
+    #[default]
+    None,
+    /// Also fetch the commit, check out submodules and build the environment (`--yes`).
+    Prepare,
+    /// Everything, the command too (`--run`, or a yes at the prompt).
+    Run,
+}
+
+/// The interpreter a rebuild would make its venv from.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedPython {
+    /// The interpreter (found on this machine, never in the checkout).
+    pub executable: PathBuf,
+    /// `cpython`.
+    pub implementation: String,
+    /// `3.11.7`.
+    pub version: String,
+}
+
+/// A package that is not a pinned download from the package index: installing it fetches from
+/// where the lock says, or runs a build backend from a directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedPackage {
+    /// Its name.
+    pub name: String,
+    /// Its locked version.
+    pub version: String,
+    /// `vcs`, `archive` or `directory`.
+    pub source: &'static str,
+    /// Where it comes from: a URL, or a directory.
+    pub location: String,
+    /// The location is on this machine, outside the repository.
+    pub outside: bool,
+}
+
+/// Everything a rebuild would do that the lock chose, shown before consent.
+#[derive(Debug, Clone, Serialize)]
+pub struct RebuildPlan {
+    /// The lockfile.
+    pub lock: PathBuf,
+    /// Its run id.
+    pub run: String,
+    /// Where the rebuild goes.
+    pub into: PathBuf,
+    /// The locked commit.
+    pub commit: String,
+    /// The remote the commit would be fetched from (it is not in the repository).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch_from: Option<String>,
+    /// Submodules that would be checked out (from their URLs).
+    pub submodules: Vec<String>,
+    /// The interpreter of the venv, when the lock records Python.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub python: Option<PlannedPython>,
+    /// The installer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installer: Option<Installer>,
+    /// How many packages come pinned from the package index.
+    pub registry_packages: usize,
+    /// Every other package.
+    pub packages: Vec<PlannedPackage>,
+    /// The command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Plan>,
+}
+
+/// Receives progress, and decides how far the rebuild may go.
 pub trait Observer {
     /// A step is starting; `what` says what it is about to do.
     fn started(&self, _step: StepName, _what: &str) {}
     /// A step is over.
     fn finished(&self, _step: &Step) {}
-    /// May the command run? Called once, with the exact command, only when everything it needs
-    /// was rebuilt.
-    fn confirm_run(&self, _plan: &Plan) -> bool {
-        false
+    /// How far may the rebuild go? Called exactly once, after preflight and before anything
+    /// the lock chose happens, with the whole plan.
+    fn consent(&self, _plan: &RebuildPlan) -> Consent {
+        Consent::None
     }
     /// Hashing progress.
     fn progress(&self) -> Option<&dyn Progress> {
@@ -414,6 +520,7 @@ use preflight::*;
 use run::*;
 
 pub use crate::process::shell_quote;
+pub(crate) use preflight::find_python_outside;
 pub use preflight::{default_into, find_python};
 pub use run::make_plan;
 
@@ -480,13 +587,25 @@ impl Drop for Cleanup {
 // ---------------------------------------------------------------------------------------------
 // The rebuild.
 
-/// Rebuild the run recorded in `lock_path` (a lock of `project`).
-pub fn rebuild(
-    project: &Project,
-    lock_path: &Path,
-    opts: &RebuildOptions,
-    obs: &dyn Observer,
-) -> Result<Report> {
+/// Everything preflight found: what the rebuild needs, and the plan shown for consent.
+struct Prepared {
+    lock: Lock,
+    code: lockfile::Code,
+    repo_root: PathBuf,
+    into: PathBuf,
+    existed: bool,
+    change_sidecar: Option<PathBuf>,
+    interpreter: Option<python::Interpreter>,
+    installer: Installer,
+    /// `None` until the commit is in the repository (then the data are planned after the fetch).
+    data_plans: Option<Vec<DataPlan>>,
+    plan: RebuildPlan,
+}
+
+/// Preflight: everything that can make the rebuild impossible, and the plan. Creates nothing,
+/// fetches nothing, and runs nothing the lock or the checkout chose (only the interpreter
+/// finder, on interpreters of this machine).
+fn prepare(project: &Project, lock_path: &Path, opts: &RebuildOptions) -> Result<Prepared> {
     let lock = Lock::load(lock_path)?;
     let Some(code) = lock.code.clone() else {
         return Err(RebuildError::NoCode {
@@ -499,17 +618,22 @@ pub fn rebuild(
         }
         .into());
     };
-
-    // Preflight: nothing is created until all of this holds.
     let into = opts
         .into
         .clone()
         .unwrap_or_else(|| default_into(repo_root, &lock.run.id));
     let existed = check_into(&into, repo_root)?;
+    // The directory as it will be once made (links among its parents resolved), so the plan
+    // shows the paths the command will really have.
+    let into = into
+        .parent()
+        .and_then(|p| p.canonicalize().ok())
+        .and_then(|p| into.file_name().map(|n| p.join(n)))
+        .unwrap_or(into);
     let change_sidecar = match &code.change {
         Some(change) => {
             let path = project.change_path(change);
-            match std::fs::read(&path) {
+            match project.read_change(change) {
                 Ok(bytes) if &Digest::of_bytes(&bytes) == change => Some(path),
                 Ok(_) => {
                     return Err(RebuildError::MissingChange {
@@ -528,10 +652,11 @@ pub fn rebuild(
         None => None,
     };
     let interpreter = match &lock.python {
-        Some(py) => Some(find_python(
+        Some(py) => Some(find_python_outside(
             py,
             opts.python.as_deref(),
             opts.allow_other_python,
+            repo_root,
         )?),
         None => None,
     };
@@ -543,7 +668,129 @@ pub fn rebuild(
     if installer == Installer::Uv && lock.python.is_some() && on_path("uv").is_none() {
         return Err(Error::Usage("--installer uv: uv is not on PATH".into()).into());
     }
-    let fetched = ensure_commit(repo, repo_root, &code)?;
+    let present = git::has_commit(repo, &code.commit);
+    if !present && code.remote.is_none() {
+        return Err(RebuildError::UnknownCommit {
+            commit: code.commit.clone(),
+            remote: None,
+            fetch_error: None,
+        });
+    }
+    let project_rel = project
+        .root
+        .strip_prefix(repo_root)
+        .unwrap_or(Path::new(""))
+        .to_path_buf();
+    let data_plans = if present {
+        refuse_committed_venv(repo, &code.commit, &project_rel)?;
+        Some(plan_data(project, repo, &lock, opts)?)
+    } else {
+        None
+    };
+    let rebuilt_root = into.join(&project_rel);
+    let venv = into.join(".venv");
+    let venv_used = lock.python.is_some().then_some(venv.as_path());
+    let command = lock.run.command.as_ref().map(|argv| {
+        make_plan(
+            argv,
+            &lock,
+            &project.config.env,
+            (&project.root, repo_root, &into),
+            &rebuilt_root,
+            venv_used,
+        )
+    });
+    let plan = RebuildPlan {
+        lock: lock_path.to_path_buf(),
+        run: lock.run.id.clone(),
+        into: into.clone(),
+        commit: code.commit.clone(),
+        fetch_from: (!present).then(|| code.remote.clone()).flatten(),
+        submodules: code
+            .submodules
+            .iter()
+            .map(|s| match &s.url {
+                Some(u) => format!("{} from {u}", s.path),
+                None => s.path.to_string(),
+            })
+            .collect(),
+        python: interpreter.as_ref().map(|i| PlannedPython {
+            executable: i.executable.clone(),
+            implementation: i.implementation.clone(),
+            version: i.version.clone(),
+        }),
+        installer: lock.python.as_ref().map(|_| installer),
+        registry_packages: lock.python.as_ref().map_or(0, |p| {
+            p.packages
+                .iter()
+                .filter(|x| x.source == Source::Registry)
+                .count()
+        }),
+        packages: lock
+            .python
+            .as_ref()
+            .map(|p| planned_packages(p, repo_root, &into))
+            .unwrap_or_default(),
+        command,
+    };
+    Ok(Prepared {
+        lock,
+        code,
+        repo_root: repo_root.clone(),
+        into,
+        existed,
+        change_sidecar,
+        interpreter,
+        installer,
+        data_plans,
+        plan,
+    })
+}
+
+/// The plan of a rebuild, after the same preflight as [`rebuild`], without doing anything
+/// (`cairn rebuild --dry-run`).
+pub fn plan(project: &Project, lock_path: &Path, opts: &RebuildOptions) -> Result<RebuildPlan> {
+    Ok(prepare(project, lock_path, opts)?.plan)
+}
+
+/// Rebuild the run recorded in `lock_path` (a lock of `project`).
+///
+/// After preflight, the observer is asked once ([`Observer::consent`]) with the whole plan.
+/// Without consent only what runs nothing of the lock's is done: the checkout of a commit the
+/// repository already has, the recorded change applied, and the data check; the rest is
+/// reported as skipped.
+pub fn rebuild(
+    project: &Project,
+    lock_path: &Path,
+    opts: &RebuildOptions,
+    obs: &dyn Observer,
+) -> Result<Report> {
+    let Prepared {
+        lock,
+        code,
+        repo_root,
+        into,
+        existed,
+        change_sidecar,
+        interpreter,
+        installer,
+        data_plans,
+        plan: rebuild_plan,
+    } = prepare(project, lock_path, opts)?;
+    let repo = project.repo.as_ref().expect("prepare checked it");
+    let repo_root = &repo_root;
+    let consent = obs.consent(&rebuild_plan);
+
+    let fetched = match &rebuild_plan.fetch_from {
+        Some(remote) if consent == Consent::None => {
+            return Err(RebuildError::NeedsConsent {
+                commit: code.commit.clone(),
+                remote: remote.clone(),
+            })
+        }
+        Some(_) => ensure_commit(repo, repo_root, &code)?,
+        None => None,
+    };
     // A fetch adds objects: look at the repository afresh.
     let repo_now;
     let repo = if fetched.is_some() {
@@ -552,7 +799,18 @@ pub fn rebuild(
     } else {
         repo
     };
-    let data_plans = plan_data(project, repo, &lock, opts)?;
+    let project_rel = project
+        .root
+        .strip_prefix(repo_root)
+        .unwrap_or(Path::new(""))
+        .to_path_buf();
+    let data_plans = match data_plans {
+        Some(d) => d,
+        None => {
+            refuse_committed_venv(repo, &code.commit, &project_rel)?;
+            plan_data(project, repo, &lock, opts)?
+        }
+    };
 
     // Materialise.
     let mut cleanup = Cleanup {
@@ -561,11 +819,6 @@ pub fn rebuild(
         existed,
         armed: true,
     };
-    let project_rel = project
-        .root
-        .strip_prefix(repo_root)
-        .unwrap_or(Path::new(""))
-        .to_path_buf();
 
     obs.started(
         StepName::Code,
@@ -578,7 +831,7 @@ pub fn rebuild(
     tool(
         "creating the worktree",
         git_cmd(repo_root)
-            .args(["worktree", "add", "--quiet", "--detach"])
+            .args(["worktree", "add", "--quiet", "--detach", "--end-of-options"])
             .arg(&into)
             .arg(&code.commit),
     )?;
@@ -600,7 +853,7 @@ pub fn rebuild(
         &lock,
         &code,
         change_sidecar.as_deref(),
-        &into,
+        (&into, consent >= Consent::Prepare),
         &mut code_step,
     )?;
     copy_sidecars(project, lock_path, &lock, repo_root, &into, &rebuilt_root)?;
@@ -610,6 +863,15 @@ pub fn rebuild(
     let mut steps = vec![code_step];
     let venv = into.join(".venv");
     let env_step = match (&lock.python, &interpreter) {
+        (Some(locked), Some(_)) if consent == Consent::None => {
+            let mut s = Step::new(StepName::Environment);
+            s.status = Status::Skipped;
+            s.notes.push(format!(
+                "not built: installing the lock's {} package(s) runs code the lock chose, so it needs consent (--yes, or --run)",
+                locked.packages.len()
+            ));
+            s
+        }
         (Some(locked), Some(interp)) => {
             obs.started(
                 StepName::Environment,
@@ -631,6 +893,7 @@ pub fn rebuild(
         }
     };
     obs.finished(&env_step);
+    let env_built = lock.python.is_some() && consent >= Consent::Prepare;
     steps.push(env_step);
 
     obs.started(StepName::Data, &format!("{} dataset(s)", data_plans.len()));
@@ -648,7 +911,8 @@ pub fn rebuild(
     // Host drift, for the report: it can explain a run that does not reproduce.
     let mut host = Vec::new();
     if let Some(locked) = &lock.host {
-        let torch = (locked.torch.is_some() && venv.is_dir())
+        // Only a venv this rebuild made, with consent: its packages' .pth files run at start-up.
+        let torch = (locked.torch.is_some() && env_built && venv.is_dir())
             .then(|| python::capture(&venv.join("bin/python")).ok())
             .flatten()
             .and_then(|e| e.torch);
@@ -694,8 +958,16 @@ pub fn rebuild(
                 blocking.join(" and ")
             ));
         }
-        Some(plan) => {
-            if obs.confirm_run(plan) {
+        Some(plan) if consent == Consent::Run => {
+            // The command that runs is the one that was shown, or none.
+            let shown = rebuild_plan.command.as_ref().map(|p| (&p.argv, &p.set_env));
+            if shown != Some((&plan.argv, &plan.set_env)) {
+                run_step.status = Status::NotRun;
+                run_step.notes.push(format!(
+                    "not run: the command changed after it was shown; it would be: {}",
+                    plan.shell_line()
+                ));
+            } else {
                 obs.started(StepName::Run, "the locked command");
                 ran = true;
                 run_and_compare(
@@ -706,13 +978,14 @@ pub fn rebuild(
                     opts,
                     &mut run_step,
                 )?;
-            } else {
-                run_step.status = Status::NotRun;
-                run_step.notes.push(format!(
-                    "not run; the command would be: {}",
-                    plan.shell_line()
-                ));
             }
+        }
+        Some(plan) => {
+            run_step.status = Status::NotRun;
+            run_step.notes.push(format!(
+                "not run without consent (--run); the command would be: {}",
+                plan.shell_line()
+            ));
         }
     }
     run_step.settle();
@@ -728,7 +1001,7 @@ pub fn rebuild(
         run: lock.run.id.clone(),
         into,
         project: rebuilt_root,
-        venv: venv_used,
+        venv: venv_used.filter(|_| env_built),
         ok,
         ran,
         steps,

@@ -58,11 +58,80 @@ pub fn find_python(
     option: Option<&Path>,
     allow_other: bool,
 ) -> Result<python::Interpreter> {
+    find_python_in(locked, option, allow_other, None)
+}
+
+/// [`find_python`] for a rebuild of `repo`: an interpreter that the repository tracks (a
+/// committed `.venv/bin/python`, a link to one, a file under a committed link) is never run,
+/// not even to ask its version. One the user made in their clone (an ignored venv) is theirs.
+pub(crate) fn find_python_outside(
+    locked: &lockfile::Python,
+    option: Option<&Path>,
+    allow_other: bool,
+    repo_root: &Path,
+) -> Result<python::Interpreter> {
+    let repo = git2::Repository::open(repo_root).map_err(|e| Error::Git {
+        message: format!("cannot open the repository {}", repo_root.display()),
+        source: e,
+    })?;
+    find_python_in(locked, option, allow_other, Some((&repo, repo_root)))
+}
+
+/// Is `path` (lexically, or once its links are followed) a file the repository tracks, or below
+/// a tracked link?
+fn tracked_by(repo: &git2::Repository, repo_root: &Path, path: &Path) -> bool {
+    let Ok(index) = repo.index() else {
+        return true;
+    };
+    let canonical_root = repo_root
+        .canonicalize()
+        .unwrap_or_else(|_| repo_root.to_path_buf());
+    let lexical = paths::absolutize(&std::env::current_dir().unwrap_or_default(), path);
+    let mut forms = vec![lexical.clone()];
+    if let Ok(c) = lexical.canonicalize() {
+        forms.push(c);
+    }
+    // Each parent resolved, the last part kept: a link in the repository to a tracked file.
+    if let (Some(parent), Some(name)) = (lexical.parent(), lexical.file_name()) {
+        if let Ok(p) = parent.canonicalize() {
+            forms.push(p.join(name));
+        }
+    }
+    for form in forms {
+        for root in [repo_root, canonical_root.as_path()] {
+            let Ok(rel) = form.strip_prefix(root) else {
+                continue;
+            };
+            let mut prefix = PathBuf::new();
+            for part in rel.components() {
+                prefix.push(part);
+                if index.get_path(&prefix, 0).is_some() {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+fn find_python_in(
+    locked: &lockfile::Python,
+    option: Option<&Path>,
+    allow_other: bool,
+    repo: Option<(&git2::Repository, &Path)>,
+) -> Result<python::Interpreter> {
+    let in_repo = |p: &Path| repo.is_some_and(|(r, root)| tracked_by(r, root, p));
     let wanted = format!("{} {}", locked.implementation, locked.version);
     let matches = |i: &python::Interpreter| {
         i.implementation == locked.implementation && i.version == locked.version
     };
     if let Some(p) = option {
+        if let Some((_, root)) = repo.filter(|_| in_repo(p)) {
+            return Err(RebuildError::InterpreterInRepo {
+                path: p.to_path_buf(),
+                repo: root.to_path_buf(),
+            });
+        }
         let i = python::probe_interpreter(p)?;
         if !matches(&i) && !allow_other {
             return Err(RebuildError::PythonMismatch {
@@ -77,8 +146,8 @@ pub fn find_python(
     let major = parts.next().unwrap_or("3");
     let minor = parts.next().unwrap_or("");
     let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
+    {
+        for dir in crate::process::absolute_path_dirs() {
             for name in [
                 format!("python{major}.{minor}"),
                 format!("python{major}"),
@@ -99,7 +168,13 @@ pub fn find_python(
         );
     }
     if let Some(uv) = on_path("uv") {
-        if let Ok(out) = run_capture(Command::new(uv).args(["python", "find", &locked.version])) {
+        let mut find = Command::new(uv);
+        find.args(["python", "find", "--", &locked.version]);
+        if let Some((_, root)) = repo {
+            // Not the repository: uv reads `.python-version` and `pyproject.toml` from there.
+            find.current_dir(root.parent().unwrap_or(Path::new("/")));
+        }
+        if let Ok(out) = run_capture(&mut find) {
             if out.status.success() {
                 let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
                 if !p.is_empty() {
@@ -112,6 +187,10 @@ pub fn find_python(
     let mut tried = Vec::new();
     for c in candidates {
         if !c.is_file() || !seen.insert(c.clone()) {
+            continue;
+        }
+        if in_repo(&c) {
+            tried.push(format!("{} (in the repository: not run)", c.display()));
             continue;
         }
         match python::probe_interpreter(&c) {
@@ -148,6 +227,8 @@ pub(super) fn ensure_commit(
         "fetch",
         "--quiet",
         "--no-tags",
+        "--no-recurse-submodules",
+        "--end-of-options",
         remote,
         &code.commit,
     ]));
@@ -167,6 +248,8 @@ pub(super) fn ensure_commit(
         "fetch",
         "--quiet",
         "--no-tags",
+        "--no-recurse-submodules",
+        "--end-of-options",
         remote,
         "refs/heads/*",
         "refs/tags/*",
@@ -289,4 +372,43 @@ pub(super) fn plan_data(
         out.push(plan);
     }
     Ok(out)
+}
+
+/// Refuse a locked commit that holds a virtual environment at the repository root or the project
+/// root (`.venv`, or `venv` with a `pyvenv.cfg` or `bin/`): the rebuild makes its own `.venv`
+/// there, and a committed interpreter is the repository author's program.
+pub(super) fn refuse_committed_venv(
+    repo: &git2::Repository,
+    commit: &str,
+    project_rel: &Path,
+) -> Result<()> {
+    let tree = git2::Oid::from_str(commit)
+        .and_then(|oid| repo.find_commit(oid))
+        .and_then(|c| c.tree())
+        .map_err(|e| Error::Git {
+            message: format!("cannot read the locked commit {commit}"),
+            source: e,
+        })?;
+    let mut bases = vec![PathBuf::new()];
+    if !project_rel.as_os_str().is_empty() {
+        bases.push(project_rel.to_path_buf());
+    }
+    for base in bases {
+        let dot = base.join(".venv");
+        if tree.get_path(&dot).is_ok() {
+            return Err(RebuildError::CommittedVenv {
+                path: dot.display().to_string(),
+            });
+        }
+        let plain = base.join("venv");
+        if ["pyvenv.cfg", "bin"]
+            .iter()
+            .any(|f| tree.get_path(&plain.join(f)).is_ok())
+        {
+            return Err(RebuildError::CommittedVenv {
+                path: plain.display().to_string(),
+            });
+        }
+    }
+    Ok(())
 }
