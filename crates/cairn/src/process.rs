@@ -72,8 +72,19 @@ pub const GIT_HARDENING: &[&str] = &[
 
 /// A `git` command run in `dir`, hardened with [`GIT_HARDENING`]. Callers put
 /// `--end-of-options` (or `--`) before every argument that comes from a lock or a repository.
+///
+/// `git` is looked up in the absolute directories of `PATH` only ([`on_path`]): a `git` committed
+/// to the checkout is never run, even with `.` on `PATH`.
 pub fn git_cmd(dir: &Path) -> Command {
-    let mut c = Command::new("git");
+    let mut c = match on_path("git") {
+        Some(git) => Command::new(git),
+        None => {
+            // Not found: let the start fail with git's name, searching no relative directory.
+            let mut c = Command::new("git");
+            c.env("PATH", absolute_path());
+            c
+        }
+    };
     c.current_dir(dir);
     for setting in GIT_HARDENING {
         c.args(["-c", setting]);
@@ -90,6 +101,13 @@ pub fn on_path(program: &str) -> Option<PathBuf> {
         .filter(|d| d.is_absolute())
         .map(|d| d.join(program))
         .find(|p| p.is_file())
+}
+
+/// `PATH` without its relative entries.
+fn absolute_path() -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::env::split_paths(&path).filter(|d| d.is_absolute()))
+        .unwrap_or_default()
 }
 
 /// Give [`GIT_HARDENING`] to every `git` a program started by `cmd` runs (pip and uv clone VCS

@@ -13,7 +13,7 @@
 //! The JSON form of the [`Report`] is specified in `spec/diff-report.md`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde::Serialize;
 
@@ -193,13 +193,14 @@ pub fn difference(d: &compare::Difference) -> Difference {
 }
 
 fn git_log(repo_root: &Path, range: &str) -> Option<(Vec<CommitLine>, bool)> {
-    let out = Command::new(crate::process::on_path("git")?)
-        .current_dir(repo_root)
+    crate::process::on_path("git")?;
+    let out = crate::process::git_cmd(repo_root)
         .args([
             "log",
             "--no-color",
             "--format=%H%x09%s",
             &format!("--max-count={}", MAX_COMMITS + 1),
+            "--end-of-options",
             range,
             "--",
         ])
