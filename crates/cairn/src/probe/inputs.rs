@@ -50,6 +50,14 @@ pub fn resolve_hf(spec: &str) -> Result<(String, String, String, PathBuf)> {
     if parts.len() != 2 || parts.iter().any(|p| p.is_empty() || p.contains("..")) {
         return Err(bad("expected ORG/NAME".into()));
     }
+    // A branch may hold `/` (`refs/pr/1`), but the revision names a file below `refs/`: it
+    // must not climb out of it.
+    if revision
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == ".." || crate::text::has_control(c))
+    {
+        return Err(bad("the revision must be a commit, branch or tag name".into()));
+    }
     let cache = hf_cache_dir()
         .ok_or_else(|| bad("no Hugging Face cache directory (set HF_HOME)".into()))?;
     let dir = cache.join(format!("{kind}--{}--{}", parts[0], parts[1]));
@@ -57,8 +65,8 @@ pub fn resolve_hf(spec: &str) -> Result<(String, String, String, PathBuf)> {
         revision.to_string()
     } else {
         let refs = dir.join("refs").join(revision);
-        std::fs::read_to_string(&refs)
-            .map(|s| s.trim().to_string())
+        crate::fs::read_bounded(&refs, 4096)
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
             .ok()
             .filter(|c| is_commit(c))
             .ok_or_else(|| {
@@ -167,4 +175,23 @@ pub fn resolve(
         files: (h.kind == Kind::Dir).then_some(h.files),
         bytes: h.bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revision_never_climbs_out_of_refs() {
+        for spec in [
+            "hf://org/name@../../../../etc/passwd",
+            "hf://org/name@refs/../../x",
+            "hf://org/name@/etc/passwd",
+            "hf://org/name@main/",
+            "hf://org/name@ma\x1bin",
+        ] {
+            let err = resolve_hf(spec).unwrap_err().to_string();
+            assert!(err.contains("the revision must be"), "{spec}: {err}");
+        }
+    }
 }
