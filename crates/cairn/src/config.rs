@@ -81,7 +81,7 @@ impl Config {
             .map_err(|_| Error::Usage(format!("{}: not UTF-8 text", path.display())))?;
         let config: Config = toml::from_str(&text).map_err(|e| Error::ConfigSyntax {
             path: path.clone(),
-            source: Box::new(e),
+            source: crate::error::TomlSyntax::new(&text, &e),
         })?;
         for name in config.data.keys() {
             if !crate::model::lockfile::valid_name(name) {

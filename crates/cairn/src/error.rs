@@ -25,7 +25,7 @@ pub enum Error {
         path: PathBuf,
         /// The parser's message, with line and column.
         #[source]
-        source: Box<toml::de::Error>,
+        source: TomlSyntax,
     },
     /// A lockfile parsed but breaks a rule of the format.
     #[error("invalid lockfile {}: {message}", path.display())]
@@ -53,9 +53,9 @@ pub enum Error {
     ConfigSyntax {
         /// The config file.
         path: PathBuf,
-        /// The parser's message.
+        /// The parser's message, with line and column.
         #[source]
-        source: Box<toml::de::Error>,
+        source: TomlSyntax,
     },
     /// A path given by the user or found in a file is not acceptable.
     #[error("{message}: {path}")]
@@ -208,3 +208,55 @@ impl<T> GitResultExt<T> for std::result::Result<T, git2::Error> {
         })
     }
 }
+
+/// Where a TOML file fails to parse and why, on one line: `line L, column C: MESSAGE`.
+///
+/// The parser's own display quotes the offending line of the file, which is a stranger's text
+/// (spec/security.md): it is left out, so nothing of the file reaches the terminal here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TomlSyntax {
+    /// 1-based line of the error, when the parser knows it.
+    pub line: Option<usize>,
+    /// 1-based column (in characters) of the error.
+    pub column: Option<usize>,
+    /// The parser's message, without the quoted source.
+    pub message: String,
+}
+
+impl TomlSyntax {
+    /// The syntax error `e` of parsing `text`.
+    pub fn new(text: &str, e: &toml::de::Error) -> TomlSyntax {
+        let (line, column) = match e.span() {
+            Some(span) => {
+                let before = text.get(..span.start).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                (Some(line), Some(column))
+            }
+            None => (None, None),
+        };
+        TomlSyntax {
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for TomlSyntax {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, "TOML syntax error at line {l}, column {c}: ")?;
+        } else {
+            write!(f, "TOML syntax error: ")?;
+        }
+        // The message is the parser's; a key or value it quotes is the file's.
+        write!(
+            f,
+            "{}",
+            crate::text::visible(&self.message.replace('\n', " "))
+        )
+    }
+}
+
+impl std::error::Error for TomlSyntax {}

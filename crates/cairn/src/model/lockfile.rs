@@ -387,7 +387,7 @@ impl Lock {
         read_version(text, path)?;
         let wire: wire::Lock = toml::from_str(text).map_err(|e| Error::LockSyntax {
             path: path.to_path_buf(),
-            source: Box::new(e),
+            source: crate::error::TomlSyntax::new(text, &e),
         })?;
         Lock::try_from(wire).map_err(|problems| Error::LockInvalid {
             path: path.to_path_buf(),
@@ -438,7 +438,7 @@ pub fn read_version(text: &str, path: &Path) -> Result<i64> {
     }
     let v: VersionOnly = toml::from_str(text).map_err(|e| Error::LockSyntax {
         path: path.to_path_buf(),
-        source: Box::new(e),
+        source: crate::error::TomlSyntax::new(text, &e),
     })?;
     let invalid = |message: &str| Error::LockInvalid {
         path: path.to_path_buf(),

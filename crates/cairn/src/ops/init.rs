@@ -451,7 +451,7 @@ pub fn init(dir: &Path, force: bool) -> Result<Initialized> {
     // What init writes must be a configuration `cairn lock` accepts.
     let _: Config = toml::from_str(&text).map_err(|e| Error::ConfigSyntax {
         path: path.clone(),
-        source: Box::new(e),
+        source: crate::error::TomlSyntax::new(&text, &e),
     })?;
     crate::fs::atomic_write(&path, text.as_bytes())?;
     Config::load(&dir)?;

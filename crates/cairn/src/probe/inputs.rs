@@ -56,7 +56,9 @@ pub fn resolve_hf(spec: &str) -> Result<(String, String, String, PathBuf)> {
         .split('/')
         .any(|c| c.is_empty() || c == "." || c == ".." || crate::text::has_control(c))
     {
-        return Err(bad("the revision must be a commit, branch or tag name".into()));
+        return Err(bad(
+            "the revision must be a commit, branch or tag name".into()
+        ));
     }
     let cache = hf_cache_dir()
         .ok_or_else(|| bad("no Hugging Face cache directory (set HF_HOME)".into()))?;
