@@ -210,22 +210,23 @@ pub fn probe_interpreter(executable: &Path) -> Result<Interpreter> {
             source,
         })?;
     if !out.status.success() {
-        return Err(Error::Usage(format!(
-            "the Python interpreter {} failed: {}",
-            executable.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(Error::InterpreterFailed {
+            path: executable.to_path_buf(),
+            detail: format!(
+                "it {}: {}",
+                crate::process::status_text(out.status),
+                crate::process::tail(&out, 5)
+            ),
+        });
     }
     let mut fields = out.stdout.split(|&b| b == 0);
     let mut text = || {
         fields
             .next()
             .map(|f| String::from_utf8_lossy(f).into_owned())
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "the Python interpreter {} did not describe itself",
-                    executable.display()
-                ))
+            .ok_or_else(|| Error::InterpreterFailed {
+                path: executable.to_path_buf(),
+                detail: "it ran, but did not describe itself (is it a Python interpreter?)".into(),
             })
     };
     let nonempty = |s: String| (!s.is_empty()).then_some(s);
