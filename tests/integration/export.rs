@@ -228,9 +228,8 @@ fn refusals_and_missing_checkpoints() {
 #[test]
 #[ignore = "needs CAIRN_TEST_IN_TOTO_PYTHON (a Python with in-toto-attestation); .ci/run runs it"]
 fn in_toto_reference_bindings_accept_the_export() {
-    let python = std::env::var_os("CAIRN_TEST_IN_TOTO_PYTHON").expect(
-        "CAIRN_TEST_IN_TOTO_PYTHON must name a Python with in-toto-attestation installed",
-    );
+    let python = std::env::var_os("CAIRN_TEST_IN_TOTO_PYTHON")
+        .expect("CAIRN_TEST_IN_TOTO_PYTHON must name a Python with in-toto-attestation installed");
     let r = Repo::ml();
     r.write("notes.py", "# an uncommitted change\n");
     lock_ml(&r);

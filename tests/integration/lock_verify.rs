@@ -384,7 +384,10 @@ fn concurrent_locks_do_not_interleave() {
         "the hint must not tell the user to remove a held lock:\n{}",
         out.stderr
     );
-    assert!(!r.join("cairn.lock").exists(), "the refused lock wrote nothing");
+    assert!(
+        !r.join("cairn.lock").exists(),
+        "the refused lock wrote nothing"
+    );
     assert_eq!(r.read(".cairn/cache/busy"), before);
     std::fs::write(r.join(".go"), "").unwrap();
     assert!(first.wait().unwrap().success());

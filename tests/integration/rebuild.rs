@@ -128,7 +128,10 @@ fn rebuilt_run_is_bit_identical_and_diff_names_the_two_causes() {
         "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n[project]\nname = \"mylib\"\nversion = \"0.1.0\"\n",
     );
     r.write("pkg/mylib/__init__.py", "NAME = 'mylib 0.1'\n");
-    r.write(".gitignore", "runs/\ndata/\n*.egg-info/\nbuild/\n");
+    r.write(
+        ".gitignore",
+        "runs/\ndata/\n*.egg-info/\nbuild/\n__pycache__/\n",
+    );
     r.commit_all("the project's own package");
     venv.pip(&["install", "-e", r.join("pkg").to_str().unwrap()]);
     r.cairn(lock_args(&["--python", py], py, None)).expect(0);

@@ -3,6 +3,6 @@
 //! repository ran (no marker file appeared) and nothing outside the clone was read or changed.
 //! The payloads only ever touch a marker file. See spec/security.md for the rules they check.
 
-mod readonly;
 mod output;
+mod readonly;
 mod rebuild;

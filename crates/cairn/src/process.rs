@@ -57,8 +57,85 @@ pub fn git_cmd(dir: &Path) -> Command {
 
 /// The first file named `program` in a directory of `PATH`.
 pub fn on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    path_dirs()
+        .into_iter()
         .map(|d| d.join(program))
         .find(|p| p.is_file())
+}
+
+/// The directories of `PATH`, in order (none when it is unset).
+pub fn path_dirs() -> Vec<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default()
+}
+
+/// How a program run in the foreground ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// Its exit code; negative: the number of the signal that killed it.
+    pub code: i64,
+    /// Did cairn receive Ctrl-C (SIGINT) while the program ran?
+    pub interrupted: bool,
+}
+
+impl Finished {
+    /// What went wrong, in words, or `None` for a run that exited 0 without a Ctrl-C.
+    pub fn failure(&self) -> Option<String> {
+        let code = self.code;
+        if self.interrupted {
+            Some(format!(
+                "the command was interrupted (Ctrl-C; exit code {code})"
+            ))
+        } else if code < 0 {
+            Some(format!("the command was killed by signal {}", -code))
+        } else if code != 0 {
+            Some(format!("the command exited with status {code}"))
+        } else {
+            None
+        }
+    }
+}
+
+/// The exit code of a status: the code, or minus the signal that killed the program.
+pub fn exit_code(status: std::process::ExitStatus) -> i64 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .map(i64::from)
+        .unwrap_or_else(|| -i64::from(status.signal().unwrap_or(0)))
+}
+
+/// Run a user's program in the foreground (with whatever stdio `cmd` was given) and wait for it.
+///
+/// Ctrl-C reaches the whole foreground process group: the program handles it as it will, and
+/// cairn, instead of dying with it, stays alive to record how it ended ([`Finished::interrupted`]).
+/// cairn's usual Ctrl-C behaviour is back when this returns. `Err` is a program that could not
+/// start.
+pub fn run_foreground(cmd: &mut Command) -> std::io::Result<Finished> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let interrupted = std::sync::Arc::new(AtomicBool::new(false));
+    let handler =
+        signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).ok();
+    let status = cmd.status();
+    if let Some(id) = handler {
+        signal_hook::low_level::unregister(id);
+    }
+    let status = status?;
+    Ok(Finished {
+        code: exit_code(status),
+        interrupted: interrupted.load(Ordering::SeqCst),
+    })
+}
+
+/// A stdio handle that writes to this process's stderr: for a child whose stdout must not mix
+/// with the data a command prints on stdout. Falls back to inheriting stdout when stderr cannot
+/// be duplicated.
+pub fn to_stderr() -> Stdio {
+    use std::os::fd::AsFd;
+    std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::inherit())
 }

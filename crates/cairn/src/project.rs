@@ -173,7 +173,10 @@ impl Project {
                 // Who holds it, for the message another cairn gives (the lock itself is the
                 // OS's: the file's contents only inform).
                 let _ = file.set_len(0);
-                let _ = std::io::Write::write_all(&mut &file, std::process::id().to_string().as_bytes());
+                let _ = std::io::Write::write_all(
+                    &mut &file,
+                    std::process::id().to_string().as_bytes(),
+                );
                 Ok(ProcessLock { _file: file })
             }
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy {

@@ -174,11 +174,7 @@ pub fn find_interpreter(option: Option<&Path>, config: Option<&Path>) -> Option<
             }
         }
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("python3"))
-        .find(|p| p.is_file())
-        .map(|p| (p, Origin::Path))
+    crate::process::on_path("python3").map(|p| (p, Origin::Path))
 }
 
 /// The script the interpreter runs: standard library modules that `site` has already loaded,

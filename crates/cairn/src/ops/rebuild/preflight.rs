@@ -76,15 +76,13 @@ pub fn find_python(
     let major = parts.next().unwrap_or("3");
     let minor = parts.next().unwrap_or("");
     let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            for name in [
-                format!("python{major}.{minor}"),
-                format!("python{major}"),
-                "python".to_string(),
-            ] {
-                candidates.push(dir.join(name));
-            }
+    for dir in crate::process::path_dirs() {
+        for name in [
+            format!("python{major}.{minor}"),
+            format!("python{major}"),
+            "python".to_string(),
+        ] {
+            candidates.push(dir.join(name));
         }
     }
     let pyenv_root = std::env::var_os("PYENV_ROOT")
