@@ -422,8 +422,46 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The code state (commit, digest of the uncommitted change) of a repository that packages were
+/// installed from.
+type RepoState = (Option<String>, Option<Digest>);
+
+/// The repositories that local-directory packages come from, each captured once per scan.
+/// Capturing reads the whole working tree, and the libraries of one monorepo, installed from
+/// their subdirectories, all name the same repository: one capture serves them all, even while
+/// the packages are read in parallel.
+#[derive(Default)]
+struct RepoStates {
+    by_git_dir: std::sync::Mutex<BTreeMap<PathBuf, std::sync::Arc<std::sync::OnceLock<RepoState>>>>,
+}
+
+impl RepoStates {
+    /// The state of the repository holding `dir`; nothing for a directory outside any repository
+    /// or a repository that cannot be captured.
+    fn of(&self, dir: &Path) -> RepoState {
+        let Ok(repo) = git::discover(dir) else {
+            return (None, None);
+        };
+        let cell = self
+            .by_git_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(repo.path().to_path_buf())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| match git::capture(&repo, &git::Excluder::default()) {
+            Ok(state) => (
+                Some(state.commit.to_string()),
+                (!state.patch.is_empty()).then(|| Digest::of_bytes(&state.patch)),
+            ),
+            Err(_) => (None, None),
+        })
+        .clone()
+    }
+}
+
 /// The source of a distribution from its `direct_url.json` (PEP 610), or the registry.
-fn source_of(meta_dir: &Path) -> std::result::Result<Source, String> {
+fn source_of(meta_dir: &Path, repos: &RepoStates) -> std::result::Result<Source, String> {
     let path = meta_dir.join("direct_url.json");
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -448,14 +486,8 @@ fn source_of(meta_dir: &Path) -> std::result::Result<Source, String> {
         return Ok(Source::Archive { url, hash });
     }
     let editable = d.dir_info.map(|i| i.editable).unwrap_or(false);
-    let (commit, change) = match file_url_path(&d.url).and_then(|p| git::discover(&p).ok()) {
-        Some(repo) => match git::capture(&repo, &git::Excluder::default()) {
-            Ok(state) => (
-                Some(state.commit.to_string()),
-                (!state.patch.is_empty()).then(|| Digest::of_bytes(&state.patch)),
-            ),
-            Err(_) => (None, None),
-        },
+    let (commit, change) = match file_url_path(&d.url) {
+        Some(dir) => repos.of(&dir),
         None => (None, None),
     };
     Ok(Source::Directory {
@@ -467,7 +499,11 @@ fn source_of(meta_dir: &Path) -> std::result::Result<Source, String> {
 }
 
 /// Read one metadata directory (or egg-info file): `None` with a warning when it is broken.
-fn read_distribution(entry: &Path, warnings: &mut Vec<String>) -> Option<Package> {
+fn read_distribution(
+    entry: &Path,
+    repos: &RepoStates,
+    warnings: &mut Vec<String>,
+) -> Option<Package> {
     let name = entry.file_name()?.to_string_lossy().into_owned();
     let (meta_dir, metadata_file) = if name.ends_with(".dist-info") {
         (entry.to_path_buf(), entry.join("METADATA"))
@@ -499,7 +535,7 @@ fn read_distribution(entry: &Path, warnings: &mut Vec<String>) -> Option<Package
         ));
         return None;
     };
-    let source = match source_of(&meta_dir) {
+    let source = match source_of(&meta_dir, repos) {
         Ok(s) => s,
         Err(e) => {
             warnings.push(format!(
@@ -556,11 +592,12 @@ pub fn scan(sys_path: &[PathBuf]) -> (Vec<Package>, Vec<String>) {
     }
     // Reading the metadata files is the slow part: do it on the pool, then decide which of
     // each name wins in sys.path order.
+    let repos = RepoStates::default();
     let read: Vec<(Option<Package>, Vec<String>)> = entries
         .par_iter()
         .map(|entry| {
             let mut warnings = Vec::new();
-            (read_distribution(entry, &mut warnings), warnings)
+            (read_distribution(entry, &repos, &mut warnings), warnings)
         })
         .collect();
     let mut warnings = Vec::new();
