@@ -1,8 +1,6 @@
 //! The stat cache and change detection, against real files: an unchanged file is not read
 //! again, every kind of change is still seen, and a damaged cache never gives a wrong answer.
 
-use std::time::Duration;
-
 use crate::util::{set_mtime, settle, Repo, Run};
 
 /// The `ml` repository, locked with both datasets once its files are outside the racy window,
@@ -149,7 +147,7 @@ fn fresh_files_are_read_again_until_their_timestamps_settle() {
     assert_eq!(files_read(&fourth), 0, "{fourth}");
 }
 
-/// A writer that keeps appending to a file until dropped.
+/// A writer that keeps appending to a file, without pause, until dropped.
 struct Appender {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -160,14 +158,19 @@ impl Appender {
         use std::io::Write;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
+        let start_len = std::fs::metadata(&path).unwrap().len();
+        let file = path.clone();
         let thread = std::thread::spawn(move || {
-            let mut f = std::fs::File::options().append(true).open(path).unwrap();
+            let mut f = std::fs::File::options().append(true).open(file).unwrap();
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 f.write_all(b"x").unwrap();
-                std::thread::sleep(Duration::from_micros(200));
+                std::thread::yield_now();
             }
         });
-        std::thread::sleep(Duration::from_millis(20));
+        // Running once the file has grown: no guess at how long a thread takes to start.
+        while std::fs::metadata(&path).unwrap().len() == start_len {
+            std::thread::yield_now();
+        }
         Appender {
             stop,
             thread: Some(thread),
