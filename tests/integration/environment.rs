@@ -4,14 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use crate::util::{git_in, Repo, Venv};
 
 /// `pip freeze --all` of a venv as normalised name -> version (None where pip prints no
 /// version: VCS and local-directory lines).
 fn freeze(venv: &Venv) -> BTreeMap<String, Option<String>> {
-    let out = Command::new(venv.python())
+    let out = crate::util::command(venv.python())
         .args([
             "-m",
             "pip",

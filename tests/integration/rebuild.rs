@@ -183,7 +183,7 @@ fn rebuilt_run_is_bit_identical_and_diff_names_the_two_causes() {
     );
     // The editable package comes from the rebuilt worktree, not from this repository.
     let rebuilt_py = into.join(".venv/bin/python");
-    let found = std::process::Command::new(&rebuilt_py)
+    let found = crate::util::command(&rebuilt_py)
         .args(["-c", "import mylib; print(mylib.__file__)"])
         .current_dir(target.path())
         .output()

@@ -369,15 +369,25 @@ pub fn git_in(dir: &Path, home: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Run a shell command line in `dir`; panics on failure; returns stdout.
-#[track_caller]
-pub fn sh(dir: &Path, script: &str) -> String {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(script).current_dir(dir);
+/// Any program, outside a [`Repo`], without the caller's [`LEAKY_ENV`] variables and without
+/// user or system git config.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
     scrub(&mut cmd, &[]);
     cmd.env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1");
-    let out = cmd.output().expect("sh runs");
+    cmd
+}
+
+/// Run a shell command line in `dir`; panics on failure; returns stdout.
+#[track_caller]
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = command("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .expect("sh runs");
     assert!(
         out.status.success(),
         "{script} failed: {}",
@@ -434,10 +444,11 @@ pub struct Venv {
 impl Venv {
     pub fn new() -> Venv {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new("python3");
-        cmd.args(["-m", "venv"]).arg(dir.path().join("venv"));
-        scrub(&mut cmd, &[]);
-        let out = cmd.output().unwrap();
+        let out = command("python3")
+            .args(["-m", "venv"])
+            .arg(dir.path().join("venv"))
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{}",
