@@ -107,12 +107,23 @@ fn leaky(name: &str) -> bool {
 
 /// Remove every [`LEAKY_ENV`] variable this process has from `cmd`'s environment, keeping
 /// those named in `keep`.
+/// An activated virtual or conda environment also put its `bin` first on `PATH`: that goes too,
+/// so that `python3` is the machine's, never the caller's environment's.
 fn scrub(cmd: &mut Command, keep: &[&str]) {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
         if leaky(&name) && !keep.contains(&name.as_ref()) {
             cmd.env_remove(name.as_ref());
         }
+    }
+    let activated: Vec<PathBuf> = ["VIRTUAL_ENV", "CONDA_PREFIX"]
+        .iter()
+        .filter_map(|v| std::env::var_os(v).filter(|p| !p.is_empty()))
+        .map(|p| PathBuf::from(p).join("bin"))
+        .collect();
+    if let (false, Some(path)) = (activated.is_empty(), std::env::var_os("PATH")) {
+        let kept = std::env::split_paths(&path).filter(|d| !activated.contains(d));
+        cmd.env("PATH", std::env::join_paths(kept).unwrap());
     }
 }
 
