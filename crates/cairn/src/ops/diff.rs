@@ -429,17 +429,6 @@ fn probe_current(
     };
     let captured = env::capture(project, opts.python.as_deref(), opts.no_python)?;
     let lock = Lock {
-        created_by: None,
-        run: Run {
-            id: String::new(),
-            locked_at: None,
-            command: None,
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            seed: None,
-            env: captured.env.clone(),
-        },
         code,
         host: Some(captured.host.clone()),
         python: captured.python.as_ref().map(env::python_table),
@@ -448,6 +437,7 @@ fn probe_current(
         data,
         checkpoints,
         outputs,
+        ..Lock::of_run(Run::blank(captured.env.clone()))
     };
     Ok(Loaded {
         lock,
