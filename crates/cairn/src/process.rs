@@ -110,14 +110,21 @@ pub fn exit_code(status: std::process::ExitStatus) -> i64 {
 ///
 /// Ctrl-C reaches the whole foreground process group: the program handles it as it will, and
 /// cairn, instead of dying with it, stays alive to record how it ended ([`Finished::interrupted`]).
-/// cairn's usual Ctrl-C behaviour is back when this returns. `Err` is a program that could not
-/// start.
+/// Before and after, Ctrl-C ends cairn as usual. Not for two programs at once from two threads.
+/// `Err` is a program that could not start.
 pub fn run_foreground(cmd: &mut Command) -> std::io::Result<Finished> {
     use std::sync::atomic::{AtomicBool, Ordering};
+    let outside = sigint_default_outside();
     let interrupted = std::sync::Arc::new(AtomicBool::new(false));
     let handler =
         signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).ok();
+    if let Some(o) = outside {
+        o.store(false, Ordering::SeqCst);
+    }
     let status = cmd.status();
+    if let Some(o) = outside {
+        o.store(true, Ordering::SeqCst);
+    }
     if let Some(id) = handler {
         signal_hook::low_level::unregister(id);
     }
@@ -126,6 +133,26 @@ pub fn run_foreground(cmd: &mut Command) -> std::io::Result<Finished> {
         code: exit_code(status),
         interrupted: interrupted.load(Ordering::SeqCst),
     })
+}
+
+/// Once signal-hook handles SIGINT, removing an action never gives the signal back its default:
+/// a process that only unregistered would ignore Ctrl-C from then on. So SIGINT runs the
+/// default action (cairn ends) whenever this flag is set: always, except while
+/// [`run_foreground`] waits. `None` when the handler could not be installed (then nothing was).
+fn sigint_default_outside() -> Option<&'static std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    static OUTSIDE: std::sync::OnceLock<Option<std::sync::Arc<std::sync::atomic::AtomicBool>>> =
+        std::sync::OnceLock::new();
+    OUTSIDE
+        .get_or_init(|| {
+            let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+            signal_hook::flag::register_conditional_default(
+                signal_hook::consts::SIGINT,
+                flag.clone(),
+            )
+            .ok()
+            .map(|_| flag)
+        })
+        .as_ref()
 }
 
 /// A stdio handle that writes to this process's stderr: for a child whose stdout must not mix
@@ -138,4 +165,65 @@ pub fn to_stderr() -> Stdio {
         .try_clone_to_owned()
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::inherit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One foreground run at a time in this test process: a Ctrl-C that one test sends to the
+    /// process must not land in another's run, nor outside any run (where it ends the process).
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn sh(script: &str) -> Finished {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        run_foreground(Command::new("sh").args(["-c", script])).unwrap()
+    }
+
+    #[test]
+    fn exit_codes_and_signals_are_told_apart() {
+        let ok = sh("exit 0");
+        assert_eq!(
+            ok,
+            Finished {
+                code: 0,
+                interrupted: false
+            }
+        );
+        assert_eq!(ok.failure(), None);
+        let failed = sh("exit 3");
+        assert_eq!(failed.code, 3);
+        assert_eq!(
+            failed.failure().as_deref(),
+            Some("the command exited with status 3")
+        );
+        let killed = sh("kill -TERM $$");
+        assert_eq!(killed.code, -15);
+        assert_eq!(
+            killed.failure().as_deref(),
+            Some("the command was killed by signal 15")
+        );
+        let missing = run_foreground(&mut Command::new("/nonexistent/cairn-test-program"));
+        assert!(missing.is_err());
+    }
+
+    /// The program sends Ctrl-C to cairn (its parent) the way a terminal would, then exits as
+    /// Python does on KeyboardInterrupt: cairn lives on and knows.
+    #[test]
+    fn ctrl_c_during_the_run_is_recorded_not_fatal() {
+        let f = sh("kill -INT $PPID; exit 130");
+        assert_eq!(
+            f,
+            Finished {
+                code: 130,
+                interrupted: true
+            }
+        );
+        assert_eq!(
+            f.failure().as_deref(),
+            Some("the command was interrupted (Ctrl-C; exit code 130)")
+        );
+        // The next run starts clean.
+        assert!(!sh("exit 0").interrupted);
+    }
 }
