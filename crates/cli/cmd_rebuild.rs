@@ -127,6 +127,11 @@ struct CliObserver<'a> {
 }
 
 impl Observer for CliObserver<'_> {
+    /// stdout carries the report: the command's output goes to stderr.
+    fn command_stdout(&self) -> std::process::Stdio {
+        cairn::process::to_stderr()
+    }
+
     fn started(&self, step: StepName, what: &str) {
         self.out
             .info(&format!("{}: {}", step.as_str(), visible(what)));

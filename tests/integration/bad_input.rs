@@ -230,3 +230,41 @@ fn unreadable_file_is_named_and_nothing_is_written() {
     assert!(stderr.contains("Permission denied"), "{stderr}");
     assert!(!r.join("cairn.lock").exists());
 }
+
+/// An interpreter that crashes is named with its exit status and last words, and the lock is
+/// left as it was. (The stand-in lives in the test's own directory and only writes to stderr.)
+#[test]
+fn crashing_interpreter_is_named_and_nothing_is_written() {
+    let (r, good) = locked();
+    let stub = r.join("tools/crashing-python");
+    r.write(
+        "tools/crashing-python",
+        "#!/bin/sh\necho 'Fatal Python error: init_fs_encoding' >&2\nexit 3\n",
+    );
+    let mut perm = std::fs::metadata(&stub).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&stub, perm).unwrap();
+    let out = r
+        .cairn(["lock", "--force", "--python", "tools/crashing-python"])
+        .expect(2);
+    out.stderr_has("error: the Python interpreter");
+    out.stderr_has("crashing-python failed: it exited with status 3");
+    out.stderr_has("Fatal Python error: init_fs_encoding");
+    out.stderr_has("hint: check that `");
+    out.stderr_has("--no-python");
+    assert_untouched(&r, &good);
+}
+
+/// A bare repository has no working tree to record: its own error, with a way out.
+#[test]
+fn bare_repository_is_refused_with_a_way_out() {
+    let r = Repo::plain();
+    r.git(&["init", "-q", "--bare", "-b", "main"]);
+    let out = r.cairn(["lock", "--no-python"]).expect(2);
+    out.stderr_has("error: the repository at");
+    out.stderr_has("is bare");
+    out.stderr_has("hint: run cairn in a clone with a checkout");
+    out.stderr_has("--no-git");
+    assert!(!r.join("cairn.lock").exists(), "nothing written");
+    assert!(!r.join(".cairn").exists(), "nothing written");
+}

@@ -1,15 +1,13 @@
 //! The stat cache and change detection, against real files: an unchanged file is not read
 //! again, every kind of change is still seen, and a damaged cache never gives a wrong answer.
 
-use std::time::Duration;
+use crate::util::{set_mtime, settle, Repo, Run};
 
-use crate::util::{Repo, Run};
-
-/// The `ml` repository, locked with both datasets after waiting out the racy window, so that
-/// the cache entries the lock leaves are trusted.
+/// The `ml` repository, locked with both datasets once its files are outside the racy window,
+/// so that the cache entries the lock leaves are trusted.
 fn locked() -> Repo {
     let r = Repo::ml();
-    std::thread::sleep(Duration::from_millis(250));
+    settle(r.path());
     r.cairn(["lock", "--data", "data/train", "--data", "data/val"])
         .expect(0);
     r
@@ -41,6 +39,8 @@ fn unchanged_data_verifies_from_stat_alone() {
 fn one_changed_file_is_named_and_is_the_only_one_read() {
     let r = locked();
     r.write("data/train/b.txt", "BETA\n");
+    // A same-size rewrite: a new mtime makes it a change on any timestamp granularity.
+    set_mtime(&r.join("data/train/b.txt"), 3600);
     let report = verify_json(&r, &[], 1);
     assert_eq!(files_read(&report), 1, "{report}");
     let f = &report["findings"][0];
@@ -102,6 +102,7 @@ fn damaged_or_foreign_caches_never_give_a_wrong_answer() {
             std::fs::write(p, f(&bytes, i)).unwrap();
         }
         r.write("data/val/v.txt", "VAL\n");
+        set_mtime(&r.join("data/val/v.txt"), 3600);
         let report = verify_json(&r, &[], 1);
         assert_eq!(report["findings"][0]["path"], "v.txt", "{what}: {report}");
         assert_eq!(report["findings"].as_array().unwrap().len(), 1, "{what}");
@@ -122,19 +123,31 @@ fn cache_files(r: &Repo) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn fresh_files_are_read_again_until_their_timestamps_settle() {
-    // Files written in the same tick as the lock cannot be trusted from stat: the next verify
-    // reads them again (git's racy-clean rule), the one after does not.
+    // Files whose timestamps are too close to the moment of hashing cannot be trusted from
+    // stat: they are read again every time (git's racy-clean rule). An mtime in the future
+    // keeps them racy however long the machine takes between steps.
     let r = Repo::ml();
+    for f in ["data/train/a.txt", "data/train/b.txt"] {
+        set_mtime(&r.join(f), 3600);
+    }
     r.cairn(["lock", "--data", "data/train"]).expect(0);
     let first = verify_json(&r, &[], 0);
     assert_eq!(files_read(&first), 2, "{first}");
-    std::thread::sleep(Duration::from_millis(250));
-    let _ = verify_json(&r, &[], 0);
+    let second = verify_json(&r, &[], 0);
+    assert_eq!(files_read(&second), 2, "{second}");
+    // Once the files are outside the window, the next verify reads and caches them, and the
+    // one after reads nothing.
+    for f in ["data/train/a.txt", "data/train/b.txt"] {
+        set_mtime(&r.join(f), -3600);
+    }
+    settle(r.path());
     let third = verify_json(&r, &[], 0);
-    assert_eq!(files_read(&third), 0, "{third}");
+    assert_eq!(files_read(&third), 2, "{third}");
+    let fourth = verify_json(&r, &[], 0);
+    assert_eq!(files_read(&fourth), 0, "{fourth}");
 }
 
-/// A writer that keeps appending to a file until dropped.
+/// A writer that keeps appending to a file, without pause, until dropped.
 struct Appender {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -145,14 +158,19 @@ impl Appender {
         use std::io::Write;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
+        let start_len = std::fs::metadata(&path).unwrap().len();
+        let file = path.clone();
         let thread = std::thread::spawn(move || {
-            let mut f = std::fs::File::options().append(true).open(path).unwrap();
+            let mut f = std::fs::File::options().append(true).open(file).unwrap();
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 f.write_all(b"x").unwrap();
-                std::thread::sleep(Duration::from_micros(200));
+                std::thread::yield_now();
             }
         });
-        std::thread::sleep(Duration::from_millis(20));
+        // Running once the file has grown: no guess at how long a thread takes to start.
+        while std::fs::metadata(&path).unwrap().len() == start_len {
+            std::thread::yield_now();
+        }
         Appender {
             stop,
             thread: Some(thread),

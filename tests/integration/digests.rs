@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{b3sum_available, sh, Repo};
+use crate::util::{require_tool, sh, Repo};
 
 /// The pipeline from spec/lockfile.md, run by the shell.
 fn b3sum_pipeline(dir: &Path) -> String {
@@ -16,9 +16,9 @@ fn b3sum_pipeline(dir: &Path) -> String {
 const MANIFEST: &str = "find -L . -type f -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 -r b3sum";
 
 fn require_b3sum() {
-    assert!(
-        b3sum_available(),
-        "these tests compare against the real b3sum: install it with `cargo install b3sum` (.ci/run does)"
+    require_tool(
+        "b3sum",
+        "these tests compare against the real b3sum: `cargo install b3sum`, as .ci/run does",
     );
 }
 

@@ -4,14 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use crate::util::{git_in, Repo, Venv};
 
 /// `pip freeze --all` of a venv as normalised name -> version (None where pip prints no
 /// version: VCS and local-directory lines).
 fn freeze(venv: &Venv) -> BTreeMap<String, Option<String>> {
-    let out = Command::new(venv.python())
+    let out = crate::util::command(venv.python())
         .args([
             "-m",
             "pip",
@@ -433,4 +432,54 @@ fn in_repository_editable_package_is_not_drift_after_a_commit() {
         .cairn(["verify", "--python", py.to_str().unwrap()])
         .expect(0);
     assert!(!out.stdout.contains("environment"), "{}", out.stdout);
+}
+
+/// Several packages installed from one repository (a monorepo's libraries) record that
+/// repository's state, captured once for all of them, and each scan sees the state anew.
+#[test]
+fn packages_from_one_repository_share_its_state() {
+    let venv = Venv::new();
+    venv.pip(&["install", "wheel"]);
+    let mono = Repo::new();
+    for name in ["liba", "libb"] {
+        local_package(&mono.join(&format!("libs/{name}")), name, "1.0");
+    }
+    mono.write(".gitignore", "*.egg-info/\n__pycache__/\nbuild/\n");
+    mono.write("README.md", "monorepo\n");
+    mono.commit_all("two libraries");
+    for name in ["liba", "libb"] {
+        let dir = mono.join(&format!("libs/{name}"));
+        venv.pip(&[
+            "install",
+            "--no-build-isolation",
+            "-e",
+            dir.to_str().unwrap(),
+        ]);
+    }
+    mono.write("README.md", "monorepo, edited\n");
+    let py = venv.python();
+    let env_of = || {
+        let out = mono
+            .cairn(["env", "--python", py.to_str().unwrap()])
+            .expect(0);
+        let lock: toml::Table = out.stdout.parse().unwrap();
+        packages(&lock)
+    };
+    let pkgs = env_of();
+    let (a, b) = (&pkgs["liba"], &pkgs["libb"]);
+    assert_eq!(a["commit"].as_str(), Some(mono.head().as_str()), "{a:?}");
+    assert_eq!(b["commit"], a["commit"]);
+    assert!(
+        a["change"].as_str().unwrap().starts_with("blake3:"),
+        "{a:?}"
+    );
+    assert_eq!(b["change"], a["change"], "one state for one repository");
+    // Committed: the next scan captures again, and both are clean at the new commit.
+    mono.commit_all("edit");
+    let pkgs = env_of();
+    for name in ["liba", "libb"] {
+        let p = &pkgs[name];
+        assert_eq!(p["commit"].as_str(), Some(mono.head().as_str()), "{p:?}");
+        assert!(p.get("change").is_none(), "{p:?}");
+    }
 }

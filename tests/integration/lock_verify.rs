@@ -1,6 +1,6 @@
 //! The main workflow: lock, then verify, then change one thing at a time.
 
-use crate::util::Repo;
+use crate::util::{sh, Repo};
 
 #[test]
 fn lock_then_verify_passes() {
@@ -170,21 +170,19 @@ fn lock_without_command_records_state_and_is_not_rewritten() {
     let lock = r.lock_toml("cairn.lock");
     assert!(lock["run"].get("command").is_none());
     let before = std::fs::read(r.join("cairn.lock")).unwrap();
-    let mtime = std::fs::metadata(r.join("cairn.lock"))
-        .unwrap()
-        .modified()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // An mtime an hour back, and the inode: a rewrite (in place, or a new file renamed over
+    // it) changes one of them whatever the timestamp granularity.
+    crate::util::set_mtime(&r.join("cairn.lock"), -3600);
+    let stat = || {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(r.join("cairn.lock")).unwrap();
+        (m.ino(), m.modified().unwrap())
+    };
+    let untouched = stat();
     let out = r.cairn(args).expect(0);
     out.stderr_has("up to date");
     assert_eq!(std::fs::read(r.join("cairn.lock")).unwrap(), before);
-    assert_eq!(
-        std::fs::metadata(r.join("cairn.lock"))
-            .unwrap()
-            .modified()
-            .unwrap(),
-        mtime
-    );
+    assert_eq!(stat(), untouched, "the lockfile was rewritten");
     // A real change is written.
     r.write("data/train/a.txt", "different\n");
     let out = r.cairn(args).expect(0);
@@ -355,23 +353,47 @@ fn lock_path_option_and_extra_lockfiles() {
 #[test]
 fn concurrent_locks_do_not_interleave() {
     let r = Repo::ml();
+    // The first lock's command says it has started (cairn holds the project lock by then),
+    // then waits on a FIFO until the test lets it finish: no timing decides the outcome.
+    sh(r.path(), "mkfifo .go");
+    r.write(".gitignore", "runs/\n.go\n.started\n");
+    r.commit_all("ignore the test's signals");
     let mut first = r
         .cmd()
-        .args(["lock", "--", "sleep", "2"])
+        .args(["lock", "--", "sh", "-c", "touch .started && cat .go"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the first holds the project lock (it creates .cairn/cache/busy).
-    for _ in 0..100 {
-        if r.join(".cairn/cache/busy").exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !r.join(".started").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first lock's command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    let before = r.read(".cairn/cache/busy");
     let out = r.cairn(["lock"]).expect(2);
-    out.stderr_has("another cairn is working");
+    out.stderr_has(&format!(
+        "error: another cairn (process {}) is working in",
+        first.id()
+    ));
+    out.stderr_has("hint: wait for it to finish");
+    // A held lock is never offered for removal: that would let two runs interleave.
+    out.stderr_has("removing");
+    out.stderr_has("would not stop it");
+    assert!(
+        !out.stderr.contains("remove "),
+        "the hint must not tell the user to remove a held lock:\n{}",
+        out.stderr
+    );
+    assert!(
+        !r.join("cairn.lock").exists(),
+        "the refused lock wrote nothing"
+    );
+    assert_eq!(r.read(".cairn/cache/busy"), before);
+    std::fs::write(r.join(".go"), "").unwrap();
     assert!(first.wait().unwrap().success());
     r.cairn(["verify"]).expect(0);
 }

@@ -28,7 +28,7 @@ fn bash_complete(script: &std::path::Path, words: &[&str]) -> Vec<String> {
         words[words.len() - 1],
         words[words.len() - 2],
     );
-    let out = std::process::Command::new("bash")
+    let out = crate::util::command("bash")
         .args(["--noprofile", "--norc", "-c", &line])
         .output()
         .unwrap();

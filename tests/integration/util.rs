@@ -62,24 +62,87 @@ pub struct Repo {
     home: tempfile::TempDir,
 }
 
+/// Variables that change what cairn, git, Python or pip do, and so must not leak from the
+/// machine running the tests into them: the caller's virtual or conda environment, Python's
+/// start-up settings, package-manager settings, accelerator and framework settings (some of
+/// which cairn records), Hugging Face's cache, git's repository and config overrides, and
+/// cairn's own variables. A test that needs one sets it on the command after this.
+/// A trailing `*` matches a prefix.
+const LEAKY_ENV: &[&str] = &[
+    "VIRTUAL_ENV",
+    "VIRTUAL_ENV_PROMPT",
+    "CONDA_*",
+    "PYTHON*",
+    "PYENV_*",
+    "PIP_*",
+    "UV_*",
+    "NCCL_*",
+    "CUDA_*",
+    "CUBLAS_*",
+    "CUDNN_*",
+    "NVIDIA_*",
+    "TORCH_*",
+    "TF_*",
+    "OMP_*",
+    "MKL_*",
+    "OPENBLAS_*",
+    "HF_*",
+    "HUGGINGFACE_*",
+    "CAIRN_*",
+    "GIT_*",
+    "XDG_*",
+    "NO_COLOR",
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+];
+
+/// Is `name` one of [`LEAKY_ENV`]?
+fn leaky(name: &str) -> bool {
+    LEAKY_ENV.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == *p,
+    })
+}
+
+/// Remove every [`LEAKY_ENV`] variable this process has from `cmd`'s environment, keeping
+/// those named in `keep`.
+/// An activated virtual or conda environment also put its `bin` first on `PATH`: that goes too,
+/// so that `python3` is the machine's, never the caller's environment's.
+fn scrub(cmd: &mut Command, keep: &[&str]) {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if leaky(&name) && !keep.contains(&name.as_ref()) {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+    let activated: Vec<PathBuf> = ["VIRTUAL_ENV", "CONDA_PREFIX"]
+        .iter()
+        .filter_map(|v| std::env::var_os(v).filter(|p| !p.is_empty()))
+        .map(|p| PathBuf::from(p).join("bin"))
+        .collect();
+    if let (false, Some(path)) = (activated.is_empty(), std::env::var_os("PATH")) {
+        let kept = std::env::split_paths(&path).filter(|d| !activated.contains(d));
+        cmd.env("PATH", std::env::join_paths(kept).unwrap());
+    }
+}
+
+/// The hermetic environment: nothing of [`LEAKY_ENV`], git without user or system config and
+/// with fixed identities and dates, `HOME` a directory of the test's own, no colour.
 fn hermetic(cmd: &mut Command, home: &Path) {
+    scrub(cmd, &[]);
     cmd.env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home)
+        .env("XDG_CACHE_HOME", home.join(".cache"))
         .env("GIT_AUTHOR_NAME", "Test Author")
         .env("GIT_AUTHOR_EMAIL", "author@example.com")
         .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
         .env("GIT_COMMITTER_NAME", "Test Committer")
         .env("GIT_COMMITTER_EMAIL", "committer@example.com")
         .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-        .env("NO_COLOR", "1")
-        .env_remove("CAIRN_NVIDIA_SMI")
-        // Trust records go to HOME (the test's own); the user's interpreter is not inherited.
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("CAIRN_PYTHON")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE");
+        .env("NO_COLOR", "1");
 }
 
 impl Repo {
@@ -237,13 +300,69 @@ code = int(os.environ.get("TRAIN_EXIT", "0"))
 sys.exit(code)
 "#;
 
-/// Is `b3sum` on PATH? The tests that compare against it need it (.ci/run installs it).
-pub fn b3sum_available() -> bool {
-    Command::new("b3sum")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+/// Is `program` a file in a directory of `PATH`?
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// Fail the test, saying what to install, when `program` is not on `PATH`: a test that needs a
+/// tool fails without it rather than passing without testing anything (.ci/run checks for
+/// every tool the suite needs).
+#[track_caller]
+pub fn require_tool(program: &str, why: &str) {
+    assert!(
+        on_path(program),
+        "this test needs `{program}` on PATH ({why}); .ci/run lists what the suite needs"
+    );
+}
+
+/// Wait until every file below `dir` is outside cairn's racy window, so that the next cairn
+/// run trusts their stat (and caches them). The window is measured from the files' own
+/// timestamps with the rule of `cairn::content::cache::trustworthy`: ctime cannot be set back,
+/// so this waits for the condition instead of sleeping a guessed time, and holds on a loaded
+/// machine and on file systems with whole-second timestamps alike.
+pub fn settle(dir: &Path) {
+    use cairn::content::cache::{now_ns, racy_window, trustworthy, StatKey};
+    let mut keys = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            if meta.is_dir() {
+                if e.file_name() != ".git" {
+                    stack.push(e.path());
+                }
+            } else if meta.is_file() {
+                keys.push(StatKey::of(&meta));
+            }
+        }
+    }
+    for key in keys {
+        while !trustworthy(&key, now_ns()) {
+            let left = key.mtime_ns.max(key.ctime_ns) + racy_window(&key) - now_ns();
+            std::thread::sleep(std::time::Duration::from_nanos(left.max(1_000_000) as u64));
+        }
+    }
+}
+
+/// Give the file at `path` an mtime `secs` seconds from now (negative: in the past). A file whose mtime
+/// is in the future stays racy, so cairn reads it every time; a file given a new mtime is
+/// changed in stat whatever the file system's timestamp granularity.
+pub fn set_mtime(path: &Path, secs: i64) {
+    let now = std::time::SystemTime::now();
+    let at = if secs >= 0 {
+        now + std::time::Duration::from_secs(secs as u64)
+    } else {
+        now - std::time::Duration::from_secs(secs.unsigned_abs())
+    };
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(at)
+        .unwrap();
 }
 
 /// Run git in `dir` with the hermetic environment; panics on failure; returns stdout.
@@ -261,10 +380,20 @@ pub fn git_in(dir: &Path, home: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Any program, outside a [`Repo`], without the caller's [`LEAKY_ENV`] variables and without
+/// user or system git config.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    scrub(&mut cmd, &[]);
+    cmd.env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1");
+    cmd
+}
+
 /// Run a shell command line in `dir`; panics on failure; returns stdout.
 #[track_caller]
 pub fn sh(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh")
+    let out = command("sh")
         .arg("-c")
         .arg(script)
         .current_dir(dir)
@@ -294,9 +423,29 @@ pub fn cairn_unprivileged(dir: &Path) -> Command {
     } else {
         Command::new(env!("CARGO_BIN_EXE_cairn"))
     };
-    cmd.current_dir(dir).env("HOME", dir).env("NO_COLOR", "1");
+    scrub(&mut cmd, &[]);
+    cmd.current_dir(dir)
+        .env("HOME", dir)
+        .env("XDG_CACHE_HOME", dir.join(".cache"))
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("NO_COLOR", "1");
     cmd
 }
+
+/// The `PIP_*` settings that say where packages come from on this machine: kept for
+/// [`Venv::pip`], which installs the packages a test needs.
+const PIP_SOURCES: &[&str] = &[
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_NO_INDEX",
+    "PIP_TRUSTED_HOST",
+    "PIP_CERT",
+    "PIP_CLIENT_CERT",
+    "PIP_DEFAULT_TIMEOUT",
+    "PIP_RETRIES",
+];
 
 /// A virtual environment made with `python3 -m venv` in a temp directory.
 pub struct Venv {
@@ -306,7 +455,7 @@ pub struct Venv {
 impl Venv {
     pub fn new() -> Venv {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("python3")
+        let out = command("python3")
             .args(["-m", "venv"])
             .arg(dir.path().join("venv"))
             .output()
@@ -338,23 +487,25 @@ impl Venv {
         py.join("site-packages")
     }
 
+    /// Run pip in the venv. Only where packages come from (index, local wheels, certificates,
+    /// time-out) is taken from the machine's `PIP_*` settings; installing from an index needs
+    /// the network or a local mirror, and fails, never skips, without one.
     #[track_caller]
     pub fn pip(&self, args: &[&str]) -> String {
-        let out = Command::new(self.python())
-            .args([
-                "-m",
-                "pip",
-                "--disable-pip-version-check",
-                "--no-input",
-                "-q",
-            ])
-            .args(args)
-            .env("PIP_NO_INPUT", "1")
-            .output()
-            .unwrap();
+        let mut cmd = Command::new(self.python());
+        cmd.args([
+            "-m",
+            "pip",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-q",
+        ])
+        .args(args);
+        scrub(&mut cmd, PIP_SOURCES);
+        let out = cmd.env("PIP_NO_INPUT", "1").output().unwrap();
         assert!(
             out.status.success(),
-            "pip {args:?}: {}",
+            "pip {args:?} (needs the network, or PIP_FIND_LINKS/PIP_INDEX_URL naming a mirror): {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()

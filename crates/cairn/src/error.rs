@@ -104,13 +104,36 @@ pub enum Error {
     /// A user-declared setting is inconsistent (duplicate names, bad glob, ...).
     #[error("{0}")]
     Usage(String),
-    /// Another cairn process holds the lock on this project.
-    #[error("another cairn is working in {} (lock file {} exists)", dir.display(), lock.display())]
+    /// Another cairn process holds the lock on this project. The lock is an OS file lock on
+    /// `lock`: it is held exactly as long as that process lives, so the file existing means
+    /// nothing, and removing it would let two runs interleave.
+    #[error(
+        "another cairn{} is working in {}: it holds the lock on {}",
+        holder.map(|p| format!(" (process {p})")).unwrap_or_default(),
+        dir.display(),
+        lock.display()
+    )]
     Busy {
         /// The project directory.
         dir: PathBuf,
         /// The lock file held.
         lock: PathBuf,
+        /// The holder's process id, as it wrote it into the lock file, when it did.
+        holder: Option<u32>,
+    },
+    /// A Python interpreter did not run, or did not say what it is.
+    #[error("the Python interpreter {} failed: {detail}", path.display())]
+    InterpreterFailed {
+        /// The interpreter.
+        path: PathBuf,
+        /// What went wrong: its exit status and its last error lines.
+        detail: String,
+    },
+    /// The git repository has no working tree, so there is no code state to record.
+    #[error("the repository at {} is bare; cairn records a working tree", path.display())]
+    BareRepository {
+        /// The repository's git directory.
+        path: PathBuf,
     },
     /// A command cannot do what was asked, for a reason the user can act on (an export of a
     /// lock without checkpoints, a `cairn init` over an existing cairn.toml, ...).
@@ -139,10 +162,25 @@ impl Error {
                 "run cairn inside a git repository (`git init`), or pass --no-git to lock without code"
                     .into(),
             ),
-            Error::Busy { lock, .. } => Some(format!(
-                "wait for the other cairn to finish; if none is running, remove {}",
+            Error::Busy { lock, holder, .. } => Some(format!(
+                "wait for it to finish, then run this again; {} The lock goes away by itself when \
+                 that process ends: removing {} would not stop it, only let two runs interleave",
+                match holder {
+                    Some(p) => format!("`ps -p {p}` shows what it is."),
+                    None => format!("`fuser -v {}` shows which process it is.", lock.display()),
+                },
                 lock.display()
             )),
+            Error::InterpreterFailed { path, .. } => Some(format!(
+                "check that `{} -c pass` works, or name another interpreter with --python (or \
+                 `python` in cairn.toml), or pass --no-python to record no Python environment",
+                path.display()
+            )),
+            Error::BareRepository { .. } => Some(
+                "run cairn in a clone with a checkout (`git clone`, or `git worktree add`), or \
+                 pass --no-git to lock without code"
+                    .into(),
+            ),
             Error::ChangedWhileReading { .. } => Some(
                 "wait until whatever is writing it has finished (a training run still saving?), then run cairn again"
                     .into(),

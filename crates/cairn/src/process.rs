@@ -96,18 +96,15 @@ pub fn git_cmd(dir: &Path) -> Command {
 /// `.`, meaning the current directory, which is often a stranger's checkout) are skipped, so a
 /// program committed to a repository is never found this way (spec/security.md).
 pub fn on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .filter(|d| d.is_absolute())
+    path_dirs()
+        .into_iter()
         .map(|d| d.join(program))
         .find(|p| p.is_file())
 }
 
 /// `PATH` without its relative entries.
 fn absolute_path() -> std::ffi::OsString {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::join_paths(std::env::split_paths(&path).filter(|d| d.is_absolute()))
-        .unwrap_or_default()
+    std::env::join_paths(path_dirs()).unwrap_or_default()
 }
 
 /// Give [`GIT_HARDENING`] to every `git` a program started by `cmd` runs (pip and uv clone VCS
@@ -122,10 +119,18 @@ pub fn harden_git_env(cmd: &mut Command) {
     }
 }
 
-/// The directories of `PATH` that are absolute: an empty or relative entry (`.`, `bin`) would
-/// make a program name find a file of whatever directory cairn runs in, which may be a stranger's
-/// repository.
-pub fn absolute_path_dirs() -> Vec<PathBuf> {
+/// A hardened `git` command (see [`git_cmd`]) whose transports are limited further as for a
+/// location that came from a repository rather than from the user: `file` is refused too.
+pub fn git_cmd_untrusted_remote(dir: &Path) -> Command {
+    let mut c = git_cmd(dir);
+    c.env("GIT_PROTOCOL_FROM_USER", "0");
+    c
+}
+
+/// The absolute directories of `PATH`, in order (none when it is unset). An empty or relative
+/// entry (`.`, `bin`) would make a program name find a file of whatever directory cairn runs in,
+/// which may be a stranger's repository, so it is left out (spec/security.md §3).
+pub fn path_dirs() -> Vec<PathBuf> {
     std::env::var_os("PATH")
         .map(|p| {
             std::env::split_paths(&p)
@@ -135,10 +140,160 @@ pub fn absolute_path_dirs() -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// A hardened `git` command (see [`git_cmd`]) whose transports are limited further as for a
-/// location that came from a repository rather than from the user: `file` is refused too.
-pub fn git_cmd_untrusted_remote(dir: &Path) -> Command {
-    let mut c = git_cmd(dir);
-    c.env("GIT_PROTOCOL_FROM_USER", "0");
-    c
+/// How a program run in the foreground ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// Its exit code; negative: the number of the signal that killed it.
+    pub code: i64,
+    /// Did cairn receive Ctrl-C (SIGINT) while the program ran?
+    pub interrupted: bool,
+}
+
+impl Finished {
+    /// What went wrong, in words, or `None` for a run that exited 0 without a Ctrl-C.
+    pub fn failure(&self) -> Option<String> {
+        let code = self.code;
+        if self.interrupted {
+            Some(format!(
+                "the command was interrupted (Ctrl-C; exit code {code})"
+            ))
+        } else if code < 0 {
+            Some(format!("the command was killed by signal {}", -code))
+        } else if code != 0 {
+            Some(format!("the command exited with status {code}"))
+        } else {
+            None
+        }
+    }
+}
+
+/// The exit code of a status: the code, or minus the signal that killed the program.
+pub fn exit_code(status: std::process::ExitStatus) -> i64 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .map(i64::from)
+        .unwrap_or_else(|| -i64::from(status.signal().unwrap_or(0)))
+}
+
+/// Run a user's program in the foreground (with whatever stdio `cmd` was given) and wait for it.
+///
+/// Ctrl-C reaches the whole foreground process group: the program handles it as it will, and
+/// cairn, instead of dying with it, stays alive to record how it ended ([`Finished::interrupted`]).
+/// Before and after, Ctrl-C ends cairn as usual. Not for two programs at once from two threads.
+/// `Err` is a program that could not start.
+pub fn run_foreground(cmd: &mut Command) -> std::io::Result<Finished> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let outside = sigint_default_outside();
+    let interrupted = std::sync::Arc::new(AtomicBool::new(false));
+    let handler =
+        signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).ok();
+    if let Some(o) = outside {
+        o.store(false, Ordering::SeqCst);
+    }
+    let status = cmd.status();
+    if let Some(o) = outside {
+        o.store(true, Ordering::SeqCst);
+    }
+    if let Some(id) = handler {
+        signal_hook::low_level::unregister(id);
+    }
+    let status = status?;
+    Ok(Finished {
+        code: exit_code(status),
+        interrupted: interrupted.load(Ordering::SeqCst),
+    })
+}
+
+/// Once signal-hook handles SIGINT, removing an action never gives the signal back its default:
+/// a process that only unregistered would ignore Ctrl-C from then on. So SIGINT runs the
+/// default action (cairn ends) whenever this flag is set: always, except while
+/// [`run_foreground`] waits. `None` when the handler could not be installed (then nothing was).
+fn sigint_default_outside() -> Option<&'static std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    static OUTSIDE: std::sync::OnceLock<Option<std::sync::Arc<std::sync::atomic::AtomicBool>>> =
+        std::sync::OnceLock::new();
+    OUTSIDE
+        .get_or_init(|| {
+            let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+            signal_hook::flag::register_conditional_default(
+                signal_hook::consts::SIGINT,
+                flag.clone(),
+            )
+            .ok()
+            .map(|_| flag)
+        })
+        .as_ref()
+}
+
+/// A stdio handle that writes to this process's stderr: for a child whose stdout must not mix
+/// with the data a command prints on stdout. Falls back to inheriting stdout when stderr cannot
+/// be duplicated.
+pub fn to_stderr() -> Stdio {
+    use std::os::fd::AsFd;
+    std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::inherit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One foreground run at a time in this test process: a Ctrl-C that one test sends to the
+    /// process must not land in another's run, nor outside any run (where it ends the process).
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn sh(script: &str) -> Finished {
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        run_foreground(Command::new("sh").args(["-c", script])).unwrap()
+    }
+
+    #[test]
+    fn exit_codes_and_signals_are_told_apart() {
+        let ok = sh("exit 0");
+        assert_eq!(
+            ok,
+            Finished {
+                code: 0,
+                interrupted: false
+            }
+        );
+        assert_eq!(ok.failure(), None);
+        let failed = sh("exit 3");
+        assert_eq!(failed.code, 3);
+        assert_eq!(
+            failed.failure().as_deref(),
+            Some("the command exited with status 3")
+        );
+        let killed = sh("kill -TERM $$");
+        assert_eq!(killed.code, -15);
+        assert_eq!(
+            killed.failure().as_deref(),
+            Some("the command was killed by signal 15")
+        );
+        let missing = run_foreground(&mut Command::new("/nonexistent/cairn-test-program"));
+        assert!(missing.is_err());
+    }
+
+    /// The program sends Ctrl-C to cairn (its parent) the way a terminal would, then exits as
+    /// Python does on KeyboardInterrupt: cairn lives on and knows.
+    #[test]
+    fn ctrl_c_during_the_run_is_recorded_not_fatal() {
+        let f = sh("kill -INT $PPID; exit 130");
+        assert_eq!(
+            f,
+            Finished {
+                code: 130,
+                interrupted: true
+            }
+        );
+        assert_eq!(
+            f.failure().as_deref(),
+            Some("the command was interrupted (Ctrl-C; exit code 130)")
+        );
+        // The next run starts clean.
+        assert!(!sh("exit 0").interrupted);
+    }
 }

@@ -250,9 +250,21 @@ impl Project {
         let path = self.cairn_dir().join("cache").join("busy");
         let file = crate::fs::open_for_lock(&path)?;
         match file.try_lock() {
-            Ok(()) => Ok(ProcessLock { _file: file }),
+            Ok(()) => {
+                // Who holds it, for the message another cairn gives (the lock itself is the
+                // OS's: the file's contents only inform).
+                let _ = file.set_len(0);
+                let _ = std::io::Write::write_all(
+                    &mut &file,
+                    std::process::id().to_string().as_bytes(),
+                );
+                Ok(ProcessLock { _file: file })
+            }
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy {
                 dir: self.root.clone(),
+                holder: std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok()),
                 lock: path,
             }),
             Err(std::fs::TryLockError::Error(e)) => Err(e).ctx("cannot lock", &path),

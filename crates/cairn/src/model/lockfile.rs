@@ -381,7 +381,42 @@ pub(crate) fn kind_str(kind: Kind) -> &'static str {
     }
 }
 
+impl Run {
+    /// A run with nothing recorded yet (no id, times, command, exit code or seed), with these
+    /// determinism variables: the start of a run being locked, or the frame of a state that is
+    /// not a run (`cairn env`, the current state `cairn diff` compares with).
+    pub fn blank(env: BTreeMap<String, String>) -> Run {
+        Run {
+            id: String::new(),
+            locked_at: None,
+            command: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            seed: None,
+            env,
+        }
+    }
+}
+
 impl Lock {
+    /// A lock of `run` and nothing else (no code, host, environment, inputs, data, checkpoints
+    /// or outputs): the frame that a lock being built, or a partial one, fills in.
+    pub fn of_run(run: Run) -> Lock {
+        Lock {
+            created_by: None,
+            run,
+            code: None,
+            host: None,
+            python: None,
+            lockfiles: Vec::new(),
+            inputs: Vec::new(),
+            data: Vec::new(),
+            checkpoints: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+
     /// Parse and validate lockfile text. `path` is only used in messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<Lock> {
         read_version(text, path)?;

@@ -142,25 +142,10 @@ pub fn env_fragment(
     lockfiles: &[LockfileEntry],
 ) -> String {
     let lock = Lock {
-        created_by: None,
-        run: Run {
-            id: String::new(),
-            locked_at: None,
-            command: None,
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            seed: None,
-            env: env.clone(),
-        },
-        code: None,
         host: Some(host.clone()),
         python: python.cloned(),
         lockfiles: lockfiles.to_vec(),
-        inputs: Vec::new(),
-        data: Vec::new(),
-        checkpoints: Vec::new(),
-        outputs: Vec::new(),
+        ..Lock::of_run(Run::blank(env.clone()))
     };
     let mut w = wire::Lock::from(&lock);
     w.version = None;

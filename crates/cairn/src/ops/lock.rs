@@ -9,8 +9,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::content::digest::{self, Digest, HashOptions, Kind, Progress, Skipped};
@@ -21,6 +19,7 @@ use crate::ops::checkpoint;
 use crate::probe::env;
 use crate::probe::git::{self, Excluder};
 use crate::probe::inputs;
+use crate::process;
 use crate::project::Project;
 
 /// A dataset named on the command line: `PATH` or `NAME=PATH`, relative to the current directory.
@@ -429,11 +428,6 @@ fn run_command(
     let Some((program, args)) = opts.command.split_first() else {
         return Ok(None);
     };
-    // Ctrl-C reaches the whole foreground process group: the command handles it, and cairn
-    // stays alive to record the interrupted run instead of dying with it.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let handler =
-        signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).ok();
     let started = SystemTime::now();
     let mut command = Command::new(program);
     command
@@ -444,35 +438,16 @@ fn run_command(
     if let Some(seed) = opts.seed {
         command.env("CAIRN_SEED", seed.to_string());
     }
-    let status = command.status();
-    if let Some(id) = handler {
-        signal_hook::low_level::unregister(id);
-    }
-    let status = status.map_err(|source| Error::Io {
+    let finished = process::run_foreground(&mut command).map_err(|source| Error::Io {
         op: "cannot run",
         path: PathBuf::from(program),
         source,
     })?;
-    let finished = SystemTime::now();
-    let code = status.code().map(i64::from).unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        -i64::from(status.signal().unwrap_or(0))
-    });
     run.command = Some(opts.command.clone());
     run.started_at = Some(lockfile::rfc3339(started));
-    run.finished_at = Some(lockfile::rfc3339(finished));
-    run.exit_code = Some(code);
-    Ok(if interrupted.load(Ordering::SeqCst) {
-        Some(format!(
-            "the command was interrupted (Ctrl-C; exit code {code})"
-        ))
-    } else if code < 0 {
-        Some(format!("the command was killed by signal {}", -code))
-    } else if code != 0 {
-        Some(format!("the command exited with status {code}"))
-    } else {
-        None
-    })
+    run.finished_at = Some(lockfile::rfc3339(SystemTime::now()));
+    run.exit_code = Some(finished.code);
+    Ok(finished.failure())
 }
 
 /// Store a directory's manifest under its digest. The name is the content's digest, so a file
@@ -630,24 +605,18 @@ pub fn lock(
             code.as_ref().map(|c| c.tree.as_str()),
         ),
         locked_at: Some(lockfile::rfc3339(locked_at)),
-        command: None,
-        started_at: None,
-        finished_at: None,
-        exit_code: None,
         seed: opts.seed,
-        env: captured.env.clone(),
+        ..Run::blank(captured.env.clone())
     };
     let mut lock = Lock {
         created_by: Some(format!("cairn {}", env!("CARGO_PKG_VERSION"))),
-        run,
         code,
         python: captured.python.as_ref().map(env::python_table),
         host: Some(captured.host),
         lockfiles: captured.lockfiles,
         inputs,
         data,
-        checkpoints: Vec::new(),
-        outputs: Vec::new(),
+        ..Lock::of_run(run)
     };
 
     // The command, with an in-progress lock that `cairn checkpoint add` writes to.

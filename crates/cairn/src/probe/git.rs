@@ -163,7 +163,9 @@ pub fn discover(dir: &Path) -> Result<Repository> {
 pub fn workdir(repo: &Repository) -> Result<PathBuf> {
     repo.workdir()
         .map(Path::to_path_buf)
-        .ok_or_else(|| Error::Usage("the repository is bare; cairn needs a working tree".into()))
+        .ok_or_else(|| Error::BareRepository {
+            path: repo.path().to_path_buf(),
+        })
 }
 
 /// Remove credentials from a remote URL: the user-info of `http(s)://`/`ftp(s)://` URLs, and

@@ -189,12 +189,7 @@ pub fn find_interpreter(option: Option<&Path>, config: Option<&Path>) -> Option<
             }
         }
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .filter(|d| d.is_absolute())
-        .map(|d| d.join("python3"))
-        .find(|p| p.is_file())
-        .map(|p| (p, Origin::Path))
+    crate::process::on_path("python3").map(|p| (p, Origin::Path))
 }
 
 /// The script the interpreter runs: standard library modules that `site` has already loaded,
@@ -276,22 +271,23 @@ pub fn probe_interpreter(executable: &Path) -> Result<Interpreter> {
         source,
     })?;
     if !out.status.success() {
-        return Err(Error::Usage(format!(
-            "the Python interpreter {} failed: {}",
-            executable.display(),
-            crate::text::visible(String::from_utf8_lossy(&out.stderr).trim())
-        )));
+        return Err(Error::InterpreterFailed {
+            path: executable.to_path_buf(),
+            detail: format!(
+                "it {}: {}",
+                crate::process::status_text(out.status),
+                crate::process::tail(&out, 5)
+            ),
+        });
     }
     let mut fields = out.stdout.split(|&b| b == 0);
     let mut text = || {
         fields
             .next()
             .map(|f| String::from_utf8_lossy(f).into_owned())
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "the Python interpreter {} did not describe itself",
-                    executable.display()
-                ))
+            .ok_or_else(|| Error::InterpreterFailed {
+                path: executable.to_path_buf(),
+                detail: "it ran, but did not describe itself (is it a Python interpreter?)".into(),
             })
     };
     let nonempty = |s: String| (!s.is_empty()).then_some(s);
@@ -492,8 +488,46 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The code state (commit, digest of the uncommitted change) of a repository that packages were
+/// installed from.
+type RepoState = (Option<String>, Option<Digest>);
+
+/// The repositories that local-directory packages come from, each captured once per scan.
+/// Capturing reads the whole working tree, and the libraries of one monorepo, installed from
+/// their subdirectories, all name the same repository: one capture serves them all, even while
+/// the packages are read in parallel.
+#[derive(Default)]
+struct RepoStates {
+    by_git_dir: std::sync::Mutex<BTreeMap<PathBuf, std::sync::Arc<std::sync::OnceLock<RepoState>>>>,
+}
+
+impl RepoStates {
+    /// The state of the repository holding `dir`; nothing for a directory outside any repository
+    /// or a repository that cannot be captured.
+    fn of(&self, dir: &Path) -> RepoState {
+        let Ok(repo) = git::discover(dir) else {
+            return (None, None);
+        };
+        let cell = self
+            .by_git_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(repo.path().to_path_buf())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| match git::capture(&repo, &git::Excluder::default()) {
+            Ok(state) => (
+                Some(state.commit.to_string()),
+                (!state.patch.is_empty()).then(|| Digest::of_bytes(&state.patch)),
+            ),
+            Err(_) => (None, None),
+        })
+        .clone()
+    }
+}
+
 /// The source of a distribution from its `direct_url.json` (PEP 610), or the registry.
-fn source_of(meta_dir: &Path) -> std::result::Result<Source, String> {
+fn source_of(meta_dir: &Path, repos: &RepoStates) -> std::result::Result<Source, String> {
     let path = meta_dir.join("direct_url.json");
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -518,14 +552,8 @@ fn source_of(meta_dir: &Path) -> std::result::Result<Source, String> {
         return Ok(Source::Archive { url, hash });
     }
     let editable = d.dir_info.map(|i| i.editable).unwrap_or(false);
-    let (commit, change) = match file_url_path(&d.url).and_then(|p| git::discover(&p).ok()) {
-        Some(repo) => match git::capture(&repo, &git::Excluder::default()) {
-            Ok(state) => (
-                Some(state.commit.to_string()),
-                (!state.patch.is_empty()).then(|| Digest::of_bytes(&state.patch)),
-            ),
-            Err(_) => (None, None),
-        },
+    let (commit, change) = match file_url_path(&d.url) {
+        Some(dir) => repos.of(&dir),
         None => (None, None),
     };
     Ok(Source::Directory {
@@ -537,7 +565,11 @@ fn source_of(meta_dir: &Path) -> std::result::Result<Source, String> {
 }
 
 /// Read one metadata directory (or egg-info file): `None` with a warning when it is broken.
-fn read_distribution(entry: &Path, warnings: &mut Vec<String>) -> Option<Package> {
+fn read_distribution(
+    entry: &Path,
+    repos: &RepoStates,
+    warnings: &mut Vec<String>,
+) -> Option<Package> {
     let name = entry.file_name()?.to_string_lossy().into_owned();
     let (meta_dir, metadata_file) = if name.ends_with(".dist-info") {
         (entry.to_path_buf(), entry.join("METADATA"))
@@ -569,7 +601,7 @@ fn read_distribution(entry: &Path, warnings: &mut Vec<String>) -> Option<Package
         ));
         return None;
     };
-    let source = match source_of(&meta_dir) {
+    let source = match source_of(&meta_dir, repos) {
         Ok(s) => s,
         Err(e) => {
             warnings.push(format!(
@@ -626,11 +658,12 @@ pub fn scan(sys_path: &[PathBuf]) -> (Vec<Package>, Vec<String>) {
     }
     // Reading the metadata files is the slow part: do it on the pool, then decide which of
     // each name wins in sys.path order.
+    let repos = RepoStates::default();
     let read: Vec<(Option<Package>, Vec<String>)> = entries
         .par_iter()
         .map(|entry| {
             let mut warnings = Vec::new();
-            (read_distribution(entry, &mut warnings), warnings)
+            (read_distribution(entry, &repos, &mut warnings), warnings)
         })
         .collect();
     let mut warnings = Vec::new();

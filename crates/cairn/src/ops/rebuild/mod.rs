@@ -342,6 +342,11 @@ pub trait Observer {
     fn progress(&self) -> Option<&dyn Progress> {
         None
     }
+    /// Where the command's stdout goes (its stderr is inherited): inherited unless the caller
+    /// says otherwise. The CLI sends it to stderr, keeping stdout for its report.
+    fn command_stdout(&self) -> Stdio {
+        Stdio::inherit()
+    }
 }
 
 /// The steps of a rebuild.
@@ -976,6 +981,7 @@ pub fn rebuild(
                     plan,
                     (&into, &rebuilt_root),
                     opts,
+                    obs,
                     &mut run_step,
                 )?;
             }

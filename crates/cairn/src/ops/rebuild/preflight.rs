@@ -146,15 +146,13 @@ fn find_python_in(
     let major = parts.next().unwrap_or("3");
     let minor = parts.next().unwrap_or("");
     let mut candidates: Vec<PathBuf> = Vec::new();
-    {
-        for dir in crate::process::absolute_path_dirs() {
-            for name in [
-                format!("python{major}.{minor}"),
-                format!("python{major}"),
-                "python".to_string(),
-            ] {
-                candidates.push(dir.join(name));
-            }
+    for dir in crate::process::path_dirs() {
+        for name in [
+            format!("python{major}.{minor}"),
+            format!("python{major}"),
+            "python".to_string(),
+        ] {
+            candidates.push(dir.join(name));
         }
     }
     let pyenv_root = std::env::var_os("PYENV_ROOT")

@@ -1,6 +1,7 @@
 //! The run step: the locked command run again, and its checkpoints and outputs compared.
 
 use super::*;
+use crate::process;
 
 /// Is this program name a Python interpreter (`python`, `python3`, `python3.11`)?
 pub(super) fn is_python_name(name: &str) -> bool {
@@ -81,6 +82,7 @@ pub(super) fn run_and_compare(
     plan: &Plan,
     (into, rebuilt_root): (&Path, &Path),
     opts: &RebuildOptions,
+    observer: &dyn Observer,
     step: &mut Step,
 ) -> Result<()> {
     // Whatever the checkout holds at a checkpoint or output path is not what this run made.
@@ -118,32 +120,16 @@ pub(super) fn run_and_compare(
     cmd.envs(&plan.set_env);
     if let Some(prefix) = &plan.path_prefix {
         let mut parts = vec![prefix.clone()];
-        if let Some(p) = std::env::var_os("PATH") {
-            parts.extend(std::env::split_paths(&p));
-        }
+        parts.extend(process::path_dirs());
         if let Ok(joined) = std::env::join_paths(parts) {
             cmd.env("PATH", joined);
         }
     }
-    // stdout carries cairn's report: the command's output goes to stderr.
-    let stderr = {
-        use std::os::fd::AsFd;
-        std::io::stderr()
-            .as_fd()
-            .try_clone_to_owned()
-            .map(Stdio::from)
-            .unwrap_or_else(|_| Stdio::inherit())
-    };
-    cmd.stdout(stderr);
-    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let handler =
-        signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).ok();
-    let status = cmd.status();
-    if let Some(id) = handler {
-        signal_hook::low_level::unregister(id);
-    }
-    let status = match status {
-        Ok(s) => s,
+    // Where the command's output goes is the caller's choice (the CLI keeps stdout for its
+    // report).
+    cmd.stdout(observer.command_stdout());
+    let finished = match process::run_foreground(&mut cmd) {
+        Ok(f) => f,
         Err(e) => {
             step.status = Status::Failed;
             step.differ(
@@ -155,14 +141,10 @@ pub(super) fn run_and_compare(
         }
     };
     step.actions.push(plan.shell_line());
-    let code = status.code().map(i64::from).unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        -i64::from(status.signal().unwrap_or(0))
-    });
-    if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+    let code = finished.code;
+    if finished.interrupted {
         step.status = Status::Failed;
-        step.notes
-            .push(format!("the command was interrupted (exit code {code})"));
+        step.notes.extend(finished.failure());
     }
     let locked_code = lock.run.exit_code.unwrap_or(0);
     if code != locked_code {
