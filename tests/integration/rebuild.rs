@@ -631,11 +631,17 @@ fn an_error_part_way_removes_what_was_made() {
     let r = project(TRAIN_PLAIN);
     r.cairn(lock_args(&["--python", "python3"], "python3", None))
         .expect(0);
+    // The stub answers every question with a venv of the test's own (never the system's
+    // interpreter), and fails where the venv would be made.
+    let own = Venv::new();
     let tools = tempfile::tempdir().unwrap();
     let broken = tools.path().join("python3");
     std::fs::write(
         &broken,
-        "#!/bin/sh\ncase \"$*\" in *'-m venv'*) echo 'No module named venv' >&2; exit 1 ;; esac\nexec python3 \"$@\"\n",
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *'-m venv'*) echo 'No module named venv' >&2; exit 1 ;; esac\nexec '{}' \"$@\"\n",
+            own.python().display()
+        ),
     )
     .unwrap();
     let mut perm = std::fs::metadata(&broken).unwrap().permissions();
