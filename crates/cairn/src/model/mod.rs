@@ -7,6 +7,7 @@
 
 pub mod lockfile;
 pub mod paths;
+pub mod python;
 mod validate;
 pub(crate) mod wire;
 pub(crate) mod writer;

@@ -7,7 +7,7 @@ use crate::content::digest::{Digest, Kind};
 use crate::model::lockfile::*;
 use crate::model::paths::RelPath;
 use crate::model::wire;
-use crate::probe::python::{CondaPackage, Source, TorchStack};
+use crate::model::python::{CondaPackage, Source, TorchStack};
 use crate::text::{has_control, visible};
 
 struct Checker {
@@ -468,7 +468,7 @@ impl Checker {
             let at = format!("python.package[{i}]");
             let name = self.req(w.name, &format!("{at}.name"));
             if let Some(n) = &name {
-                if *n != crate::probe::python::normalize_name(n) || !valid_package_name(n) {
+                if *n != crate::model::python::normalize_name(n) || !valid_package_name(n) {
                     self.problems.push(format!(
                         "`{at}.name` is not a normalised package name (PEP 503): {n:?}"
                     ));
@@ -549,7 +549,7 @@ impl Checker {
                 },
                 Some("directory") => match w.url {
                     Some(url) => {
-                        let path = crate::probe::python::file_url_path(&url);
+                        let path = crate::model::python::file_url_path(&url);
                         let plain = path.as_deref().is_some_and(|p| {
                             p.is_absolute()
                                 && p.components().all(|c| {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::model::lockfile::*;
 use crate::model::wire;
-use crate::probe::python::Source;
+use crate::model::python::Source;
 
 impl From<&Lock> for wire::Lock {
     fn from(l: &Lock) -> Self {

@@ -22,6 +22,8 @@ use crate::content::digest::Digest;
 use crate::error::{Error, Result};
 use crate::probe::git;
 
+pub use crate::model::python::{file_url_path, normalize_name, CondaPackage, Source, TorchStack};
+
 /// The interpreter as it describes itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interpreter {
@@ -43,38 +45,6 @@ pub struct Interpreter {
     pub sys_path: Vec<PathBuf>,
 }
 
-/// Where a distribution came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// A package index (pip and uv do not record which one).
-    Registry,
-    /// A version-control URL at a commit.
-    Vcs {
-        /// `git+https://...` (credentials removed).
-        url: String,
-        /// The commit installed.
-        commit: String,
-    },
-    /// An archive (wheel or sdist) by URL, with its hash when the installer kept it.
-    Archive {
-        /// The URL (credentials removed).
-        url: String,
-        /// `sha256=<hex>`, when known.
-        hash: Option<String>,
-    },
-    /// A local directory.
-    Directory {
-        /// `file://` URL of the directory.
-        url: String,
-        /// Installed in editable (develop) mode.
-        editable: bool,
-        /// The directory's git commit, when it is in a git repository.
-        commit: Option<String>,
-        /// The digest of that repository's uncommitted change, when there is one.
-        change: Option<Digest>,
-    },
-}
-
 /// One installed distribution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {
@@ -92,36 +62,6 @@ pub struct Package {
     pub fingerprint: Option<Digest>,
     /// The metadata directory or file it was read from (not recorded in the lock).
     pub location: PathBuf,
-}
-
-/// A conda package from `conda-meta/*.json`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CondaPackage {
-    /// Package name.
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// Build string.
-    pub build: Option<String>,
-    /// Channel URL or name.
-    pub channel: Option<String>,
-    /// SHA-256 of the package archive, when recorded.
-    pub sha256: Option<String>,
-}
-
-/// What PyTorch was built with, read from files (never by importing it).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TorchStack {
-    /// `torch.__version__`.
-    pub version: Option<String>,
-    /// `torch.version.cuda`.
-    pub cuda: Option<String>,
-    /// `torch.version.git_version`.
-    pub git_version: Option<String>,
-    /// cuDNN, from the nvidia-cudnn wheel's `cudnn_version.h`.
-    pub cudnn: Option<String>,
-    /// NCCL, from the nvidia-nccl wheel's `nccl.h`.
-    pub nccl: Option<String>,
 }
 
 /// A captured environment.
@@ -314,24 +254,6 @@ pub fn probe_interpreter(executable: &Path) -> Result<Interpreter> {
     })
 }
 
-/// PEP 503 normalisation: lower case, every run of `-`, `_` and `.` becomes one `-`.
-pub fn normalize_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut sep = false;
-    for c in name.trim().chars() {
-        if matches!(c, '-' | '_' | '.') {
-            sep = true;
-        } else {
-            if sep && !out.is_empty() {
-                out.push('-');
-            }
-            sep = false;
-            out.extend(c.to_lowercase());
-        }
-    }
-    out
-}
-
 /// The header block of a core metadata file: up to the first blank line (the long description
 /// after it can be large and is not needed).
 fn read_headers(path: &Path) -> std::io::Result<String> {
@@ -457,35 +379,6 @@ struct ArchiveInfo {
 struct DirInfo {
     #[serde(default)]
     editable: bool,
-}
-
-/// The path of a `file://` URL (percent-decoded); `None` for any other URL.
-pub fn file_url_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("file://")?;
-    // file:///abs and file://localhost/abs
-    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
-    Some(PathBuf::from(percent_decode(rest)))
-}
-
-fn percent_decode(s: &str) -> String {
-    fn nibble(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (nibble(b[i + 1]), nibble(b[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The code state (commit, digest of the uncommitted change) of a repository that packages were
