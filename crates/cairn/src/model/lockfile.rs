@@ -19,8 +19,8 @@ use serde::Deserialize;
 use crate::content::digest::{Digest, Kind};
 use crate::error::{Error, Result};
 use crate::model::paths::RelPath;
-use crate::model::wire;
 use crate::model::python::{CondaPackage, Source, TorchStack};
+use crate::model::wire;
 
 /// The lockfile version this build writes and the newest it reads.
 pub const VERSION: i64 = 1;

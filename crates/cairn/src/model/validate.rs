@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use crate::content::digest::{Digest, Kind};
 use crate::model::lockfile::*;
 use crate::model::paths::RelPath;
-use crate::model::wire;
 use crate::model::python::{CondaPackage, Source, TorchStack};
+use crate::model::wire;
 use crate::text::{has_control, visible};
 
 struct Checker {

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::model::lockfile::*;
-use crate::model::wire;
 use crate::model::python::Source;
+use crate::model::wire;
 
 impl From<&Lock> for wire::Lock {
     fn from(l: &Lock) -> Self {

@@ -170,7 +170,7 @@ const PROBE_ENV_REMOVED: &[&str] = &[
 /// It runs isolated from wherever cairn was started (spec/security.md): in a new empty
 /// directory outside the project, with safe-path mode on (`PYTHONSAFEPATH=1`, Python 3.11 and
 /// later; on older interpreters `-c` puts only that empty directory on `sys.path`), with stdin
-/// closed and without the variables of [`PROBE_ENV_REMOVED`]. So a `sysconfig.py`, `site.py`
+/// closed and without the variables of `PROBE_ENV_REMOVED`. So a `sysconfig.py`, `site.py`
 /// or `sitecustomize.py` in a checkout is never imported. The interpreter itself and its own
 /// site-packages (`.pth` files run at start-up) are the user's choice: see
 /// [`find_interpreter`].
