@@ -1,8 +1,8 @@
 //! The lockfile model: what `cairn.lock` says, validated, and written back canonically.
 //!
-//! `wire` mirrors the TOML; `validate` (with the field [`rules`]) turns it into the [`lockfile::Lock`] that every
-//! command works with, refusing anything malformed; `writer` turns a `Lock` back into the one
-//! canonical text. Every path a lock names is a [`paths::RelPath`], checked before anything else
+//! `wire` mirrors the TOML; `validate` (with the field [`rules`]) turns it into the
+//! [`lockfile::Lock`] that every command works with, refusing anything malformed; `writer` turns
+//! a `Lock` back into the one canonical text. Every path a lock names is a [`paths::RelPath`], checked before anything else
 //! sees it.
 
 pub mod lockfile;
