@@ -34,10 +34,14 @@ fn locked_entries(
     if let Some(e) = &code.entries {
         return Ok(Ok(e.clone()));
     }
-    let Some(commit) = code.commit.filter(|c| repo.find_commit(c.0).is_ok()) else {
+    let Some(commit) = code
+        .commit
+        .and_then(|c| c.to_git())
+        .filter(|c| repo.find_commit(*c).is_ok())
+    else {
         return Ok(Err(Reason::CommitNotHere(code.commit.unwrap_or(code.tree))));
     };
-    let mut entries = git::commit_entries(repo, commit.0, excluder)?;
+    let mut entries = git::commit_entries(repo, commit, excluder)?;
     if let Some(change) = &code.change {
         let sidecar = project.change_path(change);
         match project.read_change(change) {
@@ -85,7 +89,7 @@ pub fn code_against_entries(
     excluder: &Excluder,
 ) -> Result<Comparison> {
     let mut out = Comparison::default();
-    let tree = ObjectId(git::tree_id(now)?);
+    let tree = ObjectId::from(git::tree_id(now)?);
     if tree == locked.tree {
         return Ok(out);
     }

@@ -25,50 +25,12 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::content::digest::{Digest, Kind, Manifest};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::lockfile::{Location, Lock};
 use crate::model::paths::RelPath;
 use crate::project::Project;
 
-/// A git object id (a commit or a tree), parsed once from the lock or taken from git.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectId(pub git2::Oid);
-
-impl ObjectId {
-    /// Parse the hex form a lock records.
-    pub fn parse(hex: &str) -> Result<ObjectId> {
-        git2::Oid::from_str(hex)
-            .map(ObjectId)
-            .map_err(|source| Error::Git {
-                message: format!("the lock records a malformed object id {hex:?}"),
-                source,
-            })
-    }
-
-    /// The first 12 hex digits, as shown to people.
-    pub fn short(&self) -> String {
-        let s = self.0.to_string();
-        s[..s.len().min(12)].to_string()
-    }
-}
-
-impl fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Debug for ObjectId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl Serialize for ObjectId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
+pub use crate::model::oid::ObjectId;
 
 /// What kind of difference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -176,7 +138,7 @@ impl Value {
     pub fn short(&self) -> String {
         match self {
             Value::Digest(d) => format!("blake3:{}", &d.hex()[..12]),
-            Value::Object(o) => o.short(),
+            Value::Object(o) => o.short().to_string(),
             Value::Text(t) => t.clone(),
         }
     }
@@ -447,7 +409,7 @@ impl fmt::Display for Note {
                 f,
                 "the code matches: the same tree at commit {} and at {} (only what is not code, such as locks, differs between them)",
                 locked.short(),
-                now.map(|n| n.short()).unwrap_or_else(|| "an unborn HEAD".into())
+                now.map(|n| n.short().to_string()).unwrap_or_else(|| "an unborn HEAD".into())
             ),
             Note::SidecarMissing(p) => write!(
                 f,

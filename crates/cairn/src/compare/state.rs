@@ -110,15 +110,12 @@ pub struct State {
 impl State {
     /// The state a lock records.
     pub fn from_lock(lock: &Lock) -> Result<State> {
-        let code = match &lock.code {
-            Some(c) => Some(CodeState {
-                commit: Some(ObjectId::parse(&c.commit)?),
-                tree: ObjectId::parse(&c.tree)?,
-                change: c.change,
-                entries: None,
-            }),
-            None => None,
-        };
+        let code = lock.code.as_ref().map(|c| CodeState {
+            commit: Some(c.commit),
+            tree: c.tree,
+            change: c.change,
+            entries: None,
+        });
         let artifacts = |list: &[Artifact]| {
             list.iter()
                 .map(|a| {

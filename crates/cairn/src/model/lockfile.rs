@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::content::digest::{Digest, Kind};
 use crate::error::{Error, Result};
+pub use crate::model::oid::ObjectId;
 use crate::model::paths::RelPath;
 use crate::model::python::{CondaPackage, Source, TorchStack};
 use crate::model::wire;
@@ -86,14 +87,14 @@ pub struct Run {
 /// `[code]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Code {
-    /// The checked-out commit (hex object id).
-    pub commit: String,
+    /// The checked-out commit.
+    pub commit: ObjectId,
     /// The branch, `None` when HEAD was detached.
     pub branch: Option<String>,
     /// The URL of the branch's remote (or `origin`), credentials stripped.
     pub remote: Option<String>,
     /// The git tree id of the working tree (commit + change), lock and `.cairn/` excluded.
-    pub tree: String,
+    pub tree: ObjectId,
     /// Whether the working tree differed from the commit.
     pub dirty: bool,
     /// The digest of the change sidecar (`.cairn/changes/<hex>.patch`), present iff dirty.
@@ -108,7 +109,7 @@ pub struct Submodule {
     /// Path in the superproject.
     pub path: RelPath,
     /// The commit checked out in the submodule.
-    pub commit: String,
+    pub commit: ObjectId,
     /// Its URL, credentials stripped.
     pub url: Option<String>,
     /// Whether the submodule's own working tree had changes (not captured).
@@ -364,11 +365,6 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Is `s` a git object id (40 or 64 lowercase hex digits)?
-pub fn valid_oid(s: &str) -> bool {
-    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 /// Format a time as RFC 3339 UTC with seconds (`2026-11-26T20:47:01Z`).
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
@@ -528,10 +524,10 @@ mod tests {
                 env: BTreeMap::from([("PYTHONHASHSEED".to_string(), "0".to_string())]),
             },
             code: Some(Code {
-                commit: "a".repeat(40),
+                commit: ObjectId::parse(&"a".repeat(40)).unwrap(),
                 branch: Some("main".into()),
                 remote: None,
-                tree: "b".repeat(40),
+                tree: ObjectId::parse(&"b".repeat(40)).unwrap(),
                 dirty: true,
                 change: Some(Digest::of_bytes(b"patch")),
                 submodules: vec![],

@@ -6,6 +6,7 @@
 //! sees it.
 
 pub mod lockfile;
+pub mod oid;
 pub mod paths;
 pub mod python;
 pub mod rules;

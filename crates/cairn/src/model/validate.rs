@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::content::digest::{Digest, Kind};
 use crate::model::lockfile::*;
+use crate::model::oid::ObjectId;
 use crate::model::paths::RelPath;
 use crate::model::python::{CondaPackage, Source, TorchStack};
 use crate::model::rules::*;
@@ -34,10 +35,10 @@ impl Checker {
         }
     }
 
-    fn oid(&mut self, v: Option<String>, what: &str) -> Option<String> {
+    fn oid(&mut self, v: Option<String>, what: &str) -> Option<ObjectId> {
         let s = self.req(v, what)?;
-        if valid_oid(&s) {
-            Some(s)
+        if let Some(id) = ObjectId::parse(&s) {
+            Some(id)
         } else {
             self.problems.push(format!(
                 "`{what}` is not a git object id (40 or 64 hex digits): {s:?}"
@@ -292,10 +293,11 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
             }
         }
         Code {
-            commit: commit.unwrap_or_default(),
+            // An invalid id has been reported; the lock is refused below.
+            commit: commit.unwrap_or_else(ObjectId::null),
             branch: code.branch,
             remote: code.remote,
-            tree: tree.unwrap_or_default(),
+            tree: tree.unwrap_or_else(ObjectId::null),
             dirty,
             change,
             submodules,

@@ -35,10 +35,10 @@ impl From<&Lock> for wire::Lock {
                 env: l.run.env.clone(),
             }),
             code: l.code.as_ref().map(|c| wire::Code {
-                commit: Some(c.commit.clone()),
+                commit: Some(c.commit.to_string()),
                 branch: c.branch.clone(),
                 remote: c.remote.clone(),
-                tree: Some(c.tree.clone()),
+                tree: Some(c.tree.to_string()),
                 dirty: Some(c.dirty),
                 change: c.change.map(|d| d.to_string()),
                 submodule: c
@@ -46,7 +46,7 @@ impl From<&Lock> for wire::Lock {
                     .iter()
                     .map(|s| wire::Submodule {
                         path: Some(s.path.to_string()),
-                        commit: Some(s.commit.clone()),
+                        commit: Some(s.commit.to_string()),
                         url: s.url.clone(),
                         dirty: s.dirty,
                     })

@@ -246,7 +246,7 @@ fn summary(
     let (Some(repo), Some(a), Some(b)) = (&project.repo, ca.commit, cb.commit) else {
         return summary;
     };
-    let here = |c: ObjectId| repo.find_commit(c.0).is_ok();
+    let here = |c: ObjectId| c.to_git().is_some_and(|o| repo.find_commit(o).is_ok());
     if a == b {
         summary.ahead = Some(Vec::new());
         summary.behind = Some(Vec::new());

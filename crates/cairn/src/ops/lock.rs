@@ -376,10 +376,10 @@ fn record_code(
         Some(digest)
     };
     Ok(Code {
-        commit: state.commit.to_string(),
+        commit: state.commit.into(),
         branch: state.branch,
         remote: state.remote,
-        tree: state.tree.to_string(),
+        tree: state.tree.into(),
         dirty: change.is_some(),
         change,
         submodules: state
@@ -388,7 +388,7 @@ fn record_code(
             .filter_map(|s| {
                 Some(Submodule {
                     path: RelPath::parse(&s.path).ok()?,
-                    commit: s.commit.to_string(),
+                    commit: s.commit.into(),
                     url: s.url,
                     dirty: s.dirty,
                 })

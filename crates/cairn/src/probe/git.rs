@@ -602,11 +602,10 @@ pub fn diff_entries(locked: &Entries, current: &Entries) -> Vec<(String, PathCha
 }
 
 /// Does the repository contain this commit?
-pub fn has_commit(repo: &Repository, commit: &str) -> bool {
-    Oid::from_str(commit)
-        .ok()
-        .and_then(|oid| repo.find_commit(oid).ok())
-        .is_some()
+pub fn has_commit(repo: &Repository, commit: &crate::model::oid::ObjectId) -> bool {
+    commit
+        .to_git()
+        .is_some_and(|oid| repo.find_commit(oid).is_ok())
 }
 
 #[cfg(test)]

@@ -193,8 +193,12 @@ pub fn observe(
         (Some(_), Some(repo)) => {
             let excluder = compare::excluder(project, &[lock]);
             let entries = git::working_entries(repo, &excluder)?;
-            let tree = ObjectId(git::tree_id(&entries)?);
-            let commit = repo.head().ok().and_then(|h| h.target()).map(ObjectId);
+            let tree = ObjectId::from(git::tree_id(&entries)?);
+            let commit = repo
+                .head()
+                .ok()
+                .and_then(|h| h.target())
+                .map(ObjectId::from);
             Some(CodeState {
                 commit,
                 tree,

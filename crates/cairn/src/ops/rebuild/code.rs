@@ -105,8 +105,8 @@ pub(super) fn materialise_code(
     let excluder = excluder_for(project, lock);
     let current = git::working_entries(&rebuilt, &excluder)?;
     let locked = compare::CodeState {
-        commit: Some(compare::ObjectId::parse(&code.commit)?),
-        tree: compare::ObjectId::parse(&code.tree)?,
+        commit: Some(code.commit),
+        tree: code.tree,
         change: code.change,
         entries: None,
     };

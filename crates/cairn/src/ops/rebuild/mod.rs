@@ -106,7 +106,7 @@ fn tool(what: &str, cmd: &mut Command) -> Result<std::process::Output> {
 fn commit_of(lock: &Lock) -> String {
     lock.code
         .as_ref()
-        .map(|c| c.commit.clone())
+        .map(|c| c.commit.to_string())
         .unwrap_or_default()
 }
 
@@ -230,7 +230,7 @@ fn prepare(project: &Project, lock_path: &Path, opts: &RebuildOptions) -> Result
     let present = git::has_commit(repo, &code.commit);
     if !present && code.remote.is_none() {
         return Err(RebuildError::UnknownCommit {
-            commit: code.commit.clone(),
+            commit: code.commit.to_string(),
             remote: None,
             fetch_error: None,
         });
@@ -263,7 +263,7 @@ fn prepare(project: &Project, lock_path: &Path, opts: &RebuildOptions) -> Result
         lock: lock_path.to_path_buf(),
         run: lock.run.id.clone(),
         into: into.clone(),
-        commit: code.commit.clone(),
+        commit: code.commit.to_string(),
         fetch_from: (!present).then(|| code.remote.clone()).flatten(),
         submodules: code
             .submodules
@@ -343,7 +343,7 @@ pub fn rebuild(
     let fetched = match &rebuild_plan.fetch_from {
         Some(remote) if consent == Consent::None => {
             return Err(RebuildError::NeedsConsent {
-                commit: code.commit.clone(),
+                commit: code.commit.to_string(),
                 remote: remote.clone(),
             })
         }
@@ -392,7 +392,7 @@ pub fn rebuild(
         git_cmd(repo_root)
             .args(["worktree", "add", "--quiet", "--detach", "--end-of-options"])
             .arg(&into)
-            .arg(&code.commit),
+            .arg(code.commit),
     )?;
     let into = into.canonicalize().ctx("cannot open directory", &into)?;
     cleanup.into = into.clone();

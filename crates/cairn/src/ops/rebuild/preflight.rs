@@ -216,7 +216,7 @@ pub(super) fn ensure_commit(
     }
     let Some(remote) = &code.remote else {
         return Err(RebuildError::UnknownCommit {
-            commit: code.commit.clone(),
+            commit: code.commit.to_string(),
             remote: None,
             fetch_error: None,
         });
@@ -265,7 +265,7 @@ pub(super) fn ensure_commit(
         _ => None,
     };
     Err(RebuildError::UnknownCommit {
-        commit: code.commit.clone(),
+        commit: code.commit.to_string(),
         remote: Some(remote.clone()),
         fetch_error,
     })
@@ -298,7 +298,7 @@ pub(super) fn plan_data(
     let commit_tree = lock
         .code
         .as_ref()
-        .and_then(|c| git2::Oid::from_str(&c.commit).ok())
+        .and_then(|c| c.commit.to_git())
         .and_then(|oid| repo.find_commit(oid).ok())
         .and_then(|c| c.tree().ok());
     let exists = |p: &Path| std::fs::metadata(p).is_ok();
@@ -377,10 +377,12 @@ pub(super) fn plan_data(
 /// there, and a committed interpreter is the repository author's program.
 pub(super) fn refuse_committed_venv(
     repo: &git2::Repository,
-    commit: &str,
+    commit: &crate::model::oid::ObjectId,
     project_rel: &Path,
 ) -> Result<()> {
-    let tree = git2::Oid::from_str(commit)
+    let tree = commit
+        .to_git()
+        .ok_or_else(|| git2::Error::from_str("not a SHA-1 object id"))
         .and_then(|oid| repo.find_commit(oid))
         .and_then(|c| c.tree())
         .map_err(|e| Error::Git {
