@@ -97,3 +97,28 @@ fn gitignore_left_alone_when_the_cache_is_ignored_and_no_repository() {
     assert_eq!(config["data"]["datasets"].as_str(), Some("datasets"));
     assert_eq!(config["python"].as_str(), Some(".venv/bin/python"));
 }
+
+/// A `.gitignore` that is a link (to a file of the user's outside the repository) is neither read
+/// nor written through: init refuses before writing anything, and the linked file is untouched.
+#[test]
+fn a_gitignore_link_is_refused_before_anything_is_written() {
+    let r = Repo::ml();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("bashrc");
+    std::fs::write(&victim, "export SECRET=1\n").unwrap();
+    std::fs::remove_file(r.join(".gitignore")).unwrap();
+    std::os::unix::fs::symlink(&victim, r.join(".gitignore")).unwrap();
+    r.cairn(["init"])
+        .expect(2)
+        .stderr_has("cannot read .gitignore")
+        .stderr_has("it is a symbolic link");
+    assert!(!r.join("cairn.toml").exists(), "nothing is written");
+    assert!(std::fs::symlink_metadata(r.join(".gitignore"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "export SECRET=1\n"
+    );
+}

@@ -446,6 +446,8 @@ pub fn init(dir: &Path, force: bool) -> Result<Initialized> {
                 .into(),
         });
     }
+    // Everything that can refuse (a `.gitignore` that is a link) before anything is written.
+    let ignore = plan_ignore(&dir)?;
     let g = guess(&dir)?;
     let text = render(&g);
     // What init writes must be a configuration `cairn lock` accepts.
@@ -457,7 +459,13 @@ pub fn init(dir: &Path, force: bool) -> Result<Initialized> {
     Config::load(&dir)?;
     // The user asked for this file: trust it, as `cairn trust` would (spec/security.md).
     let trusted = crate::trust::trust(&dir, text.as_bytes()).is_ok();
-    let gitignore = ignore_cache(&dir)?;
+    let gitignore = match ignore {
+        IgnorePlan::Done(g) => g,
+        IgnorePlan::Write(path, text) => {
+            crate::fs::atomic_write(&path, text.as_bytes())?;
+            Gitignore::Added(path)
+        }
+    };
     Ok(Initialized {
         config: path,
         guess: g,
@@ -466,11 +474,17 @@ pub fn init(dir: &Path, force: bool) -> Result<Initialized> {
     })
 }
 
-/// Append `.cairn/cache/` to `dir/.gitignore` unless git already ignores it there.
-fn ignore_cache(dir: &Path) -> Result<Gitignore> {
+/// What init will do to `.gitignore`: nothing, or write this text.
+enum IgnorePlan {
+    Done(Gitignore),
+    Write(PathBuf, String),
+}
+
+/// `dir/.gitignore` with `.cairn/cache/` appended, unless git already ignores it there.
+fn plan_ignore(dir: &Path) -> Result<IgnorePlan> {
     let repo = match crate::probe::git::discover(dir) {
         Ok(r) => r,
-        Err(Error::NotARepo { .. }) => return Ok(Gitignore::NoRepository),
+        Err(Error::NotARepo { .. }) => return Ok(IgnorePlan::Done(Gitignore::NoRepository)),
         Err(e) => return Err(e),
     };
     let workdir = crate::probe::git::workdir(&repo)?;
@@ -481,20 +495,21 @@ fn ignore_cache(dir: &Path) -> Result<Gitignore> {
     // A file inside the cache: ignored when the directory or anything above it is.
     let probe = rel.join(".cairn").join("cache").join("busy");
     if repo.is_path_ignored(&probe).unwrap_or(false) {
-        return Ok(Gitignore::AlreadyIgnored);
+        return Ok(IgnorePlan::Done(Gitignore::AlreadyIgnored));
     }
     let path = dir.join(".gitignore");
-    let mut text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    // Read as a regular file only: a `.gitignore` that is a link (to `~/.bashrc`, say) would
+    // otherwise have its target's bytes copied into the repository.
+    let mut text = match crate::fs::read_bounded(&path, crate::fs::MAX_CONFIG_BYTES) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).ctx("cannot read", &path),
+        Err(e) => return Err(crate::fs::read_error(".gitignore", &path, e)),
     };
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str("# cairn's local cache (cairn init)\n.cairn/cache/\n");
-    crate::fs::atomic_write(&path, text.as_bytes())?;
-    Ok(Gitignore::Added(path))
+    Ok(IgnorePlan::Write(path, text))
 }
 
 #[cfg(test)]
