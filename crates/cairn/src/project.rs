@@ -262,9 +262,9 @@ impl Project {
             }
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy {
                 dir: self.root.clone(),
-                holder: std::fs::read_to_string(&path)
+                holder: crate::fs::read_bounded(&path, 64)
                     .ok()
-                    .and_then(|t| t.trim().parse().ok()),
+                    .and_then(|b| String::from_utf8_lossy(&b).trim().parse().ok()),
                 lock: path,
             }),
             Err(std::fs::TryLockError::Error(e)) => Err(e).ctx("cannot lock", &path),
