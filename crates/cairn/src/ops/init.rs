@@ -37,16 +37,19 @@ const CHECKPOINT_DIRS: &[&str] = &[
 ];
 /// File extensions of checkpoints.
 const CHECKPOINT_EXTS: &[&str] = &["safetensors", "pt", "pth", "ckpt", "bin"];
-/// Directories that are never datasets.
-const NOT_DATA: &[&str] = &[
+/// Directories whose Python files are not the project's own (and that are never datasets).
+const NOT_SOURCES: &[&str] = &[
     "venv",
     "env",
     "node_modules",
     "__pycache__",
     "build",
     "dist",
-    "target",
     "site-packages",
+];
+/// Directories that are never datasets, besides [`NOT_SOURCES`].
+const NOT_DATA: &[&str] = &[
+    "target",
     "wandb",
     "mlruns",
     "docs",
@@ -58,16 +61,6 @@ const NOT_DATA: &[&str] = &[
     "notebooks",
     "configs",
     "examples",
-];
-/// Directories whose Python files are not the project's own.
-const NOT_SOURCES: &[&str] = &[
-    "venv",
-    "env",
-    "node_modules",
-    "__pycache__",
-    "build",
-    "dist",
-    "site-packages",
 ];
 /// Extensions of source code and text that is not data.
 const CODE_EXTS: &[&str] = &[
@@ -118,7 +111,10 @@ pub fn guess(dir: &Path) -> Result<Guess> {
         }
     };
     for (name, path) in &top {
-        if CHECKPOINT_DIRS.contains(&name.as_str()) || NOT_DATA.contains(&name.as_str()) {
+        if [CHECKPOINT_DIRS, NOT_SOURCES, NOT_DATA]
+            .iter()
+            .any(|list| list.contains(&name.as_str()))
+        {
             continue;
         }
         if DATA_DIRS.contains(&name.as_str()) {
