@@ -659,22 +659,15 @@ pub fn torch_stack(sys_path: &[PathBuf]) -> Option<TorchStack> {
         }
     }
     let read = |rel: &str| std::fs::read_to_string(site.join(rel)).ok();
-    t.cudnn = read("nvidia/cudnn/include/cudnn_version.h").and_then(|h| {
-        Some(format!(
-            "{}.{}.{}",
-            header_define(&h, "CUDNN_MAJOR")?,
-            header_define(&h, "CUDNN_MINOR")?,
-            header_define(&h, "CUDNN_PATCHLEVEL")?
-        ))
-    });
-    t.nccl = read("nvidia/nccl/include/nccl.h").and_then(|h| {
-        Some(format!(
-            "{}.{}.{}",
-            header_define(&h, "NCCL_MAJOR")?,
-            header_define(&h, "NCCL_MINOR")?,
-            header_define(&h, "NCCL_PATCH")?
-        ))
-    });
+    // MAJOR.MINOR.PATCH from three `#define`s of a header.
+    let version = |h: String, names: [&str; 3]| {
+        let parts: Option<Vec<String>> = names.iter().map(|n| header_define(&h, n)).collect();
+        parts.map(|p| p.join("."))
+    };
+    t.cudnn = read("nvidia/cudnn/include/cudnn_version.h")
+        .and_then(|h| version(h, ["CUDNN_MAJOR", "CUDNN_MINOR", "CUDNN_PATCHLEVEL"]));
+    t.nccl = read("nvidia/nccl/include/nccl.h")
+        .and_then(|h| version(h, ["NCCL_MAJOR", "NCCL_MINOR", "NCCL_PATCH"]));
     Some(t)
 }
 
