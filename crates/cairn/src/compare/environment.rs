@@ -172,21 +172,14 @@ pub(super) fn run_facts(a: &RunFacts, b: &RunFacts, out: &mut Vec<Difference>) {
             line(&b.command),
         ));
     }
-    if a.seed != b.seed {
-        out.push(value_difference(
-            Area::Seed,
-            "seed",
-            a.seed.map(|s| Value::Text(s.to_string())),
-            b.seed.map(|s| Value::Text(s.to_string())),
-        ));
-    }
-    if a.exit_code != b.exit_code {
-        out.push(value_difference(
-            Area::Command,
-            "exit-code",
-            a.exit_code.map(|c| Value::Text(c.to_string())),
-            b.exit_code.map(|c| Value::Text(c.to_string())),
-        ));
+    let number = |n: Option<i64>| n.map(|n| Value::Text(n.to_string()));
+    for (area, subject, x, y) in [
+        (Area::Seed, "seed", a.seed, b.seed),
+        (Area::Command, "exit-code", a.exit_code, b.exit_code),
+    ] {
+        if x != y {
+            out.push(value_difference(area, subject, number(x), number(y)));
+        }
     }
 }
 
