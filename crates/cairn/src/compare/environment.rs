@@ -258,7 +258,8 @@ pub fn pins(
 pub fn host(a: &Host, b: &Host) -> Vec<Difference> {
     let mut out = Vec::new();
     // Each fact, read the same way from both sides, in report order.
-    let facts: [(&str, fn(&Host) -> Option<String>); 12] = [
+    type Fact = fn(&Host) -> Option<String>;
+    let facts: [(&str, Fact); 12] = [
         ("os", |h| h.os.clone()),
         ("arch", |h| h.arch.clone()),
         ("glibc", |h| h.glibc.clone()),
