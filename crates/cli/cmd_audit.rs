@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use cairn::content::digest::{self, HashOptions};
+use cairn::content::digest::HashOptions;
 use cairn::ops::audit::{self, Level, RULES};
 use cairn::ops::lineage::{self, Graph};
 use cairn::text::visible;
@@ -84,17 +84,10 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let project = crate::open_project(&cwd, false, out)?;
     let graph = Graph::new(lineage::discover(&project, &args.locks)?);
     let cache = project.stat_cache_dir();
-    let hopts = HashOptions {
-        cache_dir: Some(&cache),
-        use_cache: true,
-        progress: None,
-        confine: Some(project.boundary()),
-    };
+    let hopts = HashOptions::read_only(&cache, project.boundary());
     let mut roots = Vec::new();
     for t in &args.targets {
-        roots.extend(lineage::targets(&graph, &project, t, |p| {
-            Ok(digest::hash_path_with(p, &hopts)?.digest)
-        })?);
+        roots.extend(lineage::targets(&graph, &project, t, &hopts)?);
     }
     let report = audit::audit(&project, &graph, &roots, hopts)?;
     match args.format {

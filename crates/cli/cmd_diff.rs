@@ -128,12 +128,7 @@ fn line(d: &Difference) -> String {
         (None, Some(b)) => format!(" (now {b})"),
         (None, None) => String::new(),
     };
-    let detail = d
-        .line
-        .detail
-        .as_deref()
-        .map(|x| format!(" ({x})"))
-        .unwrap_or_default();
+    let detail = crate::output::detail(&d.line);
     format!(
         "  {:<11} {} {}{values}{detail}",
         d.section.as_str(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use cairn::content::digest::{self, HashOptions};
+use cairn::content::digest::HashOptions;
 use cairn::ops::lineage::{self, Graph};
 
 use crate::output::{Human, Printer};
@@ -47,16 +47,9 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         }
     }
     let cache = project.stat_cache_dir();
-    let hopts = HashOptions {
-        cache_dir: Some(&cache),
-        use_cache: true,
-        progress: None,
-        confine: Some(project.boundary()),
-    };
+    let hopts = HashOptions::read_only(&cache, project.boundary());
     let roots = match &args.target {
-        Some(t) => lineage::targets(&graph, &project, t, |p| {
-            Ok(digest::hash_path_with(p, &hopts)?.digest)
-        })?,
+        Some(t) => lineage::targets(&graph, &project, t, &hopts)?,
         None => graph.leaves(),
     };
     if roots.is_empty() {

@@ -10,7 +10,7 @@ use cairn::ops::rebuild::{
     Consent, Installer, Observer, RebuildOptions, RebuildPlan, Report, Status, Step, StepName,
 };
 use cairn::project::Project;
-use cairn::text::visible;
+use cairn::text::{visible, visible_path};
 
 use crate::output::{HashBar, Printer};
 use crate::LockArg;
@@ -263,35 +263,37 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
 
 /// The plan, for people: every string from the lock through `visible`.
 fn print_plan(w: &mut impl Write, p: &RebuildPlan) -> std::io::Result<()> {
-    let v = |s: &str| visible(s).into_owned();
-    let path = |p: &std::path::Path| visible(&p.to_string_lossy()).into_owned();
     writeln!(
         w,
         "Plan: rebuild run {} of {} in {}",
-        v(&p.run),
-        path(&p.lock),
-        path(&p.into)
+        visible(&p.run),
+        visible_path(&p.lock),
+        visible_path(&p.into)
     )?;
     match &p.fetch_from {
         Some(remote) => writeln!(
             w,
             "  fetch   commit {} from {} (the lock's remote; not in this repository)",
-            v(&p.commit),
-            v(remote)
+            visible(&p.commit),
+            visible(remote)
         )?,
-        None => writeln!(w, "  code    commit {} (in this repository)", v(&p.commit))?,
+        None => writeln!(
+            w,
+            "  code    commit {} (in this repository)",
+            visible(&p.commit)
+        )?,
     }
     for s in &p.submodules {
-        writeln!(w, "  fetch   submodule {}", v(s))?;
+        writeln!(w, "  fetch   submodule {}", visible(s))?;
     }
     if let Some(py) = &p.python {
         writeln!(
             w,
             "  venv    {}/.venv from {} ({} {}), packages with {}",
-            path(&p.into),
-            path(&py.executable),
-            v(&py.implementation),
-            v(&py.version),
+            visible_path(&p.into),
+            visible_path(&py.executable),
+            visible(&py.implementation),
+            visible(&py.version),
             match p.installer {
                 Some(Installer::Uv) => "uv",
                 _ => "pip",
@@ -306,9 +308,9 @@ fn print_plan(w: &mut impl Write, p: &RebuildPlan) -> std::io::Result<()> {
             writeln!(
                 w,
                 "          {} {} from {} ({}{}{})",
-                v(&k.name),
-                v(&k.version),
-                v(&k.location),
+                visible(&k.name),
+                visible(&k.version),
+                visible(&k.location),
                 k.source,
                 if k.source == "archive" {
                     ""
@@ -326,9 +328,14 @@ fn print_plan(w: &mut impl Write, p: &RebuildPlan) -> std::io::Result<()> {
     match &p.command {
         Some(c) => {
             if let Some([from, to]) = &c.replaced_program {
-                writeln!(w, "  program {} -> {} (the rebuilt venv's)", v(from), v(to))?;
+                writeln!(
+                    w,
+                    "  program {} -> {} (the rebuilt venv's)",
+                    visible(from),
+                    visible(to)
+                )?;
             }
-            writeln!(w, "  run     {}", v(&c.shell_line()))?;
+            writeln!(w, "  run     {}", visible(&c.shell_line()))?;
         }
         None => writeln!(w, "  run     nothing (the lock records no command)")?,
     }
@@ -337,14 +344,12 @@ fn print_plan(w: &mut impl Write, p: &RebuildPlan) -> std::io::Result<()> {
 
 fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
     // Strings from the lock, and paths, are shown through `visible`.
-    let v = |s: &str| visible(s).into_owned();
-    let path = |p: &std::path::Path| visible(&p.to_string_lossy()).into_owned();
     writeln!(
         w,
         "rebuild of {} (run {}) in {}",
-        path(&r.lock),
-        v(&r.run),
-        path(&r.into)
+        visible_path(&r.lock),
+        visible(&r.run),
+        visible_path(&r.into)
     )?;
     for s in &r.steps {
         writeln!(w, "  {:<12} {}", s.step.as_str(), status_name(s.status))?;
@@ -361,18 +366,18 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
                 let at = d
                     .path
                     .as_deref()
-                    .map(|p| format!(": {}", v(p)))
+                    .map(|p| format!(": {}", visible(p)))
                     .unwrap_or_default();
                 let detail = d
                     .detail
                     .as_deref()
-                    .map(|x| format!(" ({})", v(x)))
+                    .map(|x| format!(" ({})", visible(x)))
                     .unwrap_or_default();
                 writeln!(
                     w,
                     "  {:<12} {}{at} {}{detail}",
                     s.step.as_str(),
-                    v(&d.subject),
+                    visible(&d.subject),
                     crate::cmd_diff::change_name(d.change)
                 )?;
             }
@@ -380,7 +385,7 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
     }
     for s in &r.steps {
         for n in &s.notes {
-            writeln!(w, "note: {}: {}", s.step.as_str(), v(n))?;
+            writeln!(w, "note: {}: {}", s.step.as_str(), visible(n))?;
         }
     }
     if !r.host.is_empty() {
@@ -389,20 +394,25 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
             writeln!(
                 w,
                 "  {}: {}",
-                v(&h.subject),
-                v(h.detail.as_deref().unwrap_or("changed"))
+                visible(&h.subject),
+                visible(h.detail.as_deref().unwrap_or("changed"))
             )?;
         }
     }
     if let Some(plan) = &r.command {
         if let Some([from, to]) = &plan.replaced_program {
-            writeln!(w, "program: {} -> {} (the rebuilt venv's)", v(from), v(to))?;
+            writeln!(
+                w,
+                "program: {} -> {} (the rebuilt venv's)",
+                visible(from),
+                visible(to)
+            )?;
         }
         writeln!(
             w,
             "command{}: {}",
             if r.ran { "" } else { " (not run)" },
-            v(&plan.shell_line())
+            visible(&plan.shell_line())
         )?;
     }
     let bad: Vec<&str> = r
@@ -423,20 +433,20 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
         writeln!(
             w,
             "checked the code and data in {}; building the environment runs code the lock chose: pass --yes to build it, --run to also run the command",
-            path(&r.project)
+            visible_path(&r.project)
         )
     } else if r.ok {
         writeln!(
             w,
             "prepared and verified in {}; pass --run to run the command and compare its checkpoints",
-            path(&r.project)
+            visible_path(&r.project)
         )
     } else {
         writeln!(
             w,
             "not reproduced: {} (the rebuild is kept in {})",
             bad.join(", "),
-            path(&r.into)
+            visible_path(&r.into)
         )
     }
 }

@@ -42,7 +42,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             writeln!(
                 stdout,
                 "{state}  {}",
-                cairn::text::visible(&record.root.to_string_lossy())
+                cairn::text::visible_path(&record.root)
             )?;
         }
         stdout.flush()?;

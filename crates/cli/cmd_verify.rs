@@ -107,12 +107,7 @@ fn print_human<W: Write>(w: &mut Human<W>, r: &Report) -> std::io::Result<()> {
                 .unwrap_or_default(),
             _ => format!(" {}", crate::output::what(&f.line)),
         };
-        let detail = f
-            .line
-            .detail
-            .as_deref()
-            .map(|d| format!(" ({d})"))
-            .unwrap_or_default();
+        let detail = crate::output::detail(&f.line);
         let level = match f.severity {
             Severity::Error => "",
             Severity::Warning => " [warning]",

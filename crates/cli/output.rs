@@ -197,6 +197,14 @@ pub fn what(line: &cairn::compare::Reported) -> String {
     }
 }
 
+/// A reported line's words in parentheses after a space, or nothing when it has none.
+pub fn detail(line: &cairn::compare::Reported) -> String {
+    line.detail
+        .as_deref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default()
+}
+
 /// A progress bar for hashing: files, bytes, rate and ETA.
 pub struct HashBar {
     bar: ProgressBar,

@@ -9,6 +9,11 @@
 
 use std::borrow::Cow;
 
+/// A path as [`visible`] shows text (bytes that are not UTF-8 become U+FFFD).
+pub fn visible_path(p: &std::path::Path) -> String {
+    visible(&p.to_string_lossy()).into_owned()
+}
+
 /// `s` with every control character made visible: `\e` (escape), `\n`, `\r`, `\t`, `\0`, other
 /// C0 and C1 controls and DEL as `\x{HH}`, and the bidirectional and zero-width formatting
 /// characters as `\u{HHHH}`. A leading `::` (a GitHub Actions workflow command) becomes

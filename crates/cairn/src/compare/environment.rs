@@ -7,7 +7,7 @@ use std::path::Path;
 use super::*;
 use crate::model::lockfile::{Host, LockfileEntry, Python};
 use crate::probe::env;
-use crate::probe::python::{self, Source};
+use crate::probe::python::Source;
 
 fn interpreter_text(p: &Python) -> String {
     format!("{} {}", p.implementation, p.version)
@@ -172,21 +172,14 @@ pub(super) fn run_facts(a: &RunFacts, b: &RunFacts, out: &mut Vec<Difference>) {
             line(&b.command),
         ));
     }
-    if a.seed != b.seed {
-        out.push(value_difference(
-            Area::Seed,
-            "seed",
-            a.seed.map(|s| Value::Text(s.to_string())),
-            b.seed.map(|s| Value::Text(s.to_string())),
-        ));
-    }
-    if a.exit_code != b.exit_code {
-        out.push(value_difference(
-            Area::Command,
-            "exit-code",
-            a.exit_code.map(|c| Value::Text(c.to_string())),
-            b.exit_code.map(|c| Value::Text(c.to_string())),
-        ));
+    let number = |n: Option<i64>| n.map(|n| Value::Text(n.to_string()));
+    for (area, subject, x, y) in [
+        (Area::Seed, "seed", a.seed, b.seed),
+        (Area::Command, "exit-code", a.exit_code, b.exit_code),
+    ] {
+        if x != y {
+            out.push(value_difference(area, subject, number(x), number(y)));
+        }
     }
 }
 
@@ -264,80 +257,40 @@ pub fn pins(
 /// [`Reason::MachineOnly`] (they differ between any two machines).
 pub fn host(a: &Host, b: &Host) -> Vec<Difference> {
     let mut out = Vec::new();
-    let mut cmp = |subject: &str, l: Option<String>, n: Option<String>| {
+    // Each fact, read the same way from both sides, in report order.
+    type Fact = fn(&Host) -> Option<String>;
+    let facts: [(&str, Fact); 12] = [
+        ("os", |h| h.os.clone()),
+        ("arch", |h| h.arch.clone()),
+        ("glibc", |h| h.glibc.clone()),
+        ("gpu", |h| {
+            (!h.gpus.is_empty()).then(|| {
+                h.gpus
+                    .iter()
+                    .map(|g| g.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+        }),
+        ("gpu driver", |h| h.gpus.first()?.driver.clone()),
+        ("gpu cuda", |h| h.gpus.first()?.cuda.clone()),
+        ("torch", |h| h.torch.as_ref()?.version.clone()),
+        ("torch cuda", |h| h.torch.as_ref()?.cuda.clone()),
+        ("cudnn", |h| h.torch.as_ref()?.cudnn.clone()),
+        ("nccl", |h| h.torch.as_ref()?.nccl.clone()),
+        ("cpu", |h| h.cpu.clone()),
+        ("cores", |h| h.cores.map(|c| c.to_string())),
+    ];
+    for (subject, fact) in facts {
+        let (l, n) = (fact(a), fact(b));
         if l != n {
-            out.push(value_difference(
-                Area::Host,
-                subject,
-                l.map(Value::Text),
-                n.map(Value::Text),
-            ));
+            let d = value_difference(Area::Host, subject, l.map(Value::Text), n.map(Value::Text));
+            out.push(if matches!(subject, "cpu" | "cores") {
+                d.because(Reason::MachineOnly)
+            } else {
+                d
+            });
         }
-    };
-    cmp("os", a.os.clone(), b.os.clone());
-    cmp("arch", a.arch.clone(), b.arch.clone());
-    cmp("glibc", a.glibc.clone(), b.glibc.clone());
-    let gpus = |h: &Host| {
-        (!h.gpus.is_empty()).then(|| {
-            h.gpus
-                .iter()
-                .map(|g| g.name.clone())
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-    };
-    cmp("gpu", gpus(a), gpus(b));
-    let first = |h: &Host, f: fn(&crate::model::lockfile::Gpu) -> Option<String>| {
-        h.gpus.first().and_then(f)
-    };
-    cmp(
-        "gpu driver",
-        first(a, |g| g.driver.clone()),
-        first(b, |g| g.driver.clone()),
-    );
-    cmp(
-        "gpu cuda",
-        first(a, |g| g.cuda.clone()),
-        first(b, |g| g.cuda.clone()),
-    );
-    let t = |h: &Host, f: fn(&python::TorchStack) -> Option<String>| h.torch.as_ref().and_then(f);
-    cmp(
-        "torch",
-        t(a, |x| x.version.clone()),
-        t(b, |x| x.version.clone()),
-    );
-    cmp(
-        "torch cuda",
-        t(a, |x| x.cuda.clone()),
-        t(b, |x| x.cuda.clone()),
-    );
-    cmp(
-        "cudnn",
-        t(a, |x| x.cudnn.clone()),
-        t(b, |x| x.cudnn.clone()),
-    );
-    cmp("nccl", t(a, |x| x.nccl.clone()), t(b, |x| x.nccl.clone()));
-    if a.cpu != b.cpu {
-        out.push(
-            value_difference(
-                Area::Host,
-                "cpu",
-                a.cpu.clone().map(Value::Text),
-                b.cpu.clone().map(Value::Text),
-            )
-            .because(Reason::MachineOnly),
-        );
-    }
-    if a.cores != b.cores {
-        out.push(
-            value_difference(
-                Area::Host,
-                "cores",
-                a.cores.map(|c| Value::Text(c.to_string())),
-                b.cores.map(|c| Value::Text(c.to_string())),
-            )
-            .because(Reason::MachineOnly),
-        );
     }
     out
 }

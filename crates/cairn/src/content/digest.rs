@@ -355,6 +355,19 @@ pub struct HashOptions<'a> {
     pub confine: Option<&'a Path>,
 }
 
+impl<'a> HashOptions<'a> {
+    /// How a command that only reads hashes (`lineage`, `audit`): through the stat cache in
+    /// `cache_dir`, without progress, not following links out of `boundary` (the repository).
+    pub fn read_only(cache_dir: &'a Path, boundary: &'a Path) -> Self {
+        HashOptions {
+            cache_dir: Some(cache_dir),
+            use_cache: true,
+            progress: None,
+            confine: Some(boundary),
+        }
+    }
+}
+
 /// One hashed file: its digest, size, and what to cache for it.
 struct FileHash {
     hash: Digest,

@@ -39,6 +39,37 @@ pub enum Source {
     },
 }
 
+impl Source {
+    /// The lock's name for this kind of source: `registry`, `vcs`, `archive` or `directory`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Registry => "registry",
+            Source::Vcs { .. } => "vcs",
+            Source::Archive { .. } => "archive",
+            Source::Directory { .. } => "directory",
+        }
+    }
+
+    /// Where it was installed from; `None` for a registry.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Source::Registry => None,
+            Source::Vcs { url, .. }
+            | Source::Archive { url, .. }
+            | Source::Directory { url, .. } => Some(url),
+        }
+    }
+
+    /// The git commit installed (VCS) or of the directory's repository, when there is one.
+    pub fn commit(&self) -> Option<&str> {
+        match self {
+            Source::Vcs { commit, .. } => Some(commit),
+            Source::Directory { commit, .. } => commit.as_deref(),
+            Source::Registry | Source::Archive { .. } => None,
+        }
+    }
+}
+
 /// A conda package from `conda-meta/*.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CondaPackage {

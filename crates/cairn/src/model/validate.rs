@@ -17,6 +17,22 @@ struct Checker {
 }
 
 impl Checker {
+    /// Sort `list` by `key` and name each key that appears twice: "{what} `{key}` appears twice".
+    fn sort_unique<T, K: Ord + std::fmt::Display>(
+        &mut self,
+        list: &mut [T],
+        key: impl Fn(&T) -> K,
+        what: &str,
+    ) {
+        list.sort_by_key(|x| key(x));
+        for pair in list.windows(2) {
+            let k = key(&pair[0]);
+            if k == key(&pair[1]) {
+                self.problems.push(format!("{what} `{k}` appears twice"));
+            }
+        }
+    }
+
     fn req<T>(&mut self, v: Option<T>, what: &str) -> Option<T> {
         if v.is_none() {
             self.problems.push(format!("missing `{what}`"));
@@ -272,13 +288,7 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
                 });
             }
         }
-        submodules.sort_by(|a, b| a.path.cmp(&b.path));
-        for pair in submodules.windows(2) {
-            if pair[0].path == pair[1].path {
-                c.problems
-                    .push(format!("submodule `{}` appears twice", pair[0].path));
-            }
-        }
+        c.sort_unique(&mut submodules, |s| s.path.clone(), "submodule");
         if let Some(remote) = &code.remote {
             if let Err(why) = check_remote(remote) {
                 c.problems
@@ -382,13 +392,7 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
             });
         }
     }
-    data.sort_by(|a, b| a.name.cmp(&b.name));
-    for pair in data.windows(2) {
-        if pair[0].name == pair[1].name {
-            c.problems
-                .push(format!("dataset name `{}` appears twice", pair[0].name));
-        }
-    }
+    c.sort_unique(&mut data, |d| d.name.clone(), "dataset name");
     let mut seen = BTreeSet::new();
     for d in &data {
         if let Location::Path(p) = &d.location {
@@ -409,39 +413,21 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
             lockfiles.push(LockfileEntry { path, kind, digest });
         }
     }
-    lockfiles.sort_by(|a, b| a.path.cmp(&b.path));
     let mut inputs: Vec<Input> = w
         .input
         .into_iter()
         .enumerate()
         .filter_map(|(i, x)| c.input(x, i))
         .collect();
-    inputs.sort_by_key(Input::reference);
-    for pair in inputs.windows(2) {
-        if pair[0].reference() == pair[1].reference() {
-            c.problems
-                .push(format!("input `{}` appears twice", pair[0].reference()));
-        }
-    }
-    for pair in lockfiles.windows(2) {
-        if pair[0].path == pair[1].path {
-            c.problems
-                .push(format!("lockfile path `{}` appears twice", pair[0].path));
-        }
-    }
+    c.sort_unique(&mut inputs, Input::reference, "input");
+    c.sort_unique(&mut lockfiles, |l| l.path.clone(), "lockfile path");
     let mut artifacts = |list: Vec<wire::Artifact>, table: &str| {
         let mut out: Vec<Artifact> = list
             .into_iter()
             .enumerate()
             .filter_map(|(i, a)| c.artifact(a, table, i))
             .collect();
-        out.sort_by(|a, b| a.path.cmp(&b.path));
-        for pair in out.windows(2) {
-            if pair[0].path == pair[1].path {
-                c.problems
-                    .push(format!("{table} path `{}` appears twice", pair[0].path));
-            }
-        }
+        c.sort_unique(&mut out, |a| a.path.clone(), &format!("{table} path"));
         out
     };
     let checkpoints = artifacts(w.checkpoint, "checkpoint");
@@ -605,13 +591,7 @@ impl Checker {
                 });
             }
         }
-        packages.sort_by(|a, b| a.name.cmp(&b.name));
-        for pair in packages.windows(2) {
-            if pair[0].name == pair[1].name {
-                self.problems
-                    .push(format!("python package `{}` appears twice", pair[0].name));
-            }
-        }
+        self.sort_unique(&mut packages, |p| p.name.clone(), "python package");
         let mut conda: Vec<CondaPackage> = p
             .conda
             .into_iter()

@@ -171,33 +171,21 @@ fn python_to_wire(p: &Python) -> wire::Python {
                 let mut w = wire::PyPackage {
                     name: Some(k.name.clone()),
                     version: Some(k.version.clone()),
+                    source: Some(k.source.kind().into()),
+                    url: k.source.url().map(Into::into),
+                    commit: k.source.commit().map(Into::into),
                     installer: k.installer.clone(),
                     wheel_tag: k.wheel_tag.clone(),
                     fingerprint: k.fingerprint.map(|d| d.to_string()),
                     ..Default::default()
                 };
                 match &k.source {
-                    Source::Registry => w.source = Some("registry".into()),
-                    Source::Vcs { url, commit } => {
-                        w.source = Some("vcs".into());
-                        w.url = Some(url.clone());
-                        w.commit = Some(commit.clone());
-                    }
-                    Source::Archive { url, hash } => {
-                        w.source = Some("archive".into());
-                        w.url = Some(url.clone());
-                        w.hash = hash.clone();
-                    }
+                    Source::Registry | Source::Vcs { .. } => {}
+                    Source::Archive { hash, .. } => w.hash = hash.clone(),
                     Source::Directory {
-                        url,
-                        editable,
-                        commit,
-                        change,
+                        editable, change, ..
                     } => {
-                        w.source = Some("directory".into());
-                        w.url = Some(url.clone());
                         w.editable = *editable;
-                        w.commit = commit.clone();
                         w.change = change.map(|d| d.to_string());
                     }
                 }

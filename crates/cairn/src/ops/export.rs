@@ -565,39 +565,30 @@ fn resolved_dependencies(lock: &Lock) -> Vec<Value> {
             let mut d = Map::new();
             d.insert("uri".into(), pypi_purl(&p.name, &p.version).into());
             let mut a = Map::new();
-            let source = match &p.source {
-                Source::Registry => "registry",
-                Source::Vcs { url, commit } => {
-                    d.insert("downloadLocation".into(), url.clone().into());
-                    d.insert("digest".into(), json!({"gitCommit": commit}));
-                    "vcs"
-                }
-                Source::Archive { url, hash } => {
-                    d.insert("downloadLocation".into(), url.clone().into());
+            if let Some(url) = p.source.url() {
+                d.insert("downloadLocation".into(), url.into());
+            }
+            if let Some(c) = p.source.commit() {
+                d.insert("digest".into(), json!({"gitCommit": c}));
+            }
+            match &p.source {
+                Source::Registry | Source::Vcs { .. } => {}
+                Source::Archive { hash, .. } => {
                     if let Some((alg, value)) = hash.as_deref().and_then(|h| h.split_once('=')) {
                         d.insert("digest".into(), json!({ alg: value }));
                     }
-                    "archive"
                 }
                 Source::Directory {
-                    url,
-                    editable,
-                    commit,
-                    change,
+                    editable, change, ..
                 } => {
-                    d.insert("downloadLocation".into(), url.clone().into());
-                    if let Some(c) = commit {
-                        d.insert("digest".into(), json!({"gitCommit": c}));
-                    }
                     if *editable {
                         a.insert("editable".into(), true.into());
                     }
                     put(&mut a, "change", change.map(|c| c.to_string()));
-                    "directory"
                 }
-            };
+            }
             a.insert("role".into(), "python-package".into());
-            a.insert("source".into(), source.into());
+            a.insert("source".into(), p.source.kind().into());
             put(&mut a, "installer", p.installer.clone());
             put(&mut a, "wheelTag", p.wheel_tag.clone());
             put(&mut a, "fingerprint", p.fingerprint.map(|f| f.to_string()));

@@ -37,16 +37,19 @@ const CHECKPOINT_DIRS: &[&str] = &[
 ];
 /// File extensions of checkpoints.
 const CHECKPOINT_EXTS: &[&str] = &["safetensors", "pt", "pth", "ckpt", "bin"];
-/// Directories that are never datasets.
-const NOT_DATA: &[&str] = &[
+/// Directories whose Python files are not the project's own (and that are never datasets).
+const NOT_SOURCES: &[&str] = &[
     "venv",
     "env",
     "node_modules",
     "__pycache__",
     "build",
     "dist",
-    "target",
     "site-packages",
+];
+/// Directories that are never datasets, besides [`NOT_SOURCES`].
+const NOT_DATA: &[&str] = &[
+    "target",
     "wandb",
     "mlruns",
     "docs",
@@ -58,16 +61,6 @@ const NOT_DATA: &[&str] = &[
     "notebooks",
     "configs",
     "examples",
-];
-/// Directories whose Python files are not the project's own.
-const NOT_SOURCES: &[&str] = &[
-    "venv",
-    "env",
-    "node_modules",
-    "__pycache__",
-    "build",
-    "dist",
-    "site-packages",
 ];
 /// Extensions of source code and text that is not data.
 const CODE_EXTS: &[&str] = &[
@@ -118,7 +111,10 @@ pub fn guess(dir: &Path) -> Result<Guess> {
         }
     };
     for (name, path) in &top {
-        if CHECKPOINT_DIRS.contains(&name.as_str()) || NOT_DATA.contains(&name.as_str()) {
+        if [CHECKPOINT_DIRS, NOT_SOURCES, NOT_DATA]
+            .iter()
+            .any(|list| list.contains(&name.as_str()))
+        {
             continue;
         }
         if DATA_DIRS.contains(&name.as_str()) {
@@ -309,37 +305,30 @@ fn key(s: &str) -> String {
 
 /// The commented `cairn.toml` for a guess.
 pub fn render(g: &Guess) -> String {
-    let mut s = String::new();
     let command = format!(
         "{} {}",
         g.python.as_deref().unwrap_or("python"),
         g.script.as_deref().unwrap_or("train.py")
     );
-    s.push_str("# cairn.toml: what `cairn lock` records for this project, and where `cairn verify` finds\n");
-    s.push_str("# data on this machine. Written by `cairn init` from a look at this directory: check each\n");
-    s.push_str(&format!(
-        "# line, then lock a run with `cairn lock -- {command}`.\n"
-    ));
-    s.push_str(
-        "# Paths are relative to this directory. Reference: spec/lockfile.md, section 13.\n",
+    let mut s = format!(
+        "# cairn.toml: what `cairn lock` records for this project, and where `cairn verify` finds\n\
+         # data on this machine. Written by `cairn init` from a look at this directory: check each\n\
+         # line, then lock a run with `cairn lock -- {command}`.\n\
+         # Paths are relative to this directory. Reference: spec/lockfile.md, section 13.\n\
+         # `python` and paths outside the repository are used only while this file is trusted on\n\
+         # this machine: `cairn init` trusted it; after an edit, run `cairn trust` (spec/security.md).\n\
+         \n\
+         # The Python interpreter whose packages are recorded (default: $VIRTUAL_ENV, then\n\
+         # $CONDA_PREFIX, then python3 on PATH).\n"
     );
-    s.push_str(
-        "# `python` and paths outside the repository are used only while this file is trusted on\n",
-    );
-    s.push_str("# this machine: `cairn init` trusted it; after an edit, run `cairn trust` (spec/security.md).\n\n");
-
-    s.push_str(
-        "# The Python interpreter whose packages are recorded (default: $VIRTUAL_ENV, then\n",
-    );
-    s.push_str("# $CONDA_PREFIX, then python3 on PATH).\n");
     match &g.python {
         Some(p) => s.push_str(&format!("python = {}\n\n", quote(p))),
         None => s.push_str("# python = \".venv/bin/python\"\n\n"),
     }
 
-    s.push_str("# Checkpoints the run writes: paths or globs (`**` crosses directories), matched when the\n");
     s.push_str(
-        "# command has finished. They are recorded by digest and are never counted as code.\n",
+        "# Checkpoints the run writes: paths or globs (`**` crosses directories), matched when the\n\
+         # command has finished. They are recorded by digest and are never counted as code.\n",
     );
     if g.checkpoints.is_empty() {
         s.push_str("# checkpoints = [\"runs/**/*.safetensors\", \"runs/**/*.pt\"]\n\n");
@@ -352,42 +341,35 @@ pub fn render(g: &Guess) -> String {
     }
 
     s.push_str(
-        "# Other outputs worth recording (metrics files, exports, samples): paths or globs.\n",
-    );
-    s.push_str("# outputs = [\"runs/metrics.json\"]\n\n");
-
-    s.push_str("# Environment variables to record besides cairn's own list (PYTHONHASHSEED,\n");
-    s.push_str("# CUBLAS_WORKSPACE_CONFIG, CUDA_VISIBLE_DEVICES, NCCL_*, OMP_NUM_THREADS, ...). A trailing\n");
-    s.push_str(
-        "# `*` matches a prefix. Never list secrets: the values are written into cairn.lock.\n",
-    );
-    s.push_str("# env = [\"WANDB_MODE\", \"HF_HUB_OFFLINE\", \"XLA_*\"]\n\n");
-
-    s.push_str("# Models every run starts from: a path here, another lock's checkpoint as\n");
-    s.push_str("# LOCK#CHECKPOINT, or a Hugging Face cache snapshot as hf://ORG/NAME@COMMIT.\n");
-    s.push_str("# inputs = [\"hf://org/base-model@<40-hex commit>\"]\n\n");
-
-    s.push_str(
-        "# Datasets the run reads: name = path. A path outside this directory is recorded as\n",
-    );
-    s.push_str(
-        "# external (by digest only); every machine then says where it is in its own cairn.toml.\n",
+        "# Other outputs worth recording (metrics files, exports, samples): paths or globs.\n\
+         # outputs = [\"runs/metrics.json\"]\n\
+         \n\
+         # Environment variables to record besides cairn's own list (PYTHONHASHSEED,\n\
+         # CUBLAS_WORKSPACE_CONFIG, CUDA_VISIBLE_DEVICES, NCCL_*, OMP_NUM_THREADS, ...). A trailing\n\
+         # `*` matches a prefix. Never list secrets: the values are written into cairn.lock.\n\
+         # env = [\"WANDB_MODE\", \"HF_HUB_OFFLINE\", \"XLA_*\"]\n\
+         \n\
+         # Models every run starts from: a path here, another lock's checkpoint as\n\
+         # LOCK#CHECKPOINT, or a Hugging Face cache snapshot as hf://ORG/NAME@COMMIT.\n\
+         # inputs = [\"hf://org/base-model@<40-hex commit>\"]\n\
+         \n\
+         # Datasets the run reads: name = path. A path outside this directory is recorded as\n\
+         # external (by digest only); every machine then says where it is in its own cairn.toml.\n\
+         [data]\n",
     );
     if g.data.is_empty() {
-        s.push_str("[data]\n# train = \"data/train\"\n");
-    } else {
-        s.push_str("[data]\n");
-        for (name, path) in &g.data {
-            s.push_str(&format!("{} = {}\n", key(name), quote(path)));
-        }
+        s.push_str("# train = \"data/train\"\n");
     }
-    s.push('\n');
+    for (name, path) in &g.data {
+        s.push_str(&format!("{} = {}\n", key(name), quote(path)));
+    }
 
     s.push_str(
-        "# The rules of `cairn audit`: \"error\" fails the audit, \"warning\" only reports,\n",
+        "\n\
+         # The rules of `cairn audit`: \"error\" fails the audit, \"warning\" only reports,\n\
+         # \"off\" skips the check. Uncomment a line to change its level; the defaults are shown.\n\
+         # [audit]\n",
     );
-    s.push_str("# \"off\" skips the check. Uncomment a line to change its level; the defaults are shown.\n");
-    s.push_str("# [audit]\n");
     let width = crate::ops::audit::RULES
         .iter()
         .map(|(n, l, _)| n.len() + level(*l).len())

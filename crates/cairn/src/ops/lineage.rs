@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::content::digest::Digest;
+use crate::content::digest::{self, Digest, HashOptions};
 use crate::error::{Error, Result};
 use crate::model::lockfile::{Artifact, InputSource, Location, Lock, Parent};
 use crate::model::paths::RelPath;
@@ -532,12 +532,12 @@ fn short(digest: &str) -> String {
 }
 
 /// Resolve a lineage target: a lock path (its final checkpoints), a digest, or a file or
-/// directory (matched by digest, then by path).
+/// directory (hashed with `hopts`, matched by digest, then by path).
 pub fn targets(
     graph: &Graph,
     project: &Project,
     target: &str,
-    hash: impl Fn(&Path) -> Result<Digest>,
+    hopts: &HashOptions<'_>,
 ) -> Result<Vec<Node>> {
     if let Ok(d) = target.parse::<Digest>() {
         let found: Vec<Node> = graph
@@ -572,7 +572,7 @@ pub fn targets(
             path: abs,
         });
     }
-    let d = hash(&abs)?;
+    let d = digest::hash_path_with(&abs, hopts)?.digest;
     let by_digest = graph.with_digest(&d);
     if !by_digest.is_empty() {
         return Ok(by_digest

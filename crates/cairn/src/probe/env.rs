@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::content::digest;
 use crate::error::Result;
-use crate::model::lockfile::{Host, LockfileEntry, PyPackage, Python};
+use crate::model::lockfile::{Host, LockfileEntry, Python};
 use crate::probe::lockfiles;
 use crate::probe::python::{self, Environment, Origin, Source};
 
@@ -55,18 +55,7 @@ pub fn python_table(env: &Environment) -> Python {
         version: env.interpreter.version.clone(),
         abi: env.interpreter.abi.clone(),
         platform: Some(env.interpreter.platform.clone()),
-        packages: env
-            .packages
-            .iter()
-            .map(|p| PyPackage {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                source: p.source.clone(),
-                installer: p.installer.clone(),
-                wheel_tag: p.wheel_tag.clone(),
-                fingerprint: p.fingerprint,
-            })
-            .collect(),
+        packages: env.packages.iter().map(|p| p.package.clone()).collect(),
         conda: env.conda.clone(),
     }
 }

@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use crate::content::digest::Digest;
 use crate::error::{Error, Result};
+use crate::model::lockfile::PyPackage;
 use crate::probe::git;
 
 pub use crate::model::python::{file_url_path, normalize_name, CondaPackage, Source, TorchStack};
@@ -45,21 +46,12 @@ pub struct Interpreter {
     pub sys_path: Vec<PathBuf>,
 }
 
-/// One installed distribution.
+/// One installed distribution: what the lock records of it, and where it was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {
-    /// PEP 503 normalised name.
-    pub name: String,
-    /// The version from its metadata.
-    pub version: String,
-    /// Where it came from.
-    pub source: Source,
-    /// The `INSTALLER` file's content (`pip`, `uv`, `conda`).
-    pub installer: Option<String>,
-    /// The wheel's tag(s) from the `WHEEL` file, space-separated.
-    pub wheel_tag: Option<String>,
-    /// BLAKE3 over the sorted `path,hash` lines of `RECORD` (see [`record_fingerprint`]).
-    pub fingerprint: Option<Digest>,
+    /// Name, version, source, installer, wheel tag(s) from the `WHEEL` file and the fingerprint
+    /// of `RECORD` (see [`record_fingerprint`]): the lock's `[[python.package]]`.
+    pub package: PyPackage,
     /// The metadata directory or file it was read from (not recorded in the lock).
     pub location: PathBuf,
 }
@@ -519,12 +511,14 @@ fn read_distribution(
         (!tags.is_empty()).then(|| tags.join(" "))
     });
     Some(Package {
-        name: normalize_name(&raw_name),
-        version,
-        source,
-        installer: read("INSTALLER"),
-        wheel_tag,
-        fingerprint: read("RECORD").and_then(|r| record_fingerprint(&r)),
+        package: PyPackage {
+            name: normalize_name(&raw_name),
+            version,
+            source,
+            installer: read("INSTALLER"),
+            wheel_tag,
+            fingerprint: read("RECORD").and_then(|r| record_fingerprint(&r)),
+        },
         location: entry.to_path_buf(),
     })
 }
@@ -567,18 +561,18 @@ pub fn scan(sys_path: &[PathBuf]) -> (Vec<Package>, Vec<String>) {
             let Some(pkg) = pkg else {
                 continue;
             };
-            match found.get(&pkg.name) {
+            match found.get(&pkg.package.name) {
                 Some(first) => warnings.push(format!(
                     "{} {} at {} is shadowed by {} {} at {}",
-                    pkg.name,
-                    pkg.version,
+                    pkg.package.name,
+                    pkg.package.version,
                     pkg.location.display(),
-                    first.name,
-                    first.version,
+                    first.package.name,
+                    first.package.version,
                     first.location.display()
                 )),
                 None => {
-                    found.insert(pkg.name.clone(), pkg);
+                    found.insert(pkg.package.name.clone(), pkg);
                 }
             }
         }
@@ -665,22 +659,15 @@ pub fn torch_stack(sys_path: &[PathBuf]) -> Option<TorchStack> {
         }
     }
     let read = |rel: &str| std::fs::read_to_string(site.join(rel)).ok();
-    t.cudnn = read("nvidia/cudnn/include/cudnn_version.h").and_then(|h| {
-        Some(format!(
-            "{}.{}.{}",
-            header_define(&h, "CUDNN_MAJOR")?,
-            header_define(&h, "CUDNN_MINOR")?,
-            header_define(&h, "CUDNN_PATCHLEVEL")?
-        ))
-    });
-    t.nccl = read("nvidia/nccl/include/nccl.h").and_then(|h| {
-        Some(format!(
-            "{}.{}.{}",
-            header_define(&h, "NCCL_MAJOR")?,
-            header_define(&h, "NCCL_MINOR")?,
-            header_define(&h, "NCCL_PATCH")?
-        ))
-    });
+    // MAJOR.MINOR.PATCH from three `#define`s of a header.
+    let version = |h: String, names: [&str; 3]| {
+        let parts: Option<Vec<String>> = names.iter().map(|n| header_define(&h, n)).collect();
+        parts.map(|p| p.join("."))
+    };
+    t.cudnn = read("nvidia/cudnn/include/cudnn_version.h")
+        .and_then(|h| version(h, ["CUDNN_MAJOR", "CUDNN_MINOR", "CUDNN_PATCHLEVEL"]));
+    t.nccl = read("nvidia/nccl/include/nccl.h")
+        .and_then(|h| version(h, ["NCCL_MAJOR", "NCCL_MINOR", "NCCL_PATCH"]));
     Some(t)
 }
 

@@ -287,10 +287,10 @@ pub(super) fn build_environment(
     }
     let venv_python = venv.join("bin/python");
     let present = python::capture(&venv_python)?;
-    let have: BTreeMap<&str, &python::Package> = present
+    let have: BTreeMap<&str, &lockfile::PyPackage> = present
         .packages
         .iter()
-        .map(|p| (p.name.as_str(), p))
+        .map(|p| (p.package.name.as_str(), &p.package))
         .collect();
 
     // What to install: everything locked, except what the new venv already has exactly.
@@ -375,7 +375,7 @@ pub(super) fn build_environment(
     let mut extra: Vec<String> = after
         .packages
         .iter()
-        .map(|p| p.name.clone())
+        .map(|p| p.package.name.clone())
         .filter(|n| !locked_names.contains(n.as_str()))
         .collect();
     // pip last: it is the one doing the uninstalling.

@@ -146,6 +146,37 @@ impl Drop for Cleanup {
 // ---------------------------------------------------------------------------------------------
 // The rebuild.
 
+/// Where the project stands in its repository (empty at the root).
+fn project_rel(project: &Project, repo_root: &Path) -> PathBuf {
+    project
+        .root
+        .strip_prefix(repo_root)
+        .unwrap_or(Path::new(""))
+        .to_path_buf()
+}
+
+/// How the lock's command runs in the worktree `into` of `repo_root`, from `rebuilt_root`;
+/// `None` when the lock records no command. Preflight makes it for the plan shown, and the
+/// rebuild again once the worktree exists, to run only what was shown.
+fn command_plan(
+    project: &Project,
+    lock: &Lock,
+    (repo_root, into): (&Path, &Path),
+    rebuilt_root: &Path,
+    venv: Option<&Path>,
+) -> Option<Plan> {
+    lock.run.command.as_ref().map(|argv| {
+        make_plan(
+            argv,
+            lock,
+            &project.config.env,
+            (&project.root, repo_root, into),
+            rebuilt_root,
+            venv,
+        )
+    })
+}
+
 /// Everything preflight found: what the rebuild needs, and the plan shown for consent.
 struct Prepared {
     lock: Lock,
@@ -235,11 +266,7 @@ fn prepare(project: &Project, lock_path: &Path, opts: &RebuildOptions) -> Result
             fetch_error: None,
         });
     }
-    let project_rel = project
-        .root
-        .strip_prefix(repo_root)
-        .unwrap_or(Path::new(""))
-        .to_path_buf();
+    let project_rel = project_rel(project, repo_root);
     let data_plans = if present {
         refuse_committed_venv(repo, &code.commit, &project_rel)?;
         Some(plan_data(project, repo, &lock, opts)?)
@@ -249,16 +276,7 @@ fn prepare(project: &Project, lock_path: &Path, opts: &RebuildOptions) -> Result
     let rebuilt_root = into.join(&project_rel);
     let venv = into.join(".venv");
     let venv_used = lock.python.is_some().then_some(venv.as_path());
-    let command = lock.run.command.as_ref().map(|argv| {
-        make_plan(
-            argv,
-            &lock,
-            &project.config.env,
-            (&project.root, repo_root, &into),
-            &rebuilt_root,
-            venv_used,
-        )
-    });
+    let command = command_plan(project, &lock, (repo_root, &into), &rebuilt_root, venv_used);
     let plan = RebuildPlan {
         lock: lock_path.to_path_buf(),
         run: lock.run.id.clone(),
@@ -358,11 +376,7 @@ pub fn rebuild(
     } else {
         repo
     };
-    let project_rel = project
-        .root
-        .strip_prefix(repo_root)
-        .unwrap_or(Path::new(""))
-        .to_path_buf();
+    let project_rel = project_rel(project, repo_root);
     let data_plans = match data_plans {
         Some(d) => d,
         None => {
@@ -481,16 +495,13 @@ pub fn rebuild(
 
     // Run.
     let venv_used = lock.python.is_some().then(|| venv.clone());
-    let plan = lock.run.command.as_ref().map(|argv| {
-        make_plan(
-            argv,
-            &lock,
-            &project.config.env,
-            (&project.root, repo_root, &into),
-            &rebuilt_root,
-            venv_used.as_deref(),
-        )
-    });
+    let plan = command_plan(
+        project,
+        &lock,
+        (repo_root, &into),
+        &rebuilt_root,
+        venv_used.as_deref(),
+    );
     let blocking: Vec<&str> = steps
         .iter()
         .filter(|s| match s.step {

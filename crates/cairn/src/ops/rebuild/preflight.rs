@@ -221,15 +221,21 @@ pub(super) fn ensure_commit(
             fetch_error: None,
         });
     };
-    let by_id = run_capture(git_cmd(repo_root).args([
-        "fetch",
-        "--quiet",
-        "--no-tags",
-        "--no-recurse-submodules",
-        "--end-of-options",
-        remote,
-        &code.commit,
-    ]));
+    let fetch = |refspecs: &[&str]| {
+        run_capture(
+            git_cmd(repo_root)
+                .args([
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    "--no-recurse-submodules",
+                    "--end-of-options",
+                    remote,
+                ])
+                .args(refspecs),
+        )
+    };
+    let by_id = fetch(&[&code.commit]);
     let fresh = || {
         git2::Repository::open(repo_root)
             .map(|r| git::has_commit(&r, &code.commit))
@@ -242,16 +248,7 @@ pub(super) fn ensure_commit(
         )));
     }
     // Servers that refuse to serve a commit by id still serve their branches.
-    let all = run_capture(git_cmd(repo_root).args([
-        "fetch",
-        "--quiet",
-        "--no-tags",
-        "--no-recurse-submodules",
-        "--end-of-options",
-        remote,
-        "refs/heads/*",
-        "refs/tags/*",
-    ]));
+    let all = fetch(&["refs/heads/*", "refs/tags/*"]);
     if fresh() {
         return Ok(Some(format!(
             "fetched {} from {remote} (with its branches)",
