@@ -17,7 +17,7 @@ fn verify_json(r: &Repo, args: &[&str], code: i32) -> serde_json::Value {
     let mut all = vec!["verify", "--format", "json"];
     all.extend_from_slice(args);
     let out: Run = r.cairn(&all).expect(code);
-    serde_json::from_str(&out.stdout).unwrap()
+    out.json()
 }
 
 fn files_read(report: &serde_json::Value) -> u64 {

@@ -13,10 +13,6 @@ use crate::util::{Repo, Venv};
 
 type Named = BTreeSet<(String, String, String, String)>;
 
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
 fn s(v: &serde_json::Value) -> String {
     v.as_str().unwrap_or("").to_string()
 }
@@ -156,18 +152,16 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
         ("checkpoint", "runs/final.safetensors", "", "missing"),
     ]);
 
-    let verify = json(
-        &r.cairn(["verify", "--python", py, "--format", "json"])
-            .expect(1)
-            .stdout,
-    );
+    let verify = r
+        .cairn(["verify", "--python", py, "--format", "json"])
+        .expect(1)
+        .json();
     assert_eq!(verify_named(&verify), want, "{verify:#}");
 
-    let diff = json(
-        &r.cairn(["diff", "cairn.lock", "--python", py, "--format", "json"])
-            .expect(1)
-            .stdout,
-    );
+    let diff = r
+        .cairn(["diff", "cairn.lock", "--python", py, "--format", "json"])
+        .expect(1)
+        .json();
     assert_eq!(diff_named(&diff), want, "{diff:#}");
     // Every kind of difference at once is still what the published schemas allow.
     crate::schemas::assert_valid("verify-report.schema.json", &verify, "verify");
@@ -187,7 +181,7 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
 
     // audit, a policy by rules: the dataset's files and the missing checkpoint, in the same
     // words.
-    let audit = json(&r.cairn(["audit", "--format", "json"]).expect(1).stdout);
+    let audit = r.cairn(["audit", "--format", "json"]).expect(1).json();
     let finding = |rule: &str, subject: &str| {
         audit["findings"]
             .as_array()
@@ -236,7 +230,7 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
         "--format",
         "json",
     ]);
-    let rebuild = json(&out.stdout);
+    let rebuild = out.json();
     let steps = rebuild["steps"].as_array().unwrap();
     let step = |name: &str| {
         steps
@@ -303,13 +297,12 @@ fn a_link_out_of_the_repository_is_read_by_no_command() {
     std::os::unix::fs::symlink(&copy, r.join("data/train")).unwrap();
 
     let want = named(&[("data", "train", "", "unchecked")]);
-    let verify = json(&r.cairn(["verify", "--format", "json"]).expect(1).stdout);
+    let verify = r.cairn(["verify", "--format", "json"]).expect(1).json();
     assert_eq!(verify_named(&verify), want, "{verify:#}");
-    let diff = json(
-        &r.cairn(["diff", "cairn.lock", "--no-python", "--format", "json"])
-            .expect(1)
-            .stdout,
-    );
+    let diff = r
+        .cairn(["diff", "cairn.lock", "--no-python", "--format", "json"])
+        .expect(1)
+        .json();
     assert_eq!(diff_named(&diff), want, "{diff:#}");
     for report in [&verify["findings"][0], &diff["causes"][0]] {
         assert!(
@@ -320,7 +313,7 @@ fn a_link_out_of_the_repository_is_read_by_no_command() {
             "{report}"
         );
     }
-    let audit = json(&r.cairn(["audit", "--format", "json"]).expect(1).stdout);
+    let audit = r.cairn(["audit", "--format", "json"]).expect(1).json();
     assert!(
         audit["findings"]
             .as_array()

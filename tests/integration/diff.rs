@@ -3,10 +3,6 @@
 
 use crate::util::Repo;
 
-fn json(stdout: &str) -> serde_json::Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
-
 /// (section, subject, path) of each entry of a list.
 fn keys(list: &serde_json::Value) -> Vec<(String, String, String)> {
     list.as_array()
@@ -51,11 +47,10 @@ fn identical_runs_have_no_difference() {
     out.stdout_has("code: commit ")
         .stdout_has("same code")
         .stdout_has("no difference");
-    let d = json(
-        &r.cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
-            .expect(0)
-            .stdout,
-    );
+    let d = r
+        .cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
+        .expect(0)
+        .json();
     assert_eq!(d["same"], true);
     assert_eq!(d["causes"], serde_json::json!([]));
     assert_eq!(d["effects"], serde_json::json!([]));
@@ -70,11 +65,10 @@ fn code_commits_between_and_files_that_differ() {
     r.commit_all("add the model");
     r.write("train.py", format!("{}# tweak\n", crate::util::TRAIN_PY));
     lock(&r, "b.cairn.lock", &["--", "python3", "train.py"]);
-    let d = json(
-        &r.cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
-            .expect(1)
-            .stdout,
-    );
+    let d = r
+        .cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
+        .expect(1)
+        .json();
     assert_eq!(
         keys(&d["causes"]),
         [k("code", "code", "model.py"), k("code", "code", "train.py")],
@@ -118,26 +112,15 @@ fn command_env_and_seed_in_order_of_likely_cause() {
             "train.py",
         ];
         args.extend(extra);
-        let out = r
-            .cmd()
-            .env("PYTHONHASHSEED", hashseed)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        r.cairn_env(&[("PYTHONHASHSEED", hashseed)], args).expect(0);
     };
     run("a.cairn.lock", "1", "0", &[]);
     r.write("data/train/c.txt", "gamma\n");
     run("b.cairn.lock", "2", "1", &["--lr", "3e-4"]);
-    let d = json(
-        &r.cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
-            .expect(1)
-            .stdout,
-    );
+    let d = r
+        .cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
+        .expect(1)
+        .json();
     assert_eq!(
         keys(&d["causes"]),
         [
@@ -173,11 +156,10 @@ fn a_lock_against_the_current_state() {
     r.write("data/train/a.txt", "alpha, relabelled\n");
     r.write("train.py", "print('rewritten')\n");
     std::fs::remove_file(r.join("runs/final.safetensors")).unwrap();
-    let d = json(
-        &r.cairn(["diff", "cairn.lock", "--no-python", "--format", "json"])
-            .expect(1)
-            .stdout,
-    );
+    let d = r
+        .cairn(["diff", "cairn.lock", "--no-python", "--format", "json"])
+        .expect(1)
+        .json();
     assert_eq!(
         keys(&d["causes"]),
         [k("code", "code", "train.py"), k("data", "train", "a.txt")],
@@ -234,10 +216,9 @@ fn host_and_gpu_differences() {
     let bin = tempfile::tempdir().unwrap();
     let smi = crate::util::replay_nvidia_smi(bin.path());
     let lock_on = |smi: &str, name: &str| {
-        let out = r
-            .cmd()
-            .env("CAIRN_NVIDIA_SMI", smi)
-            .args([
+        r.cairn_env(
+            &[("CAIRN_NVIDIA_SMI", smi)],
+            [
                 "lock",
                 "--lock",
                 name,
@@ -249,19 +230,14 @@ fn host_and_gpu_differences() {
                 "--",
                 "python3",
                 "train.py",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            ],
+        )
+        .expect(0);
     };
     lock_on("/nonexistent/nvidia-smi", "cpu.cairn.lock");
     lock_on(smi.to_str().unwrap(), "h100.cairn.lock");
-    let d = json(
-        &r.cairn([
+    let d = r
+        .cairn([
             "diff",
             "cpu.cairn.lock",
             "h100.cairn.lock",
@@ -269,8 +245,7 @@ fn host_and_gpu_differences() {
             "json",
         ])
         .expect(1)
-        .stdout,
-    );
+        .json();
     assert_eq!(
         keys(&d["causes"]),
         [
@@ -289,29 +264,20 @@ fn host_and_gpu_differences() {
     r.commit_all("locks");
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("on-h100");
-    let out = r
-        .cmd()
-        .env("CAIRN_NVIDIA_SMI", &smi)
-        .args([
+    r.cairn_env(
+        &[("CAIRN_NVIDIA_SMI", smi.to_str().unwrap())],
+        [
             "rebuild",
             "--lock",
             "cpu.cairn.lock",
             "--into",
             into.to_str().unwrap(),
             "--run",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(
-        stdout.contains("host (differs from the locking machine; information):\n  gpu: none -> NVIDIA H100 80GB HBM3\n"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("reproduced: every step matches the lock"),
-        "{stdout}"
-    );
+        ],
+    )
+    .expect(0)
+    .stdout_has("host (differs from the locking machine; information):\n  gpu: none -> NVIDIA H100 80GB HBM3\n")
+    .stdout_has("reproduced: every step matches the lock");
 }
 
 /// Checkpoint metrics recorded with `cairn checkpoint add` are compared name by name.
@@ -336,7 +302,7 @@ fn checkpoint_metrics_are_compared() {
     let out = r
         .cairn(["diff", "first.cairn.lock", "cairn.lock", "--format", "json"])
         .expect(1);
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     let metrics: Vec<(String, String)> = report["effects"]
         .as_array()
         .unwrap()

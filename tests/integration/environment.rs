@@ -5,23 +5,18 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::util::{git_in, Repo, Venv};
+use crate::util::{git_in, run_ok, Repo, Venv};
 
 /// `pip freeze --all` of a venv as normalised name -> version (None where pip prints no
 /// version: VCS and local-directory lines).
 fn freeze(venv: &Venv) -> BTreeMap<String, Option<String>> {
-    let out = crate::util::command(venv.python())
-        .args([
-            "-m",
-            "pip",
-            "--disable-pip-version-check",
-            "freeze",
-            "--all",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = run_ok(crate::util::command(venv.python()).args([
+        "-m",
+        "pip",
+        "--disable-pip-version-check",
+        "freeze",
+        "--all",
+    ]));
     let mut map = BTreeMap::new();
     let mut editable_comment: Option<(String, String)> = None;
     for line in text.lines() {
@@ -204,7 +199,7 @@ fn environment_matches_pip_freeze_and_drift_is_named() {
     let env_out = r
         .cairn(["env", "--python", py.to_str().unwrap(), "--format", "json"])
         .expect(0);
-    let env: serde_json::Value = serde_json::from_str(&env_out.stdout).unwrap();
+    let env = env_out.json();
     assert_eq!(
         env["python"]["package"].as_array().unwrap().len(),
         recorded.len()
@@ -227,7 +222,7 @@ fn environment_matches_pip_freeze_and_drift_is_named() {
             "json",
         ])
         .expect(0);
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     let env_findings: Vec<&serde_json::Value> = report["findings"]
         .as_array()
         .unwrap()
@@ -282,13 +277,14 @@ fn broken_metadata_is_a_warning_naming_it() {
 fn seed_and_determinism_variables_are_recorded_and_passed_on() {
     let r = Repo::ml();
     r.write("cairn.toml", "env = [\"MY_*\"]\noutputs = [\"seed.txt\"]\n");
-    let out = r
-        .cmd()
-        .env("PYTHONHASHSEED", "0")
-        .env("NCCL_ALGO", "Ring")
-        .env("MY_FLAG", "on")
-        .env("UNRELATED_SECRET", "do-not-record")
-        .args([
+    r.cairn_env(
+        &[
+            ("PYTHONHASHSEED", "0"),
+            ("NCCL_ALGO", "Ring"),
+            ("MY_FLAG", "on"),
+            ("UNRELATED_SECRET", "do-not-record"),
+        ],
+        [
             "lock",
             "--no-python",
             "--seed",
@@ -297,14 +293,9 @@ fn seed_and_determinism_variables_are_recorded_and_passed_on() {
             "sh",
             "-c",
             "echo $CAIRN_SEED > seed.txt",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        ],
+    )
+    .expect(0);
     assert_eq!(r.read("seed.txt"), "1234\n");
     let text = r.read("cairn.lock");
     assert!(!text.contains("do-not-record"), "{text}");

@@ -99,7 +99,7 @@ fn chain() -> Repo {
 
 fn audit_json(r: &Repo, code: i32) -> serde_json::Value {
     let out = cairn(r, &["audit", "--format", "json"]).expect(code);
-    serde_json::from_str(&out.stdout).unwrap()
+    out.json()
 }
 
 /// The (rule, lock, subject) of every error.
@@ -312,7 +312,7 @@ fn hub_inputs_by_commit_pass_and_by_branch_are_flagged() {
     assert_eq!(lock["input"][0]["commit"].as_str(), Some(commit.as_str()));
     assert_eq!(lock["input"][0]["mutable"].as_bool(), Some(true));
     let out = with_cache(&["audit", "--format", "json"]).expect(1);
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     assert_eq!(
         errors(&report),
         [(

@@ -84,7 +84,7 @@ fn every_difference_is_reported_in_one_run() {
     r.write("runs/final.safetensors", "tampered");
     r.write("train.py", "print('different')\n");
     let out = r.cairn(["verify", "--format", "json"]).expect(1);
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     assert_eq!(report["ok"], false);
     let findings = report["findings"].as_array().unwrap();
     let got: Vec<(String, String, String)> = findings
@@ -416,43 +416,13 @@ fn help_teaches_every_subcommand() {
     r.cairn(["verify", "--no-such-flag"]).expect(2);
 }
 
-/// A stand-in for nvidia-smi that replays output captured on a real H100 machine
-/// (tests/fixtures/nvidia-smi); CI has no GPU.
-fn fake_nvidia_smi(dir: &std::path::Path) -> std::path::PathBuf {
-    let fixtures =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nvidia-smi");
-    let script = dir.join("nvidia-smi");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\ncase \"$*\" in\n  *--query-gpu*) cat '{csv}' ;;\n  *-q*) cat '{q}' ;;\n  *) exit 9 ;;\nesac\n",
-            csv = fixtures.join("h100-query-gpu.csv").display(),
-            q = fixtures.join("h100-q.txt").display()
-        ),
-    )
-    .unwrap();
-    let mut perm = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&script, perm).unwrap();
-    script
-}
-
 #[test]
 fn gpu_is_recorded_from_nvidia_smi() {
     let r = Repo::ml();
     let bin = tempfile::tempdir().unwrap();
-    let smi = fake_nvidia_smi(bin.path());
-    let out = r
-        .cmd()
-        .env("CAIRN_NVIDIA_SMI", &smi)
-        .arg("lock")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let smi = crate::util::replay_nvidia_smi(bin.path());
+    r.cairn_env(&[("CAIRN_NVIDIA_SMI", smi.to_str().unwrap())], ["lock"])
+        .expect(0);
     let lock = r.lock_toml("cairn.lock");
     let gpu = &lock["host"]["gpu"][0];
     assert_eq!(gpu["name"].as_str(), Some("NVIDIA H100 80GB HBM3"));
@@ -470,17 +440,8 @@ fn gpu_is_recorded_from_nvidia_smi() {
 #[test]
 fn no_gpu_is_not_an_error() {
     let r = Repo::ml();
-    let out = r
-        .cmd()
-        .env("CAIRN_NVIDIA_SMI", "/nonexistent/nvidia-smi")
-        .arg("lock")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    r.cairn_env(&[("CAIRN_NVIDIA_SMI", "/nonexistent/nvidia-smi")], ["lock"])
+        .expect(0);
     let lock = r.lock_toml("cairn.lock");
     assert!(lock["host"].get("gpu").is_none());
     assert!(lock["host"]["arch"].as_str().is_some());

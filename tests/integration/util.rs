@@ -14,7 +14,13 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output) -> Run {
+    /// Run `cmd` to its end and keep its exit code and output, whatever they are.
+    pub fn of(cmd: &mut Command) -> Run {
+        Run::from(cmd.output().expect("the command starts"))
+    }
+
+    /// The exit code and output of a finished child.
+    pub fn from(out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -42,6 +48,13 @@ impl Run {
             self.stderr
         );
         self
+    }
+
+    /// stdout parsed as JSON, showing it when it is not JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 
     /// Assert the exit code, showing the output when it differs.
@@ -234,7 +247,19 @@ impl Repo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        Run::from(self.cmd().args(args).output().expect("cairn runs"))
+        Run::of(self.cmd().args(args))
+    }
+
+    /// Run cairn with these arguments in the repository root, with the variables `env` set
+    /// on top of the hermetic environment.
+    pub fn cairn_env<I, S>(&self, env: &[(&str, &str)], args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.cmd();
+        cmd.envs(env.iter().copied()).args(args);
+        Run::of(&mut cmd)
     }
 
     /// Run cairn in a subdirectory.
@@ -243,13 +268,7 @@ impl Repo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        Run::from(
-            self.cmd()
-                .current_dir(self.join(dir))
-                .args(args)
-                .output()
-                .expect("cairn runs"),
-        )
+        Run::of(self.cmd().current_dir(self.join(dir)).args(args))
     }
 
     /// The standard lock of the `ml` repository: both datasets and the checkpoint the training
@@ -371,13 +390,91 @@ pub fn git_in(dir: &Path, home: &Path, args: &[&str]) -> String {
     let mut cmd = Command::new("git");
     cmd.args(args).current_dir(dir);
     hermetic(&mut cmd, home);
-    let out = cmd.output().expect("git runs");
+    run_ok(&mut cmd)
+}
+
+/// Run `cmd`; panics, showing the command and its stderr, unless it exits 0; returns stdout.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> String {
+    let line: Vec<_> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{line:?} does not start: {e}"));
     assert!(
         out.status.success(),
-        "git {args:?} failed: {}",
+        "{line:?} failed ({}): {}",
+        out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `git clone` of `src` into `parent/name`, as anybody who received the repository would, with
+/// `home` as HOME; returns the clone's path.
+pub fn clone_repo(src: &Repo, parent: &Path, home: &Path, name: &str) -> PathBuf {
+    git_in(
+        parent,
+        home,
+        &["clone", "-q", src.path().to_str().unwrap(), name],
+    );
+    parent.join(name)
+}
+
+/// Write `contents` to `path` (making its directory) as an executable file, mode 0755.
+pub fn write_executable(path: &Path, contents: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The names of the entries of `dir`, sorted: what a test compares to say nothing appeared.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every entry below `dirs`, recursively, with the bytes of each file (empty for anything
+/// else): take one before and one after, and compare, to show nothing there changed.
+pub fn snapshot(dirs: &[&Path]) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                todo.push(e.path());
+            }
+            let bytes = if t.is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            out.insert(e.path(), bytes);
+        }
+    }
+    out
+}
+
+/// Assert that the files `a` and `b` hold the same bytes (a rebuilt checkpoint and the
+/// original, say).
+#[track_caller]
+pub fn assert_same_bytes(a: &Path, b: &Path) {
+    let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert!(
+        read(a) == read(b),
+        "{} and {} differ",
+        a.display(),
+        b.display()
+    );
 }
 
 /// Any program, outside a [`Repo`], without the caller's [`LEAKY_ENV`] variables and without
@@ -393,18 +490,7 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
 /// Run a shell command line in `dir`; panics on failure; returns stdout.
 #[track_caller]
 pub fn sh(dir: &Path, script: &str) -> String {
-    let out = command("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .expect("sh runs");
-    assert!(
-        out.status.success(),
-        "{script} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run_ok(command("sh").arg("-c").arg(script).current_dir(dir))
 }
 
 /// The `cairn` command run as an unprivileged user: root reads every file whatever its mode, so
@@ -455,15 +541,10 @@ pub struct Venv {
 impl Venv {
     pub fn new() -> Venv {
         let dir = tempfile::tempdir().unwrap();
-        let out = command("python3")
-            .args(["-m", "venv"])
-            .arg(dir.path().join("venv"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            command("python3")
+                .args(["-m", "venv"])
+                .arg(dir.path().join("venv")),
         );
         Venv { dir }
     }
@@ -517,17 +598,13 @@ impl Venv {
 pub fn replay_nvidia_smi(dir: &Path) -> PathBuf {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nvidia-smi");
     let script = dir.join("nvidia-smi");
-    std::fs::write(
+    write_executable(
         &script,
         format!(
             "#!/bin/sh\ncase \"$*\" in\n  *--query-gpu*) cat '{csv}' ;;\n  *-q*) cat '{q}' ;;\n  *) exit 9 ;;\nesac\n",
             csv = fixtures.join("h100-query-gpu.csv").display(),
             q = fixtures.join("h100-q.txt").display()
         ),
-    )
-    .unwrap();
-    let mut perm = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&script, perm).unwrap();
+    );
     script
 }

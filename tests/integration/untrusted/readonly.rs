@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Repo, Run, Venv};
+use crate::util::{clone_repo, snapshot, write_executable, Repo, Run, Venv};
 
 /// The victim's side: a home directory with files worth stealing, a place outside the clone,
 /// and the clone itself at `clone/`.
@@ -36,11 +36,7 @@ impl Victim {
 
     /// Clone `origin` into `clone/` with plain `git clone`.
     fn clone_from(&self, origin: &Repo) {
-        crate::util::git_in(
-            self.repo.path(),
-            self.repo.home(),
-            &["clone", "-q", &origin.path().display().to_string(), "clone"],
-        );
+        clone_repo(origin, self.repo.path(), self.repo.home(), "clone");
     }
 
     fn clone(&self) -> PathBuf {
@@ -68,24 +64,7 @@ impl Victim {
 
     /// Every file outside the clone (the victim's home and `outside/`), with its bytes.
     fn outside(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        let mut out = BTreeMap::new();
-        let mut todo = vec![self.repo.home().to_path_buf(), self.repo.join("outside")];
-        while let Some(dir) = todo.pop() {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let e = e.unwrap();
-                let t = e.file_type().unwrap();
-                if t.is_dir() {
-                    todo.push(e.path());
-                }
-                let bytes = if t.is_file() {
-                    std::fs::read(e.path()).unwrap()
-                } else {
-                    Vec::new()
-                };
-                out.insert(e.path(), bytes);
-            }
-        }
-        out
+        snapshot(&[self.repo.home(), &self.repo.join("outside")])
     }
 
     #[track_caller]
@@ -114,22 +93,12 @@ fn bounded(mut cmd: Command) -> Run {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(child.wait_with_output().unwrap())
 }
 
 /// A shell script that creates `marker`: the only thing any payload does.
 fn payload(marker: &Path) -> String {
     format!("#!/bin/sh\ntouch '{}'\n", marker.display())
-}
-
-fn make_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// The attacker's repository: the `ml` project's training set locked with the Python of `venv`
@@ -173,8 +142,7 @@ fn row1_modules_at_the_root_are_not_imported_by_the_probe() {
         origin.write(module, &code);
     }
     for program in ["python3", "python", "nvidia-smi", "getconf", "git"] {
-        origin.write(program, payload(&v.marker));
-        make_executable(&origin.join(program));
+        write_executable(&origin.join(program), payload(&v.marker));
     }
     origin.commit_all("helpful modules");
     v.clone_from(&origin);
@@ -224,8 +192,7 @@ fn row2_cairn_toml_cannot_choose_the_interpreter() {
     let v = Victim::new();
     let marker = v.marker.clone();
     let origin = locked_origin(Some(&venv));
-    origin.write("tools/python", payload(&marker));
-    make_executable(&origin.join("tools/python"));
+    write_executable(&origin.join("tools/python"), payload(&marker));
     origin.write("cairn.toml", "python = \"tools/python\"\n");
     origin.commit_all("pick an interpreter");
     v.clone_from(&origin);
@@ -248,8 +215,7 @@ fn row2_cairn_toml_cannot_choose_the_interpreter() {
 
     // An interpreter outside the repository (here, a stub the victim would never run).
     let outside = v.repo.join("outside/python");
-    std::fs::write(&outside, payload(&marker)).unwrap();
-    make_executable(&outside);
+    write_executable(&outside, payload(&marker));
     std::fs::write(
         v.clone().join("cairn.toml"),
         format!("python = {:?}\n", outside.display().to_string()),

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{git_in, Repo, Run, Venv};
+use crate::util::{clone_repo, git_in, names_in, write_executable, Repo, Run, Venv};
 
 /// The victim's side: a clone of the attacker's repository, a home with a `.bashrc`, the marker
 /// path the payloads would touch, and a place to rebuild into.
@@ -52,16 +52,7 @@ impl Victim {
 
     /// `git clone` of the attacker's repository, as anybody would.
     fn clone_from(&self, evil: &Repo) {
-        git_in(
-            self.top.path(),
-            &self.home,
-            &[
-                "clone",
-                "-q",
-                evil.path().to_str().unwrap(),
-                self.clone.to_str().unwrap(),
-            ],
-        );
+        clone_repo(evil, self.top.path(), &self.home, "clone");
     }
 
     /// The directory of the latest rebuild.
@@ -82,7 +73,7 @@ impl Victim {
             .arg("--into")
             .arg(self.target())
             .args(args);
-        run(&mut cmd)
+        Run::of(&mut cmd)
     }
 
     /// Nothing of the attacker's ran and nothing outside the clone and the rebuild changed.
@@ -95,32 +86,18 @@ impl Victim {
             out.stderr
         );
         assert_eq!(std::fs::read_to_string(self.bashrc()).unwrap(), BASHRC);
-        let mut top: Vec<String> = std::fs::read_dir(self.top.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with("rebuilt-"))
-            .collect();
-        top.sort();
+        let mut top = names_in(self.top.path());
+        top.retain(|n| !n.starts_with("rebuilt-"));
         assert_eq!(
             top,
             ["clone", "home"],
             "something appeared next to the clone"
         );
-        let mut home: Vec<String> = std::fs::read_dir(&self.home)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        home.sort();
-        assert_eq!(home, [".bashrc"], "something appeared in the victim's home");
-    }
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().expect("cairn runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        assert_eq!(
+            names_in(&self.home),
+            [".bashrc"],
+            "something appeared in the victim's home"
+        );
     }
 }
 
@@ -159,11 +136,7 @@ fn python_version(python: &Path) -> String {
 
 /// An executable shell script.
 fn script(path: &Path, body: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    let mut perm = std::fs::metadata(path).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(path, perm).unwrap();
+    write_executable(path, format!("#!/bin/sh\n{body}\n"));
 }
 
 fn commit_lock(evil: &Repo, lock: &str) {
@@ -423,7 +396,7 @@ fn row6_links_in_the_locked_commit_are_replaced_not_written_through() {
 fn row7_a_committed_venv_is_never_run() {
     let system = Venv::new();
     let site = system.site_packages();
-    let before = listing(&site);
+    let before = names_in(&site);
     let v = Victim::new();
     let (evil, lock) = attacker();
     script(
@@ -462,7 +435,7 @@ fn row7_a_committed_venv_is_never_run() {
         .env("PATH", &path)
         .args(["rebuild", "--yes", "--into"])
         .arg(v.target());
-    let out = run(&mut cmd).expect(2);
+    let out = Run::of(&mut cmd).expect(2);
     out.stderr_has("holds a virtual environment at .venv");
     v.assert_untouched(&out);
     assert!(!v.target().exists());
@@ -478,7 +451,11 @@ fn row7_a_committed_venv_is_never_run() {
         .expect(2);
     out.stderr_has("is inside the repository");
     v.assert_untouched(&out);
-    assert_eq!(listing(&site), before, "the stand-in system Python changed");
+    assert_eq!(
+        names_in(&site),
+        before,
+        "the stand-in system Python changed"
+    );
 }
 
 /// Row 7, the other half: the user's own base interpreter is a stub that hands everything to
@@ -489,7 +466,7 @@ fn row7_a_committed_venv_is_never_run() {
 fn row7_a_base_interpreter_that_is_another_python_gets_no_pip() {
     let system = Venv::new();
     let site = system.site_packages();
-    let before = listing(&site);
+    let before = names_in(&site);
     let v = Victim::new();
     let (evil, lock) = attacker();
     let version = python_version(&system.python());
@@ -522,19 +499,10 @@ fn row7_a_base_interpreter_that_is_another_python_gets_no_pip() {
         .stderr_has("nothing was installed");
     v.assert_untouched(&out);
     assert_eq!(
-        listing(&site),
+        names_in(&site),
         before,
         "pip ran against the stand-in system Python"
     );
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 /// Row 8: a `directory` package with an in-tree PEP 517 backend that touches the marker when
