@@ -274,18 +274,7 @@ fn a_link_out_of_the_repository_is_read_by_no_command() {
     r.git(&["rm", "-q", "-r", "--cached", "data"]);
     r.write(".gitignore", "runs/\ndata/\n");
     r.commit_all("data is not code");
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--data",
-        "data/train",
-        "--checkpoint",
-        "runs/final.safetensors",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    r.cairn(crate::util::LOCK_ML_NO_PYTHON).expect(0);
     r.commit_all("lock");
     let elsewhere = tempfile::tempdir().unwrap();
     let copy = elsewhere.path().join("train");

@@ -36,23 +36,14 @@ fn locked() -> Repo {
         ),
     );
     r.commit_all("train writes shards");
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--data",
-        "data/train",
-        "--checkpoint",
-        "runs/final.safetensors",
+    r.cairn(crate::util::lock_ml_no_python(&[
         "--checkpoint",
         "runs/shards",
         "--output",
         "runs/metrics.json",
         "--seed",
         "42",
-        "--",
-        "python3",
-        "train.py",
-    ])
+    ]))
     .expect(0);
     r
 }

@@ -226,20 +226,8 @@ fn rebuilt_run_is_bit_identical_and_diff_names_the_two_causes() {
         ])
         .expect(1);
     let d = out.json();
-    let causes: Vec<(String, String, String)> = d["causes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["section"].as_str().unwrap().to_string(),
-                c["subject"].as_str().unwrap().to_string(),
-                c["path"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
     assert_eq!(
-        causes,
+        crate::util::diff_keys(&d["causes"]),
         [
             ("data".into(), "train".into(), "a.txt".into()),
             ("python".into(), "six".into(), String::new()),

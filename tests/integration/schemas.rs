@@ -236,42 +236,16 @@ fn real_output_matches_every_schema() {
 #[test]
 fn diff_and_rebuild_reports_match_their_schemas() {
     let r = Repo::ml();
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--lock",
-        "a.cairn.lock",
-        "--data",
-        "data/train",
-        "--checkpoint",
-        "runs/final.safetensors",
-        "--seed",
-        "1",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    let lock = |name: &str, seed: &str| {
+        let args = crate::util::lock_ml_no_python(&["--lock", name, "--seed", seed]);
+        r.cairn(args).expect(0);
+    };
+    lock("a.cairn.lock", "1");
     r.commit_all("first run");
     r.write("data/train/a.txt", "changed\n");
     r.write("train.py", format!("{}# v2\n", crate::util::TRAIN_PY));
     r.commit_all("second version");
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--lock",
-        "b.cairn.lock",
-        "--data",
-        "data/train",
-        "--checkpoint",
-        "runs/final.safetensors",
-        "--seed",
-        "2",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    lock("b.cairn.lock", "2");
     let two = r
         .cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
         .expect(1)

@@ -308,6 +308,33 @@ pub const LOCK_ML_NO_PYTHON: &[&str] = &[
     "train.py",
 ];
 
+/// [`LOCK_ML_NO_PYTHON`] with more options: `extra` goes right after `lock`.
+pub fn lock_ml_no_python<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![LOCK_ML_NO_PYTHON[0]];
+    args.extend(extra);
+    args.extend(&LOCK_ML_NO_PYTHON[1..]);
+    args
+}
+
+/// (section, subject, path) of each entry of a list of `cairn diff --format json` (`causes`,
+/// `effects`); the path is empty where the entry has none.
+#[track_caller]
+pub fn diff_keys(list: &serde_json::Value) -> Vec<(String, String, String)> {
+    let entries = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"));
+    entries
+        .iter()
+        .map(|c| {
+            (
+                c["section"].as_str().unwrap().to_string(),
+                c["subject"].as_str().unwrap().to_string(),
+                c["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
 /// A deterministic stand-in for a training script: writes a checkpoint and a metrics file.
 pub const TRAIN_PY: &str = r#"import os, sys
 os.makedirs("runs", exist_ok=True)

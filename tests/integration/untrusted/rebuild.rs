@@ -22,6 +22,14 @@ struct Victim {
     marker: PathBuf,
 }
 
+/// How [`Victim::hostile_bare_clone`] names its hooks directory in the config.
+enum Hooks {
+    /// `core.hooksPath` relative to the repository.
+    Relative,
+    /// `core.hooksPath` as an absolute path, and `core.sshCommand` set as well.
+    AbsoluteAndSsh,
+}
+
 const BASHRC: &str = "# the victim's own shell settings\nexport EDITOR=vi\n";
 
 impl Victim {
@@ -53,6 +61,52 @@ impl Victim {
     /// `git clone` of the attacker's repository, as anybody would.
     fn clone_from(&self, evil: &Repo) {
         clone_repo(evil, self.top.path(), &self.home, "clone");
+    }
+
+    /// The attacker commits `lock` as the repository's `cairn.lock`; then the victim clones it.
+    fn clone_locked(&self, evil: &Repo, lock: &str) {
+        evil.write("cairn.lock", lock);
+        evil.commit_all("lock");
+        self.clone_from(evil);
+    }
+
+    /// The attacker's bare clone of `src` at `bare`, whose config names the payload as every
+    /// program git could run from a repository's config: fsmonitor, an upload-pack hook, a
+    /// hooks directory (`hooks-evil` in `bare`) of payload hooks and, with
+    /// [`Hooks::AbsoluteAndSsh`], the ssh command.
+    fn hostile_bare_clone(&self, evil: &Repo, src: &Path, bare: &Path, hooks: Hooks) {
+        git_in(
+            bare.parent().unwrap(),
+            evil.home(),
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                src.to_str().unwrap(),
+                bare.to_str().unwrap(),
+            ],
+        );
+        let payload = self.payload();
+        let (hooks_path, ssh) = match hooks {
+            Hooks::Relative => ("hooks-evil".to_string(), String::new()),
+            Hooks::AbsoluteAndSsh => (
+                bare.join("hooks-evil").display().to_string(),
+                format!("\tsshCommand = \"{payload}\"\n"),
+            ),
+        };
+        let mut config = std::fs::read_to_string(bare.join("config")).unwrap();
+        config.push_str(&format!(
+            "[core]\n\tfsmonitor = \"{payload}\"\n\thooksPath = {hooks_path}\n{ssh}[uploadpack]\n\tpackObjectsHook = \"{payload}; git pack-objects\"\n"
+        ));
+        std::fs::write(bare.join("config"), config).unwrap();
+        for hook in [
+            "pre-upload-pack",
+            "post-checkout",
+            "reference-transaction",
+            "fsmonitor-watchman",
+        ] {
+            script(&bare.join("hooks-evil").join(hook), &payload);
+        }
     }
 
     /// The directory of the latest rebuild.
@@ -139,11 +193,6 @@ fn script(path: &Path, body: &str) {
     write_executable(path, format!("#!/bin/sh\n{body}\n"));
 }
 
-fn commit_lock(evil: &Repo, lock: &str) {
-    evil.write("cairn.lock", lock);
-    evil.commit_all("lock");
-}
-
 /// Row 3: `code.remote = "--upload-pack=<cmd> #"` and a commit the clone lacks. git would take
 /// the remote as an option; the lock is refused before git is started, with or without --yes.
 #[test]
@@ -158,8 +207,7 @@ fn row3_a_remote_that_is_an_option_is_refused() {
         "code",
         &format!("remote = {remote:?}"),
     );
-    commit_lock(&evil, &lock);
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &lock);
     for args in [&[][..], &["--yes"][..], &["--run"][..]] {
         let out = v.rebuild(&evil, args).expect(2);
         out.stderr_has("invalid lockfile")
@@ -260,32 +308,12 @@ fn row5_a_submodule_in_an_embedded_bare_repository_runs_nothing() {
     let sub_commit = git_in(scratch.path(), evil.home(), &["rev-parse", "HEAD"])
         .trim()
         .to_string();
-    let bare = evil.join("evil.git");
-    git_in(
-        evil.path(),
-        evil.home(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            scratch.path().to_str().unwrap(),
-            bare.to_str().unwrap(),
-        ],
+    v.hostile_bare_clone(
+        &evil,
+        scratch.path(),
+        &evil.join("evil.git"),
+        Hooks::Relative,
     );
-    let payload = v.payload();
-    let mut config = std::fs::read_to_string(bare.join("config")).unwrap();
-    config.push_str(&format!(
-        "[core]\n\tfsmonitor = \"{payload}\"\n\thooksPath = hooks-evil\n[uploadpack]\n\tpackObjectsHook = \"{payload}; git pack-objects\"\n"
-    ));
-    std::fs::write(bare.join("config"), config).unwrap();
-    for hook in [
-        "pre-upload-pack",
-        "post-checkout",
-        "reference-transaction",
-        "fsmonitor-watchman",
-    ] {
-        script(&bare.join("hooks-evil").join(hook), &payload);
-    }
     evil.write(
         ".gitmodules",
         "[submodule \"sub\"]\n\tpath = sub\n\turl = ./evil.git\n",
@@ -310,8 +338,7 @@ fn row5_a_submodule_in_an_embedded_bare_repository_runs_nothing() {
         );
     }
     assert!(lock.contains(&head) && lock.contains(&tree), "{lock}");
-    commit_lock(&evil, &lock);
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &lock);
 
     let out = v.rebuild(&evil, &[]);
     assert!(matches!(out.code, 0 | 1), "{}{}", out.stdout, out.stderr);
@@ -368,8 +395,7 @@ fn row6_links_in_the_locked_commit_are_replaced_not_written_through() {
     std::fs::remove_file(evil.join("cairn.lock")).unwrap();
     std::fs::remove_file(evil.path().join(&manifest_rel)).unwrap();
     evil.write(manifest_rel.to_str().unwrap(), &manifest_bytes);
-    commit_lock(&evil, &lock.replace(&old_head, &locked));
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &lock.replace(&old_head, &locked));
 
     let out = v.rebuild(&evil, &[]);
     assert!(matches!(out.code, 0 | 1), "{}{}", out.stdout, out.stderr);
@@ -418,8 +444,7 @@ fn row7_a_committed_venv_is_never_run() {
         .to_string();
     let version = python_version(&system.python());
     let lock = with_python(&lock.replace(&old_head, &head), &version, "");
-    commit_lock(&evil, &lock);
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &lock);
 
     // The committed interpreter first on PATH (as if the victim had activated it) and as
     // --python: never run.
@@ -471,8 +496,7 @@ fn row7_a_base_interpreter_that_is_another_python_gets_no_pip() {
     let (evil, lock) = attacker();
     let version = python_version(&system.python());
     // No packages: the rebuild would uninstall everything the new venv has (pip, setuptools).
-    commit_lock(&evil, &with_python(&lock, &version, ""));
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &with_python(&lock, &version, ""));
     let tools = tempfile::tempdir().unwrap();
     let stub = tools.path().join("python3");
     let standin = system.python();
@@ -534,8 +558,7 @@ fn row8_a_build_backend_never_runs_before_consent() {
         v.clone.display()
     );
     let lock = with_python(&lock.replace(&old_head, &head), &version, &package);
-    commit_lock(&evil, &lock);
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &lock);
     let out = v.rebuild(&evil, &[]);
     assert!(matches!(out.code, 0 | 1), "{}{}", out.stdout, out.stderr);
     out.stderr_has("evilpkg 1.0 from")
@@ -578,8 +601,7 @@ fn row8_package_fields_that_would_be_options_are_refused() {
         "\n[[python.package]]\nname = \"far\"\nversion = \"1.0\"\nsource = \"archive\"\nurl = \"file://{}\"\n",
         outside.display()
     );
-    commit_lock(&evil, &with_python(&lock, &version, &archive));
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &with_python(&lock, &version, &archive));
     for (file, says) in [
         ("url.cairn.lock", "`python.package[0].url` starts with `-`"),
         (
@@ -605,6 +627,16 @@ fn row8_package_fields_that_would_be_options_are_refused() {
     v.assert_untouched(&out);
 }
 
+/// Row 9's lock: `lock` whose `run.command` runs the payload, hidden behind terminal escapes
+/// that, printed raw, erase the line and show `python train.py` instead.
+fn escaped_command(v: &Victim, lock: &str) -> String {
+    let command = format!(
+        "command = [\"sh\", \"-c\", \"{}\\u001b[2K\\rpython train.py\"]",
+        v.payload()
+    );
+    with_line(lock, "run", &command)
+}
+
 /// Row 9: `run.command` with terminal escapes that, printed raw, hid the real command behind
 /// `python train.py`. Every control character is shown escaped, in the plan and the report,
 /// and without consent the command does not run.
@@ -612,12 +644,7 @@ fn row8_package_fields_that_would_be_options_are_refused() {
 fn row9_escapes_in_the_command_are_shown_and_nothing_runs() {
     let v = Victim::new();
     let (evil, lock) = attacker();
-    let command = format!(
-        "command = [\"sh\", \"-c\", \"{}\\u001b[2K\\rpython train.py\"]",
-        v.payload()
-    );
-    commit_lock(&evil, &with_line(&lock, "run", &command));
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &escaped_command(&v, &lock));
     for args in [&[][..], &["--yes"][..], &["--dry-run"][..]] {
         let out = v.rebuild(&evil, args);
         assert!(matches!(out.code, 0 | 1), "{}{}", out.stdout, out.stderr);
@@ -639,8 +666,7 @@ fn control_characters_in_paths_and_names_are_refused() {
     let v = Victim::new();
     let (evil, lock) = attacker();
     let checkpoint = "\n[[checkpoint]]\npath = \"runs/\\u001b]0;pwned\\u0007x\"\nkind = \"file\"\ndigest = \"blake3:897c9a03db5e79d4c6b494d1af60c08e564cdaf9ba34830d14166223d8d8f780\"\nbytes = 1\n";
-    commit_lock(&evil, &format!("{lock}{checkpoint}"));
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &format!("{lock}{checkpoint}"));
     let out = v.rebuild(&evil, &["--run"]).expect(2);
     out.stderr_has("invalid lockfile")
         .stderr_has("`checkpoint[0].path`: path contains a control character");
@@ -655,12 +681,7 @@ fn control_characters_in_paths_and_names_are_refused() {
 fn row9_the_prompt_shows_the_escapes_and_no_runs_nothing() {
     let v = Victim::new();
     let (evil, lock) = attacker();
-    let command = format!(
-        "command = [\"sh\", \"-c\", \"{}\\u001b[2K\\rpython train.py\"]",
-        v.payload()
-    );
-    commit_lock(&evil, &with_line(&lock, "run", &command));
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &escaped_command(&v, &lock));
     let into = v.top.path().join("rebuilt-prompt");
     let line = format!(
         "{} rebuild --into {}",
@@ -720,32 +741,7 @@ fn row3_a_remote_with_a_hostile_config_runs_nothing_after_consent() {
         .to_string();
     let remote_dir = tempfile::tempdir().unwrap();
     let remote = remote_dir.path().join("evil.git");
-    git_in(
-        remote_dir.path(),
-        evil.home(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            evil.path().to_str().unwrap(),
-            remote.to_str().unwrap(),
-        ],
-    );
-    let payload = v.payload();
-    let mut config = std::fs::read_to_string(remote.join("config")).unwrap();
-    config.push_str(&format!(
-        "[core]\n\tfsmonitor = \"{payload}\"\n\thooksPath = {hooks}\n\tsshCommand = \"{payload}\"\n[uploadpack]\n\tpackObjectsHook = \"{payload}; git pack-objects\"\n",
-        hooks = remote.join("evil-hooks").display()
-    ));
-    std::fs::write(remote.join("config"), config).unwrap();
-    for hook in [
-        "pre-upload-pack",
-        "post-checkout",
-        "reference-transaction",
-        "fsmonitor-watchman",
-    ] {
-        script(&remote.join("evil-hooks").join(hook), &payload);
-    }
+    v.hostile_bare_clone(&evil, evil.path(), &remote, Hooks::AbsoluteAndSsh);
     // The published history stops before the experiment; the lock names it.
     evil.git(&["reset", "-q", "--hard", "HEAD~1"]);
     evil.git(&["reflog", "expire", "--expire=now", "--all"]);
@@ -756,8 +752,7 @@ fn row3_a_remote_with_a_hostile_config_runs_nothing_after_consent() {
         "code",
         &format!("remote = {:?}", remote.display().to_string()),
     );
-    commit_lock(&evil, &lock);
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &lock);
 
     let out = v.rebuild(&evil, &[]).expect(2);
     out.stderr_has("needs consent").stderr_has(&format!(
