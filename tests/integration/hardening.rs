@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::util::Repo;
+use crate::util::{Repo, Run};
 
 /// A small deterministic generator (tests must not depend on an RNG crate's versions).
 struct Lcg(u64);
@@ -115,7 +115,6 @@ fn sockets_and_device_links_in_a_dataset_are_skipped_and_reported() {
 /// Root reads everything: run as `nobody` when the tests run as root.
 #[test]
 fn unreadable_directory_is_named() {
-    use std::os::unix::fs::PermissionsExt;
     let r = Repo::plain();
     r.write("data/ok/a.txt", "fine");
     r.write("data/closed/b.txt", "hidden");
@@ -126,21 +125,13 @@ fn unreadable_directory_is_named() {
         ("data/ok/a.txt", 0o644),
         ("data/closed", 0o000),
     ] {
-        std::fs::set_permissions(r.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
+        crate::util::set_mode(&r.join(p), mode);
     }
-    let out = crate::util::cairn_unprivileged(r.path())
-        .args(["hash", "data"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    std::fs::set_permissions(
-        r.join("data/closed"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("data/closed"), "{stderr}");
-    assert!(stderr.contains("Permission denied"), "{stderr}");
+    let out = Run::of(crate::util::cairn_unprivileged(r.path()).args(["hash", "data"]));
+    crate::util::set_mode(&r.join("data/closed"), 0o755);
+    out.expect(2)
+        .stderr_has("data/closed")
+        .stderr_has("Permission denied");
 }
 
 /// Kill `cairn lock` with SIGKILL at many random moments: the lock on disk is always the old

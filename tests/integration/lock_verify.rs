@@ -40,8 +40,7 @@ fn lock_then_verify_passes() {
 
 #[test]
 fn changed_data_file_is_named() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     r.write("data/train/a.txt", "alpha\nx\n");
     let out = r.cairn(["verify"]).expect(1);
     out.stdout_has("changed      data train: a.txt");
@@ -51,8 +50,7 @@ fn changed_data_file_is_named() {
 
 #[test]
 fn added_and_removed_data_files_are_named() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     r.write("data/train/c.txt", "new\n");
     std::fs::remove_file(r.join("data/val/v.txt")).unwrap();
     let out = r.cairn(["verify"]).expect(1);
@@ -63,8 +61,7 @@ fn added_and_removed_data_files_are_named() {
 
 #[test]
 fn deleted_checkpoint_is_missing() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     std::fs::remove_file(r.join("runs/final.safetensors")).unwrap();
     let out = r.cairn(["verify"]).expect(1);
     assert!(
@@ -77,8 +74,7 @@ fn deleted_checkpoint_is_missing() {
 
 #[test]
 fn every_difference_is_reported_in_one_run() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     r.write("data/train/a.txt", "changed\n");
     r.write("data/val/extra.txt", "extra\n");
     r.write("runs/final.safetensors", "tampered");
@@ -120,8 +116,7 @@ fn every_difference_is_reported_in_one_run() {
 
 #[test]
 fn committing_the_lock_keeps_it_verified() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     let locked_commit = r.head();
     r.commit_all("lock training run");
     assert_ne!(r.head(), locked_commit);
@@ -131,8 +126,7 @@ fn committing_the_lock_keeps_it_verified() {
 
 #[test]
 fn a_new_commit_that_changes_code_fails() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     r.write("model.py", "class Model: pass\n");
     r.commit_all("add model");
     let out = r.cairn(["verify"]).expect(1);
@@ -141,24 +135,20 @@ fn a_new_commit_that_changes_code_fails() {
 
 #[test]
 fn uncommitted_change_after_lock_fails() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     r.write("train.py", "# edited\n");
     let out = r.cairn(["verify"]).expect(1);
     out.stdout_has("changed      code: train.py");
     // An executable bit alone is a difference too.
     r.git(&["checkout", "--", "train.py"]);
-    let mut perm = std::fs::metadata(r.join("train.py")).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(r.join("train.py"), perm).unwrap();
+    crate::util::set_mode(&r.join("train.py"), 0o755);
     let out = r.cairn(["verify"]).expect(1);
     out.stdout_has("mode changed code: train.py");
 }
 
 #[test]
 fn verify_from_a_subdirectory_finds_the_lock() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     r.cairn_in("data", ["verify"]).expect(0);
 }
 
@@ -208,8 +198,7 @@ fn same_state_gives_same_bytes_apart_from_times() {
 
 #[test]
 fn failed_command_keeps_the_good_lock() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     let good = r.read("cairn.lock");
     let out = r
         .cmd()
@@ -253,14 +242,8 @@ fn cairn_toml_declares_data_and_checkpoint_globs() {
     );
     r.commit_all("config");
     r.cairn(["lock", "--", "python3", "train.py"]).expect(0);
+    assert_eq!(r.data_names("cairn.lock"), ["train", "validation"]);
     let lock = r.lock_toml("cairn.lock");
-    let names: Vec<&str> = lock["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["train", "validation"]);
     assert_eq!(
         lock["checkpoint"][0]["path"].as_str(),
         Some("runs/final.safetensors")

@@ -547,17 +547,13 @@ fn an_error_part_way_removes_what_was_made() {
     let own = Venv::new();
     let tools = tempfile::tempdir().unwrap();
     let broken = tools.path().join("python3");
-    std::fs::write(
+    crate::util::write_executable(
         &broken,
         format!(
             "#!/bin/sh\ncase \"$*\" in *'-m venv'*) echo 'No module named venv' >&2; exit 1 ;; esac\nexec '{}' \"$@\"\n",
             own.python().display()
         ),
-    )
-    .unwrap();
-    let mut perm = std::fs::metadata(&broken).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&broken, perm).unwrap();
+    );
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("half");
     let out = rebuild(&r, &into, &["--python", broken.to_str().unwrap(), "--yes"]).expect(2);

@@ -134,24 +134,14 @@ fn locked_repo() -> Repo {
             crate::util::TRAIN_PY.replace("sys.exit(code)", "")
         ),
     );
-    r.cairn([
-        "lock",
-        "--data",
-        "data/train",
-        "--data",
-        "data/val",
-        "--checkpoint",
-        "runs/final.safetensors",
+    r.cairn(crate::util::lock_ml_args(&[
         "--checkpoint",
         "runs/final.dir",
         "--output",
         "runs/metrics.json",
         "--seed",
         "7",
-        "--",
-        "python3",
-        "train.py",
-    ])
+    ]))
     .expect(0);
     r
 }

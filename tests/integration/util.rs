@@ -187,6 +187,13 @@ impl Repo {
         r
     }
 
+    /// [`Repo::ml`] locked with [`Repo::lock_ml`] (the lock is not committed).
+    pub fn ml_locked() -> Repo {
+        let r = Repo::ml();
+        r.lock_ml().expect(0);
+        r
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -274,18 +281,16 @@ impl Repo {
     /// The standard lock of the `ml` repository: both datasets and the checkpoint the training
     /// script writes.
     pub fn lock_ml(&self) -> Run {
-        self.cairn([
-            "lock",
-            "--data",
-            "data/train",
-            "--data",
-            "data/val",
-            "--checkpoint",
-            "runs/final.safetensors",
-            "--",
-            "python3",
-            "train.py",
-        ])
+        self.cairn(lock_ml_args(&[]))
+    }
+
+    /// The `name` of each `[[data]]` entry of the lock `rel`, in the lock's order.
+    pub fn data_names(&self, rel: &str) -> Vec<String> {
+        let lock = self.lock_toml(rel);
+        let data = lock["data"].as_array().expect("the lock has [[data]]");
+        data.iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// The lockfile parsed as TOML.
@@ -307,6 +312,25 @@ pub const LOCK_ML_NO_PYTHON: &[&str] = &[
     "python3",
     "train.py",
 ];
+
+/// The arguments of [`Repo::lock_ml`] (Python recorded, both datasets, the checkpoint), with
+/// more options: `extra` goes right after `lock`.
+pub fn lock_ml_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["lock"];
+    args.extend(extra);
+    args.extend([
+        "--data",
+        "data/train",
+        "--data",
+        "data/val",
+        "--checkpoint",
+        "runs/final.safetensors",
+        "--",
+        "python3",
+        "train.py",
+    ]);
+    args
+}
 
 /// [`LOCK_ML_NO_PYTHON`] with more options: `extra` goes right after `lock`.
 pub fn lock_ml_no_python<'a>(extra: &[&'a str]) -> Vec<&'a str> {
@@ -452,10 +476,17 @@ pub fn clone_repo(src: &Repo, parent: &Path, home: &Path, name: &str) -> PathBuf
 
 /// Write `contents` to `path` (making its directory) as an executable file, mode 0755.
 pub fn write_executable(path: &Path, contents: impl AsRef<[u8]>) {
-    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, contents).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    set_mode(path, 0o755);
+}
+
+/// Set the permission bits of `path` to `mode` (a file's executable bit, an unreadable
+/// directory).
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
 }
 
 /// The names of the entries of `dir`, sorted: what a test compares to say nothing appeared.

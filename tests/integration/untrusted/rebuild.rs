@@ -174,6 +174,16 @@ fn with_line(lock: &str, table: &str, line: &str) -> String {
     lock.replacen(&header, &format!("{header}{line}\n"), 1)
 }
 
+/// `lock` with its `code.commit` replaced by `commit`.
+fn with_commit(lock: &str, commit: &str) -> String {
+    let old = lock
+        .lines()
+        .find_map(|l| l.strip_prefix("commit = \""))
+        .expect("the lock names a commit")
+        .trim_end_matches('"');
+    lock.replace(old, commit)
+}
+
 /// A `[python]` table for the interpreter at `python` (its real version), with `packages`
 /// (`[[python.package]]` tables) after it.
 fn with_python(lock: &str, version: &str, packages: &str) -> String {
@@ -385,17 +395,11 @@ fn row6_links_in_the_locked_commit_are_replaced_not_written_through() {
     std::os::unix::fs::symlink(&victim_other, evil.path().join(&manifest_rel)).unwrap();
     evil.commit_all("links");
     let locked = evil.head();
-    let old_head = lock
-        .lines()
-        .find_map(|l| l.strip_prefix("commit = \""))
-        .unwrap()
-        .trim_end_matches('"')
-        .to_string();
     // HEAD: the real lock (naming the commit with the links) and the real manifest.
     std::fs::remove_file(evil.join("cairn.lock")).unwrap();
     std::fs::remove_file(evil.path().join(&manifest_rel)).unwrap();
     evil.write(manifest_rel.to_str().unwrap(), &manifest_bytes);
-    v.clone_locked(&evil, &lock.replace(&old_head, &locked));
+    v.clone_locked(&evil, &with_commit(&lock, &locked));
 
     let out = v.rebuild(&evil, &[]);
     assert!(matches!(out.code, 0 | 1), "{}{}", out.stdout, out.stderr);
@@ -436,14 +440,8 @@ fn row7_a_committed_venv_is_never_run() {
     std::os::unix::fs::symlink("python", evil.join(".venv/bin/python3")).unwrap();
     evil.commit_all("venv");
     let head = evil.head();
-    let old_head = lock
-        .lines()
-        .find_map(|l| l.strip_prefix("commit = \""))
-        .unwrap()
-        .trim_end_matches('"')
-        .to_string();
     let version = python_version(&system.python());
-    let lock = with_python(&lock.replace(&old_head, &head), &version, "");
+    let lock = with_python(&with_commit(&lock, &head), &version, "");
     v.clone_locked(&evil, &lock);
 
     // The committed interpreter first on PATH (as if the victim had activated it) and as
@@ -546,18 +544,12 @@ fn row8_a_build_backend_never_runs_before_consent() {
     );
     evil.commit_all("package");
     let head = evil.head();
-    let old_head = lock
-        .lines()
-        .find_map(|l| l.strip_prefix("commit = \""))
-        .unwrap()
-        .trim_end_matches('"')
-        .to_string();
     let version = python_version(Path::new("python3"));
     let package = format!(
         "\n[[python.package]]\nname = \"evilpkg\"\nversion = \"1.0\"\nsource = \"directory\"\nurl = \"file://{}/evilpkg\"\n",
         v.clone.display()
     );
-    let lock = with_python(&lock.replace(&old_head, &head), &version, &package);
+    let lock = with_python(&with_commit(&lock, &head), &version, &package);
     v.clone_locked(&evil, &lock);
     let out = v.rebuild(&evil, &[]);
     assert!(matches!(out.code, 0 | 1), "{}{}", out.stdout, out.stderr);
@@ -733,12 +725,6 @@ fn row3_a_remote_with_a_hostile_config_runs_nothing_after_consent() {
     evil.write("train.py", "print('experiment')\n");
     evil.commit_all("experiment");
     let locked = evil.head();
-    let old_head = lock
-        .lines()
-        .find_map(|l| l.strip_prefix("commit = \""))
-        .unwrap()
-        .trim_end_matches('"')
-        .to_string();
     let remote_dir = tempfile::tempdir().unwrap();
     let remote = remote_dir.path().join("evil.git");
     v.hostile_bare_clone(&evil, evil.path(), &remote, Hooks::AbsoluteAndSsh);
@@ -746,7 +732,7 @@ fn row3_a_remote_with_a_hostile_config_runs_nothing_after_consent() {
     evil.git(&["reset", "-q", "--hard", "HEAD~1"]);
     evil.git(&["reflog", "expire", "--expire=now", "--all"]);
     evil.git(&["gc", "-q", "--prune=now"]);
-    let lock = lock.replace(&old_head, &locked);
+    let lock = with_commit(&lock, &locked);
     let lock = with_line(
         &lock,
         "code",
