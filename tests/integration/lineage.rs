@@ -44,12 +44,7 @@ const LOCK_QUANTIZE: &[&str] = &[
 fn cairn(r: &Repo, args: &[&str]) -> crate::util::Run {
     let bin = Path::new(env!("CARGO_BIN_EXE_cairn")).parent().unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let out = r.cmd().env("PATH", path).args(args).output().unwrap();
-    crate::util::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    r.cairn_env(&[("PATH", &path)], args)
 }
 
 fn chain() -> Repo {
@@ -274,19 +269,8 @@ fn hub_inputs_by_commit_pass_and_by_branch_are_flagged() {
     let r = Repo::ml();
     let cache = tempfile::tempdir().unwrap();
     let commit = hf_cache(cache.path());
-    let with_cache = |args: &[&str]| {
-        let out = r
-            .cmd()
-            .env("HF_HUB_CACHE", cache.path())
-            .args(args)
-            .output()
-            .unwrap();
-        crate::util::Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    };
+    let hub_cache = cache.path().to_str().unwrap();
+    let with_cache = |args: &[&str]| r.cairn_env(&[("HF_HUB_CACHE", hub_cache)], args);
     with_cache(&[
         "lock",
         "--no-python",
@@ -356,12 +340,7 @@ fn eight_processes_adding_fifty_checkpoints_each_lose_nothing() {
         })
         .collect();
     for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::util::Run::from(c.wait_with_output().unwrap()).expect(0);
     }
     let lock = r.lock_toml("cairn.lock");
     let ckpts = lock["checkpoint"].as_array().unwrap();

@@ -67,6 +67,14 @@ impl Victim {
         snapshot(&[self.repo.home(), &self.repo.join("outside")])
     }
 
+    /// No payload ran and nothing outside the clone differs from `before` (an
+    /// [`Victim::outside`] taken before cairn ran).
+    #[track_caller]
+    fn assert_untouched(&self, before: &BTreeMap<PathBuf, Vec<u8>>) {
+        self.assert_no_marker();
+        assert_eq!(*before, self.outside(), "a file outside the clone changed");
+    }
+
     #[track_caller]
     fn assert_no_marker(&self) {
         assert!(
@@ -274,8 +282,7 @@ fn row11_cairn_toml_cannot_point_a_dataset_outside() {
     }
     v.cairn("/nonexistent", ["verify"])
         .stdout_has("not checked  data secrets");
-    v.assert_no_marker();
-    assert_eq!(before, v.outside());
+    v.assert_untouched(&before);
     // The user's own --data is honoured.
     let arg = format!("secrets={}", shared.path().display());
     v.cairn("/nonexistent", ["verify", "--data", &arg])
@@ -497,8 +504,7 @@ fn row13_devices_fifos_and_links_are_not_read() {
     std::fs::write(v.clone().join("data/train/a.txt"), "changed\n").unwrap();
     let out = v.cairn("/nonexistent", ["verify"]).expect(1);
     out.stdout_has("no manifest at");
-    v.assert_no_marker();
-    assert_eq!(before, v.outside());
+    v.assert_untouched(&before);
 }
 
 /// A lock and a cairn.toml larger than their limits are refused by size, on the open file.
@@ -539,8 +545,7 @@ fn dependency_lock_files_linked_outside_are_not_read() {
         "{}",
         out.stdout
     );
-    v.assert_no_marker();
-    assert_eq!(before, v.outside());
+    v.assert_untouched(&before);
 }
 
 /// A committed symlink *inside* a locked dataset that leads out of the repository (to the
@@ -582,8 +587,7 @@ fn links_inside_a_dataset_are_not_followed_out_of_the_repository() {
     // What verify says: the locked file is not there (the link was not followed).
     let out = v.cairn("/nonexistent", ["verify"]).expect(1);
     out.stdout_has("data train: keys/known_hosts");
-    v.assert_no_marker();
-    assert_eq!(before, v.outside());
+    v.assert_untouched(&before);
 }
 
 /// A locked checkpoint that is a committed link to a file of the victim is not read by audit
@@ -619,8 +623,7 @@ fn a_checkpoint_linked_out_of_the_repository_is_not_read() {
     for o in [&out, &export, &verify] {
         assert!(!o.stdout.contains(&secret[..12]) && !o.stderr.contains(&secret[..12]));
     }
-    v.assert_no_marker();
-    assert_eq!(before, v.outside());
+    v.assert_untouched(&before);
 }
 
 /// `cairn init` trusts the cairn.toml it writes: its guessed `python` is used at once, without a
