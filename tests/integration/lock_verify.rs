@@ -200,16 +200,13 @@ fn same_state_gives_same_bytes_apart_from_times() {
 fn failed_command_keeps_the_good_lock() {
     let r = Repo::ml_locked();
     let good = r.read("cairn.lock");
-    let out = r
-        .cmd()
-        .env("TRAIN_EXIT", "3")
-        .args(["lock", "--data", "data/train", "--", "python3", "train.py"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("exited with status 3"), "{stderr}");
-    assert!(stderr.contains(".cairn/failed/"), "{stderr}");
+    r.cairn_env(
+        &[("TRAIN_EXIT", "3")],
+        ["lock", "--data", "data/train", "--", "python3", "train.py"],
+    )
+    .expect(1)
+    .stderr_has("exited with status 3")
+    .stderr_has(".cairn/failed/");
     assert_eq!(r.read("cairn.lock"), good, "the good lock was replaced");
     let failed: Vec<_> = std::fs::read_dir(r.join(".cairn/failed"))
         .unwrap()

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{clone_repo, git_in, names_in, write_executable, Repo, Run, Venv};
+use crate::util::{clone_repo, git_in, names_in, run_ok, write_executable, Repo, Run, Venv};
 
 /// The victim's side: a clone of the attacker's repository, a home with a `.bashrc`, the marker
 /// path the payloads would touch, and a place to rebuild into.
@@ -191,11 +191,9 @@ fn with_python(lock: &str, version: &str, packages: &str) -> String {
 }
 
 fn python_version(python: &Path) -> String {
-    let out = Command::new(python)
-        .args(["-I", "-c", "import sys; print(sys.version.split()[0])"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    run_ok(Command::new(python).args(["-I", "-c", "import sys; print(sys.version.split()[0])"]))
+        .trim()
+        .to_string()
 }
 
 /// An executable shell script.
