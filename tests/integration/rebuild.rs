@@ -661,48 +661,17 @@ fn on_a_terminal_it_asks_before_running() {
     let r = locked_plain();
     let target = tempfile::tempdir().unwrap();
     let ask = |answer: &str, dir: &Path| {
-        let line = format!(
-            "{} rebuild --into {}",
-            env!("CARGO_BIN_EXE_cairn"),
-            dir.display()
-        );
-        let mut child = r
-            .cmd_raw("script")
-            .args(["-qec", &line, "/dev/null"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(answer.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let args = format!("rebuild --into {}", dir.display());
+        crate::util::on_terminal(r.cmd_raw("script"), &args, answer).expect(0)
     };
     let no = target.path().join("no");
-    let (code, text) = ask("n\n", &no);
-    assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("Plan: rebuild run"), "{text}");
-    assert!(text.contains("CAIRN_SEED=7 python3 train.py"), "{text}");
-    assert!(
-        text.contains("Rebuild as planned and run the command? [y/N]"),
-        "{text}"
-    );
+    ask("n\n", &no)
+        .stdout_has("Plan: rebuild run")
+        .stdout_has("CAIRN_SEED=7 python3 train.py")
+        .stdout_has("Rebuild as planned and run the command? [y/N]");
     assert!(!no.join("runs").exists(), "a no does not run it");
     let yes = target.path().join("yes");
-    let (code, text) = ask("y\n", &yes);
-    assert_eq!(code, Some(0), "{text}");
-    assert!(
-        text.contains("reproduced: every step matches the lock"),
-        "{text}"
-    );
+    ask("y\n", &yes).stdout_has("reproduced: every step matches the lock");
     assert!(yes.join("runs/model.bin").is_file());
 }
 

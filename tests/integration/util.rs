@@ -19,15 +19,6 @@ impl Run {
         Run::from(cmd.output().expect("the command starts"))
     }
 
-    /// The exit code and output of a finished child.
-    pub fn from(out: Output) -> Run {
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
     /// Assert that stdout contains `needle`, showing it when it does not.
     #[track_caller]
     pub fn stdout_has(&self, needle: &str) -> &Run {
@@ -66,6 +57,17 @@ impl Run {
             self.stdout, self.stderr
         );
         self
+    }
+}
+
+/// The exit code and output of a finished child.
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
 
@@ -549,6 +551,30 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
 #[track_caller]
 pub fn sh(dir: &Path, script: &str) -> String {
     run_ok(command("sh").arg("-c").arg(script).current_dir(dir))
+}
+
+/// Run `cairn ARGS` (`args`, one shell line) on a terminal that util-linux `script` gives it,
+/// typing `input`. `script` is the `script` command with the directory and environment the run
+/// needs (a [`Repo::cmd_raw`]). The stdout of the result is everything the terminal showed:
+/// cairn's stdout and stderr, and the echo of the input.
+pub fn on_terminal(mut script: Command, args: &str, input: &str) -> Run {
+    use std::io::Write;
+    use std::process::Stdio;
+    let line = format!("{} {args}", env!("CARGO_BIN_EXE_cairn"));
+    let mut child = script
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    Run::from(child.wait_with_output().unwrap())
 }
 
 /// The `cairn` command run as an unprivileged user: root reads every file whatever its mode, so

@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{clone_repo, git_in, names_in, run_ok, write_executable, Repo, Run, Venv};
+use crate::util::{
+    clone_repo, git_in, names_in, on_terminal, run_ok, write_executable, Repo, Run, Venv,
+};
 
 /// The victim's side: a clone of the attacker's repository, a home with a `.bashrc`, the marker
 /// path the payloads would touch, and a place to rebuild into.
@@ -673,40 +675,17 @@ fn row9_the_prompt_shows_the_escapes_and_no_runs_nothing() {
     let (evil, lock) = attacker();
     v.clone_locked(&evil, &escaped_command(&v, &lock));
     let into = v.top.path().join("rebuilt-prompt");
-    let line = format!(
-        "{} rebuild --into {}",
-        env!("CARGO_BIN_EXE_cairn"),
-        into.display()
-    );
-    let mut child = evil
-        .cmd_raw("script")
-        .current_dir(&v.clone)
-        .env("HOME", &v.home)
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("util-linux `script` runs");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"n\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let mut script = evil.cmd_raw("script");
+    script.current_dir(&v.clone).env("HOME", &v.home);
+    let args = format!("rebuild --into {}", into.display());
+    let run = on_terminal(script, &args, "n\n").expect(0);
+    run.stdout_has("Rebuild as planned and run the command? [y/N]")
+        .stdout_has("\\e[2K\\rpython train.py");
     assert!(
-        text.contains("Rebuild as planned and run the command? [y/N]"),
-        "{text}"
+        !run.stdout.contains('\x1b'),
+        "a raw escape reached the terminal:\n{}",
+        run.stdout
     );
-    assert!(text.contains("\\e[2K\\rpython train.py"), "{text}");
-    assert!(
-        !text.contains('\x1b'),
-        "a raw escape reached the terminal:\n{text}"
-    );
-    let run = Run {
-        code: 0,
-        stdout: text,
-        stderr: String::new(),
-    };
     v.assert_untouched(&run);
     assert!(!into.join(".venv").exists());
 }
