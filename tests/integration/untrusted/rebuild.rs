@@ -419,14 +419,46 @@ fn row6_links_in_the_locked_commit_are_replaced_not_written_through() {
     );
 }
 
+/// A venv standing in for the machine's own Python, with the names in its site-packages when
+/// the test began: no rebuild may install into it or uninstall from it.
+struct StandIn {
+    venv: Venv,
+    before: Vec<String>,
+}
+
+impl StandIn {
+    fn new() -> StandIn {
+        let venv = Venv::new();
+        let before = names_in(&venv.site_packages());
+        StandIn { venv, before }
+    }
+
+    fn python(&self) -> PathBuf {
+        self.venv.python()
+    }
+
+    /// Its real version, for a lock that asks for it.
+    fn version(&self) -> String {
+        python_version(&self.python())
+    }
+
+    /// pip did not run against it: its site-packages holds what it held.
+    #[track_caller]
+    fn assert_unchanged(&self) {
+        assert_eq!(
+            names_in(&self.venv.site_packages()),
+            self.before,
+            "pip ran against the stand-in system Python"
+        );
+    }
+}
+
 /// Row 7: a committed `.venv/bin/python` (a stub that touches the marker, then execs a "system"
 /// Python: a venv the test made, standing in for the machine's). It is never run, not even when
 /// it is first on PATH, and the rebuild refuses the commit; the stand-in's packages are unchanged.
 #[test]
 fn row7_a_committed_venv_is_never_run() {
-    let system = Venv::new();
-    let site = system.site_packages();
-    let before = names_in(&site);
+    let system = StandIn::new();
     let v = Victim::new();
     let (evil, lock) = attacker();
     script(
@@ -440,7 +472,7 @@ fn row7_a_committed_venv_is_never_run() {
     std::os::unix::fs::symlink("python", evil.join(".venv/bin/python3")).unwrap();
     evil.commit_all("venv");
     let head = evil.head();
-    let version = python_version(&system.python());
+    let version = system.version();
     let lock = with_python(&with_commit(&lock, &head), &version, "");
     v.clone_locked(&evil, &lock);
 
@@ -474,11 +506,7 @@ fn row7_a_committed_venv_is_never_run() {
         .expect(2);
     out.stderr_has("is inside the repository");
     v.assert_untouched(&out);
-    assert_eq!(
-        names_in(&site),
-        before,
-        "the stand-in system Python changed"
-    );
+    system.assert_unchanged();
 }
 
 /// Row 7, the other half: the user's own base interpreter is a stub that hands everything to
@@ -487,12 +515,10 @@ fn row7_a_committed_venv_is_never_run() {
 /// that the new venv's interpreter really is the venv before any pip.
 #[test]
 fn row7_a_base_interpreter_that_is_another_python_gets_no_pip() {
-    let system = Venv::new();
-    let site = system.site_packages();
-    let before = names_in(&site);
+    let system = StandIn::new();
     let v = Victim::new();
     let (evil, lock) = attacker();
-    let version = python_version(&system.python());
+    let version = system.version();
     // No packages: the rebuild would uninstall everything the new venv has (pip, setuptools).
     v.clone_locked(&evil, &with_python(&lock, &version, ""));
     let tools = tempfile::tempdir().unwrap();
@@ -520,11 +546,7 @@ fn row7_a_base_interpreter_that_is_another_python_gets_no_pip() {
     out.stderr_has("checking the new venv failed")
         .stderr_has("nothing was installed");
     v.assert_untouched(&out);
-    assert_eq!(
-        names_in(&site),
-        before,
-        "pip ran against the stand-in system Python"
-    );
+    system.assert_unchanged();
 }
 
 /// Row 8: a `directory` package with an in-tree PEP 517 backend that touches the marker when
