@@ -138,7 +138,7 @@ fn environment_matches_pip_freeze_and_drift_is_named() {
     let out = r
         .cairn(["lock", "--python", py.to_str().unwrap()])
         .expect(0);
-    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    out.stderr_lacks("warning");
     let lock = r.lock_toml("cairn.lock");
     let recorded = packages(&lock);
 
@@ -209,7 +209,7 @@ fn environment_matches_pip_freeze_and_drift_is_named() {
     let out = r
         .cairn(["verify", "--python", py.to_str().unwrap()])
         .expect(0);
-    assert!(!out.stdout.contains("environment"), "{}", out.stdout);
+    out.stdout_lacks("environment");
 
     // Upgrade one package: exactly that one is reported, as a warning; --strict fails.
     venv.pip(&["install", "six==1.17.0"]);
@@ -422,7 +422,7 @@ fn in_repository_editable_package_is_not_drift_after_a_commit() {
     let out = r
         .cairn(["verify", "--python", py.to_str().unwrap()])
         .expect(0);
-    assert!(!out.stdout.contains("environment"), "{}", out.stdout);
+    out.stdout_lacks("environment");
 }
 
 /// Several packages installed from one repository (a monorepo's libraries) record that

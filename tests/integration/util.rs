@@ -48,6 +48,28 @@ impl Run {
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 
+    /// Assert that stdout does not contain `needle`, showing it when it does.
+    #[track_caller]
+    pub fn stdout_lacks(&self, needle: &str) -> &Run {
+        assert!(
+            !self.stdout.contains(needle),
+            "{needle:?} in stdout:\n{}",
+            self.stdout
+        );
+        self
+    }
+
+    /// Assert that stderr does not contain `needle`, showing it when it does.
+    #[track_caller]
+    pub fn stderr_lacks(&self, needle: &str) -> &Run {
+        assert!(
+            !self.stderr.contains(needle),
+            "{needle:?} in stderr:\n{}",
+            self.stderr
+        );
+        self
+    }
+
     /// Assert the exit code, showing the output when it differs.
     #[track_caller]
     pub fn expect(self, code: i32) -> Run {

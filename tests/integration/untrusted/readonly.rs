@@ -328,7 +328,7 @@ fn trust_lets_cairn_toml_choose_until_it_changes() {
     out.stderr_has("is not trusted on this machine; ignored: python = ")
         .stderr_has("data.ext = ")
         .stderr_has("no Python interpreter found");
-    assert!(!out.stdout.contains("[python]"), "{}", out.stdout);
+    out.stdout_lacks("[python]");
     r.cairn(["verify"])
         .expect(1)
         .stdout_has("not checked  data ext");
@@ -341,7 +341,7 @@ fn trust_lets_cairn_toml_choose_until_it_changes() {
         .stderr_has("now used: data.ext = ");
     let out = env(&r).expect(0);
     out.stdout_has("[python]");
-    assert!(!out.stderr.contains("not trusted"), "{}", out.stderr);
+    out.stderr_lacks("not trusted");
     r.cairn(["verify"]).expect(0);
     let records: Vec<_> = std::fs::read_dir(r.home().join(".local/share/cairn/trust"))
         .unwrap()
@@ -474,7 +474,7 @@ fn row13_devices_fifos_and_links_are_not_read() {
         .stderr_has("symbolic link");
     // lineage reads every lock; the bad ones are reported, never followed.
     let out = v.cairn("/nonexistent", ["lineage"]);
-    assert!(!out.stdout.contains("victim's bashrc"), "{}", out.stdout);
+    out.stdout_lacks("victim's bashrc");
 
     // A FIFO (an archive or a second checkout could leave one; git cannot store it).
     std::fs::remove_file(v.clone().join("cairn.lock")).unwrap();
@@ -651,10 +651,10 @@ fn init_trusts_the_file_it_writes() {
     };
     let out = env(&r).expect(0);
     out.stdout_has("[python]");
-    assert!(!out.stderr.contains("not trusted"), "{}", out.stderr);
+    out.stderr_lacks("not trusted");
     let text = r.read("cairn.toml");
     r.write("cairn.toml", text.replace("# Paths are", "# Paths  are"));
     let out = env(&r).expect(0);
     out.stderr_has("ignored: python = \".venv/bin/python\" (it chooses a program to run)");
-    assert!(!out.stdout.contains("[python]"), "{}", out.stdout);
+    out.stdout_lacks("[python]");
 }
