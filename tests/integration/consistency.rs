@@ -77,9 +77,7 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
     let r = Repo::ml();
     // The dataset lives in the project but not in git (as large data does), so a rebuild reads
     // it from this project, where it was changed.
-    r.git(&["rm", "-q", "-r", "--cached", "data"]);
-    r.write(".gitignore", "runs/\ndata/\n");
-    r.commit_all("data is not code");
+    r.untrack_data();
     let outside = tempfile::tempdir().unwrap();
     let external = outside.path().join("ext");
     std::fs::create_dir_all(&external).unwrap();
@@ -271,9 +269,7 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
 #[test]
 fn a_link_out_of_the_repository_is_read_by_no_command() {
     let r = Repo::ml();
-    r.git(&["rm", "-q", "-r", "--cached", "data"]);
-    r.write(".gitignore", "runs/\ndata/\n");
-    r.commit_all("data is not code");
+    r.untrack_data();
     r.cairn(crate::util::LOCK_ML_NO_PYTHON).expect(0);
     r.commit_all("lock");
     let elsewhere = tempfile::tempdir().unwrap();
@@ -340,8 +336,7 @@ fn a_link_out_of_the_repository_is_read_by_no_command() {
 #[test]
 fn rebuild_does_not_read_through_a_committed_link_out_of_its_directory() {
     let r = Repo::ml();
-    r.cairn(["lock", "--no-python", "--data", "data/train"])
-        .expect(0);
+    r.cairn(crate::util::LOCK_TRAIN_DATA).expect(0);
     let elsewhere = tempfile::tempdir().unwrap();
     let copy = elsewhere.path().join("train");
     std::fs::create_dir_all(&copy).unwrap();

@@ -22,8 +22,7 @@ impl Lcg {
 #[test]
 fn a_symlink_leading_out_of_the_repository_is_not_read_without_consent() {
     let r = Repo::ml();
-    r.cairn(["lock", "--no-python", "--data", "data/train"])
-        .expect(0);
+    r.cairn(crate::util::LOCK_TRAIN_DATA).expect(0);
     // Someone replaces the dataset with a link to a directory elsewhere (say, their home).
     let elsewhere = tempfile::tempdir().unwrap();
     std::fs::write(elsewhere.path().join("a.txt"), "alpha\n").unwrap();
@@ -144,7 +143,7 @@ fn sigkill_during_lock_never_leaves_a_torn_lock() {
         r.write(&format!("data/train/many/{i:04}.txt"), format!("{i}\n"));
     }
     r.commit_all("data");
-    let args = ["lock", "--no-python", "--data", "data/train"];
+    let args = crate::util::LOCK_TRAIN_DATA;
     r.cairn(args).expect(0);
     let mut rng = Lcg(7);
     let mut kinds = std::collections::BTreeSet::new();

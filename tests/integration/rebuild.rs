@@ -578,8 +578,7 @@ fn a_committed_link_never_makes_rebuild_touch_outside_files() {
     r.write("train.py", TRAIN_PLAIN);
     r.write(".gitignore", "runs/\n");
     r.commit_all("data is a link");
-    r.cairn(["lock", "--no-python", "--data", "data/train"])
-        .expect(0);
+    r.cairn(crate::util::LOCK_TRAIN_DATA).expect(0);
     // Next to the rebuild, the same link leads to somebody else's files.
     let victim = top.path().join(rel_target.trim_start_matches("../"));
     std::fs::create_dir_all(victim.join("train")).unwrap();

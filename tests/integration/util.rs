@@ -218,6 +218,13 @@ impl Repo {
         r
     }
 
+    /// Take `data/` out of git, as large datasets are: untracked, ignored, and committed so.
+    pub fn untrack_data(&self) {
+        self.git(&["rm", "-q", "-r", "--cached", "data"]);
+        self.write(".gitignore", "runs/\ndata/\n");
+        self.commit_all("data is not code");
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -382,6 +389,9 @@ pub fn diff_keys(list: &serde_json::Value) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+/// Lock the `ml` repository's training set alone, without Python or a command.
+pub const LOCK_TRAIN_DATA: &[&str] = &["lock", "--no-python", "--data", "data/train"];
 
 /// A deterministic stand-in for a training script: writes a checkpoint and a metrics file.
 pub const TRAIN_PY: &str = r#"import os, sys

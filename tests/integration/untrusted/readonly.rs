@@ -559,9 +559,7 @@ fn links_inside_a_dataset_are_not_followed_out_of_the_repository() {
     let theirs = tempfile::tempdir().unwrap();
     std::fs::write(theirs.path().join("known_hosts"), "host\n").unwrap();
     std::os::unix::fs::symlink(theirs.path(), origin.join("data/train/keys")).unwrap();
-    origin
-        .cairn(["lock", "--no-python", "--data", "data/train"])
-        .expect(0);
+    origin.cairn(crate::util::LOCK_TRAIN_DATA).expect(0);
     // ... and commits the link re-pointed at the victim's ~/.ssh.
     std::fs::remove_file(origin.join("data/train/keys")).unwrap();
     std::os::unix::fs::symlink(v.repo.home().join(".ssh"), origin.join("data/train/keys")).unwrap();

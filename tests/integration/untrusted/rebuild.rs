@@ -373,8 +373,7 @@ fn row6_links_in_the_locked_commit_are_replaced_not_written_through() {
     evil.write("data/train/a.txt", "alpha\n");
     evil.write(".gitignore", "runs/\n");
     evil.commit_all("initial");
-    evil.cairn(["lock", "--no-python", "--data", "data/train"])
-        .expect(0);
+    evil.cairn(crate::util::LOCK_TRAIN_DATA).expect(0);
     let lock = evil.read("cairn.lock");
     let manifests: Vec<PathBuf> = std::fs::read_dir(evil.join(".cairn/manifests"))
         .unwrap()
