@@ -136,6 +136,29 @@ fn unreadable_directory_is_named() {
 /// Kill `cairn lock` with SIGKILL at many random moments: the lock on disk is always the old
 /// one or a complete new one, and always parses; the next lock works (the OS released the
 /// project lock with the process).
+/// Start cairn with `args` in `r`, output discarded, and SIGKILL it after `ms` milliseconds (or
+/// let it be, where it finished first).
+fn kill_after(r: &Repo, args: &[&str], ms: u64) {
+    let mut child = r
+        .cmd()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    let _ = child.kill();
+    child.wait().unwrap();
+}
+
+/// The lock `text` parsed and validated: a killed writer must never leave a torn one. `when`
+/// names the moment, for the message.
+#[track_caller]
+fn whole_lock(text: &str, when: &str) -> cairn::model::lockfile::Lock {
+    cairn::model::lockfile::Lock::from_toml(text, std::path::Path::new("cairn.lock"))
+        .unwrap_or_else(|e| panic!("{when}: torn lock: {e}"))
+}
+
 #[test]
 fn sigkill_during_lock_never_leaves_a_torn_lock() {
     let r = Repo::ml();
@@ -150,22 +173,11 @@ fn sigkill_during_lock_never_leaves_a_torn_lock() {
     for round in 0..25 {
         let before = std::fs::read(r.join("cairn.lock")).unwrap();
         r.write("data/train/a.txt", format!("round {round}\n"));
-        let mut child = r
-            .cmd()
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.next(250)));
-        let _ = child.kill();
-        let status = child.wait().unwrap();
+        kill_after(&r, args, rng.next(250));
         let after = std::fs::read(r.join("cairn.lock")).unwrap();
         let text = String::from_utf8(after.clone()).expect("UTF-8");
-        cairn::model::lockfile::Lock::from_toml(&text, std::path::Path::new("cairn.lock"))
-            .unwrap_or_else(|e| panic!("round {round}: torn lock: {e}"));
+        whole_lock(&text, &format!("round {round}"));
         kinds.insert(if after == before { "old" } else { "new" });
-        let _ = status;
     }
     // The project is not left locked, and a lock still completes.
     r.cairn(args).expect(0);
@@ -186,26 +198,14 @@ fn sigkill_during_checkpoint_add_never_leaves_a_torn_lock() {
     let mut rng = Lcg(11);
     let mut count_before = 0;
     for i in 0..30 {
-        let mut child = r
-            .cmd()
-            .args([
-                "checkpoint",
-                "add",
-                &format!("runs/ckpt-{i:02}.bin"),
-                "--step",
-                &i.to_string(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.next(40)));
-        let _ = child.kill();
-        let _ = child.wait();
-        let text = r.read("cairn.lock");
-        let lock =
-            cairn::model::lockfile::Lock::from_toml(&text, std::path::Path::new("cairn.lock"))
-                .unwrap_or_else(|e| panic!("add {i}: torn lock: {e}"));
+        let path = format!("runs/ckpt-{i:02}.bin");
+        let step = i.to_string();
+        kill_after(
+            &r,
+            &["checkpoint", "add", &path, "--step", &step],
+            rng.next(40),
+        );
+        let lock = whole_lock(&r.read("cairn.lock"), &format!("add {i}"));
         let n = lock.checkpoints.len();
         assert!(
             n == count_before || n == count_before + 1,
