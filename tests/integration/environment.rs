@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::util::{git_in, run_ok, Repo, Venv};
+use crate::util::{git_in, run_ok, Repo, Run, Venv};
 
 /// `pip freeze --all` of a venv as normalised name -> version (None where pip prints no
 /// version: VCS and local-directory lines).
@@ -63,6 +63,13 @@ fn local_package(dir: &Path, name: &str, version: &str) {
     )
     .unwrap();
     std::fs::write(dir.join(name).join("__init__.py"), "VALUE = 1\n").unwrap();
+}
+
+/// `cairn lock --python PY` in `r`, which must succeed.
+#[track_caller]
+fn lock_with(r: &Repo, py: &Path) -> Run {
+    r.cairn(["lock", "--python", py.to_str().unwrap()])
+        .expect(0)
 }
 
 fn packages(lock: &toml::Table) -> BTreeMap<String, toml::Table> {
@@ -135,9 +142,7 @@ fn environment_matches_pip_freeze_and_drift_is_named() {
     );
     r.commit_all("requirements");
     let py = venv.python();
-    let out = r
-        .cairn(["lock", "--python", py.to_str().unwrap()])
-        .expect(0);
+    let out = lock_with(&r, &py);
     out.stderr_lacks("warning");
     let lock = r.lock_toml("cairn.lock");
     let recorded = packages(&lock);
@@ -262,9 +267,7 @@ fn broken_metadata_is_a_warning_naming_it() {
     .unwrap();
     let r = Repo::ml();
     let py = venv.python();
-    let out = r
-        .cairn(["lock", "--python", py.to_str().unwrap()])
-        .expect(0);
+    let out = lock_with(&r, &py);
     out.stderr_has("nometa-1.0.dist-info");
     out.stderr_has("garbage-2.0.dist-info");
     let lock = r.lock_toml("cairn.lock");
@@ -336,8 +339,7 @@ fn torch_build_is_read_from_files_and_host_drift_is_information() {
     }
     let r = Repo::ml();
     let py = venv.python();
-    r.cairn(["lock", "--python", py.to_str().unwrap()])
-        .expect(0);
+    lock_with(&r, &py);
     let lock = r.lock_toml("cairn.lock");
     let torch = lock["host"]["torch"].as_table().unwrap();
     assert_eq!(torch["version"].as_str(), Some("2.11.0+cu130"));
@@ -372,9 +374,7 @@ fn conda_prefix_packages_are_recorded() {
     std::fs::write(meta.join("broken.json"), "{not json").unwrap();
     let r = Repo::ml();
     let py = venv.python();
-    let out = r
-        .cairn(["lock", "--python", py.to_str().unwrap()])
-        .expect(0);
+    let out = lock_with(&r, &py);
     out.stderr_has("broken.json");
     let lock = r.lock_toml("cairn.lock");
     let conda = &lock["python"]["conda"][0];
@@ -413,8 +413,7 @@ fn in_repository_editable_package_is_not_drift_after_a_commit() {
         r.join("pkg").to_str().unwrap(),
     ]);
     let py = venv.python();
-    r.cairn(["lock", "--python", py.to_str().unwrap()])
-        .expect(0);
+    lock_with(&r, &py);
     let lock = r.lock_toml("cairn.lock");
     let pkgs = packages(&lock);
     assert_eq!(pkgs["inrepo"]["editable"].as_bool(), Some(true));
