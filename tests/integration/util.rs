@@ -19,26 +19,28 @@ impl Run {
         Run::from(cmd.output().expect("the command starts"))
     }
 
+    /// Assert that `stream` (`text`) contains `needle` or, with `want` false, does not; show it
+    /// when it is otherwise.
+    #[track_caller]
+    fn check(&self, stream: &str, text: &str, needle: &str, want: bool) -> &Run {
+        let what = if want { "no" } else { "unwanted" };
+        assert!(
+            text.contains(needle) == want,
+            "{what} {needle:?} in {stream}:\n{text}"
+        );
+        self
+    }
+
     /// Assert that stdout contains `needle`, showing it when it does not.
     #[track_caller]
     pub fn stdout_has(&self, needle: &str) -> &Run {
-        assert!(
-            self.stdout.contains(needle),
-            "no {needle:?} in stdout:\n{}",
-            self.stdout
-        );
-        self
+        self.check("stdout", &self.stdout, needle, true)
     }
 
     /// Assert that stderr contains `needle`, showing it when it does not.
     #[track_caller]
     pub fn stderr_has(&self, needle: &str) -> &Run {
-        assert!(
-            self.stderr.contains(needle),
-            "no {needle:?} in stderr:\n{}",
-            self.stderr
-        );
-        self
+        self.check("stderr", &self.stderr, needle, true)
     }
 
     /// stdout parsed as JSON, showing it when it is not JSON.
@@ -51,23 +53,13 @@ impl Run {
     /// Assert that stdout does not contain `needle`, showing it when it does.
     #[track_caller]
     pub fn stdout_lacks(&self, needle: &str) -> &Run {
-        assert!(
-            !self.stdout.contains(needle),
-            "{needle:?} in stdout:\n{}",
-            self.stdout
-        );
-        self
+        self.check("stdout", &self.stdout, needle, false)
     }
 
     /// Assert that stderr does not contain `needle`, showing it when it does.
     #[track_caller]
     pub fn stderr_lacks(&self, needle: &str) -> &Run {
-        assert!(
-            !self.stderr.contains(needle),
-            "{needle:?} in stderr:\n{}",
-            self.stderr
-        );
-        self
+        self.check("stderr", &self.stderr, needle, false)
     }
 
     /// Assert the exit code, showing the output when it differs.

@@ -186,6 +186,11 @@ fn with_commit(lock: &str, commit: &str) -> String {
     lock.replace(old, commit)
 }
 
+/// `lock` naming a commit that neither the clone nor anybody has, so a rebuild must fetch it.
+fn with_missing_commit(lock: &str) -> String {
+    with_commit(lock, "0123456789abcdef0123456789abcdef01234567")
+}
+
 /// A `[python]` table for the interpreter at `python` (its real version), with `packages`
 /// (`[[python.package]]` tables) after it.
 fn with_python(lock: &str, version: &str, packages: &str) -> String {
@@ -209,11 +214,9 @@ fn script(path: &Path, body: &str) {
 fn row3_a_remote_that_is_an_option_is_refused() {
     let v = Victim::new();
     let (evil, lock) = attacker();
-    let head = evil.head();
-    let missing = "0123456789abcdef0123456789abcdef01234567";
     let remote = format!("--upload-pack={} #", v.payload());
     let lock = with_line(
-        &lock.replace(&head, missing),
+        &with_missing_commit(&lock),
         "code",
         &format!("remote = {remote:?}"),
     );
@@ -233,9 +236,7 @@ fn row3_a_remote_that_is_an_option_is_refused() {
 fn row3_transport_helpers_and_relative_remotes_are_refused() {
     let v = Victim::new();
     let (evil, lock) = attacker();
-    let head = evil.head();
-    let missing = "0123456789abcdef0123456789abcdef01234567";
-    let base = lock.replace(&head, missing);
+    let base = with_missing_commit(&lock);
     for (remote, says) in [
         (
             format!("ext::sh -c {}", v.payload().replace(' ', "% ")),
