@@ -1,11 +1,10 @@
 //! Every bad input gets a clear message, exit status 2, and leaves files as they were.
 
-use crate::util::Repo;
+use crate::util::{Repo, Run};
 
 /// Lock the `ml` repository and return the lock's bytes.
 fn locked() -> (Repo, Vec<u8>) {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     let bytes = std::fs::read(r.join("cairn.lock")).unwrap();
     (r, bytes)
 }
@@ -208,26 +207,19 @@ fn duplicate_dataset_names_are_refused() {
 /// the tests run as root. The data lives outside any git repository owned by another user.
 #[test]
 fn unreadable_file_is_named_and_nothing_is_written() {
-    use std::os::unix::fs::PermissionsExt;
     let r = Repo::plain();
     r.write("data/ok.txt", "fine");
     r.write("data/secret.txt", "hidden");
-    let set = |p: &str, mode: u32| {
-        std::fs::set_permissions(r.join(p), std::fs::Permissions::from_mode(mode)).unwrap()
-    };
+    let set = |p: &str, mode: u32| crate::util::set_mode(&r.join(p), mode);
     set(".", 0o777);
     set("data", 0o755);
     set("data/ok.txt", 0o644);
     set("data/secret.txt", 0o000);
-    let out = crate::util::cairn_unprivileged(r.path())
-        .args(["lock", "--no-git", "--data", "data"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("cannot read"), "{stderr}");
-    assert!(stderr.contains("data/secret.txt"), "{stderr}");
-    assert!(stderr.contains("Permission denied"), "{stderr}");
+    Run::of(crate::util::cairn_unprivileged(r.path()).args(["lock", "--no-git", "--data", "data"]))
+        .expect(2)
+        .stderr_has("cannot read")
+        .stderr_has("data/secret.txt")
+        .stderr_has("Permission denied");
     assert!(!r.join("cairn.lock").exists());
 }
 
@@ -236,14 +228,10 @@ fn unreadable_file_is_named_and_nothing_is_written() {
 #[test]
 fn crashing_interpreter_is_named_and_nothing_is_written() {
     let (r, good) = locked();
-    let stub = r.join("tools/crashing-python");
-    r.write(
-        "tools/crashing-python",
+    crate::util::write_executable(
+        &r.join("tools/crashing-python"),
         "#!/bin/sh\necho 'Fatal Python error: init_fs_encoding' >&2\nexit 3\n",
     );
-    let mut perm = std::fs::metadata(&stub).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&stub, perm).unwrap();
     let out = r
         .cairn(["lock", "--force", "--python", "tools/crashing-python"])
         .expect(2);

@@ -17,7 +17,7 @@ fn verify_json(r: &Repo, args: &[&str], code: i32) -> serde_json::Value {
     let mut all = vec!["verify", "--format", "json"];
     all.extend_from_slice(args);
     let out: Run = r.cairn(&all).expect(code);
-    serde_json::from_str(&out.stdout).unwrap()
+    out.json()
 }
 
 fn files_read(report: &serde_json::Value) -> u64 {
@@ -217,7 +217,7 @@ fn progress_bar_only_on_a_terminal() {
     let r = Repo::ml();
     // Not a terminal (a pipe): no bar.
     let out = r.cairn(["lock", "--data", "data/train"]).expect(0);
-    assert!(!out.stderr.contains("hashing"), "{}", out.stderr);
+    out.stderr_lacks("hashing");
     // A terminal, through script(1): a bar, unless --quiet.
     let bin = env!("CARGO_BIN_EXE_cairn");
     for (args, want) in [("verify", true), ("verify --quiet", false)] {

@@ -4,9 +4,8 @@
 //! `git commit`.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use crate::util::Repo;
+use crate::util::{Repo, Run};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -70,23 +69,18 @@ fn run_workflow(r: &Repo, runner_temp: &Path) -> Vec<(String, i32, String)> {
         .into_iter()
         .filter(|(name, _)| name != "Install cairn")
         .map(|(name, script)| {
-            let out = r
-                .cmd_raw("bash")
-                .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &script])
-                .env("PATH", path_with_cairn())
-                .env("RUNNER_TEMP", runner_temp)
-                .output()
-                .unwrap();
-            assert!(
-                out.stderr.is_empty() || out.status.code() != Some(0),
-                "{name}: {}",
-                String::from_utf8_lossy(&out.stderr)
+            let out = Run::of(
+                r.cmd_raw("bash")
+                    .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &script])
+                    .env("PATH", path_with_cairn())
+                    .env("RUNNER_TEMP", runner_temp),
             );
-            (
-                name,
-                out.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-            )
+            assert!(
+                out.stderr.is_empty() || out.code != 0,
+                "{name}: {}",
+                out.stderr
+            );
+            (name, out.code, out.stdout)
         })
         .collect()
 }
@@ -163,12 +157,12 @@ fn install_hook(r: &Repo) -> PathBuf {
     hook
 }
 
-fn git_commit(r: &Repo, msg: &str) -> Output {
-    r.cmd_raw("git")
-        .args(["commit", "-q", "-a", "-m", msg])
-        .env("PATH", path_with_cairn())
-        .output()
-        .unwrap()
+fn git_commit(r: &Repo, msg: &str) -> Run {
+    Run::of(
+        r.cmd_raw("git")
+            .args(["commit", "-q", "-a", "-m", msg])
+            .env("PATH", path_with_cairn()),
+    )
 }
 
 #[test]
@@ -182,35 +176,21 @@ fn pre_commit_hook_refuses_a_lock_that_no_longer_verifies() {
     // Locking and committing the lock: the hook runs cairn verify, which passes.
     r.cairn(crate::util::LOCK_ML_NO_PYTHON).expect(0);
     r.git(&["add", "-A"]);
-    let out = git_commit(&r, "lock");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    git_commit(&r, "lock").expect(0);
     let locked = r.head();
 
     // The code changes but the lock does not: refused, nothing committed.
     r.write("train.py", format!("{}# tuned\n", crate::util::TRAIN_PY));
     let out = git_commit(&r, "tune without locking");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the hook let it through:\n{stderr}");
-    assert!(stderr.contains("changed      code: train.py"), "{stderr}");
-    assert!(
-        stderr.contains("cairn pre-commit hook: cairn.lock no longer verifies"),
-        "{stderr}"
-    );
+    assert_ne!(out.code, 0, "the hook let it through:\n{}", out.stderr);
+    out.stderr_has("changed      code: train.py")
+        .stderr_has("cairn pre-commit hook: cairn.lock no longer verifies");
     assert_eq!(r.head(), locked);
 
     // Lock again: the commit goes through, with the new lock.
     r.cairn(crate::util::LOCK_ML_NO_PYTHON).expect(0);
     r.git(&["add", "-A"]);
-    let out = git_commit(&r, "tune and lock");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    git_commit(&r, "tune and lock").expect(0);
     assert_ne!(r.head(), locked);
     r.cairn(["verify"]).expect(0);
 }
@@ -223,11 +203,6 @@ fn pre_commit_hook_is_quiet_without_a_lock() {
         "train.py",
         format!("{}# no lock here\n", crate::util::TRAIN_PY),
     );
-    let out = git_commit(&r, "no cairn yet");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.stderr.is_empty());
+    let out = git_commit(&r, "no cairn yet").expect(0);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
 }

@@ -13,11 +13,7 @@ fn dirty_run_is_rebuildable_with_git_apply() {
     r.write("weights/init.bin", (0u8..=255).rev().collect::<Vec<_>>());
     // git looks only at the owner's execute bit: group-executable is a plain file to it.
     r.write("group-exec.sh", "echo hi\n");
-    let mut perm = std::fs::metadata(r.join("group-exec.sh"))
-        .unwrap()
-        .permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o654);
-    std::fs::set_permissions(r.join("group-exec.sh"), perm).unwrap();
+    crate::util::set_mode(&r.join("group-exec.sh"), 0o654);
     std::fs::remove_file(r.join("lib/util.py")).unwrap();
     let out = r
         .cairn(["lock", "--data", "data/train", "--data", "data/val"])
@@ -167,7 +163,7 @@ fn lock_in_a_subproject_uses_its_cairn_toml() {
     r.write("projects/mnist/digits/0.txt", "changed");
     let out = r.cairn_in("projects/mnist", ["verify"]).expect(1);
     out.stdout_has("changed      data digits: 0.txt");
-    assert!(!out.stdout.contains(" code:"), "{}", out.stdout);
+    out.stdout_lacks(" code:");
 }
 
 #[test]
@@ -175,9 +171,7 @@ fn core_filemode_false_ignores_execute_bits_like_git() {
     let r = Repo::ml();
     r.git(&["config", "core.fileMode", "false"]);
     r.cairn(["lock"]).expect(0);
-    let mut perm = std::fs::metadata(r.join("train.py")).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(r.join("train.py"), perm).unwrap();
+    crate::util::set_mode(&r.join("train.py"), 0o755);
     assert_eq!(
         r.git(&["status", "--porcelain", "--", "train.py"]),
         "",

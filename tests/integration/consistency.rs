@@ -13,10 +13,6 @@ use crate::util::{Repo, Venv};
 
 type Named = BTreeSet<(String, String, String, String)>;
 
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
 fn s(v: &serde_json::Value) -> String {
     v.as_str().unwrap_or("").to_string()
 }
@@ -81,9 +77,7 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
     let r = Repo::ml();
     // The dataset lives in the project but not in git (as large data does), so a rebuild reads
     // it from this project, where it was changed.
-    r.git(&["rm", "-q", "-r", "--cached", "data"]);
-    r.write(".gitignore", "runs/\ndata/\n");
-    r.commit_all("data is not code");
+    r.untrack_data();
     let outside = tempfile::tempdir().unwrap();
     let external = outside.path().join("ext");
     std::fs::create_dir_all(&external).unwrap();
@@ -156,18 +150,16 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
         ("checkpoint", "runs/final.safetensors", "", "missing"),
     ]);
 
-    let verify = json(
-        &r.cairn(["verify", "--python", py, "--format", "json"])
-            .expect(1)
-            .stdout,
-    );
+    let verify = r
+        .cairn(["verify", "--python", py, "--format", "json"])
+        .expect(1)
+        .json();
     assert_eq!(verify_named(&verify), want, "{verify:#}");
 
-    let diff = json(
-        &r.cairn(["diff", "cairn.lock", "--python", py, "--format", "json"])
-            .expect(1)
-            .stdout,
-    );
+    let diff = r
+        .cairn(["diff", "cairn.lock", "--python", py, "--format", "json"])
+        .expect(1)
+        .json();
     assert_eq!(diff_named(&diff), want, "{diff:#}");
     // Every kind of difference at once is still what the published schemas allow.
     crate::schemas::assert_valid("verify-report.schema.json", &verify, "verify");
@@ -187,7 +179,7 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
 
     // audit, a policy by rules: the dataset's files and the missing checkpoint, in the same
     // words.
-    let audit = json(&r.cairn(["audit", "--format", "json"]).expect(1).stdout);
+    let audit = r.cairn(["audit", "--format", "json"]).expect(1).json();
     let finding = |rule: &str, subject: &str| {
         audit["findings"]
             .as_array()
@@ -236,7 +228,7 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
         "--format",
         "json",
     ]);
-    let rebuild = json(&out.stdout);
+    let rebuild = out.json();
     let steps = rebuild["steps"].as_array().unwrap();
     let step = |name: &str| {
         steps
@@ -277,21 +269,8 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
 #[test]
 fn a_link_out_of_the_repository_is_read_by_no_command() {
     let r = Repo::ml();
-    r.git(&["rm", "-q", "-r", "--cached", "data"]);
-    r.write(".gitignore", "runs/\ndata/\n");
-    r.commit_all("data is not code");
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--data",
-        "data/train",
-        "--checkpoint",
-        "runs/final.safetensors",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    r.untrack_data();
+    r.cairn(crate::util::LOCK_ML_NO_PYTHON).expect(0);
     r.commit_all("lock");
     let elsewhere = tempfile::tempdir().unwrap();
     let copy = elsewhere.path().join("train");
@@ -303,13 +282,12 @@ fn a_link_out_of_the_repository_is_read_by_no_command() {
     std::os::unix::fs::symlink(&copy, r.join("data/train")).unwrap();
 
     let want = named(&[("data", "train", "", "unchecked")]);
-    let verify = json(&r.cairn(["verify", "--format", "json"]).expect(1).stdout);
+    let verify = r.cairn(["verify", "--format", "json"]).expect(1).json();
     assert_eq!(verify_named(&verify), want, "{verify:#}");
-    let diff = json(
-        &r.cairn(["diff", "cairn.lock", "--no-python", "--format", "json"])
-            .expect(1)
-            .stdout,
-    );
+    let diff = r
+        .cairn(["diff", "cairn.lock", "--no-python", "--format", "json"])
+        .expect(1)
+        .json();
     assert_eq!(diff_named(&diff), want, "{diff:#}");
     for report in [&verify["findings"][0], &diff["causes"][0]] {
         assert!(
@@ -320,7 +298,7 @@ fn a_link_out_of_the_repository_is_read_by_no_command() {
             "{report}"
         );
     }
-    let audit = json(&r.cairn(["audit", "--format", "json"]).expect(1).stdout);
+    let audit = r.cairn(["audit", "--format", "json"]).expect(1).json();
     assert!(
         audit["findings"]
             .as_array()
@@ -358,8 +336,7 @@ fn a_link_out_of_the_repository_is_read_by_no_command() {
 #[test]
 fn rebuild_does_not_read_through_a_committed_link_out_of_its_directory() {
     let r = Repo::ml();
-    r.cairn(["lock", "--no-python", "--data", "data/train"])
-        .expect(0);
+    r.cairn(crate::util::LOCK_TRAIN_DATA).expect(0);
     let elsewhere = tempfile::tempdir().unwrap();
     let copy = elsewhere.path().join("train");
     std::fs::create_dir_all(&copy).unwrap();

@@ -1,29 +1,19 @@
 //! `cairn diff` end to end: two locks, or a lock and the current state. (The package and data
 //! causes of a real retraining are checked with a real venv in rebuild.rs.)
 
-use crate::util::Repo;
-
-fn json(stdout: &str) -> serde_json::Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
-
-/// (section, subject, path) of each entry of a list.
-fn keys(list: &serde_json::Value) -> Vec<(String, String, String)> {
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["section"].as_str().unwrap().to_string(),
-                c["subject"].as_str().unwrap().to_string(),
-                c["path"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
+use crate::util::{diff_keys, names_in, Repo};
 
 fn k(section: &str, subject: &str, path: &str) -> (String, String, String) {
     (section.into(), subject.into(), path.into())
+}
+
+/// `cairn diff ARGS... --format json` in `r`, which must exit with `code`, as JSON.
+#[track_caller]
+fn diff_json(r: &Repo, args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = vec!["diff"];
+    all.extend(args);
+    all.extend(["--format", "json"]);
+    r.cairn(all).expect(code).json()
 }
 
 fn lock(r: &Repo, lock: &str, extra: &[&str]) {
@@ -51,11 +41,7 @@ fn identical_runs_have_no_difference() {
     out.stdout_has("code: commit ")
         .stdout_has("same code")
         .stdout_has("no difference");
-    let d = json(
-        &r.cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
-            .expect(0)
-            .stdout,
-    );
+    let d = diff_json(&r, &["a.cairn.lock", "b.cairn.lock"], 0);
     assert_eq!(d["same"], true);
     assert_eq!(d["causes"], serde_json::json!([]));
     assert_eq!(d["effects"], serde_json::json!([]));
@@ -70,13 +56,9 @@ fn code_commits_between_and_files_that_differ() {
     r.commit_all("add the model");
     r.write("train.py", format!("{}# tweak\n", crate::util::TRAIN_PY));
     lock(&r, "b.cairn.lock", &["--", "python3", "train.py"]);
-    let d = json(
-        &r.cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
-            .expect(1)
-            .stdout,
-    );
+    let d = diff_json(&r, &["a.cairn.lock", "b.cairn.lock"], 1);
     assert_eq!(
-        keys(&d["causes"]),
+        diff_keys(&d["causes"]),
         [k("code", "code", "model.py"), k("code", "code", "train.py")],
         "{d}"
     );
@@ -102,44 +84,16 @@ fn code_commits_between_and_files_that_differ() {
 fn command_env_and_seed_in_order_of_likely_cause() {
     let r = Repo::ml();
     let run = |lockname: &str, seed: &str, hashseed: &str, extra: &[&str]| {
-        let mut args = vec![
-            "lock",
-            "--lock",
-            lockname,
-            "--no-python",
-            "--data",
-            "data/train",
-            "--checkpoint",
-            "runs/final.safetensors",
-            "--seed",
-            seed,
-            "--",
-            "python3",
-            "train.py",
-        ];
+        let mut args = crate::util::lock_ml_no_python(&["--lock", lockname, "--seed", seed]);
         args.extend(extra);
-        let out = r
-            .cmd()
-            .env("PYTHONHASHSEED", hashseed)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        r.cairn_env(&[("PYTHONHASHSEED", hashseed)], args).expect(0);
     };
     run("a.cairn.lock", "1", "0", &[]);
     r.write("data/train/c.txt", "gamma\n");
     run("b.cairn.lock", "2", "1", &["--lr", "3e-4"]);
-    let d = json(
-        &r.cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
-            .expect(1)
-            .stdout,
-    );
+    let d = diff_json(&r, &["a.cairn.lock", "b.cairn.lock"], 1);
     assert_eq!(
-        keys(&d["causes"]),
+        diff_keys(&d["causes"]),
         [
             k("data", "train", "c.txt"),
             k("command", "command", ""),
@@ -162,10 +116,7 @@ fn a_lock_against_the_current_state() {
     let r = Repo::ml();
     lock(&r, "cairn.lock", &["--", "python3", "train.py"]);
     r.commit_all("lock");
-    let before: Vec<String> = std::fs::read_dir(r.join(".cairn/manifests"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let before = names_in(&r.join(".cairn/manifests"));
     let out = r.cairn(["diff", "cairn.lock", "--no-python"]).expect(0);
     out.stdout_has("B: the current state")
         .stdout_has("no difference");
@@ -173,18 +124,14 @@ fn a_lock_against_the_current_state() {
     r.write("data/train/a.txt", "alpha, relabelled\n");
     r.write("train.py", "print('rewritten')\n");
     std::fs::remove_file(r.join("runs/final.safetensors")).unwrap();
-    let d = json(
-        &r.cairn(["diff", "cairn.lock", "--no-python", "--format", "json"])
-            .expect(1)
-            .stdout,
-    );
+    let d = diff_json(&r, &["cairn.lock", "--no-python"], 1);
     assert_eq!(
-        keys(&d["causes"]),
+        diff_keys(&d["causes"]),
         [k("code", "code", "train.py"), k("data", "train", "a.txt")],
         "{d}"
     );
     assert_eq!(
-        keys(&d["effects"]),
+        diff_keys(&d["effects"]),
         [k("checkpoint", "runs/final.safetensors", "")]
     );
     assert_eq!(d["effects"][0]["change"], "missing");
@@ -197,11 +144,7 @@ fn a_lock_against_the_current_state() {
         .to_string()
         .contains("the current state has no command"));
     // Nothing was written: no new manifest, the lock untouched.
-    let after: Vec<String> = std::fs::read_dir(r.join(".cairn/manifests"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(before.len(), after.len());
+    assert_eq!(names_in(&r.join(".cairn/manifests")), before);
     assert_eq!(
         r.git(&["status", "--porcelain", "cairn.lock", ".cairn"]),
         ""
@@ -234,45 +177,17 @@ fn host_and_gpu_differences() {
     let bin = tempfile::tempdir().unwrap();
     let smi = crate::util::replay_nvidia_smi(bin.path());
     let lock_on = |smi: &str, name: &str| {
-        let out = r
-            .cmd()
-            .env("CAIRN_NVIDIA_SMI", smi)
-            .args([
-                "lock",
-                "--lock",
-                name,
-                "--no-python",
-                "--data",
-                "data/train",
-                "--checkpoint",
-                "runs/final.safetensors",
-                "--",
-                "python3",
-                "train.py",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        r.cairn_env(
+            &[("CAIRN_NVIDIA_SMI", smi)],
+            crate::util::lock_ml_no_python(&["--lock", name]),
+        )
+        .expect(0);
     };
     lock_on("/nonexistent/nvidia-smi", "cpu.cairn.lock");
     lock_on(smi.to_str().unwrap(), "h100.cairn.lock");
-    let d = json(
-        &r.cairn([
-            "diff",
-            "cpu.cairn.lock",
-            "h100.cairn.lock",
-            "--format",
-            "json",
-        ])
-        .expect(1)
-        .stdout,
-    );
+    let d = diff_json(&r, &["cpu.cairn.lock", "h100.cairn.lock"], 1);
     assert_eq!(
-        keys(&d["causes"]),
+        diff_keys(&d["causes"]),
         [
             k("host", "gpu", ""),
             k("host", "gpu driver", ""),
@@ -289,29 +204,20 @@ fn host_and_gpu_differences() {
     r.commit_all("locks");
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("on-h100");
-    let out = r
-        .cmd()
-        .env("CAIRN_NVIDIA_SMI", &smi)
-        .args([
+    r.cairn_env(
+        &[("CAIRN_NVIDIA_SMI", smi.to_str().unwrap())],
+        [
             "rebuild",
             "--lock",
             "cpu.cairn.lock",
             "--into",
             into.to_str().unwrap(),
             "--run",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(
-        stdout.contains("host (differs from the locking machine; information):\n  gpu: none -> NVIDIA H100 80GB HBM3\n"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("reproduced: every step matches the lock"),
-        "{stdout}"
-    );
+        ],
+    )
+    .expect(0)
+    .stdout_has("host (differs from the locking machine; information):\n  gpu: none -> NVIDIA H100 80GB HBM3\n")
+    .stdout_has("reproduced: every step matches the lock");
 }
 
 /// Checkpoint metrics recorded with `cairn checkpoint add` are compared name by name.
@@ -333,10 +239,7 @@ fn checkpoint_metrics_are_compared() {
     std::fs::copy(r.join("cairn.lock"), r.join("first.cairn.lock")).unwrap();
     r.cairn(["checkpoint", "add", "runs/a.bin", "--metric", "loss=0.75"])
         .expect(0);
-    let out = r
-        .cairn(["diff", "first.cairn.lock", "cairn.lock", "--format", "json"])
-        .expect(1);
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = diff_json(&r, &["first.cairn.lock", "cairn.lock"], 1);
     let metrics: Vec<(String, String)> = report["effects"]
         .as_array()
         .unwrap()

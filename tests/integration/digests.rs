@@ -79,12 +79,11 @@ fn file_digest_equals_b3sum() {
     require_b3sum();
     let r = Repo::plain();
     r.write("w.bin", vec![7u8; 3 << 20]);
-    let out = Command::new("b3sum")
-        .args(["--no-names", "w.bin"])
-        .current_dir(r.path())
-        .output()
-        .unwrap();
-    let theirs = String::from_utf8(out.stdout).unwrap();
+    let theirs = crate::util::run_ok(
+        Command::new("b3sum")
+            .args(["--no-names", "w.bin"])
+            .current_dir(r.path()),
+    );
     assert_eq!(cairn_hash(&r, "w.bin"), theirs.trim());
 }
 

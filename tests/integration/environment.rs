@@ -5,23 +5,18 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::util::{git_in, Repo, Venv};
+use crate::util::{git_in, run_ok, Repo, Run, Venv};
 
 /// `pip freeze --all` of a venv as normalised name -> version (None where pip prints no
 /// version: VCS and local-directory lines).
 fn freeze(venv: &Venv) -> BTreeMap<String, Option<String>> {
-    let out = crate::util::command(venv.python())
-        .args([
-            "-m",
-            "pip",
-            "--disable-pip-version-check",
-            "freeze",
-            "--all",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = run_ok(crate::util::command(venv.python()).args([
+        "-m",
+        "pip",
+        "--disable-pip-version-check",
+        "freeze",
+        "--all",
+    ]));
     let mut map = BTreeMap::new();
     let mut editable_comment: Option<(String, String)> = None;
     for line in text.lines() {
@@ -68,6 +63,13 @@ fn local_package(dir: &Path, name: &str, version: &str) {
     )
     .unwrap();
     std::fs::write(dir.join(name).join("__init__.py"), "VALUE = 1\n").unwrap();
+}
+
+/// `cairn lock --python PY` in `r`, which must succeed.
+#[track_caller]
+fn lock_with(r: &Repo, py: &Path) -> Run {
+    r.cairn(["lock", "--python", py.to_str().unwrap()])
+        .expect(0)
 }
 
 fn packages(lock: &toml::Table) -> BTreeMap<String, toml::Table> {
@@ -140,10 +142,8 @@ fn environment_matches_pip_freeze_and_drift_is_named() {
     );
     r.commit_all("requirements");
     let py = venv.python();
-    let out = r
-        .cairn(["lock", "--python", py.to_str().unwrap()])
-        .expect(0);
-    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    let out = lock_with(&r, &py);
+    out.stderr_lacks("warning");
     let lock = r.lock_toml("cairn.lock");
     let recorded = packages(&lock);
 
@@ -204,7 +204,7 @@ fn environment_matches_pip_freeze_and_drift_is_named() {
     let env_out = r
         .cairn(["env", "--python", py.to_str().unwrap(), "--format", "json"])
         .expect(0);
-    let env: serde_json::Value = serde_json::from_str(&env_out.stdout).unwrap();
+    let env = env_out.json();
     assert_eq!(
         env["python"]["package"].as_array().unwrap().len(),
         recorded.len()
@@ -214,7 +214,7 @@ fn environment_matches_pip_freeze_and_drift_is_named() {
     let out = r
         .cairn(["verify", "--python", py.to_str().unwrap()])
         .expect(0);
-    assert!(!out.stdout.contains("environment"), "{}", out.stdout);
+    out.stdout_lacks("environment");
 
     // Upgrade one package: exactly that one is reported, as a warning; --strict fails.
     venv.pip(&["install", "six==1.17.0"]);
@@ -227,7 +227,7 @@ fn environment_matches_pip_freeze_and_drift_is_named() {
             "json",
         ])
         .expect(0);
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     let env_findings: Vec<&serde_json::Value> = report["findings"]
         .as_array()
         .unwrap()
@@ -267,9 +267,7 @@ fn broken_metadata_is_a_warning_naming_it() {
     .unwrap();
     let r = Repo::ml();
     let py = venv.python();
-    let out = r
-        .cairn(["lock", "--python", py.to_str().unwrap()])
-        .expect(0);
+    let out = lock_with(&r, &py);
     out.stderr_has("nometa-1.0.dist-info");
     out.stderr_has("garbage-2.0.dist-info");
     let lock = r.lock_toml("cairn.lock");
@@ -282,13 +280,14 @@ fn broken_metadata_is_a_warning_naming_it() {
 fn seed_and_determinism_variables_are_recorded_and_passed_on() {
     let r = Repo::ml();
     r.write("cairn.toml", "env = [\"MY_*\"]\noutputs = [\"seed.txt\"]\n");
-    let out = r
-        .cmd()
-        .env("PYTHONHASHSEED", "0")
-        .env("NCCL_ALGO", "Ring")
-        .env("MY_FLAG", "on")
-        .env("UNRELATED_SECRET", "do-not-record")
-        .args([
+    r.cairn_env(
+        &[
+            ("PYTHONHASHSEED", "0"),
+            ("NCCL_ALGO", "Ring"),
+            ("MY_FLAG", "on"),
+            ("UNRELATED_SECRET", "do-not-record"),
+        ],
+        [
             "lock",
             "--no-python",
             "--seed",
@@ -297,14 +296,9 @@ fn seed_and_determinism_variables_are_recorded_and_passed_on() {
             "sh",
             "-c",
             "echo $CAIRN_SEED > seed.txt",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        ],
+    )
+    .expect(0);
     assert_eq!(r.read("seed.txt"), "1234\n");
     let text = r.read("cairn.lock");
     assert!(!text.contains("do-not-record"), "{text}");
@@ -345,8 +339,7 @@ fn torch_build_is_read_from_files_and_host_drift_is_information() {
     }
     let r = Repo::ml();
     let py = venv.python();
-    r.cairn(["lock", "--python", py.to_str().unwrap()])
-        .expect(0);
+    lock_with(&r, &py);
     let lock = r.lock_toml("cairn.lock");
     let torch = lock["host"]["torch"].as_table().unwrap();
     assert_eq!(torch["version"].as_str(), Some("2.11.0+cu130"));
@@ -381,9 +374,7 @@ fn conda_prefix_packages_are_recorded() {
     std::fs::write(meta.join("broken.json"), "{not json").unwrap();
     let r = Repo::ml();
     let py = venv.python();
-    let out = r
-        .cairn(["lock", "--python", py.to_str().unwrap()])
-        .expect(0);
+    let out = lock_with(&r, &py);
     out.stderr_has("broken.json");
     let lock = r.lock_toml("cairn.lock");
     let conda = &lock["python"]["conda"][0];
@@ -422,8 +413,7 @@ fn in_repository_editable_package_is_not_drift_after_a_commit() {
         r.join("pkg").to_str().unwrap(),
     ]);
     let py = venv.python();
-    r.cairn(["lock", "--python", py.to_str().unwrap()])
-        .expect(0);
+    lock_with(&r, &py);
     let lock = r.lock_toml("cairn.lock");
     let pkgs = packages(&lock);
     assert_eq!(pkgs["inrepo"]["editable"].as_bool(), Some(true));
@@ -431,7 +421,7 @@ fn in_repository_editable_package_is_not_drift_after_a_commit() {
     let out = r
         .cairn(["verify", "--python", py.to_str().unwrap()])
         .expect(0);
-    assert!(!out.stdout.contains("environment"), "{}", out.stdout);
+    out.stdout_lacks("environment");
 }
 
 /// Several packages installed from one repository (a monorepo's libraries) record that

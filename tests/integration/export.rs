@@ -4,11 +4,11 @@
 
 use serde_json::Value;
 
-use crate::util::{sh, Repo};
+use crate::util::{run_ok, sh, Repo};
 
 fn export(r: &Repo) -> (String, Value) {
     let out = r.cairn(["export", "--format", "in-toto"]).expect(0);
-    let v = serde_json::from_str(&out.stdout).unwrap();
+    let v = out.json();
     (out.stdout, v)
 }
 
@@ -36,23 +36,14 @@ fn locked() -> Repo {
         ),
     );
     r.commit_all("train writes shards");
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--data",
-        "data/train",
-        "--checkpoint",
-        "runs/final.safetensors",
+    r.cairn(crate::util::lock_ml_no_python(&[
         "--checkpoint",
         "runs/shards",
         "--output",
         "runs/metrics.json",
         "--seed",
         "42",
-        "--",
-        "python3",
-        "train.py",
-    ])
+    ]))
     .expect(0);
     r
 }
@@ -204,7 +195,7 @@ fn refusals_and_missing_checkpoints() {
     std::fs::remove_file(r.join("runs/final.safetensors")).unwrap();
     let out = r.cairn(["export"]).expect(0);
     out.stderr_has("warning: checkpoint runs/final.safetensors is not here");
-    let st: Value = serde_json::from_str(&out.stdout).unwrap();
+    let st = out.json();
     let digest = st["subject"][0]["digest"].as_object().unwrap();
     assert_eq!(digest.keys().collect::<Vec<_>>(), ["blake3"]);
     std::fs::write(r.join("runs/final.safetensors"), good).unwrap();
@@ -250,15 +241,6 @@ for rd in list(prov.build_definition.resolved_dependencies) + list(prov.run_deta
     ResourceDescriptor.copy_from_pb(rd).validate()
 print(len(st.subject), len(prov.build_definition.resolved_dependencies))
 "#;
-    let out = r
-        .cmd_raw(python.to_str().unwrap())
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 3");
+    let out = run_ok(r.cmd_raw(python.to_str().unwrap()).args(["-c", script]));
+    assert_eq!(out.trim(), "1 3");
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::util::Repo;
+use crate::util::{Repo, Run};
 
 /// A small deterministic generator (tests must not depend on an RNG crate's versions).
 struct Lcg(u64);
@@ -22,8 +22,7 @@ impl Lcg {
 #[test]
 fn a_symlink_leading_out_of_the_repository_is_not_read_without_consent() {
     let r = Repo::ml();
-    r.cairn(["lock", "--no-python", "--data", "data/train"])
-        .expect(0);
+    r.cairn(crate::util::LOCK_TRAIN_DATA).expect(0);
     // Someone replaces the dataset with a link to a directory elsewhere (say, their home).
     let elsewhere = tempfile::tempdir().unwrap();
     std::fs::write(elsewhere.path().join("a.txt"), "alpha\n").unwrap();
@@ -115,7 +114,6 @@ fn sockets_and_device_links_in_a_dataset_are_skipped_and_reported() {
 /// Root reads everything: run as `nobody` when the tests run as root.
 #[test]
 fn unreadable_directory_is_named() {
-    use std::os::unix::fs::PermissionsExt;
     let r = Repo::plain();
     r.write("data/ok/a.txt", "fine");
     r.write("data/closed/b.txt", "hidden");
@@ -126,26 +124,41 @@ fn unreadable_directory_is_named() {
         ("data/ok/a.txt", 0o644),
         ("data/closed", 0o000),
     ] {
-        std::fs::set_permissions(r.join(p), std::fs::Permissions::from_mode(mode)).unwrap();
+        crate::util::set_mode(&r.join(p), mode);
     }
-    let out = crate::util::cairn_unprivileged(r.path())
-        .args(["hash", "data"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    std::fs::set_permissions(
-        r.join("data/closed"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("data/closed"), "{stderr}");
-    assert!(stderr.contains("Permission denied"), "{stderr}");
+    let out = Run::of(crate::util::cairn_unprivileged(r.path()).args(["hash", "data"]));
+    crate::util::set_mode(&r.join("data/closed"), 0o755);
+    out.expect(2)
+        .stderr_has("data/closed")
+        .stderr_has("Permission denied");
 }
 
 /// Kill `cairn lock` with SIGKILL at many random moments: the lock on disk is always the old
 /// one or a complete new one, and always parses; the next lock works (the OS released the
 /// project lock with the process).
+/// Start cairn with `args` in `r`, output discarded, and SIGKILL it after `ms` milliseconds (or
+/// let it be, where it finished first).
+fn kill_after(r: &Repo, args: &[&str], ms: u64) {
+    let mut child = r
+        .cmd()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    let _ = child.kill();
+    child.wait().unwrap();
+}
+
+/// The lock `text` parsed and validated: a killed writer must never leave a torn one. `when`
+/// names the moment, for the message.
+#[track_caller]
+fn whole_lock(text: &str, when: &str) -> cairn::model::lockfile::Lock {
+    cairn::model::lockfile::Lock::from_toml(text, std::path::Path::new("cairn.lock"))
+        .unwrap_or_else(|e| panic!("{when}: torn lock: {e}"))
+}
+
 #[test]
 fn sigkill_during_lock_never_leaves_a_torn_lock() {
     let r = Repo::ml();
@@ -153,29 +166,18 @@ fn sigkill_during_lock_never_leaves_a_torn_lock() {
         r.write(&format!("data/train/many/{i:04}.txt"), format!("{i}\n"));
     }
     r.commit_all("data");
-    let args = ["lock", "--no-python", "--data", "data/train"];
+    let args = crate::util::LOCK_TRAIN_DATA;
     r.cairn(args).expect(0);
     let mut rng = Lcg(7);
     let mut kinds = std::collections::BTreeSet::new();
     for round in 0..25 {
         let before = std::fs::read(r.join("cairn.lock")).unwrap();
         r.write("data/train/a.txt", format!("round {round}\n"));
-        let mut child = r
-            .cmd()
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.next(250)));
-        let _ = child.kill();
-        let status = child.wait().unwrap();
+        kill_after(&r, args, rng.next(250));
         let after = std::fs::read(r.join("cairn.lock")).unwrap();
         let text = String::from_utf8(after.clone()).expect("UTF-8");
-        cairn::model::lockfile::Lock::from_toml(&text, std::path::Path::new("cairn.lock"))
-            .unwrap_or_else(|e| panic!("round {round}: torn lock: {e}"));
+        whole_lock(&text, &format!("round {round}"));
         kinds.insert(if after == before { "old" } else { "new" });
-        let _ = status;
     }
     // The project is not left locked, and a lock still completes.
     r.cairn(args).expect(0);
@@ -196,26 +198,14 @@ fn sigkill_during_checkpoint_add_never_leaves_a_torn_lock() {
     let mut rng = Lcg(11);
     let mut count_before = 0;
     for i in 0..30 {
-        let mut child = r
-            .cmd()
-            .args([
-                "checkpoint",
-                "add",
-                &format!("runs/ckpt-{i:02}.bin"),
-                "--step",
-                &i.to_string(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.next(40)));
-        let _ = child.kill();
-        let _ = child.wait();
-        let text = r.read("cairn.lock");
-        let lock =
-            cairn::model::lockfile::Lock::from_toml(&text, std::path::Path::new("cairn.lock"))
-                .unwrap_or_else(|e| panic!("add {i}: torn lock: {e}"));
+        let path = format!("runs/ckpt-{i:02}.bin");
+        let step = i.to_string();
+        kill_after(
+            &r,
+            &["checkpoint", "add", &path, "--step", &step],
+            rng.next(40),
+        );
+        let lock = whole_lock(&r.read("cairn.lock"), &format!("add {i}"));
         let n = lock.checkpoints.len();
         assert!(
             n == count_before || n == count_before + 1,
@@ -255,5 +245,5 @@ fn names_that_are_not_utf8_are_recorded_losslessly() {
     std::fs::write(&b, "changed").unwrap();
     let out = r.cairn(["verify"]).expect(1);
     out.stdout_has("changed      data raw: scan-\\xff.bin");
-    assert!(!out.stdout.contains("scan-\\xfe"), "{}", out.stdout);
+    out.stdout_lacks("scan-\\xfe");
 }

@@ -44,12 +44,7 @@ const LOCK_QUANTIZE: &[&str] = &[
 fn cairn(r: &Repo, args: &[&str]) -> crate::util::Run {
     let bin = Path::new(env!("CARGO_BIN_EXE_cairn")).parent().unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let out = r.cmd().env("PATH", path).args(args).output().unwrap();
-    crate::util::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    r.cairn_env(&[("PATH", &path)], args)
 }
 
 fn chain() -> Repo {
@@ -99,7 +94,7 @@ fn chain() -> Repo {
 
 fn audit_json(r: &Repo, code: i32) -> serde_json::Value {
     let out = cairn(r, &["audit", "--format", "json"]).expect(code);
-    serde_json::from_str(&out.stdout).unwrap()
+    out.json()
 }
 
 /// The (rule, lock, subject) of every error.
@@ -274,19 +269,8 @@ fn hub_inputs_by_commit_pass_and_by_branch_are_flagged() {
     let r = Repo::ml();
     let cache = tempfile::tempdir().unwrap();
     let commit = hf_cache(cache.path());
-    let with_cache = |args: &[&str]| {
-        let out = r
-            .cmd()
-            .env("HF_HUB_CACHE", cache.path())
-            .args(args)
-            .output()
-            .unwrap();
-        crate::util::Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    };
+    let hub_cache = cache.path().to_str().unwrap();
+    let with_cache = |args: &[&str]| r.cairn_env(&[("HF_HUB_CACHE", hub_cache)], args);
     with_cache(&[
         "lock",
         "--no-python",
@@ -312,7 +296,7 @@ fn hub_inputs_by_commit_pass_and_by_branch_are_flagged() {
     assert_eq!(lock["input"][0]["commit"].as_str(), Some(commit.as_str()));
     assert_eq!(lock["input"][0]["mutable"].as_bool(), Some(true));
     let out = with_cache(&["audit", "--format", "json"]).expect(1);
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     assert_eq!(
         errors(&report),
         [(
@@ -356,12 +340,7 @@ fn eight_processes_adding_fifty_checkpoints_each_lose_nothing() {
         })
         .collect();
     for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::util::Run::from(c.wait_with_output().unwrap()).expect(0);
     }
     let lock = r.lock_toml("cairn.lock");
     let ckpts = lock["checkpoint"].as_array().unwrap();
@@ -414,6 +393,6 @@ fn ignored_lock_files_are_found_but_ignored_directories_are_not_walked() {
     r.write("scratch/old.cairn.lock", "not even toml [");
     let out = r.cairn(["lineage"]).expect(0);
     out.stdout_has("checkpoint runs/model.bin");
-    assert!(!out.stderr.contains("scratch"), "{}", out.stderr);
+    out.stderr_lacks("scratch");
     r.cairn(["audit"]).expect(0).stdout_has("1 lock(s)");
 }

@@ -40,19 +40,17 @@ fn lock_then_verify_passes() {
 
 #[test]
 fn changed_data_file_is_named() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     r.write("data/train/a.txt", "alpha\nx\n");
     let out = r.cairn(["verify"]).expect(1);
     out.stdout_has("changed      data train: a.txt");
     // Data declared in the lock is not also reported as a code change.
-    assert!(!out.stdout.contains(" code:"), "{}", out.stdout);
+    out.stdout_lacks(" code:");
 }
 
 #[test]
 fn added_and_removed_data_files_are_named() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     r.write("data/train/c.txt", "new\n");
     std::fs::remove_file(r.join("data/val/v.txt")).unwrap();
     let out = r.cairn(["verify"]).expect(1);
@@ -63,8 +61,7 @@ fn added_and_removed_data_files_are_named() {
 
 #[test]
 fn deleted_checkpoint_is_missing() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     std::fs::remove_file(r.join("runs/final.safetensors")).unwrap();
     let out = r.cairn(["verify"]).expect(1);
     assert!(
@@ -77,14 +74,13 @@ fn deleted_checkpoint_is_missing() {
 
 #[test]
 fn every_difference_is_reported_in_one_run() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     r.write("data/train/a.txt", "changed\n");
     r.write("data/val/extra.txt", "extra\n");
     r.write("runs/final.safetensors", "tampered");
     r.write("train.py", "print('different')\n");
     let out = r.cairn(["verify", "--format", "json"]).expect(1);
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     assert_eq!(report["ok"], false);
     let findings = report["findings"].as_array().unwrap();
     let got: Vec<(String, String, String)> = findings
@@ -120,8 +116,7 @@ fn every_difference_is_reported_in_one_run() {
 
 #[test]
 fn committing_the_lock_keeps_it_verified() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     let locked_commit = r.head();
     r.commit_all("lock training run");
     assert_ne!(r.head(), locked_commit);
@@ -131,8 +126,7 @@ fn committing_the_lock_keeps_it_verified() {
 
 #[test]
 fn a_new_commit_that_changes_code_fails() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     r.write("model.py", "class Model: pass\n");
     r.commit_all("add model");
     let out = r.cairn(["verify"]).expect(1);
@@ -141,24 +135,20 @@ fn a_new_commit_that_changes_code_fails() {
 
 #[test]
 fn uncommitted_change_after_lock_fails() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     r.write("train.py", "# edited\n");
     let out = r.cairn(["verify"]).expect(1);
     out.stdout_has("changed      code: train.py");
     // An executable bit alone is a difference too.
     r.git(&["checkout", "--", "train.py"]);
-    let mut perm = std::fs::metadata(r.join("train.py")).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(r.join("train.py"), perm).unwrap();
+    crate::util::set_mode(&r.join("train.py"), 0o755);
     let out = r.cairn(["verify"]).expect(1);
     out.stdout_has("mode changed code: train.py");
 }
 
 #[test]
 fn verify_from_a_subdirectory_finds_the_lock() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     r.cairn_in("data", ["verify"]).expect(0);
 }
 
@@ -208,19 +198,15 @@ fn same_state_gives_same_bytes_apart_from_times() {
 
 #[test]
 fn failed_command_keeps_the_good_lock() {
-    let r = Repo::ml();
-    r.lock_ml().expect(0);
+    let r = Repo::ml_locked();
     let good = r.read("cairn.lock");
-    let out = r
-        .cmd()
-        .env("TRAIN_EXIT", "3")
-        .args(["lock", "--data", "data/train", "--", "python3", "train.py"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("exited with status 3"), "{stderr}");
-    assert!(stderr.contains(".cairn/failed/"), "{stderr}");
+    r.cairn_env(
+        &[("TRAIN_EXIT", "3")],
+        ["lock", "--data", "data/train", "--", "python3", "train.py"],
+    )
+    .expect(1)
+    .stderr_has("exited with status 3")
+    .stderr_has(".cairn/failed/");
     assert_eq!(r.read("cairn.lock"), good, "the good lock was replaced");
     let failed: Vec<_> = std::fs::read_dir(r.join(".cairn/failed"))
         .unwrap()
@@ -253,14 +239,8 @@ fn cairn_toml_declares_data_and_checkpoint_globs() {
     );
     r.commit_all("config");
     r.cairn(["lock", "--", "python3", "train.py"]).expect(0);
+    assert_eq!(r.data_names("cairn.lock"), ["train", "validation"]);
     let lock = r.lock_toml("cairn.lock");
-    let names: Vec<&str> = lock["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["train", "validation"]);
     assert_eq!(
         lock["checkpoint"][0]["path"].as_str(),
         Some("runs/final.safetensors")
@@ -416,43 +396,13 @@ fn help_teaches_every_subcommand() {
     r.cairn(["verify", "--no-such-flag"]).expect(2);
 }
 
-/// A stand-in for nvidia-smi that replays output captured on a real H100 machine
-/// (tests/fixtures/nvidia-smi); CI has no GPU.
-fn fake_nvidia_smi(dir: &std::path::Path) -> std::path::PathBuf {
-    let fixtures =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nvidia-smi");
-    let script = dir.join("nvidia-smi");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\ncase \"$*\" in\n  *--query-gpu*) cat '{csv}' ;;\n  *-q*) cat '{q}' ;;\n  *) exit 9 ;;\nesac\n",
-            csv = fixtures.join("h100-query-gpu.csv").display(),
-            q = fixtures.join("h100-q.txt").display()
-        ),
-    )
-    .unwrap();
-    let mut perm = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&script, perm).unwrap();
-    script
-}
-
 #[test]
 fn gpu_is_recorded_from_nvidia_smi() {
     let r = Repo::ml();
     let bin = tempfile::tempdir().unwrap();
-    let smi = fake_nvidia_smi(bin.path());
-    let out = r
-        .cmd()
-        .env("CAIRN_NVIDIA_SMI", &smi)
-        .arg("lock")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let smi = crate::util::replay_nvidia_smi(bin.path());
+    r.cairn_env(&[("CAIRN_NVIDIA_SMI", smi.to_str().unwrap())], ["lock"])
+        .expect(0);
     let lock = r.lock_toml("cairn.lock");
     let gpu = &lock["host"]["gpu"][0];
     assert_eq!(gpu["name"].as_str(), Some("NVIDIA H100 80GB HBM3"));
@@ -470,17 +420,8 @@ fn gpu_is_recorded_from_nvidia_smi() {
 #[test]
 fn no_gpu_is_not_an_error() {
     let r = Repo::ml();
-    let out = r
-        .cmd()
-        .env("CAIRN_NVIDIA_SMI", "/nonexistent/nvidia-smi")
-        .arg("lock")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    r.cairn_env(&[("CAIRN_NVIDIA_SMI", "/nonexistent/nvidia-smi")], ["lock"])
+        .expect(0);
     let lock = r.lock_toml("cairn.lock");
     assert!(lock["host"].get("gpu").is_none());
     assert!(lock["host"]["arch"].as_str().is_some());

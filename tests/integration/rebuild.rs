@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::util::{git_in, Repo, Venv};
+use std::process::Command;
+
+use crate::util::{assert_same_bytes, git_in, run_ok, Repo, Run, Venv};
 
 /// A deterministic training script: reads the training data, imports `six` (a small registry
 /// package) and mixes its version in, draws weights from CAIRN_SEED, and writes a checkpoint
@@ -89,8 +91,16 @@ fn locked_plain() -> Repo {
     r
 }
 
-fn json(stdout: &str) -> serde_json::Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+/// The `cairn rebuild --into INTO ARGS...` command in `r`, for a test that sets more on it.
+fn rebuild_cmd(r: &Repo, into: &Path, args: &[&str]) -> Command {
+    let mut cmd = r.cmd();
+    cmd.arg("rebuild").arg("--into").arg(into).args(args);
+    cmd
+}
+
+/// Run `cairn rebuild --into INTO ARGS...` in `r`.
+fn rebuild(r: &Repo, into: &Path, args: &[&str]) -> Run {
+    Run::of(&mut rebuild_cmd(r, into, args))
 }
 
 fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -142,19 +152,13 @@ fn rebuilt_run_is_bit_identical_and_diff_names_the_two_causes() {
     // Rebuild into a new directory and run.
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
-    let out = r
-        .cairn([
-            "rebuild",
-            "--into",
-            into.to_str().unwrap(),
-            "--run",
-            "--installer",
-            "pip",
-            "--format",
-            "json",
-        ])
-        .expect(0);
-    let report = json(&out.stdout);
+    let out = rebuild(
+        &r,
+        &into,
+        &["--run", "--installer", "pip", "--format", "json"],
+    )
+    .expect(0);
+    let report = out.json();
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["ran"], true);
     for s in ["code", "environment", "data", "run"] {
@@ -183,14 +187,14 @@ fn rebuilt_run_is_bit_identical_and_diff_names_the_two_causes() {
     );
     // The editable package comes from the rebuilt worktree, not from this repository.
     let rebuilt_py = into.join(".venv/bin/python");
-    let found = crate::util::command(&rebuilt_py)
-        .args(["-c", "import mylib; print(mylib.__file__)"])
-        .current_dir(target.path())
-        .output()
-        .unwrap();
-    let found = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    let found = run_ok(
+        crate::util::command(&rebuilt_py)
+            .args(["-c", "import mylib; print(mylib.__file__)"])
+            .current_dir(target.path()),
+    );
+    let found = found.trim();
     assert_eq!(
-        Path::new(&found),
+        Path::new(found),
         into.canonicalize().unwrap().join("pkg/mylib/__init__.py")
     );
     // The training output went to stderr: stdout is the report alone.
@@ -198,24 +202,14 @@ fn rebuilt_run_is_bit_identical_and_diff_names_the_two_causes() {
     // The rebuilt directory verifies on its own (the lock and sidecars were copied there). Its
     // dataset is a link to the original project, outside the rebuilt repository: verify reads
     // it only when told to.
-    let out = r
-        .cmd()
-        .current_dir(&into)
-        .args([
-            "verify",
-            "--python",
-            rebuilt_py.to_str().unwrap(),
-            "--data",
-            "train=data/train",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Run::of(r.cmd().current_dir(&into).args([
+        "verify",
+        "--python",
+        rebuilt_py.to_str().unwrap(),
+        "--data",
+        "train=data/train",
+    ]))
+    .expect(0);
 
     // A second run: the package upgraded, one data file changed.
     venv.pip(&["install", "six==1.17.0"]);
@@ -231,21 +225,9 @@ fn rebuilt_run_is_bit_identical_and_diff_names_the_two_causes() {
             "json",
         ])
         .expect(1);
-    let d = json(&out.stdout);
-    let causes: Vec<(String, String, String)> = d["causes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["section"].as_str().unwrap().to_string(),
-                c["subject"].as_str().unwrap().to_string(),
-                c["path"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
+    let d = out.json();
     assert_eq!(
-        causes,
+        crate::util::diff_keys(&d["causes"]),
         [
             ("data".into(), "train".into(), "a.txt".into()),
             ("python".into(), "six".into(), String::new()),
@@ -285,9 +267,7 @@ fn without_run_it_prepares_verifies_and_says_the_command() {
         .expect(0);
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("prepared");
-    let out = r
-        .cairn(["rebuild", "--into", into.to_str().unwrap()])
-        .expect(0);
+    let out = rebuild(&r, &into, &[]).expect(0);
     out.stdout_has("  code         reproduced")
         .stdout_has("  environment  skipped")
         .stdout_has("  data         reproduced")
@@ -309,13 +289,10 @@ fn without_run_it_prepares_verifies_and_says_the_command() {
 
     // With --run it runs and reproduces.
     let into2 = target.path().join("ran");
-    r.cairn(["rebuild", "--into", into2.to_str().unwrap(), "--run"])
+    rebuild(&r, &into2, &["--run"])
         .expect(0)
         .stdout_has("reproduced: every step matches the lock");
-    assert_eq!(
-        std::fs::read(into2.join("runs/model.bin")).unwrap(),
-        std::fs::read(r.join("runs/model.bin")).unwrap()
-    );
+    assert_same_bytes(&into2.join("runs/model.bin"), &r.join("runs/model.bin"));
 }
 
 /// A run that does not reproduce: exit 1, the differing checkpoint named, metrics compared by
@@ -325,21 +302,9 @@ fn a_run_that_does_not_reproduce_is_named_and_kept() {
     let r = locked_plain();
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("noisy");
-    let out = r
-        .cmd()
-        .env("NOISE", "1")
-        .args([
-            "rebuild",
-            "--into",
-            into.to_str().unwrap(),
-            "--run",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let report = json(&String::from_utf8_lossy(&out.stdout));
+    let out =
+        Run::of(rebuild_cmd(&r, &into, &["--run", "--format", "json"]).env("NOISE", "1")).expect(1);
+    let report = out.json();
     assert_eq!(report["ok"], false);
     let run = step(&report, "run");
     assert_eq!(run["status"], "differs");
@@ -363,27 +328,11 @@ fn a_run_that_does_not_reproduce_is_named_and_kept() {
 
     // Within an absolute tolerance the metrics reproduce; the checkpoint still does not.
     let into2 = target.path().join("tolerant");
-    let out = r
-        .cmd()
-        .env("NOISE", "1")
-        .args([
-            "rebuild",
-            "--into",
-            into2.to_str().unwrap(),
-            "--run",
-            "--atol",
-            "1e-6",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(
-        stdout.contains("run          runs/model.bin changed"),
-        "{stdout}"
-    );
-    assert!(!stdout.contains("runs/metrics.json changed"), "{stdout}");
-    assert!(stdout.contains("not reproduced: run"), "{stdout}");
+    let out =
+        Run::of(rebuild_cmd(&r, &into2, &["--run", "--atol", "1e-6"]).env("NOISE", "1")).expect(1);
+    out.stdout_has("run          runs/model.bin changed")
+        .stdout_has("not reproduced: run");
+    out.stdout_lacks("runs/metrics.json changed");
 }
 
 /// Data that differs from the lock: reported file by file, and the command is not run.
@@ -393,9 +342,7 @@ fn data_that_differs_is_named_and_the_command_not_run() {
     r.write("data/train/b.txt", "beta, edited\n");
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("x");
-    let out = r
-        .cairn(["rebuild", "--into", into.to_str().unwrap(), "--run"])
-        .expect(1);
+    let out = rebuild(&r, &into, &["--run"]).expect(1);
     out.stdout_has("data         train: b.txt changed")
         .stdout_has("note: run: not run, because the data did not reproduce");
     assert!(!into.join("runs").exists());
@@ -416,24 +363,14 @@ fn missing_interpreter_version_says_what_to_install() {
     std::fs::write(r.join("cairn.lock"), &text).unwrap();
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("never");
-    let out = r
-        .cairn(["rebuild", "--into", into.to_str().unwrap()])
-        .expect(2);
+    let out = rebuild(&r, &into, &[]).expect(2);
     out.stderr_has("error: the lock needs Python 3.99.1")
         .stderr_has("hint: install Python 3.99.1 (e.g. `uv python install 3.99.1` or `pyenv install 3.99.1`) or pass --python PATH");
     assert!(!into.exists(), "nothing was created");
     assert_eq!(worktrees(&r), 1);
 
     // --python of another version is refused too, unless asked for.
-    let out = r
-        .cairn([
-            "rebuild",
-            "--into",
-            into.to_str().unwrap(),
-            "--python",
-            "python3",
-        ])
-        .expect(2);
+    let out = rebuild(&r, &into, &["--python", "python3"]).expect(2);
     out.stderr_has("but the lock needs Python cpython 3.99.1")
         .stderr_has("--allow-other-python");
     assert!(!into.exists());
@@ -451,9 +388,7 @@ fn unknown_commit_says_to_fetch_it() {
     std::fs::write(r.join("cairn.lock"), &text).unwrap();
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("never");
-    let out = r
-        .cairn(["rebuild", "--into", into.to_str().unwrap()])
-        .expect(2);
+    let out = rebuild(&r, &into, &[]).expect(2);
     out.stderr_has(&format!(
         "error: the locked commit {unknown} is not in this repository, and the lock records no remote"
     ))
@@ -470,17 +405,13 @@ fn unknown_commit_says_to_fetch_it() {
     );
     std::fs::write(r.join("cairn.lock"), &text).unwrap();
     // Fetching from the lock's remote needs consent: without it, nothing is fetched or made.
-    let out = r
-        .cairn(["rebuild", "--into", into.to_str().unwrap()])
-        .expect(2);
+    let out = rebuild(&r, &into, &[]).expect(2);
     out.stderr_has(&format!(
         "fetching it from {remote} (the lock's remote) needs consent"
     ))
     .stderr_has("pass --yes to fetch");
     assert!(!into.exists());
-    let out = r
-        .cairn(["rebuild", "--yes", "--into", into.to_str().unwrap()])
-        .expect(2);
+    let out = rebuild(&r, &into, &["--yes"]).expect(2);
     out.stderr_has(&format!("fetching it from {remote} failed"))
         .stderr_has(&format!("hint: fetch it (`git fetch {remote}`)"));
     assert!(!into.exists());
@@ -532,27 +463,9 @@ fn a_commit_on_the_recorded_remote_is_fetched() {
     }
     let commit = r.head();
     let into = other.path().join("rebuilt");
-    let out = r
-        .cmd()
-        .current_dir(&clone)
-        .args([
-            "rebuild",
-            "--yes",
-            "--into",
-            into.to_str().unwrap(),
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = json(&stdout);
+    let out = Run::of(rebuild_cmd(&r, &into, &["--yes", "--format", "json"]).current_dir(&clone))
+        .expect(0);
+    let report = out.json();
     let code = step(&report, "code");
     assert_eq!(code["status"], "reproduced");
     assert!(
@@ -575,9 +488,7 @@ fn missing_data_names_the_dataset_and_suggests_data() {
     std::fs::rename(r.join("data/train"), &moved).unwrap();
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("never");
-    let out = r
-        .cairn(["rebuild", "--into", into.to_str().unwrap()])
-        .expect(2);
+    let out = rebuild(&r, &into, &[]).expect(2);
     out.stderr_has("error: dataset train is missing: looked at ")
         .stderr_has("data/train")
         .stderr_has("hint: say where it is on this machine with --data train=PATH");
@@ -585,16 +496,12 @@ fn missing_data_names_the_dataset_and_suggests_data() {
     assert_eq!(worktrees(&r), 1);
 
     // Told where it is, the rebuild goes ahead and links it in.
-    let out = r
-        .cairn([
-            "rebuild",
-            "--into",
-            into.to_str().unwrap(),
-            "--data",
-            &format!("train={}", moved.display()),
-            "--run",
-        ])
-        .expect(0);
+    let out = rebuild(
+        &r,
+        &into,
+        &["--data", &format!("train={}", moved.display()), "--run"],
+    )
+    .expect(0);
     out.stdout_has("reproduced: every step matches the lock");
     assert_eq!(
         std::fs::read_link(into.join("data/train")).unwrap(),
@@ -636,29 +543,16 @@ fn an_error_part_way_removes_what_was_made() {
     let own = Venv::new();
     let tools = tempfile::tempdir().unwrap();
     let broken = tools.path().join("python3");
-    std::fs::write(
+    crate::util::write_executable(
         &broken,
         format!(
             "#!/bin/sh\ncase \"$*\" in *'-m venv'*) echo 'No module named venv' >&2; exit 1 ;; esac\nexec '{}' \"$@\"\n",
             own.python().display()
         ),
-    )
-    .unwrap();
-    let mut perm = std::fs::metadata(&broken).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&broken, perm).unwrap();
+    );
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("half");
-    let out = r
-        .cairn([
-            "rebuild",
-            "--into",
-            into.to_str().unwrap(),
-            "--python",
-            broken.to_str().unwrap(),
-            "--yes",
-        ])
-        .expect(2);
+    let out = rebuild(&r, &into, &["--python", broken.to_str().unwrap(), "--yes"]).expect(2);
     out.stderr_has("error: creating the venv failed")
         .stderr_has("No module named venv")
         .stderr_has("whatever had been created was removed");
@@ -684,8 +578,7 @@ fn a_committed_link_never_makes_rebuild_touch_outside_files() {
     r.write("train.py", TRAIN_PLAIN);
     r.write(".gitignore", "runs/\n");
     r.commit_all("data is a link");
-    r.cairn(["lock", "--no-python", "--data", "data/train"])
-        .expect(0);
+    r.cairn(crate::util::LOCK_TRAIN_DATA).expect(0);
     // Next to the rebuild, the same link leads to somebody else's files.
     let victim = top.path().join(rel_target.trim_start_matches("../"));
     std::fs::create_dir_all(victim.join("train")).unwrap();
@@ -747,9 +640,9 @@ fn a_project_in_a_subdirectory_runs_in_that_subdirectory() {
     r.cairn_in("ml", ["rebuild", "--into", into.to_str().unwrap(), "--run"])
         .expect(0)
         .stdout_has("reproduced: every step matches the lock");
-    assert_eq!(
-        std::fs::read(into.join("ml/runs/model.bin")).unwrap(),
-        std::fs::read(r.join("ml/runs/model.bin")).unwrap()
+    assert_same_bytes(
+        &into.join("ml/runs/model.bin"),
+        &r.join("ml/runs/model.bin"),
     );
     assert!(into.join("ml/cairn.lock").is_file());
 }
@@ -763,48 +656,17 @@ fn on_a_terminal_it_asks_before_running() {
     let r = locked_plain();
     let target = tempfile::tempdir().unwrap();
     let ask = |answer: &str, dir: &Path| {
-        let line = format!(
-            "{} rebuild --into {}",
-            env!("CARGO_BIN_EXE_cairn"),
-            dir.display()
-        );
-        let mut child = r
-            .cmd_raw("script")
-            .args(["-qec", &line, "/dev/null"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(answer.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let args = format!("rebuild --into {}", dir.display());
+        crate::util::on_terminal(r.cmd_raw("script"), &args, answer).expect(0)
     };
     let no = target.path().join("no");
-    let (code, text) = ask("n\n", &no);
-    assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("Plan: rebuild run"), "{text}");
-    assert!(text.contains("CAIRN_SEED=7 python3 train.py"), "{text}");
-    assert!(
-        text.contains("Rebuild as planned and run the command? [y/N]"),
-        "{text}"
-    );
+    ask("n\n", &no)
+        .stdout_has("Plan: rebuild run")
+        .stdout_has("CAIRN_SEED=7 python3 train.py")
+        .stdout_has("Rebuild as planned and run the command? [y/N]");
     assert!(!no.join("runs").exists(), "a no does not run it");
     let yes = target.path().join("yes");
-    let (code, text) = ask("y\n", &yes);
-    assert_eq!(code, Some(0), "{text}");
-    assert!(
-        text.contains("reproduced: every step matches the lock"),
-        "{text}"
-    );
+    ask("y\n", &yes).stdout_has("reproduced: every step matches the lock");
     assert!(yes.join("runs/model.bin").is_file());
 }
 
@@ -822,26 +684,17 @@ fn rebuild_with_uv_when_it_is_on_path() {
     r.cairn(lock_args(&["--python", py], py, None)).expect(0);
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("uv");
-    let out = r
-        .cairn([
-            "rebuild",
-            "--into",
-            into.to_str().unwrap(),
-            "--run",
-            "--installer",
-            "uv",
-            "--format",
-            "json",
-        ])
-        .expect(0);
-    let report = json(&out.stdout);
+    let out = rebuild(
+        &r,
+        &into,
+        &["--run", "--installer", "uv", "--format", "json"],
+    )
+    .expect(0);
+    let report = out.json();
     let env = step(&report, "environment");
     assert_eq!(env["status"], "reproduced", "{report}");
     assert!(env["actions"][0].as_str().unwrap().starts_with("uv venv"));
-    assert_eq!(
-        std::fs::read(into.join("runs/model.bin")).unwrap(),
-        std::fs::read(r.join("runs/model.bin")).unwrap()
-    );
+    assert_same_bytes(&into.join("runs/model.bin"), &r.join("runs/model.bin"));
 }
 
 /// Without --into, the rebuild goes next to the repository, named after it and the run; a
@@ -893,16 +746,12 @@ fn yes_builds_the_environment_and_only_run_runs_the_command() {
     r.commit_all("lock");
     let target = tempfile::tempdir().unwrap();
 
-    let dry = r
-        .cairn([
-            "rebuild",
-            "--python",
-            py,
-            "--dry-run",
-            "--into",
-            target.path().join("dry").to_str().unwrap(),
-        ])
-        .expect(0);
+    let dry = rebuild(
+        &r,
+        &target.path().join("dry"),
+        &["--python", py, "--dry-run"],
+    )
+    .expect(0);
     dry.stdout_has("Plan: rebuild run")
         .stdout_has("(in this repository)")
         .stdout_has("pinned package(s) from the package index")
@@ -913,9 +762,7 @@ fn yes_builds_the_environment_and_only_run_runs_the_command() {
     );
 
     let none = target.path().join("none");
-    let out = r
-        .cairn(["rebuild", "--python", py, "--into", none.to_str().unwrap()])
-        .expect(0);
+    let out = rebuild(&r, &none, &["--python", py]).expect(0);
     out.stdout_has("  code         reproduced")
         .stdout_has("  environment  skipped")
         .stdout_has("  data         reproduced")
@@ -927,16 +774,7 @@ fn yes_builds_the_environment_and_only_run_runs_the_command() {
     assert!(!none.join("runs").exists());
 
     let yes = target.path().join("yes");
-    let out = r
-        .cairn([
-            "rebuild",
-            "--python",
-            py,
-            "--yes",
-            "--into",
-            yes.to_str().unwrap(),
-        ])
-        .expect(0);
+    let out = rebuild(&r, &yes, &["--python", py, "--yes"]).expect(0);
     out.stdout_has("  environment  reproduced")
         .stdout_has("  run          not run")
         .stdout_has("pass --run to run the command");

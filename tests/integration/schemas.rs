@@ -81,10 +81,6 @@ fn toml_to_json(text: &str) -> Value {
     serde_json::to_value(table).unwrap()
 }
 
-fn json_of(stdout: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
-}
-
 #[test]
 fn every_schema_is_a_valid_2020_12_schema() {
     let files = schema_files();
@@ -138,24 +134,14 @@ fn locked_repo() -> Repo {
             crate::util::TRAIN_PY.replace("sys.exit(code)", "")
         ),
     );
-    r.cairn([
-        "lock",
-        "--data",
-        "data/train",
-        "--data",
-        "data/val",
-        "--checkpoint",
-        "runs/final.safetensors",
+    r.cairn(crate::util::lock_ml_args(&[
         "--checkpoint",
         "runs/final.dir",
         "--output",
         "runs/metrics.json",
         "--seed",
         "7",
-        "--",
-        "python3",
-        "train.py",
-    ])
+    ]))
     .expect(0);
     r
 }
@@ -168,35 +154,31 @@ fn real_output_matches_every_schema() {
     assert_valid("cairn-lock.schema.json", &lock, "a fresh cairn.lock");
 
     let ok = r.cairn(["verify", "--format", "json"]).expect(0);
-    assert_valid(
-        "verify-report.schema.json",
-        &json_of(&ok.stdout),
-        "verify (ok)",
-    );
+    assert_valid("verify-report.schema.json", &ok.json(), "verify (ok)");
     r.write("data/train/a.txt", "changed\n");
     r.write("data/train/new.txt", "new\n");
     let diff = r.cairn(["verify", "--format", "json"]).expect(1);
-    let report = json_of(&diff.stdout);
+    let report = diff.json();
     assert_eq!(report["ok"], false);
     assert_valid("verify-report.schema.json", &report, "verify (differences)");
     r.git(&["checkout", "data/train/a.txt"]);
     std::fs::remove_file(r.join("data/train/new.txt")).unwrap();
 
     let env = r.cairn(["env", "--format", "json"]).expect(0);
-    assert_valid("env.schema.json", &json_of(&env.stdout), "cairn env");
+    assert_valid("env.schema.json", &env.json(), "cairn env");
 
     // Locked on uncommitted code: audit finds an error, so its report has findings.
     let audit = r.cairn(["audit", "--format", "json"]).expect(1);
-    let audit = json_of(&audit.stdout);
+    let audit = audit.json();
     assert!(!audit["findings"].as_array().unwrap().is_empty());
     assert_valid("audit-report.schema.json", &audit, "cairn audit");
 
     let lineage = r.cairn(["lineage", "--format", "json"]).expect(0);
-    let lineage = json_of(&lineage.stdout);
+    let lineage = lineage.json();
     assert!(lineage["edges"].as_array().unwrap().len() >= 2);
     assert_valid("lineage.schema.json", &lineage, "cairn lineage");
 
-    let export = json_of(&r.cairn(["export", "--format", "in-toto"]).expect(0).stdout);
+    let export = r.cairn(["export", "--format", "in-toto"]).expect(0).json();
     assert_valid(
         "schemas/in-toto-statement-v1.schema.json",
         &export,
@@ -244,54 +226,26 @@ fn real_output_matches_every_schema() {
 #[test]
 fn diff_and_rebuild_reports_match_their_schemas() {
     let r = Repo::ml();
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--lock",
-        "a.cairn.lock",
-        "--data",
-        "data/train",
-        "--checkpoint",
-        "runs/final.safetensors",
-        "--seed",
-        "1",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    let lock = |name: &str, seed: &str| {
+        let args = crate::util::lock_ml_no_python(&["--lock", name, "--seed", seed]);
+        r.cairn(args).expect(0);
+    };
+    lock("a.cairn.lock", "1");
     r.commit_all("first run");
     r.write("data/train/a.txt", "changed\n");
     r.write("train.py", format!("{}# v2\n", crate::util::TRAIN_PY));
     r.commit_all("second version");
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--lock",
-        "b.cairn.lock",
-        "--data",
-        "data/train",
-        "--checkpoint",
-        "runs/final.safetensors",
-        "--seed",
-        "2",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
-    let two = json_of(
-        &r.cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
-            .expect(1)
-            .stdout,
-    );
+    lock("b.cairn.lock", "2");
+    let two = r
+        .cairn(["diff", "a.cairn.lock", "b.cairn.lock", "--format", "json"])
+        .expect(1)
+        .json();
     assert!(two["causes"].as_array().unwrap().len() >= 3, "{two}");
     assert_valid("diff-report.schema.json", &two, "cairn diff of two locks");
-    let same = json_of(
-        &r.cairn(["diff", "b.cairn.lock", "b.cairn.lock", "--format", "json"])
-            .expect(0)
-            .stdout,
-    );
+    let same = r
+        .cairn(["diff", "b.cairn.lock", "b.cairn.lock", "--format", "json"])
+        .expect(0)
+        .json();
     assert_valid(
         "diff-report.schema.json",
         &same,
@@ -300,7 +254,7 @@ fn diff_and_rebuild_reports_match_their_schemas() {
     let current = r.cairn(["diff", "a.cairn.lock", "--format", "json"]);
     assert_valid(
         "diff-report.schema.json",
-        &json_of(&current.stdout),
+        &current.json(),
         "cairn diff against the current state",
     );
 
@@ -317,7 +271,7 @@ fn diff_and_rebuild_reports_match_their_schemas() {
             "json",
         ])
         .expect(0);
-    let report = json_of(&out.stdout);
+    let report = out.json();
     assert_eq!(report["ran"], false);
     assert_valid(
         "rebuild-report.schema.json",

@@ -28,16 +28,7 @@ fn bash_complete(script: &std::path::Path, words: &[&str]) -> Vec<String> {
         words[words.len() - 1],
         words[words.len() - 2],
     );
-    let out = crate::util::command("bash")
-        .args(["--noprofile", "--norc", "-c", &line])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    crate::util::run_ok(crate::util::command("bash").args(["--noprofile", "--norc", "-c", &line]))
         .lines()
         .map(str::to_string)
         .collect()

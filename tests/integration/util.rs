@@ -14,34 +14,52 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output) -> Run {
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+    /// Run `cmd` to its end and keep its exit code and output, whatever they are.
+    pub fn of(cmd: &mut Command) -> Run {
+        Run::from(cmd.output().expect("the command starts"))
+    }
+
+    /// Assert that `stream` (`text`) contains `needle` or, with `want` false, does not; show it
+    /// when it is otherwise.
+    #[track_caller]
+    fn check(&self, stream: &str, text: &str, needle: &str, want: bool) -> &Run {
+        let what = if want { "no" } else { "unwanted" };
+        assert!(
+            text.contains(needle) == want,
+            "{what} {needle:?} in {stream}:\n{text}"
+        );
+        self
     }
 
     /// Assert that stdout contains `needle`, showing it when it does not.
     #[track_caller]
     pub fn stdout_has(&self, needle: &str) -> &Run {
-        assert!(
-            self.stdout.contains(needle),
-            "no {needle:?} in stdout:\n{}",
-            self.stdout
-        );
-        self
+        self.check("stdout", &self.stdout, needle, true)
     }
 
     /// Assert that stderr contains `needle`, showing it when it does not.
     #[track_caller]
     pub fn stderr_has(&self, needle: &str) -> &Run {
-        assert!(
-            self.stderr.contains(needle),
-            "no {needle:?} in stderr:\n{}",
-            self.stderr
-        );
-        self
+        self.check("stderr", &self.stderr, needle, true)
+    }
+
+    /// stdout parsed as JSON, showing it when it is not JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    /// Assert that stdout does not contain `needle`, showing it when it does.
+    #[track_caller]
+    pub fn stdout_lacks(&self, needle: &str) -> &Run {
+        self.check("stdout", &self.stdout, needle, false)
+    }
+
+    /// Assert that stderr does not contain `needle`, showing it when it does.
+    #[track_caller]
+    pub fn stderr_lacks(&self, needle: &str) -> &Run {
+        self.check("stderr", &self.stderr, needle, false)
     }
 
     /// Assert the exit code, showing the output when it differs.
@@ -53,6 +71,17 @@ impl Run {
             self.stdout, self.stderr
         );
         self
+    }
+}
+
+/// The exit code and output of a finished child.
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
 
@@ -174,6 +203,20 @@ impl Repo {
         r
     }
 
+    /// [`Repo::ml`] locked with [`Repo::lock_ml`] (the lock is not committed).
+    pub fn ml_locked() -> Repo {
+        let r = Repo::ml();
+        r.lock_ml().expect(0);
+        r
+    }
+
+    /// Take `data/` out of git, as large datasets are: untracked, ignored, and committed so.
+    pub fn untrack_data(&self) {
+        self.git(&["rm", "-q", "-r", "--cached", "data"]);
+        self.write(".gitignore", "runs/\ndata/\n");
+        self.commit_all("data is not code");
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -234,7 +277,19 @@ impl Repo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        Run::from(self.cmd().args(args).output().expect("cairn runs"))
+        Run::of(self.cmd().args(args))
+    }
+
+    /// Run cairn with these arguments in the repository root, with the variables `env` set
+    /// on top of the hermetic environment.
+    pub fn cairn_env<I, S>(&self, env: &[(&str, &str)], args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.cmd();
+        cmd.envs(env.iter().copied()).args(args);
+        Run::of(&mut cmd)
     }
 
     /// Run cairn in a subdirectory.
@@ -243,30 +298,22 @@ impl Repo {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        Run::from(
-            self.cmd()
-                .current_dir(self.join(dir))
-                .args(args)
-                .output()
-                .expect("cairn runs"),
-        )
+        Run::of(self.cmd().current_dir(self.join(dir)).args(args))
     }
 
     /// The standard lock of the `ml` repository: both datasets and the checkpoint the training
     /// script writes.
     pub fn lock_ml(&self) -> Run {
-        self.cairn([
-            "lock",
-            "--data",
-            "data/train",
-            "--data",
-            "data/val",
-            "--checkpoint",
-            "runs/final.safetensors",
-            "--",
-            "python3",
-            "train.py",
-        ])
+        self.cairn(lock_ml_args(&[]))
+    }
+
+    /// The `name` of each `[[data]]` entry of the lock `rel`, in the lock's order.
+    pub fn data_names(&self, rel: &str) -> Vec<String> {
+        let lock = self.lock_toml(rel);
+        let data = lock["data"].as_array().expect("the lock has [[data]]");
+        data.iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// The lockfile parsed as TOML.
@@ -288,6 +335,55 @@ pub const LOCK_ML_NO_PYTHON: &[&str] = &[
     "python3",
     "train.py",
 ];
+
+/// The arguments of [`Repo::lock_ml`] (Python recorded, both datasets, the checkpoint), with
+/// more options: `extra` goes right after `lock`.
+pub fn lock_ml_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["lock"];
+    args.extend(extra);
+    args.extend([
+        "--data",
+        "data/train",
+        "--data",
+        "data/val",
+        "--checkpoint",
+        "runs/final.safetensors",
+        "--",
+        "python3",
+        "train.py",
+    ]);
+    args
+}
+
+/// [`LOCK_ML_NO_PYTHON`] with more options: `extra` goes right after `lock`.
+pub fn lock_ml_no_python<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![LOCK_ML_NO_PYTHON[0]];
+    args.extend(extra);
+    args.extend(&LOCK_ML_NO_PYTHON[1..]);
+    args
+}
+
+/// (section, subject, path) of each entry of a list of `cairn diff --format json` (`causes`,
+/// `effects`); the path is empty where the entry has none.
+#[track_caller]
+pub fn diff_keys(list: &serde_json::Value) -> Vec<(String, String, String)> {
+    let entries = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"));
+    entries
+        .iter()
+        .map(|c| {
+            (
+                c["section"].as_str().unwrap().to_string(),
+                c["subject"].as_str().unwrap().to_string(),
+                c["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Lock the `ml` repository's training set alone, without Python or a command.
+pub const LOCK_TRAIN_DATA: &[&str] = &["lock", "--no-python", "--data", "data/train"];
 
 /// A deterministic stand-in for a training script: writes a checkpoint and a metrics file.
 pub const TRAIN_PY: &str = r#"import os, sys
@@ -371,13 +467,98 @@ pub fn git_in(dir: &Path, home: &Path, args: &[&str]) -> String {
     let mut cmd = Command::new("git");
     cmd.args(args).current_dir(dir);
     hermetic(&mut cmd, home);
-    let out = cmd.output().expect("git runs");
+    run_ok(&mut cmd)
+}
+
+/// Run `cmd`; panics, showing the command and its stderr, unless it exits 0; returns stdout.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> String {
+    let line: Vec<_> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{line:?} does not start: {e}"));
     assert!(
         out.status.success(),
-        "git {args:?} failed: {}",
+        "{line:?} failed ({}): {}",
+        out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `git clone` of `src` into `parent/name`, as anybody who received the repository would, with
+/// `home` as HOME; returns the clone's path.
+pub fn clone_repo(src: &Repo, parent: &Path, home: &Path, name: &str) -> PathBuf {
+    git_in(
+        parent,
+        home,
+        &["clone", "-q", src.path().to_str().unwrap(), name],
+    );
+    parent.join(name)
+}
+
+/// Write `contents` to `path` (making its directory) as an executable file, mode 0755.
+pub fn write_executable(path: &Path, contents: impl AsRef<[u8]>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+    set_mode(path, 0o755);
+}
+
+/// Set the permission bits of `path` to `mode` (a file's executable bit, an unreadable
+/// directory).
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+/// The names of the entries of `dir`, sorted: what a test compares to say nothing appeared.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every entry below `dirs`, recursively, with the bytes of each file (empty for anything
+/// else): take one before and one after, and compare, to show nothing there changed.
+pub fn snapshot(dirs: &[&Path]) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                todo.push(e.path());
+            }
+            let bytes = if t.is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            out.insert(e.path(), bytes);
+        }
+    }
+    out
+}
+
+/// Assert that the files `a` and `b` hold the same bytes (a rebuilt checkpoint and the
+/// original, say).
+#[track_caller]
+pub fn assert_same_bytes(a: &Path, b: &Path) {
+    let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert!(
+        read(a) == read(b),
+        "{} and {} differ",
+        a.display(),
+        b.display()
+    );
 }
 
 /// Any program, outside a [`Repo`], without the caller's [`LEAKY_ENV`] variables and without
@@ -393,18 +574,31 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
 /// Run a shell command line in `dir`; panics on failure; returns stdout.
 #[track_caller]
 pub fn sh(dir: &Path, script: &str) -> String {
-    let out = command("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .expect("sh runs");
-    assert!(
-        out.status.success(),
-        "{script} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run_ok(command("sh").arg("-c").arg(script).current_dir(dir))
+}
+
+/// Run `cairn ARGS` (`args`, one shell line) on a terminal that util-linux `script` gives it,
+/// typing `input`. `script` is the `script` command with the directory and environment the run
+/// needs (a [`Repo::cmd_raw`]). The stdout of the result is everything the terminal showed:
+/// cairn's stdout and stderr, and the echo of the input.
+pub fn on_terminal(mut script: Command, args: &str, input: &str) -> Run {
+    use std::io::Write;
+    use std::process::Stdio;
+    let line = format!("{} {args}", env!("CARGO_BIN_EXE_cairn"));
+    let mut child = script
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    Run::from(child.wait_with_output().unwrap())
 }
 
 /// The `cairn` command run as an unprivileged user: root reads every file whatever its mode, so
@@ -455,15 +649,10 @@ pub struct Venv {
 impl Venv {
     pub fn new() -> Venv {
         let dir = tempfile::tempdir().unwrap();
-        let out = command("python3")
-            .args(["-m", "venv"])
-            .arg(dir.path().join("venv"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            command("python3")
+                .args(["-m", "venv"])
+                .arg(dir.path().join("venv")),
         );
         Venv { dir }
     }
@@ -517,17 +706,13 @@ impl Venv {
 pub fn replay_nvidia_smi(dir: &Path) -> PathBuf {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nvidia-smi");
     let script = dir.join("nvidia-smi");
-    std::fs::write(
+    write_executable(
         &script,
         format!(
             "#!/bin/sh\ncase \"$*\" in\n  *--query-gpu*) cat '{csv}' ;;\n  *-q*) cat '{q}' ;;\n  *) exit 9 ;;\nesac\n",
             csv = fixtures.join("h100-query-gpu.csv").display(),
             q = fixtures.join("h100-q.txt").display()
         ),
-    )
-    .unwrap();
-    let mut perm = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&script, perm).unwrap();
+    );
     script
 }

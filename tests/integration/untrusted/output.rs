@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::util::{git_in, Repo, Run, Venv};
+use crate::util::{clone_repo, Repo, Run, Venv};
 
 /// A name that clears the screen, sets the window title, and forges a workflow command on a
 /// line of its own.
@@ -41,22 +41,11 @@ fn assert_inert(what: &str, run: &Run) {
 /// `git clone` of `src` into a new directory; the commands run in the clone, as a user who
 /// received the repository would.
 fn clone(src: &Repo, into: &Path) -> std::path::PathBuf {
-    let dst = into.join("clone");
-    git_in(
-        into,
-        src.home(),
-        &["clone", "-q", src.path().to_str().unwrap(), "clone"],
-    );
-    dst
+    clone_repo(src, into, src.home(), "clone")
 }
 
 fn cairn_in(src: &Repo, dir: &Path, args: &[&str]) -> Run {
-    let out = src.cmd().current_dir(dir).args(args).output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(src.cmd().current_dir(dir).args(args))
 }
 
 /// File names in a dataset and in the code: verify and diff show them escaped, in the human
@@ -98,7 +87,7 @@ fn file_names_in_data_and_code_are_shown_escaped_by_verify_and_diff() {
     ] {
         let run = cairn_in(&r, &clone, args).expect(1);
         assert_inert(args[0], &run);
-        let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let report = run.json();
         assert!(
             report.to_string().contains("::error::injected"),
             "the name is in the JSON, as data: {report}"

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Repo, Run, Venv};
+use crate::util::{clone_repo, snapshot, write_executable, Repo, Run, Venv};
 
 /// The victim's side: a home directory with files worth stealing, a place outside the clone,
 /// and the clone itself at `clone/`.
@@ -36,11 +36,7 @@ impl Victim {
 
     /// Clone `origin` into `clone/` with plain `git clone`.
     fn clone_from(&self, origin: &Repo) {
-        crate::util::git_in(
-            self.repo.path(),
-            self.repo.home(),
-            &["clone", "-q", &origin.path().display().to_string(), "clone"],
-        );
+        clone_repo(origin, self.repo.path(), self.repo.home(), "clone");
     }
 
     fn clone(&self) -> PathBuf {
@@ -68,24 +64,15 @@ impl Victim {
 
     /// Every file outside the clone (the victim's home and `outside/`), with its bytes.
     fn outside(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        let mut out = BTreeMap::new();
-        let mut todo = vec![self.repo.home().to_path_buf(), self.repo.join("outside")];
-        while let Some(dir) = todo.pop() {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let e = e.unwrap();
-                let t = e.file_type().unwrap();
-                if t.is_dir() {
-                    todo.push(e.path());
-                }
-                let bytes = if t.is_file() {
-                    std::fs::read(e.path()).unwrap()
-                } else {
-                    Vec::new()
-                };
-                out.insert(e.path(), bytes);
-            }
-        }
-        out
+        snapshot(&[self.repo.home(), &self.repo.join("outside")])
+    }
+
+    /// No payload ran and nothing outside the clone differs from `before` (an
+    /// [`Victim::outside`] taken before cairn ran).
+    #[track_caller]
+    fn assert_untouched(&self, before: &BTreeMap<PathBuf, Vec<u8>>) {
+        self.assert_no_marker();
+        assert_eq!(*before, self.outside(), "a file outside the clone changed");
     }
 
     #[track_caller]
@@ -114,22 +101,12 @@ fn bounded(mut cmd: Command) -> Run {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(child.wait_with_output().unwrap())
 }
 
 /// A shell script that creates `marker`: the only thing any payload does.
 fn payload(marker: &Path) -> String {
     format!("#!/bin/sh\ntouch '{}'\n", marker.display())
-}
-
-fn make_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// The attacker's repository: the `ml` project's training set locked with the Python of `venv`
@@ -173,8 +150,7 @@ fn row1_modules_at_the_root_are_not_imported_by_the_probe() {
         origin.write(module, &code);
     }
     for program in ["python3", "python", "nvidia-smi", "getconf", "git"] {
-        origin.write(program, payload(&v.marker));
-        make_executable(&origin.join(program));
+        write_executable(&origin.join(program), payload(&v.marker));
     }
     origin.commit_all("helpful modules");
     v.clone_from(&origin);
@@ -224,8 +200,7 @@ fn row2_cairn_toml_cannot_choose_the_interpreter() {
     let v = Victim::new();
     let marker = v.marker.clone();
     let origin = locked_origin(Some(&venv));
-    origin.write("tools/python", payload(&marker));
-    make_executable(&origin.join("tools/python"));
+    write_executable(&origin.join("tools/python"), payload(&marker));
     origin.write("cairn.toml", "python = \"tools/python\"\n");
     origin.commit_all("pick an interpreter");
     v.clone_from(&origin);
@@ -248,8 +223,7 @@ fn row2_cairn_toml_cannot_choose_the_interpreter() {
 
     // An interpreter outside the repository (here, a stub the victim would never run).
     let outside = v.repo.join("outside/python");
-    std::fs::write(&outside, payload(&marker)).unwrap();
-    make_executable(&outside);
+    write_executable(&outside, payload(&marker));
     std::fs::write(
         v.clone().join("cairn.toml"),
         format!("python = {:?}\n", outside.display().to_string()),
@@ -308,8 +282,7 @@ fn row11_cairn_toml_cannot_point_a_dataset_outside() {
     }
     v.cairn("/nonexistent", ["verify"])
         .stdout_has("not checked  data secrets");
-    v.assert_no_marker();
-    assert_eq!(before, v.outside());
+    v.assert_untouched(&before);
     // The user's own --data is honoured.
     let arg = format!("secrets={}", shared.path().display());
     v.cairn("/nonexistent", ["verify", "--data", &arg])
@@ -355,7 +328,7 @@ fn trust_lets_cairn_toml_choose_until_it_changes() {
     out.stderr_has("is not trusted on this machine; ignored: python = ")
         .stderr_has("data.ext = ")
         .stderr_has("no Python interpreter found");
-    assert!(!out.stdout.contains("[python]"), "{}", out.stdout);
+    out.stdout_lacks("[python]");
     r.cairn(["verify"])
         .expect(1)
         .stdout_has("not checked  data ext");
@@ -368,7 +341,7 @@ fn trust_lets_cairn_toml_choose_until_it_changes() {
         .stderr_has("now used: data.ext = ");
     let out = env(&r).expect(0);
     out.stdout_has("[python]");
-    assert!(!out.stderr.contains("not trusted"), "{}", out.stderr);
+    out.stderr_lacks("not trusted");
     r.cairn(["verify"]).expect(0);
     let records: Vec<_> = std::fs::read_dir(r.home().join(".local/share/cairn/trust"))
         .unwrap()
@@ -501,7 +474,7 @@ fn row13_devices_fifos_and_links_are_not_read() {
         .stderr_has("symbolic link");
     // lineage reads every lock; the bad ones are reported, never followed.
     let out = v.cairn("/nonexistent", ["lineage"]);
-    assert!(!out.stdout.contains("victim's bashrc"), "{}", out.stdout);
+    out.stdout_lacks("victim's bashrc");
 
     // A FIFO (an archive or a second checkout could leave one; git cannot store it).
     std::fs::remove_file(v.clone().join("cairn.lock")).unwrap();
@@ -531,8 +504,7 @@ fn row13_devices_fifos_and_links_are_not_read() {
     std::fs::write(v.clone().join("data/train/a.txt"), "changed\n").unwrap();
     let out = v.cairn("/nonexistent", ["verify"]).expect(1);
     out.stdout_has("no manifest at");
-    v.assert_no_marker();
-    assert_eq!(before, v.outside());
+    v.assert_untouched(&before);
 }
 
 /// A lock and a cairn.toml larger than their limits are refused by size, on the open file.
@@ -573,8 +545,7 @@ fn dependency_lock_files_linked_outside_are_not_read() {
         "{}",
         out.stdout
     );
-    v.assert_no_marker();
-    assert_eq!(before, v.outside());
+    v.assert_untouched(&before);
 }
 
 /// A committed symlink *inside* a locked dataset that leads out of the repository (to the
@@ -588,9 +559,7 @@ fn links_inside_a_dataset_are_not_followed_out_of_the_repository() {
     let theirs = tempfile::tempdir().unwrap();
     std::fs::write(theirs.path().join("known_hosts"), "host\n").unwrap();
     std::os::unix::fs::symlink(theirs.path(), origin.join("data/train/keys")).unwrap();
-    origin
-        .cairn(["lock", "--no-python", "--data", "data/train"])
-        .expect(0);
+    origin.cairn(crate::util::LOCK_TRAIN_DATA).expect(0);
     // ... and commits the link re-pointed at the victim's ~/.ssh.
     std::fs::remove_file(origin.join("data/train/keys")).unwrap();
     std::os::unix::fs::symlink(v.repo.home().join(".ssh"), origin.join("data/train/keys")).unwrap();
@@ -616,8 +585,7 @@ fn links_inside_a_dataset_are_not_followed_out_of_the_repository() {
     // What verify says: the locked file is not there (the link was not followed).
     let out = v.cairn("/nonexistent", ["verify"]).expect(1);
     out.stdout_has("data train: keys/known_hosts");
-    v.assert_no_marker();
-    assert_eq!(before, v.outside());
+    v.assert_untouched(&before);
 }
 
 /// A locked checkpoint that is a committed link to a file of the victim is not read by audit
@@ -653,8 +621,7 @@ fn a_checkpoint_linked_out_of_the_repository_is_not_read() {
     for o in [&out, &export, &verify] {
         assert!(!o.stdout.contains(&secret[..12]) && !o.stderr.contains(&secret[..12]));
     }
-    v.assert_no_marker();
-    assert_eq!(before, v.outside());
+    v.assert_untouched(&before);
 }
 
 /// `cairn init` trusts the cairn.toml it writes: its guessed `python` is used at once, without a
@@ -682,10 +649,10 @@ fn init_trusts_the_file_it_writes() {
     };
     let out = env(&r).expect(0);
     out.stdout_has("[python]");
-    assert!(!out.stderr.contains("not trusted"), "{}", out.stderr);
+    out.stderr_lacks("not trusted");
     let text = r.read("cairn.toml");
     r.write("cairn.toml", text.replace("# Paths are", "# Paths  are"));
     let out = env(&r).expect(0);
     out.stderr_has("ignored: python = \".venv/bin/python\" (it chooses a program to run)");
-    assert!(!out.stdout.contains("[python]"), "{}", out.stdout);
+    out.stdout_lacks("[python]");
 }

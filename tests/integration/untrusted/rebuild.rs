@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{git_in, Repo, Run, Venv};
+use crate::util::{
+    clone_repo, git_in, names_in, on_terminal, run_ok, write_executable, Repo, Run, Venv,
+};
 
 /// The victim's side: a clone of the attacker's repository, a home with a `.bashrc`, the marker
 /// path the payloads would touch, and a place to rebuild into.
@@ -20,6 +22,14 @@ struct Victim {
     clone: PathBuf,
     home: PathBuf,
     marker: PathBuf,
+}
+
+/// How [`Victim::hostile_bare_clone`] names its hooks directory in the config.
+enum Hooks {
+    /// `core.hooksPath` relative to the repository.
+    Relative,
+    /// `core.hooksPath` as an absolute path, and `core.sshCommand` set as well.
+    AbsoluteAndSsh,
 }
 
 const BASHRC: &str = "# the victim's own shell settings\nexport EDITOR=vi\n";
@@ -52,16 +62,53 @@ impl Victim {
 
     /// `git clone` of the attacker's repository, as anybody would.
     fn clone_from(&self, evil: &Repo) {
+        clone_repo(evil, self.top.path(), &self.home, "clone");
+    }
+
+    /// The attacker commits `lock` as the repository's `cairn.lock`; then the victim clones it.
+    fn clone_locked(&self, evil: &Repo, lock: &str) {
+        evil.write("cairn.lock", lock);
+        evil.commit_all("lock");
+        self.clone_from(evil);
+    }
+
+    /// The attacker's bare clone of `src` at `bare`, whose config names the payload as every
+    /// program git could run from a repository's config: fsmonitor, an upload-pack hook, a
+    /// hooks directory (`hooks-evil` in `bare`) of payload hooks and, with
+    /// [`Hooks::AbsoluteAndSsh`], the ssh command.
+    fn hostile_bare_clone(&self, evil: &Repo, src: &Path, bare: &Path, hooks: Hooks) {
         git_in(
-            self.top.path(),
-            &self.home,
+            bare.parent().unwrap(),
+            evil.home(),
             &[
                 "clone",
                 "-q",
-                evil.path().to_str().unwrap(),
-                self.clone.to_str().unwrap(),
+                "--bare",
+                src.to_str().unwrap(),
+                bare.to_str().unwrap(),
             ],
         );
+        let payload = self.payload();
+        let (hooks_path, ssh) = match hooks {
+            Hooks::Relative => ("hooks-evil".to_string(), String::new()),
+            Hooks::AbsoluteAndSsh => (
+                bare.join("hooks-evil").display().to_string(),
+                format!("\tsshCommand = \"{payload}\"\n"),
+            ),
+        };
+        let mut config = std::fs::read_to_string(bare.join("config")).unwrap();
+        config.push_str(&format!(
+            "[core]\n\tfsmonitor = \"{payload}\"\n\thooksPath = {hooks_path}\n{ssh}[uploadpack]\n\tpackObjectsHook = \"{payload}; git pack-objects\"\n"
+        ));
+        std::fs::write(bare.join("config"), config).unwrap();
+        for hook in [
+            "pre-upload-pack",
+            "post-checkout",
+            "reference-transaction",
+            "fsmonitor-watchman",
+        ] {
+            script(&bare.join("hooks-evil").join(hook), &payload);
+        }
     }
 
     /// The directory of the latest rebuild.
@@ -82,7 +129,7 @@ impl Victim {
             .arg("--into")
             .arg(self.target())
             .args(args);
-        run(&mut cmd)
+        Run::of(&mut cmd)
     }
 
     /// Nothing of the attacker's ran and nothing outside the clone and the rebuild changed.
@@ -95,32 +142,18 @@ impl Victim {
             out.stderr
         );
         assert_eq!(std::fs::read_to_string(self.bashrc()).unwrap(), BASHRC);
-        let mut top: Vec<String> = std::fs::read_dir(self.top.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with("rebuilt-"))
-            .collect();
-        top.sort();
+        let mut top = names_in(self.top.path());
+        top.retain(|n| !n.starts_with("rebuilt-"));
         assert_eq!(
             top,
             ["clone", "home"],
             "something appeared next to the clone"
         );
-        let mut home: Vec<String> = std::fs::read_dir(&self.home)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        home.sort();
-        assert_eq!(home, [".bashrc"], "something appeared in the victim's home");
-    }
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().expect("cairn runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        assert_eq!(
+            names_in(&self.home),
+            [".bashrc"],
+            "something appeared in the victim's home"
+        );
     }
 }
 
@@ -143,6 +176,21 @@ fn with_line(lock: &str, table: &str, line: &str) -> String {
     lock.replacen(&header, &format!("{header}{line}\n"), 1)
 }
 
+/// `lock` with its `code.commit` replaced by `commit`.
+fn with_commit(lock: &str, commit: &str) -> String {
+    let old = lock
+        .lines()
+        .find_map(|l| l.strip_prefix("commit = \""))
+        .expect("the lock names a commit")
+        .trim_end_matches('"');
+    lock.replace(old, commit)
+}
+
+/// `lock` naming a commit that neither the clone nor anybody has, so a rebuild must fetch it.
+fn with_missing_commit(lock: &str) -> String {
+    with_commit(lock, "0123456789abcdef0123456789abcdef01234567")
+}
+
 /// A `[python]` table for the interpreter at `python` (its real version), with `packages`
 /// (`[[python.package]]` tables) after it.
 fn with_python(lock: &str, version: &str, packages: &str) -> String {
@@ -150,25 +198,14 @@ fn with_python(lock: &str, version: &str, packages: &str) -> String {
 }
 
 fn python_version(python: &Path) -> String {
-    let out = Command::new(python)
-        .args(["-I", "-c", "import sys; print(sys.version.split()[0])"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    run_ok(Command::new(python).args(["-I", "-c", "import sys; print(sys.version.split()[0])"]))
+        .trim()
+        .to_string()
 }
 
 /// An executable shell script.
 fn script(path: &Path, body: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    let mut perm = std::fs::metadata(path).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(path, perm).unwrap();
-}
-
-fn commit_lock(evil: &Repo, lock: &str) {
-    evil.write("cairn.lock", lock);
-    evil.commit_all("lock");
+    write_executable(path, format!("#!/bin/sh\n{body}\n"));
 }
 
 /// Row 3: `code.remote = "--upload-pack=<cmd> #"` and a commit the clone lacks. git would take
@@ -177,16 +214,13 @@ fn commit_lock(evil: &Repo, lock: &str) {
 fn row3_a_remote_that_is_an_option_is_refused() {
     let v = Victim::new();
     let (evil, lock) = attacker();
-    let head = evil.head();
-    let missing = "0123456789abcdef0123456789abcdef01234567";
     let remote = format!("--upload-pack={} #", v.payload());
     let lock = with_line(
-        &lock.replace(&head, missing),
+        &with_missing_commit(&lock),
         "code",
         &format!("remote = {remote:?}"),
     );
-    commit_lock(&evil, &lock);
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &lock);
     for args in [&[][..], &["--yes"][..], &["--run"][..]] {
         let out = v.rebuild(&evil, args).expect(2);
         out.stderr_has("invalid lockfile")
@@ -202,9 +236,7 @@ fn row3_a_remote_that_is_an_option_is_refused() {
 fn row3_transport_helpers_and_relative_remotes_are_refused() {
     let v = Victim::new();
     let (evil, lock) = attacker();
-    let head = evil.head();
-    let missing = "0123456789abcdef0123456789abcdef01234567";
-    let base = lock.replace(&head, missing);
+    let base = with_missing_commit(&lock);
     for (remote, says) in [
         (
             format!("ext::sh -c {}", v.payload().replace(' ', "% ")),
@@ -287,32 +319,12 @@ fn row5_a_submodule_in_an_embedded_bare_repository_runs_nothing() {
     let sub_commit = git_in(scratch.path(), evil.home(), &["rev-parse", "HEAD"])
         .trim()
         .to_string();
-    let bare = evil.join("evil.git");
-    git_in(
-        evil.path(),
-        evil.home(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            scratch.path().to_str().unwrap(),
-            bare.to_str().unwrap(),
-        ],
+    v.hostile_bare_clone(
+        &evil,
+        scratch.path(),
+        &evil.join("evil.git"),
+        Hooks::Relative,
     );
-    let payload = v.payload();
-    let mut config = std::fs::read_to_string(bare.join("config")).unwrap();
-    config.push_str(&format!(
-        "[core]\n\tfsmonitor = \"{payload}\"\n\thooksPath = hooks-evil\n[uploadpack]\n\tpackObjectsHook = \"{payload}; git pack-objects\"\n"
-    ));
-    std::fs::write(bare.join("config"), config).unwrap();
-    for hook in [
-        "pre-upload-pack",
-        "post-checkout",
-        "reference-transaction",
-        "fsmonitor-watchman",
-    ] {
-        script(&bare.join("hooks-evil").join(hook), &payload);
-    }
     evil.write(
         ".gitmodules",
         "[submodule \"sub\"]\n\tpath = sub\n\turl = ./evil.git\n",
@@ -337,8 +349,7 @@ fn row5_a_submodule_in_an_embedded_bare_repository_runs_nothing() {
         );
     }
     assert!(lock.contains(&head) && lock.contains(&tree), "{lock}");
-    commit_lock(&evil, &lock);
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &lock);
 
     let out = v.rebuild(&evil, &[]);
     assert!(matches!(out.code, 0 | 1), "{}{}", out.stdout, out.stderr);
@@ -363,8 +374,7 @@ fn row6_links_in_the_locked_commit_are_replaced_not_written_through() {
     evil.write("data/train/a.txt", "alpha\n");
     evil.write(".gitignore", "runs/\n");
     evil.commit_all("initial");
-    evil.cairn(["lock", "--no-python", "--data", "data/train"])
-        .expect(0);
+    evil.cairn(crate::util::LOCK_TRAIN_DATA).expect(0);
     let lock = evil.read("cairn.lock");
     let manifests: Vec<PathBuf> = std::fs::read_dir(evil.join(".cairn/manifests"))
         .unwrap()
@@ -385,18 +395,11 @@ fn row6_links_in_the_locked_commit_are_replaced_not_written_through() {
     std::os::unix::fs::symlink(&victim_other, evil.path().join(&manifest_rel)).unwrap();
     evil.commit_all("links");
     let locked = evil.head();
-    let old_head = lock
-        .lines()
-        .find_map(|l| l.strip_prefix("commit = \""))
-        .unwrap()
-        .trim_end_matches('"')
-        .to_string();
     // HEAD: the real lock (naming the commit with the links) and the real manifest.
     std::fs::remove_file(evil.join("cairn.lock")).unwrap();
     std::fs::remove_file(evil.path().join(&manifest_rel)).unwrap();
     evil.write(manifest_rel.to_str().unwrap(), &manifest_bytes);
-    commit_lock(&evil, &lock.replace(&old_head, &locked));
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &with_commit(&lock, &locked));
 
     let out = v.rebuild(&evil, &[]);
     assert!(matches!(out.code, 0 | 1), "{}{}", out.stdout, out.stderr);
@@ -416,14 +419,46 @@ fn row6_links_in_the_locked_commit_are_replaced_not_written_through() {
     );
 }
 
+/// A venv standing in for the machine's own Python, with the names in its site-packages when
+/// the test began: no rebuild may install into it or uninstall from it.
+struct StandIn {
+    venv: Venv,
+    before: Vec<String>,
+}
+
+impl StandIn {
+    fn new() -> StandIn {
+        let venv = Venv::new();
+        let before = names_in(&venv.site_packages());
+        StandIn { venv, before }
+    }
+
+    fn python(&self) -> PathBuf {
+        self.venv.python()
+    }
+
+    /// Its real version, for a lock that asks for it.
+    fn version(&self) -> String {
+        python_version(&self.python())
+    }
+
+    /// pip did not run against it: its site-packages holds what it held.
+    #[track_caller]
+    fn assert_unchanged(&self) {
+        assert_eq!(
+            names_in(&self.venv.site_packages()),
+            self.before,
+            "pip ran against the stand-in system Python"
+        );
+    }
+}
+
 /// Row 7: a committed `.venv/bin/python` (a stub that touches the marker, then execs a "system"
 /// Python: a venv the test made, standing in for the machine's). It is never run, not even when
 /// it is first on PATH, and the rebuild refuses the commit; the stand-in's packages are unchanged.
 #[test]
 fn row7_a_committed_venv_is_never_run() {
-    let system = Venv::new();
-    let site = system.site_packages();
-    let before = listing(&site);
+    let system = StandIn::new();
     let v = Victim::new();
     let (evil, lock) = attacker();
     script(
@@ -437,16 +472,9 @@ fn row7_a_committed_venv_is_never_run() {
     std::os::unix::fs::symlink("python", evil.join(".venv/bin/python3")).unwrap();
     evil.commit_all("venv");
     let head = evil.head();
-    let old_head = lock
-        .lines()
-        .find_map(|l| l.strip_prefix("commit = \""))
-        .unwrap()
-        .trim_end_matches('"')
-        .to_string();
-    let version = python_version(&system.python());
-    let lock = with_python(&lock.replace(&old_head, &head), &version, "");
-    commit_lock(&evil, &lock);
-    v.clone_from(&evil);
+    let version = system.version();
+    let lock = with_python(&with_commit(&lock, &head), &version, "");
+    v.clone_locked(&evil, &lock);
 
     // The committed interpreter first on PATH (as if the victim had activated it) and as
     // --python: never run.
@@ -462,7 +490,7 @@ fn row7_a_committed_venv_is_never_run() {
         .env("PATH", &path)
         .args(["rebuild", "--yes", "--into"])
         .arg(v.target());
-    let out = run(&mut cmd).expect(2);
+    let out = Run::of(&mut cmd).expect(2);
     out.stderr_has("holds a virtual environment at .venv");
     v.assert_untouched(&out);
     assert!(!v.target().exists());
@@ -478,7 +506,7 @@ fn row7_a_committed_venv_is_never_run() {
         .expect(2);
     out.stderr_has("is inside the repository");
     v.assert_untouched(&out);
-    assert_eq!(listing(&site), before, "the stand-in system Python changed");
+    system.assert_unchanged();
 }
 
 /// Row 7, the other half: the user's own base interpreter is a stub that hands everything to
@@ -487,15 +515,12 @@ fn row7_a_committed_venv_is_never_run() {
 /// that the new venv's interpreter really is the venv before any pip.
 #[test]
 fn row7_a_base_interpreter_that_is_another_python_gets_no_pip() {
-    let system = Venv::new();
-    let site = system.site_packages();
-    let before = listing(&site);
+    let system = StandIn::new();
     let v = Victim::new();
     let (evil, lock) = attacker();
-    let version = python_version(&system.python());
+    let version = system.version();
     // No packages: the rebuild would uninstall everything the new venv has (pip, setuptools).
-    commit_lock(&evil, &with_python(&lock, &version, ""));
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &with_python(&lock, &version, ""));
     let tools = tempfile::tempdir().unwrap();
     let stub = tools.path().join("python3");
     let standin = system.python();
@@ -521,20 +546,7 @@ fn row7_a_base_interpreter_that_is_another_python_gets_no_pip() {
     out.stderr_has("checking the new venv failed")
         .stderr_has("nothing was installed");
     v.assert_untouched(&out);
-    assert_eq!(
-        listing(&site),
-        before,
-        "pip ran against the stand-in system Python"
-    );
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    system.assert_unchanged();
 }
 
 /// Row 8: a `directory` package with an in-tree PEP 517 backend that touches the marker when
@@ -554,20 +566,13 @@ fn row8_a_build_backend_never_runs_before_consent() {
     );
     evil.commit_all("package");
     let head = evil.head();
-    let old_head = lock
-        .lines()
-        .find_map(|l| l.strip_prefix("commit = \""))
-        .unwrap()
-        .trim_end_matches('"')
-        .to_string();
     let version = python_version(Path::new("python3"));
     let package = format!(
         "\n[[python.package]]\nname = \"evilpkg\"\nversion = \"1.0\"\nsource = \"directory\"\nurl = \"file://{}/evilpkg\"\n",
         v.clone.display()
     );
-    let lock = with_python(&lock.replace(&old_head, &head), &version, &package);
-    commit_lock(&evil, &lock);
-    v.clone_from(&evil);
+    let lock = with_python(&with_commit(&lock, &head), &version, &package);
+    v.clone_locked(&evil, &lock);
     let out = v.rebuild(&evil, &[]);
     assert!(matches!(out.code, 0 | 1), "{}{}", out.stdout, out.stderr);
     out.stderr_has("evilpkg 1.0 from")
@@ -610,8 +615,7 @@ fn row8_package_fields_that_would_be_options_are_refused() {
         "\n[[python.package]]\nname = \"far\"\nversion = \"1.0\"\nsource = \"archive\"\nurl = \"file://{}\"\n",
         outside.display()
     );
-    commit_lock(&evil, &with_python(&lock, &version, &archive));
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &with_python(&lock, &version, &archive));
     for (file, says) in [
         ("url.cairn.lock", "`python.package[0].url` starts with `-`"),
         (
@@ -637,6 +641,16 @@ fn row8_package_fields_that_would_be_options_are_refused() {
     v.assert_untouched(&out);
 }
 
+/// Row 9's lock: `lock` whose `run.command` runs the payload, hidden behind terminal escapes
+/// that, printed raw, erase the line and show `python train.py` instead.
+fn escaped_command(v: &Victim, lock: &str) -> String {
+    let command = format!(
+        "command = [\"sh\", \"-c\", \"{}\\u001b[2K\\rpython train.py\"]",
+        v.payload()
+    );
+    with_line(lock, "run", &command)
+}
+
 /// Row 9: `run.command` with terminal escapes that, printed raw, hid the real command behind
 /// `python train.py`. Every control character is shown escaped, in the plan and the report,
 /// and without consent the command does not run.
@@ -644,12 +658,7 @@ fn row8_package_fields_that_would_be_options_are_refused() {
 fn row9_escapes_in_the_command_are_shown_and_nothing_runs() {
     let v = Victim::new();
     let (evil, lock) = attacker();
-    let command = format!(
-        "command = [\"sh\", \"-c\", \"{}\\u001b[2K\\rpython train.py\"]",
-        v.payload()
-    );
-    commit_lock(&evil, &with_line(&lock, "run", &command));
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &escaped_command(&v, &lock));
     for args in [&[][..], &["--yes"][..], &["--dry-run"][..]] {
         let out = v.rebuild(&evil, args);
         assert!(matches!(out.code, 0 | 1), "{}{}", out.stdout, out.stderr);
@@ -671,8 +680,7 @@ fn control_characters_in_paths_and_names_are_refused() {
     let v = Victim::new();
     let (evil, lock) = attacker();
     let checkpoint = "\n[[checkpoint]]\npath = \"runs/\\u001b]0;pwned\\u0007x\"\nkind = \"file\"\ndigest = \"blake3:897c9a03db5e79d4c6b494d1af60c08e564cdaf9ba34830d14166223d8d8f780\"\nbytes = 1\n";
-    commit_lock(&evil, &format!("{lock}{checkpoint}"));
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &format!("{lock}{checkpoint}"));
     let out = v.rebuild(&evil, &["--run"]).expect(2);
     out.stderr_has("invalid lockfile")
         .stderr_has("`checkpoint[0].path`: path contains a control character");
@@ -687,47 +695,19 @@ fn control_characters_in_paths_and_names_are_refused() {
 fn row9_the_prompt_shows_the_escapes_and_no_runs_nothing() {
     let v = Victim::new();
     let (evil, lock) = attacker();
-    let command = format!(
-        "command = [\"sh\", \"-c\", \"{}\\u001b[2K\\rpython train.py\"]",
-        v.payload()
-    );
-    commit_lock(&evil, &with_line(&lock, "run", &command));
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &escaped_command(&v, &lock));
     let into = v.top.path().join("rebuilt-prompt");
-    let line = format!(
-        "{} rebuild --into {}",
-        env!("CARGO_BIN_EXE_cairn"),
-        into.display()
-    );
-    let mut child = evil
-        .cmd_raw("script")
-        .current_dir(&v.clone)
-        .env("HOME", &v.home)
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("util-linux `script` runs");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"n\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let mut script = evil.cmd_raw("script");
+    script.current_dir(&v.clone).env("HOME", &v.home);
+    let args = format!("rebuild --into {}", into.display());
+    let run = on_terminal(script, &args, "n\n").expect(0);
+    run.stdout_has("Rebuild as planned and run the command? [y/N]")
+        .stdout_has("\\e[2K\\rpython train.py");
     assert!(
-        text.contains("Rebuild as planned and run the command? [y/N]"),
-        "{text}"
+        !run.stdout.contains('\x1b'),
+        "a raw escape reached the terminal:\n{}",
+        run.stdout
     );
-    assert!(text.contains("\\e[2K\\rpython train.py"), "{text}");
-    assert!(
-        !text.contains('\x1b'),
-        "a raw escape reached the terminal:\n{text}"
-    );
-    let run = Run {
-        code: 0,
-        stdout: text,
-        stderr: String::new(),
-    };
     v.assert_untouched(&run);
     assert!(!into.join(".venv").exists());
 }
@@ -744,52 +724,20 @@ fn row3_a_remote_with_a_hostile_config_runs_nothing_after_consent() {
     evil.write("train.py", "print('experiment')\n");
     evil.commit_all("experiment");
     let locked = evil.head();
-    let old_head = lock
-        .lines()
-        .find_map(|l| l.strip_prefix("commit = \""))
-        .unwrap()
-        .trim_end_matches('"')
-        .to_string();
     let remote_dir = tempfile::tempdir().unwrap();
     let remote = remote_dir.path().join("evil.git");
-    git_in(
-        remote_dir.path(),
-        evil.home(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            evil.path().to_str().unwrap(),
-            remote.to_str().unwrap(),
-        ],
-    );
-    let payload = v.payload();
-    let mut config = std::fs::read_to_string(remote.join("config")).unwrap();
-    config.push_str(&format!(
-        "[core]\n\tfsmonitor = \"{payload}\"\n\thooksPath = {hooks}\n\tsshCommand = \"{payload}\"\n[uploadpack]\n\tpackObjectsHook = \"{payload}; git pack-objects\"\n",
-        hooks = remote.join("evil-hooks").display()
-    ));
-    std::fs::write(remote.join("config"), config).unwrap();
-    for hook in [
-        "pre-upload-pack",
-        "post-checkout",
-        "reference-transaction",
-        "fsmonitor-watchman",
-    ] {
-        script(&remote.join("evil-hooks").join(hook), &payload);
-    }
+    v.hostile_bare_clone(&evil, evil.path(), &remote, Hooks::AbsoluteAndSsh);
     // The published history stops before the experiment; the lock names it.
     evil.git(&["reset", "-q", "--hard", "HEAD~1"]);
     evil.git(&["reflog", "expire", "--expire=now", "--all"]);
     evil.git(&["gc", "-q", "--prune=now"]);
-    let lock = lock.replace(&old_head, &locked);
+    let lock = with_commit(&lock, &locked);
     let lock = with_line(
         &lock,
         "code",
         &format!("remote = {:?}", remote.display().to_string()),
     );
-    commit_lock(&evil, &lock);
-    v.clone_from(&evil);
+    v.clone_locked(&evil, &lock);
 
     let out = v.rebuild(&evil, &[]).expect(2);
     out.stderr_has("needs consent").stderr_has(&format!(
