@@ -197,7 +197,7 @@ pub fn find_interpreter(option: Option<&Path>, config: Option<&Path>) -> Option<
 /// else cairn does here). Fields: implementation, version, SOABI, platform, prefix, libc, then
 /// every `sys.path` entry but the one `-c` adds for the current directory (none when safe-path
 /// mode is on, as it is from Python 3.11).
-const PROBE: &str = r#"
+pub(crate) const PROBE: &str = r#"
 import os, sys, sysconfig
 try:
     libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
@@ -793,7 +793,7 @@ pub fn torch_stack(sys_path: &[PathBuf]) -> Option<TorchStack> {
 
 /// Capture the environment of the interpreter at `executable`.
 pub fn capture(executable: &Path) -> Result<Environment> {
-    let interpreter = probe_interpreter(executable)?;
+    let interpreter = crate::probe::cache::interpreter(executable)?;
     let (packages, mut warnings) = scan(&interpreter.sys_path);
     let conda = conda_packages(Path::new(&interpreter.prefix), &mut warnings);
     let torch = torch_stack(&interpreter.sys_path);
