@@ -66,14 +66,32 @@ impl Victim {
         bounded(cmd)
     }
 
-    /// Every file outside the clone (the victim's home and `outside/`), with its bytes.
+    /// Every file outside the clone (the victim's home and `outside/`), with its bytes. The
+    /// user's probe cache (spec/security.md §5) is left out: cairn may store what the victim's
+    /// own interpreter and host answered there, but nothing of the clone, which is checked here.
     fn outside(&self) -> BTreeMap<PathBuf, Vec<u8>> {
         let mut out = BTreeMap::new();
+        let probe_cache = self.repo.home().join(".cache/cairn");
         let mut todo = vec![self.repo.home().to_path_buf(), self.repo.join("outside")];
         while let Some(dir) = todo.pop() {
             for e in std::fs::read_dir(&dir).unwrap() {
                 let e = e.unwrap();
                 let t = e.file_type().unwrap();
+                if e.path().starts_with(&probe_cache) {
+                    if t.is_file() {
+                        let text = std::fs::read_to_string(e.path()).unwrap();
+                        let clone = self.clone().display().to_string();
+                        assert!(!text.contains(&clone), "the clone got into {text}");
+                    } else if t.is_dir() {
+                        todo.push(e.path());
+                    }
+                    continue;
+                }
+                if t.is_dir() && probe_cache.starts_with(e.path()) {
+                    // `~/.cache`, made for the probe cache.
+                    todo.push(e.path());
+                    continue;
+                }
                 if t.is_dir() {
                     todo.push(e.path());
                 }
