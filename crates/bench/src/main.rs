@@ -540,6 +540,35 @@ fn bench_tree(
         met: Some(ratio(t_verify, t_git) <= 1.5),
     });
 
+    // The same, with a lock that records the Python environment and the host, as a training
+    // repository's does: Python from an activated venv, then from a pyenv shim on PATH.
+    let cache = args.dir.join("python/probe-cache");
+    for py in python_setups(args)? {
+        let name = format!("bench-{}.cairn.lock", py.label.split(' ').next().unwrap());
+        let with_env = |c: Cmd| py.apply(c).env("XDG_CACHE_HOME", cache.to_str().unwrap());
+        with_env(Cmd::new(
+            &project,
+            &[
+                cairn, "lock", "--quiet", "--lock", &name, "--data", "data/ds",
+            ],
+        ))
+        .run()?;
+        let verify = with_env(Cmd::new(
+            &project,
+            &[cairn, "verify", "--quiet", "--lock", &name],
+        ));
+        verify.run()?;
+        let t = measure(args.runs, &verify, no_setup)?;
+        rows.push(Row {
+            case: format!("{what}: warm `cairn verify`, Python from a {}", py.label),
+            cairn: t,
+            cairn_rss: None,
+            peer: Some(("git status".into(), t_git)),
+            target: "<= 1.2 x".into(),
+            met: Some(ratio(t, t_git) <= 1.2),
+        });
+    }
+
     // One file changed: new content before every run, so it is never in the cache.
     let victim = ds.join("d0000/f0000007.bin");
     let original = std::fs::read(&victim)?;
@@ -725,49 +754,72 @@ fn execve_count(cmd: &Cmd) -> Option<usize> {
     )
 }
 
+/// Where the Python that cairn finds comes from: an activated venv, or a pyenv shim on `PATH`.
+struct PythonSetup {
+    label: &'static str,
+    path: String,
+    virtual_env: Option<String>,
+}
+
+impl PythonSetup {
+    fn apply(&self, c: Cmd) -> Cmd {
+        let c = c.env("PATH", &self.path);
+        match &self.virtual_env {
+            Some(v) => c.env("VIRTUAL_ENV", v),
+            None => c,
+        }
+    }
+}
+
+/// An activated venv (made once under `--dir`), and a pyenv shim: the user's own when python3
+/// on `PATH` is one, else a pyenv-style one of the bench's own leading to that venv.
+fn python_setups(args: &Args) -> Result<Vec<PythonSetup>> {
+    let base = args.dir.join("python");
+    let venv = base.join("venv");
+    if !venv.join("bin/python").exists() {
+        run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let real_shim = std::env::split_paths(&path)
+        .map(|d| d.join("python3"))
+        .find(|p| p.is_file())
+        .filter(|p| p.parent().and_then(Path::file_name) == Some("shims".as_ref()));
+    let shim = match real_shim {
+        Some(_) => PythonSetup {
+            label: "pyenv shim",
+            path: path.clone(),
+            virtual_env: None,
+        },
+        None => PythonSetup {
+            label: "pyenv-style shim (sh)",
+            path: format!("{}:{path}", pyenv_style_shims(&base, &venv)?.display()),
+            virtual_env: None,
+        },
+    };
+    Ok(vec![
+        PythonSetup {
+            label: "venv",
+            path: format!("{}:{path}", venv.join("bin").display()),
+            virtual_env: Some(venv.display().to_string()),
+        },
+        shim,
+    ])
+}
+
 /// A repository with no data: `cairn verify` against `git status` in the same repository,
 /// warm (the user's probe cache filled) and cold (emptied before every run), with Python from
 /// an activated venv and from a pyenv shim on `PATH`. The lock records Python and the host,
 /// as a training repository's does.
 fn bench_empty(args: &Args, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
     let base = args.dir.join("empty");
-    let venv = base.join("venv");
-    if !venv.join("bin/python").exists() {
-        run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    let path = std::env::var("PATH").unwrap_or_default();
-    // A real pyenv shim when python3 on PATH is one; else a pyenv-style one of the bench's own.
-    let real_shim = std::env::split_paths(&path)
-        .map(|d| d.join("python3"))
-        .find(|p| p.is_file())
-        .filter(|p| p.parent().and_then(Path::file_name) == Some("shims".as_ref()));
-    let (shim_path, shim_label) = match real_shim {
-        Some(_) => (path.clone(), "pyenv shim"),
-        None => {
-            let shims = pyenv_style_shims(&base, &venv)?;
-            (
-                format!("{}:{path}", shims.display()),
-                "pyenv-style shim (sh)",
-            )
-        }
-    };
-    let venv_path = format!("{}:{path}", venv.join("bin").display());
     let cache = base.join("probe-cache");
     let cache_s = cache.to_str().unwrap().to_string();
     let cairn = args.cairn.to_str().unwrap();
-    for (label, path, venv_var) in [
-        ("venv", &venv_path, Some(venv.to_str().unwrap())),
-        (shim_label, &shim_path, None),
-    ] {
+    for py in python_setups(args)? {
+        let label = py.label;
         let project = base.join(format!("project-{}", label.split(' ').next().unwrap()));
         cairn_project(&project)?;
-        let with_env = |c: Cmd| {
-            let c = c.env("PATH", path).env("XDG_CACHE_HOME", &cache_s);
-            match venv_var {
-                Some(v) => c.env("VIRTUAL_ENV", v),
-                None => c,
-            }
-        };
+        let with_env = |c: Cmd| py.apply(c).env("XDG_CACHE_HOME", &cache_s);
         let lock = with_env(Cmd::new(&project, &[cairn, "lock", "--quiet"]));
         lock.run()?;
         let verify = with_env(Cmd::new(&project, &[cairn, "verify", "--quiet"]));
