@@ -80,7 +80,8 @@ fn env_findings(r: &Repo, extra: &[&str]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The interpreter answers in the user's cache of `r`'s hermetic HOME.
+/// The interpreter answers in the user's cache of `r`'s hermetic HOME (the package scans are
+/// kept beside them, in `packages/`).
 fn cached_answers(r: &Repo) -> Vec<PathBuf> {
     let dir = r.home().join(".cache/cairn/python");
     match std::fs::read_dir(&dir) {
@@ -150,6 +151,30 @@ fn every_change_of_the_environment_shows_up_in_the_next_verify() {
     let extra = work.path().join("extra-site");
     fake_distribution(&extra, "via-pth", "0.9");
 
+    // A package installed from a local directory (as `pip install -e` records it), whose
+    // repository moves without its metadata changing.
+    let local = work.path().join("localsrc");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("lib.py"), "X = 1\n").unwrap();
+    let git_home = work.path().join("git-home");
+    std::fs::create_dir_all(&git_home).unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &["commit", "-q", "-m", "local"],
+    ] {
+        crate::util::git_in(&local, &git_home, args);
+    }
+    fake_distribution(&site, "localpkg", "0.1");
+    std::fs::write(
+        site.join("localpkg-0.1.dist-info/direct_url.json"),
+        format!(
+            "{{\"url\": \"file://{}\", \"dir_info\": {{\"editable\": true}}}}",
+            local.display()
+        ),
+    )
+    .unwrap();
+
     let r = Repo::new();
     r.write("train.py", "print('hi')\n");
     r.commit_all("initial");
@@ -159,10 +184,34 @@ fn every_change_of_the_environment_shows_up_in_the_next_verify() {
     r.cairn(["lock", "--python", py]).expect(0);
     warm(&r, &python);
 
+    // The local package's source changes; nothing in site-packages does.
+    std::fs::write(local.join("lib.py"), "X = 2\n").unwrap();
+    let f = env_findings(&r, &python);
+    assert!(f.contains_key("localpkg"), "source change not seen: {f:?}");
+    std::fs::write(local.join("lib.py"), "X = 1\n").unwrap();
+    warm(&r, &python);
+
     venv.pip(&["install", "--no-deps", v1.to_str().unwrap()]);
     let f = env_findings(&r, &python);
     assert!(f.contains_key("cachepkg"), "install not seen: {f:?}");
     r.cairn(["lock", "--python", py]).expect(0);
+    warm(&r, &python);
+
+    // A metadata file edited in place: its directory does not change.
+    let metadata = site.join("cachepkg-1.0.dist-info/METADATA");
+    let original = std::fs::read_to_string(&metadata).unwrap();
+    std::fs::write(
+        &metadata,
+        original.replace("Version: 1.0", "Version: 1.0.post1"),
+    )
+    .unwrap();
+    let f = env_findings(&r, &python);
+    assert_eq!(
+        f.get("cachepkg").map(String::as_str),
+        Some("1.0 -> 1.0.post1"),
+        "metadata edit not seen: {f:?}"
+    );
+    std::fs::write(&metadata, original).unwrap();
     warm(&r, &python);
 
     venv.pip(&["install", "--no-deps", v2.to_str().unwrap()]);

@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::probe::python::Interpreter;
+use crate::probe::python::{Interpreter, Package, Source};
 
 /// Bumped when the shape of an entry or the meaning of a key changes.
 const FORMAT: &str = "cairn-probe-cache-1";
@@ -466,6 +466,183 @@ fn pth_files_and_targets(dir: &Path) -> Option<Vec<PathBuf>> {
         out.push(path);
     }
     Some(out)
+}
+
+/// A distribution as stored: [`Package`] without the code state of a local directory, which
+/// is read again on every use (the directory's repository moves without the metadata changing).
+#[derive(Serialize, Deserialize)]
+struct StoredPackage {
+    name: String,
+    version: String,
+    source: StoredSource,
+    installer: Option<String>,
+    wheel_tag: Option<String>,
+    fingerprint: Option<String>,
+    location: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+enum StoredSource {
+    Registry,
+    Vcs { url: String, commit: String },
+    Archive { url: String, hash: Option<String> },
+    Directory { url: String, editable: bool },
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredScan {
+    packages: Vec<StoredPackage>,
+    warnings: Vec<String>,
+    watched: Vec<Watched>,
+}
+
+fn to_stored(p: &Package) -> StoredPackage {
+    StoredPackage {
+        name: p.name.clone(),
+        version: p.version.clone(),
+        source: match &p.source {
+            Source::Registry => StoredSource::Registry,
+            Source::Vcs { url, commit } => StoredSource::Vcs {
+                url: url.clone(),
+                commit: commit.clone(),
+            },
+            Source::Archive { url, hash } => StoredSource::Archive {
+                url: url.clone(),
+                hash: hash.clone(),
+            },
+            Source::Directory { url, editable, .. } => StoredSource::Directory {
+                url: url.clone(),
+                editable: *editable,
+            },
+        },
+        installer: p.installer.clone(),
+        wheel_tag: p.wheel_tag.clone(),
+        fingerprint: p.fingerprint.map(|d| d.to_string()),
+        location: p.location.clone(),
+    }
+}
+
+fn from_stored(p: StoredPackage, repos: &crate::probe::python::RepoStates) -> Option<Package> {
+    let fingerprint = match p.fingerprint {
+        Some(f) => Some(f.parse().ok()?),
+        None => None,
+    };
+    Some(Package {
+        name: p.name,
+        version: p.version,
+        source: match p.source {
+            StoredSource::Registry => Source::Registry,
+            StoredSource::Vcs { url, commit } => Source::Vcs { url, commit },
+            StoredSource::Archive { url, hash } => Source::Archive { url, hash },
+            StoredSource::Directory { url, editable } => {
+                let (commit, change) = match crate::probe::python::file_url_path(&url) {
+                    Some(dir) => repos.of(&dir),
+                    None => (None, None),
+                };
+                Source::Directory {
+                    url,
+                    editable,
+                    commit,
+                    change,
+                }
+            }
+        },
+        installer: p.installer,
+        wheel_tag: p.wheel_tag,
+        fingerprint,
+        location: p.location,
+    })
+}
+
+/// [`crate::probe::python::scan`], answered from the user's cache when no `sys.path` directory
+/// changed (an install, upgrade or removal adds or removes a metadata directory, which moves
+/// the directory's mtime and ctime) and no metadata file that the scan reads changed. The code
+/// state of a package installed from a local directory is read again every time.
+pub fn scan(sys_path: &[PathBuf]) -> (Vec<Package>, Vec<String>) {
+    let mut key = Key::new("packages");
+    for p in sys_path {
+        key.path(p);
+    }
+    let key = key.finish();
+    if let Some(hit) = load::<StoredScan>("packages", &key) {
+        if still_true(&hit.watched) {
+            let repos = crate::probe::python::RepoStates::default();
+            let packages: Option<Vec<Package>> = hit
+                .packages
+                .into_iter()
+                .map(|p| from_stored(p, &repos))
+                .collect();
+            if let Some(packages) = packages {
+                return (packages, hit.warnings);
+            }
+        }
+    }
+    let started = SystemTime::now();
+    let (packages, warnings) = crate::probe::python::scan(sys_path);
+    if let Some(watched) = scan_watched(sys_path) {
+        if watched
+            .iter()
+            .all(|w| w.stamp.is_none_or(|s| !s.racy(started)))
+        {
+            store(
+                "packages",
+                &key,
+                &StoredScan {
+                    packages: packages.iter().map(to_stored).collect(),
+                    warnings: warnings.clone(),
+                    watched,
+                },
+            );
+        }
+    }
+    (packages, warnings)
+}
+
+/// The metadata files a scan reads, in any of the layouts it knows.
+const METADATA_FILES: &[&str] = &[
+    "METADATA",
+    "PKG-INFO",
+    "RECORD",
+    "WHEEL",
+    "INSTALLER",
+    "direct_url.json",
+];
+
+/// Every `sys.path` directory, every metadata entry in it and every metadata file the scan
+/// reads there, stamped now. `None` when one cannot be stamped.
+fn scan_watched(sys_path: &[PathBuf]) -> Option<Vec<Watched>> {
+    let mut paths = Vec::new();
+    for dir in sys_path {
+        paths.push(dir.clone());
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in rd.filter_map(|e| e.ok()) {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let entry = e.path();
+            let meta = if name.ends_with(".dist-info") || name.ends_with(".egg-info") {
+                entry.clone()
+            } else if name.ends_with(".egg") {
+                entry.join("EGG-INFO")
+            } else {
+                continue;
+            };
+            paths.push(entry);
+            paths.push(meta.clone());
+            paths.extend(METADATA_FILES.iter().map(|f| meta.join(f)));
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .map(|path| {
+            let stamp = stamp(&path).ok()?;
+            Some(Watched { path, stamp })
+        })
+        .collect()
 }
 
 /// The boot id: a new one after every reboot.

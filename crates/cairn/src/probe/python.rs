@@ -497,14 +497,14 @@ type RepoState = (Option<String>, Option<Digest>);
 /// their subdirectories, all name the same repository: one capture serves them all, even while
 /// the packages are read in parallel.
 #[derive(Default)]
-struct RepoStates {
+pub(crate) struct RepoStates {
     by_git_dir: std::sync::Mutex<BTreeMap<PathBuf, std::sync::Arc<std::sync::OnceLock<RepoState>>>>,
 }
 
 impl RepoStates {
     /// The state of the repository holding `dir`; nothing for a directory outside any repository
     /// or a repository that cannot be captured.
-    fn of(&self, dir: &Path) -> RepoState {
+    pub(crate) fn of(&self, dir: &Path) -> RepoState {
         let Ok(repo) = git::discover(dir) else {
             return (None, None);
         };
@@ -794,7 +794,7 @@ pub fn torch_stack(sys_path: &[PathBuf]) -> Option<TorchStack> {
 /// Capture the environment of the interpreter at `executable`.
 pub fn capture(executable: &Path) -> Result<Environment> {
     let interpreter = crate::probe::cache::interpreter(executable)?;
-    let (packages, mut warnings) = scan(&interpreter.sys_path);
+    let (packages, mut warnings) = crate::probe::cache::scan(&interpreter.sys_path);
     let conda = conda_packages(Path::new(&interpreter.prefix), &mut warnings);
     let torch = torch_stack(&interpreter.sys_path);
     Ok(Environment {
