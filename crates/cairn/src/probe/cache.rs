@@ -1,7 +1,8 @@
 //! The user's cache of what probes answered, so that a warm `cairn verify` starts no process.
 //!
 //! Asking the interpreter for its `sys.path` costs a process start (through a pyenv shim, a dozen
-//! of them); `getconf` and `nvidia-smi` cost one each. Their answers rarely change, so they are
+//! of them); `getconf` and `nvidia-smi` cost one each; reading every installed distribution's
+//! metadata costs hundreds of reads. Their answers rarely change, so they are
 //! kept in the user's cache directory, `$XDG_CACHE_HOME/cairn/` (else `~/.cache/cairn/`), one
 //! small JSON file per question. Never in a repository: a repository must not be able to plant
 //! an answer (spec/security.md §5), and nothing here reads below a project at all, except the
@@ -19,6 +20,11 @@
 //!   directory a `.pth` line names, the user site directory (present or not), and pyenv's
 //!   `versions/` tree. One difference and the interpreter is run again. Installing, upgrading or
 //!   removing a package changes its site-packages directory, so it re-probes too.
+//! * **Packages** ([`scan`]): the distributions found on a `sys.path`, keyed on that list and
+//!   checked against the stamp of every `sys.path` directory, every metadata entry in them and
+//!   every metadata file the scan reads (`METADATA`, `PKG-INFO`, `RECORD`, `WHEEL`, `INSTALLER`,
+//!   `direct_url.json`). The code state of a package installed from a local directory (its
+//!   repository's commit and uncommitted change) is not stored: it is read again every time.
 //! * **Host** ([`host_output`]): the output of `getconf` or `nvidia-smi` with some arguments,
 //!   keyed on the program's resolved path and stat identity, the boot id (a reboot may change
 //!   the driver or the GPUs) and, for `nvidia-smi`, the loaded driver's version file.
