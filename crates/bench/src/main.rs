@@ -814,6 +814,8 @@ fn bench_empty(args: &Args, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Res
     let base = args.dir.join("empty");
     let cache = base.join("probe-cache");
     let cache_s = cache.to_str().unwrap().to_string();
+    // Runs of a few milliseconds: more of them, for a median that a busy machine moves less.
+    let runs = args.runs.max(31);
     let cairn = args.cairn.to_str().unwrap();
     for py in python_setups(args)? {
         let label = py.label;
@@ -824,10 +826,10 @@ fn bench_empty(args: &Args, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Res
         lock.run()?;
         let verify = with_env(Cmd::new(&project, &[cairn, "verify", "--quiet"]));
         let git = Cmd::new(&project, &["git", "status", "--porcelain"]);
-        let t_git = measure(args.runs, &git, no_setup)?;
-        let t_warm = measure(args.runs, &verify, no_setup)?;
+        let t_git = measure(runs, &git, no_setup)?;
+        let t_warm = measure(runs, &verify, no_setup)?;
         let warm_rss = verify.peak_rss()?;
-        let t_cold = measure(args.runs, &verify, |_| {
+        let t_cold = measure(runs, &verify, |_| {
             let _ = std::fs::remove_dir_all(&cache);
             Ok(())
         })?;

@@ -616,9 +616,10 @@ const METADATA_FILES: &[&str] = &[
 ];
 
 /// Every `sys.path` directory, every metadata entry in it and every metadata file the scan
-/// reads there, stamped now. `None` when one cannot be stamped.
+/// reads there that exists, stamped now. `None` when one cannot be stamped.
 fn scan_watched(sys_path: &[PathBuf]) -> Option<Vec<Watched>> {
     let mut paths = Vec::new();
+    let mut files = Vec::new();
     for dir in sys_path {
         paths.push(dir.clone());
         let Ok(rd) = std::fs::read_dir(dir) else {
@@ -637,18 +638,30 @@ fn scan_watched(sys_path: &[PathBuf]) -> Option<Vec<Watched>> {
             };
             paths.push(entry);
             paths.push(meta.clone());
-            paths.extend(METADATA_FILES.iter().map(|f| meta.join(f)));
+            // Only the files there: one that appears or goes changes its directory's stamp.
+            for f in METADATA_FILES {
+                files.push(meta.join(f));
+            }
         }
     }
     paths.sort();
     paths.dedup();
-    paths
+    let mut watched: Vec<Watched> = paths
         .into_iter()
         .map(|path| {
             let stamp = stamp(&path).ok()?;
             Some(Watched { path, stamp })
         })
-        .collect()
+        .collect::<Option<_>>()?;
+    for path in files {
+        if let Some(stamp) = stamp(&path).ok()? {
+            watched.push(Watched {
+                path,
+                stamp: Some(stamp),
+            });
+        }
+    }
+    Some(watched)
 }
 
 /// The boot id: a new one after every reboot.
