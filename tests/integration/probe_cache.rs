@@ -494,3 +494,46 @@ fn host_probes_run_once_on_an_unchanged_machine() {
     cairn(&["verify"]).expect(0);
     assert_eq!(runs(), after_lock + 2);
 }
+
+#[test]
+fn a_damaged_answer_is_asked_again() {
+    let venv = Venv::new();
+    let r = Repo::new();
+    r.write("train.py", "print('hi')\n");
+    r.commit_all("initial");
+    let py = venv.python();
+    let python = ["--python", py.to_str().unwrap()];
+    r.cairn(["lock", "--python", py.to_str().unwrap()])
+        .expect(0);
+    warm(&r, &python);
+    let entry = cached_answers(&r).pop().unwrap();
+    let good = std::fs::read(&entry).unwrap();
+    let replace = |how: &dyn Fn(&Path)| {
+        std::fs::remove_file(&entry).unwrap();
+        how(&entry);
+    };
+    let damages: [(&str, &dyn Fn(&Path)); 4] = [
+        ("truncated", &|p| {
+            std::fs::write(p, &good[..good.len() / 2]).unwrap()
+        }),
+        ("not JSON", &|p| {
+            std::fs::write(p, "\u{0}\u{1}garbage").unwrap()
+        }),
+        ("a symlink to /dev/zero", &|p| {
+            std::os::unix::fs::symlink("/dev/zero", p).unwrap()
+        }),
+        ("a FIFO", &|p| {
+            let out = command("mkfifo").arg(p).output().unwrap();
+            assert!(out.status.success());
+        }),
+    ];
+    for (what, damage) in damages {
+        replace(damage);
+        // Answered by the interpreter: the same environment, and verify neither hangs nor fails.
+        assert_eq!(env_findings(&r, &python), BTreeMap::new(), "{what}");
+    }
+    // Each miss stores the interpreter's answer again, over the damaged entry (renamed over it,
+    // never written through it): the same bytes as before.
+    warm(&r, &python);
+    assert_eq!(std::fs::read(&entry).unwrap(), good);
+}
