@@ -512,7 +512,8 @@ fn a_damaged_answer_is_asked_again() {
         std::fs::remove_file(&entry).unwrap();
         how(&entry);
     };
-    let damages: [(&str, &dyn Fn(&Path)); 4] = [
+    type Damage<'a> = (&'a str, &'a dyn Fn(&Path));
+    let damages: [Damage; 4] = [
         ("truncated", &|p| {
             std::fs::write(p, &good[..good.len() / 2]).unwrap()
         }),
