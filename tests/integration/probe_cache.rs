@@ -513,7 +513,7 @@ fn a_damaged_answer_is_asked_again() {
         how(&entry);
     };
     type Damage<'a> = (&'a str, &'a dyn Fn(&Path));
-    let damages: [Damage; 4] = [
+    let damages: [Damage<'_>; 4] = [
         ("truncated", &|p| {
             std::fs::write(p, &good[..good.len() / 2]).unwrap()
         }),
