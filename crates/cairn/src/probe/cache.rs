@@ -31,7 +31,8 @@
 //!
 //! An answer is stored only when nothing it depends on changed within a moment of the probe
 //! (the racy-git rule): a change made while the probe ran would otherwise be hidden behind a
-//! stamp taken after it. A wrapper script other than a pyenv shim is never cached: what it
+//! stamp taken after it. For the same reason the key is computed again after the probe, and the
+//! answer is stored only when it is unchanged. A wrapper script other than a pyenv shim is never cached: what it
 //! runs depends on inputs cairn cannot know. Entries are written atomically and read bounded
 //! ([`crate::fs`]); a damaged, foreign or unreadable entry is a miss, and a cache that cannot be
 //! written is skipped: it is never an error.
@@ -247,6 +248,9 @@ pub fn interpreter(executable: &Path) -> Result<Interpreter> {
     }
     let started = SystemTime::now();
     let answer = crate::probe::python::probe_interpreter(executable)?;
+    // The key's files (pyenv's version files) read again: one changed while the probe ran
+    // would file this answer under the other key.
+    let key = key.filter(|k| interpreter_key(executable).as_ref() == Some(k));
     if let Some(key) = key {
         if let Some(watched) = interpreter_watched(executable, &answer) {
             let settled = watched
@@ -679,7 +683,7 @@ pub fn host_output(
     files: &[&Path],
     run: impl FnOnce() -> Option<String>,
 ) -> Option<String> {
-    let key = (|| {
+    let key_now = || {
         let canonical = program.canonicalize().ok()?;
         let mut key = Key::new("host");
         key.path(program);
@@ -699,15 +703,17 @@ pub fn host_output(
             }
         }
         Some(key.finish())
-    })();
+    };
+    let key = key_now();
     if let Some(key) = &key {
         if let Some(hit) = load::<Option<String>>("host", key) {
             return hit;
         }
     }
     let answer = run();
-    if let Some(key) = &key {
-        store("host", key, &answer);
+    // Stored only when the program, the boot and the files are what they were before it ran.
+    if let Some(key) = key.filter(|k| key_now().as_ref() == Some(k)) {
+        store("host", &key, &answer);
     }
     answer
 }
