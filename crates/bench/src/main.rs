@@ -30,7 +30,7 @@ usage: cairn-bench [--dir DIR] [--cairn PATH] [--runs N] [--skip-dvc] [--skip-1m
   --runs N      timed runs per measurement, median reported [default: 5]
   --skip-dvc    do not install or run DVC
   --skip-1m     skip the 1,000,000-file case
-  --only NAME   run only these cases: 1g, 20k, 100k, 1m, env (repeatable)
+  --only NAME   run only these cases: 1g, 20k, 100k, 1m, env, empty (repeatable)
 
 Needs b3sum (cargo install b3sum), git, python3 (for the DVC venv) and GNU time (/usr/bin/time).";
 
@@ -540,6 +540,35 @@ fn bench_tree(
         met: Some(ratio(t_verify, t_git) <= 1.5),
     });
 
+    // The same, with a lock that records the Python environment and the host, as a training
+    // repository's does: Python from an activated venv, then from a pyenv shim on PATH.
+    let cache = args.dir.join("python/probe-cache");
+    for py in python_setups(args)? {
+        let name = format!("bench-{}.cairn.lock", py.label.split(' ').next().unwrap());
+        let with_env = |c: Cmd| py.apply(c).env("XDG_CACHE_HOME", cache.to_str().unwrap());
+        with_env(Cmd::new(
+            &project,
+            &[
+                cairn, "lock", "--quiet", "--lock", &name, "--data", "data/ds",
+            ],
+        ))
+        .run()?;
+        let verify = with_env(Cmd::new(
+            &project,
+            &[cairn, "verify", "--quiet", "--lock", &name],
+        ));
+        verify.run()?;
+        let t = measure(args.runs, &verify, no_setup)?;
+        rows.push(Row {
+            case: format!("{what}: warm `cairn verify`, Python from a {}", py.label),
+            cairn: t,
+            cairn_rss: None,
+            peer: Some(("git status".into(), t_git)),
+            target: "<= 1.2 x".into(),
+            met: Some(ratio(t, t_git) <= 1.2),
+        });
+    }
+
     // One file changed: new content before every run, so it is never in the cache.
     let victim = ds.join("d0000/f0000007.bin");
     let original = std::fs::read(&victim)?;
@@ -652,6 +681,191 @@ fn bench_env(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
     Ok(())
 }
 
+/// A pyenv-style installation under `dir` whose one version, `bench`, is `venv`: a
+/// `shims/python3` that runs `libexec/pyenv exec`, which reads `PYENV_VERSION`, the
+/// `.python-version` files up the tree and the global `version` file, as pyenv does. Used when
+/// no real pyenv shim is on `PATH`.
+fn pyenv_style_shims(dir: &Path, venv: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = dir.join("pyenv");
+    for d in ["shims", "libexec", "versions"] {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    let version = root.join("versions/bench");
+    if !version.exists() {
+        std::os::unix::fs::symlink(venv, &version)?;
+    }
+    std::fs::write(root.join("version"), "bench\n")?;
+    let pyenv = root.join("libexec/pyenv");
+    std::fs::write(
+        &pyenv,
+        r#"#!/bin/sh
+[ "$1" = exec ] || exit 2
+shift
+program="$1"; shift
+version="$PYENV_VERSION"
+dir="${PYENV_DIR:-$PWD}"
+while [ -z "$version" ] && [ -n "$dir" ]; do
+  [ -f "$dir/.python-version" ] && version=$(head -n1 "$dir/.python-version")
+  [ "$dir" = / ] && break
+  dir=$(dirname "$dir")
+done
+[ -n "$version" ] || version=$(head -n1 "$PYENV_ROOT/version")
+exec "$PYENV_ROOT/versions/$version/bin/$program" "$@"
+"#,
+    )?;
+    let shim = root.join("shims/python3");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nset -e\nprogram=\"${{0##*/}}\"\nexport PYENV_ROOT=\"{root}\"\nexec \"{root}/libexec/pyenv\" exec \"$program\" \"$@\"\n",
+            root = root.display()
+        ),
+    )?;
+    for f in [&pyenv, &shim] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(root.join("shims"))
+}
+
+/// How many programs a command starts (`execve` calls under `strace -f`, its own included);
+/// `None` without strace.
+fn execve_count(cmd: &Cmd) -> Option<usize> {
+    let log = std::env::temp_dir().join(format!("cairn-bench-strace-{}", std::process::id()));
+    let mut traced = cmd.clone();
+    let mut argv = vec![
+        "strace".to_string(),
+        "-f".into(),
+        "-qq".into(),
+        "-e".into(),
+        "trace=execve".into(),
+        "-o".into(),
+        log.display().to_string(),
+    ];
+    argv.extend(cmd.argv.iter().cloned());
+    traced.argv = argv;
+    traced.run().ok()?;
+    let text = std::fs::read_to_string(&log).ok()?;
+    let _ = std::fs::remove_file(&log);
+    Some(
+        text.lines()
+            .filter(|l| l.contains("execve(") && !l.contains("= -1"))
+            .count(),
+    )
+}
+
+/// Where the Python that cairn finds comes from: an activated venv, or a pyenv shim on `PATH`.
+struct PythonSetup {
+    label: &'static str,
+    path: String,
+    virtual_env: Option<String>,
+}
+
+impl PythonSetup {
+    fn apply(&self, c: Cmd) -> Cmd {
+        let c = c.env("PATH", &self.path);
+        match &self.virtual_env {
+            Some(v) => c.env("VIRTUAL_ENV", v),
+            None => c,
+        }
+    }
+}
+
+/// An activated venv (made once under `--dir`), and a pyenv shim: the user's own when python3
+/// on `PATH` is one, else a pyenv-style one of the bench's own leading to that venv.
+fn python_setups(args: &Args) -> Result<Vec<PythonSetup>> {
+    let base = args.dir.join("python");
+    let venv = base.join("venv");
+    if !venv.join("bin/python").exists() {
+        run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let real_shim = std::env::split_paths(&path)
+        .map(|d| d.join("python3"))
+        .find(|p| p.is_file())
+        .filter(|p| p.parent().and_then(Path::file_name) == Some("shims".as_ref()));
+    let shim = match real_shim {
+        Some(_) => PythonSetup {
+            label: "pyenv shim",
+            path: path.clone(),
+            virtual_env: None,
+        },
+        None => PythonSetup {
+            label: "pyenv-style shim (sh)",
+            path: format!("{}:{path}", pyenv_style_shims(&base, &venv)?.display()),
+            virtual_env: None,
+        },
+    };
+    Ok(vec![
+        PythonSetup {
+            label: "venv",
+            path: format!("{}:{path}", venv.join("bin").display()),
+            virtual_env: Some(venv.display().to_string()),
+        },
+        shim,
+    ])
+}
+
+/// A repository with no data: `cairn verify` against `git status` in the same repository,
+/// warm (the user's probe cache filled) and cold (emptied before every run), with Python from
+/// an activated venv and from a pyenv shim on `PATH`. The lock records Python and the host,
+/// as a training repository's does.
+fn bench_empty(args: &Args, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> Result<()> {
+    let base = args.dir.join("empty");
+    let cache = base.join("probe-cache");
+    let cache_s = cache.to_str().unwrap().to_string();
+    // Runs of a few milliseconds: more of them, for a median that a busy machine moves less.
+    let runs = args.runs.max(31);
+    let cairn = args.cairn.to_str().unwrap();
+    for py in python_setups(args)? {
+        let label = py.label;
+        let project = base.join(format!("project-{}", label.split(' ').next().unwrap()));
+        cairn_project(&project)?;
+        let with_env = |c: Cmd| py.apply(c).env("XDG_CACHE_HOME", &cache_s);
+        let lock = with_env(Cmd::new(&project, &[cairn, "lock", "--quiet"]));
+        lock.run()?;
+        let verify = with_env(Cmd::new(&project, &[cairn, "verify", "--quiet"]));
+        let git = Cmd::new(&project, &["git", "status", "--porcelain"]);
+        let t_git = measure(runs, &git, no_setup)?;
+        let t_warm = measure(runs, &verify, no_setup)?;
+        let warm_rss = verify.peak_rss()?;
+        let t_cold = measure(runs, &verify, |_| {
+            let _ = std::fs::remove_dir_all(&cache);
+            Ok(())
+        })?;
+        rows.push(Row {
+            case: format!("empty repo, {label}: warm `cairn verify`"),
+            cairn: t_warm,
+            cairn_rss: Some(warm_rss),
+            peer: Some(("git status".into(), t_git)),
+            target: "<= 3 x".into(),
+            met: Some(ratio(t_warm, t_git) <= 3.0),
+        });
+        rows.push(Row {
+            case: format!("empty repo, {label}: cold `cairn verify` (no probe cache)"),
+            cairn: t_cold,
+            cairn_rss: None,
+            peer: Some(("git status".into(), t_git)),
+            target: "-".into(),
+            met: None,
+        });
+        verify.run()?; // fill the cache again
+        verify.run()?;
+        if let Some(n) = execve_count(&verify) {
+            notes.push(format!(
+                "empty repo, {label}: a warm `cairn verify` starts {n} program(s) (`strace -f -e trace=execve`, cairn's own execve included)"
+            ));
+        }
+        std::fs::remove_dir_all(&cache).ok();
+        if let Some(n) = execve_count(&verify) {
+            notes.push(format!(
+                "empty repo, {label}: a cold `cairn verify` starts {n} program(s)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn human_size(b: usize) -> String {
     if b >= 1024 && b.is_multiple_of(1024) {
         format!("{} KiB", b / 1024)
@@ -724,6 +938,10 @@ fn main() -> Result<()> {
     if wants(&args, "env") {
         bench_env(&args, &mut rows)?;
     }
+    let mut notes = Vec::new();
+    if wants(&args, "empty") {
+        bench_empty(&args, &mut rows, &mut notes)?;
+    }
     println!("machine: {}", machine());
     println!(
         "versions: {}; {}; {}; dvc {}",
@@ -738,5 +956,8 @@ fn main() -> Result<()> {
     );
     println!("runs: median of {} after one warm-up run\n", args.runs);
     print!("{}", table(&rows));
+    for n in &notes {
+        println!("\n{n}");
+    }
     Ok(())
 }

@@ -62,9 +62,27 @@ impl Victim {
         bounded(cmd)
     }
 
-    /// Every file outside the clone (the victim's home and `outside/`), with its bytes.
+    /// Every file outside the clone (the victim's home and `outside/`), with its bytes. The
+    /// user's probe cache (spec/security.md §5) is left out: cairn may store what the victim's
+    /// own interpreter and host answered there, but nothing of the clone, which is checked here.
     fn outside(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        snapshot(&[self.repo.home(), &self.repo.join("outside")])
+        let probe_cache = self.repo.home().join(".cache/cairn");
+        let clone = self.clone().display().to_string();
+        let mut all = snapshot(&[self.repo.home(), &self.repo.join("outside")]);
+        all.retain(|path, bytes| {
+            if path.starts_with(&probe_cache) {
+                let text = String::from_utf8_lossy(bytes);
+                assert!(
+                    !text.contains(&clone),
+                    "the clone got into {}",
+                    path.display()
+                );
+                return false;
+            }
+            // `~/.cache` itself, made for the probe cache.
+            !probe_cache.starts_with(path)
+        });
+        all
     }
 
     /// No payload ran and nothing outside the clone differs from `before` (an

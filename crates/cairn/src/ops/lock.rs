@@ -513,6 +513,24 @@ pub fn lock(
     }
     let mut warnings = Vec::new();
 
+    // The environment (the Python and host probes, which mostly wait for other programs) is
+    // captured on a thread of its own while the datasets are hashed and the code is captured
+    // below: they are independent. Its errors still come after theirs.
+    let environment = {
+        let (root, config_python) = (project.root.clone(), project.config.python.clone());
+        let (patterns, python) = (project.config.env.clone(), opts.python.clone());
+        let no_python = opts.no_python;
+        std::thread::spawn(move || {
+            env::capture_at(
+                &root,
+                config_python.as_deref(),
+                &patterns,
+                python.as_deref(),
+                no_python,
+            )
+        })
+    };
+
     // Datasets, before the command runs.
     let datasets = resolve_data(project, opts)?;
     let mut data = Vec::new();
@@ -586,7 +604,9 @@ pub fn lock(
     };
 
     // The environment, before the command runs.
-    let captured = env::capture(project, opts.python.as_deref(), opts.no_python)?;
+    let captured = environment
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
     warnings.extend(captured.warnings.iter().cloned().map(Warning::Python));
     let inputs = resolve_inputs(project, opts, &hopts)?;
 

@@ -135,29 +135,56 @@ pub fn capture(
     python: Option<&Path>,
     no_python: bool,
 ) -> Result<Captured> {
+    capture_at(
+        &project.root,
+        project.config.python.as_deref(),
+        &project.config.env,
+        python,
+        no_python,
+    )
+}
+
+/// [`capture`] from the parts of a project it reads (the root, cairn.toml's `python` and `env`),
+/// so that it can run on a thread of its own: a [`crate::project::Project`] holds a git
+/// repository, which threads do not share. The Python probe and the host probe run at once.
+pub fn capture_at(
+    root: &Path,
+    config_python_setting: Option<&str>,
+    env_patterns: &[String],
+    python: Option<&Path>,
+    no_python: bool,
+) -> Result<Captured> {
     let mut warnings = Vec::new();
-    let python = if no_python {
-        None
-    } else {
-        let configured = config_python(&project.root, project.config.python.as_deref());
-        match capture_python(python, configured.as_deref())? {
-            Ok(e) => {
-                warnings.extend(e.warnings.iter().cloned());
-                Some(e)
-            }
-            Err(why) => {
-                warnings.push(why);
-                None
-            }
+    let (python, host) = std::thread::scope(|s| {
+        let host = s.spawn(crate::probe::host::probe);
+        let python = if no_python {
+            Ok(None)
+        } else {
+            let configured = config_python(root, config_python_setting);
+            capture_python(python, configured.as_deref()).map(Some)
+        };
+        let host = host.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (python, host)
+    });
+    let python = match python? {
+        None => None,
+        Some(Ok(e)) => {
+            warnings.extend(e.warnings.iter().cloned());
+            Some(e)
+        }
+        Some(Err(why)) => {
+            warnings.push(why);
+            None
         }
     };
-    let host = host_with(
+    let host = merge_host(
+        host,
         python.as_ref().and_then(|e| e.torch.clone()),
         python.as_ref().and_then(|e| e.interpreter.libc.clone()),
     );
     Ok(Captured {
-        lockfiles: lockfile_entries(&project.root)?,
-        env: determinism_env(&project.config.env, std::env::vars()),
+        lockfiles: lockfile_entries(root)?,
+        env: determinism_env(env_patterns, std::env::vars()),
         host,
         python,
         warnings,
@@ -167,7 +194,11 @@ pub fn capture(
 /// The host now, with what only a Python environment knows: the PyTorch build, and the C
 /// library when the host probe could not tell (the interpreter reports the one it runs on).
 pub fn host_with(torch: Option<python::TorchStack>, libc: Option<String>) -> Host {
-    let mut host = crate::probe::host::probe();
+    merge_host(crate::probe::host::probe(), torch, libc)
+}
+
+/// [`host_with`] for a host already probed.
+fn merge_host(mut host: Host, torch: Option<python::TorchStack>, libc: Option<String>) -> Host {
     host.torch = torch;
     if host.glibc.is_none() {
         host.glibc = libc;

@@ -59,14 +59,17 @@ fn parse_mem_total(text: &str) -> Option<u64> {
 
 /// The C library version, from `getconf GNU_LIBC_VERSION` (`glibc 2.36`).
 fn glibc() -> Option<String> {
-    let out = Command::new(crate::process::on_path("getconf")?)
-        .arg("GNU_LIBC_VERSION")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !text.is_empty()).then_some(text)
+    let getconf = crate::process::on_path("getconf")?;
+    crate::probe::cache::host_output(&getconf, &["GNU_LIBC_VERSION"], &[], || {
+        let out = Command::new(&getconf)
+            .arg("GNU_LIBC_VERSION")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    })
 }
 
 /// `$CAIRN_NVIDIA_SMI`, else `nvidia-smi` on the absolute directories of `PATH`.
@@ -77,16 +80,25 @@ fn nvidia_smi() -> Option<std::path::PathBuf> {
     }
 }
 
+/// The loaded NVIDIA driver's version: a new driver may report other GPUs or CUDA versions.
+const NVIDIA_DRIVER_VERSION: &str = "/proc/driver/nvidia/version";
+
+/// `nvidia-smi ARGS`, answered from the user's cache on an unchanged machine (same program,
+/// boot and driver; [`crate::probe::cache::host_output`]).
 fn run(args: &[&str]) -> Option<String> {
-    let out = Command::new(nvidia_smi()?)
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let smi = nvidia_smi()?;
+    let driver = std::path::Path::new(NVIDIA_DRIVER_VERSION);
+    crate::probe::cache::host_output(&smi, args, &[driver], || {
+        let out = Command::new(&smi)
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })
 }
 
 /// GPUs from nvidia-smi; empty when there is none (or no driver).

@@ -3,6 +3,7 @@
 //! models ([`inputs`]) the environment of a run as a whole ([`env`](mod@env)), and the one probe of a project's
 //! current state at the places a lock names, under one read policy ([`observe`]).
 
+pub mod cache;
 pub mod env;
 pub mod git;
 pub mod host;

@@ -129,7 +129,7 @@ pub fn find_interpreter(option: Option<&Path>, config: Option<&Path>) -> Option<
 /// else cairn does here). Fields: implementation, version, SOABI, platform, prefix, libc, then
 /// every `sys.path` entry but the one `-c` adds for the current directory (none when safe-path
 /// mode is on, as it is from Python 3.11).
-const PROBE: &str = r#"
+pub(crate) const PROBE: &str = r#"
 import os, sys, sysconfig
 try:
     libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
@@ -382,14 +382,14 @@ type RepoState = (Option<String>, Option<Digest>);
 /// their subdirectories, all name the same repository: one capture serves them all, even while
 /// the packages are read in parallel.
 #[derive(Default)]
-struct RepoStates {
+pub(crate) struct RepoStates {
     by_git_dir: std::sync::Mutex<BTreeMap<PathBuf, std::sync::Arc<std::sync::OnceLock<RepoState>>>>,
 }
 
 impl RepoStates {
     /// The state of the repository holding `dir`; nothing for a directory outside any repository
     /// or a repository that cannot be captured.
-    fn of(&self, dir: &Path) -> RepoState {
+    pub(crate) fn of(&self, dir: &Path) -> RepoState {
         let Ok(repo) = git::discover(dir) else {
             return (None, None);
         };
@@ -673,8 +673,8 @@ pub fn torch_stack(sys_path: &[PathBuf]) -> Option<TorchStack> {
 
 /// Capture the environment of the interpreter at `executable`.
 pub fn capture(executable: &Path) -> Result<Environment> {
-    let interpreter = probe_interpreter(executable)?;
-    let (packages, mut warnings) = scan(&interpreter.sys_path);
+    let interpreter = crate::probe::cache::interpreter(executable)?;
+    let (packages, mut warnings) = crate::probe::cache::scan(&interpreter.sys_path);
     let conda = conda_packages(Path::new(&interpreter.prefix), &mut warnings);
     let torch = torch_stack(&interpreter.sys_path);
     Ok(Environment {
