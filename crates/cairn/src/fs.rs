@@ -150,6 +150,18 @@ fn file_kind(t: FileType) -> &'static str {
     }
 }
 
+/// A per-user base directory, as the XDG base directory spec says: `$XDG_VAR` when it is set to
+/// an absolute path, else `$HOME/under_home`. `None` without either. Never the repository's.
+pub fn user_dir(xdg_var: &str, under_home: &str) -> Option<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    var(xdg_var).or_else(|| var("HOME").map(|h| h.join(under_home)))
+}
+
 /// Read the whole of the regular file `path`, at most `limit` bytes.
 ///
 /// The file is opened without following a final symlink and without blocking (a FIFO must not

@@ -18,15 +18,7 @@ use crate::error::{Error, Result};
 /// The directory of trust records: `$XDG_DATA_HOME/cairn/trust`, else
 /// `$HOME/.local/share/cairn/trust`. `None` without either variable.
 pub fn store_dir() -> Option<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-    };
-    var("XDG_DATA_HOME")
-        .or_else(|| var("HOME").map(|h| h.join(".local/share")))
-        .map(|d| d.join("cairn").join("trust"))
+    crate::fs::user_dir("XDG_DATA_HOME", ".local/share").map(|d| d.join("cairn").join("trust"))
 }
 
 /// One trust record: a project root and the digest of the `cairn.toml` the user trusted there.

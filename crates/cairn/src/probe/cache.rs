@@ -57,15 +57,7 @@ const MAX_SMALL_FILE: u64 = 1 << 20;
 
 /// `$XDG_CACHE_HOME/cairn`, else `$HOME/.cache/cairn`; `None` without either (absolute) variable.
 pub fn dir() -> Option<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-    };
-    var("XDG_CACHE_HOME")
-        .or_else(|| var("HOME").map(|h| h.join(".cache")))
-        .map(|d| d.join("cairn"))
+    crate::fs::user_dir("XDG_CACHE_HOME", ".cache").map(|d| d.join("cairn"))
 }
 
 /// What `stat` says about a path: enough to notice any change of a file or of a directory's
