@@ -396,3 +396,24 @@ fn ignored_lock_files_are_found_but_ignored_directories_are_not_walked() {
     out.stderr_lacks("scratch");
     r.cairn(["audit"]).expect(0).stdout_has("1 lock(s)");
 }
+
+/// A lock file that is a link (to `/dev/zero`, or to another file) is found and refused with the
+/// reason, never read: lineage warns and goes on, audit fails naming it.
+#[test]
+fn a_lock_that_is_a_link_is_named_not_read() {
+    let r = Repo::new();
+    std::os::unix::fs::symlink("/dev/zero", r.join("zero.cairn.lock")).unwrap();
+    std::fs::create_dir_all(r.join("sub")).unwrap();
+    std::os::unix::fs::symlink("../README.md", r.join("sub/cairn.lock")).unwrap();
+    r.write("README.md", "not a lock\n");
+    r.commit_all("links named like locks");
+    r.cairn(["lineage"])
+        .expect(0)
+        .stderr_has("skipped zero.cairn.lock")
+        .stderr_has("skipped sub/cairn.lock")
+        .stderr_has("it is a symbolic link");
+    r.cairn(["audit"])
+        .expect(1)
+        .stdout_has("[lock-invalid] zero.cairn.lock")
+        .stdout_has("[lock-invalid] sub/cairn.lock");
+}

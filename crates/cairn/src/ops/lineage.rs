@@ -58,7 +58,9 @@ pub fn discover(project: &Project, extra: &[PathBuf]) -> Result<Vec<Found>> {
             }
         });
     for entry in walk.filter_map(|e| e.ok()) {
-        if entry.file_type().is_file() && is_lock_name(&entry.file_name().to_string_lossy()) {
+        // Not only regular files: a lock that is a link or a FIFO is found too, and refused
+        // by `Lock::load` with the reason, rather than passed over without a word.
+        if !entry.file_type().is_dir() && is_lock_name(&entry.file_name().to_string_lossy()) {
             paths.insert(entry.into_path());
         }
     }
