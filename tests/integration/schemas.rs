@@ -281,4 +281,34 @@ fn diff_and_rebuild_reports_match_their_schemas() {
     let mut broken = report.clone();
     broken["steps"][0]["status"] = json!("fine");
     assert!(!validator("rebuild-report.schema.json").is_valid(&broken));
+
+    let elsewhere = into.path().join("planned");
+    let plan = r
+        .cairn([
+            "rebuild",
+            "--lock",
+            "b.cairn.lock",
+            "--into",
+            elsewhere.to_str().unwrap(),
+            "--dry-run",
+            "--format",
+            "json",
+        ])
+        .expect(0)
+        .json();
+    assert!(!elsewhere.exists(), "a dry run creates nothing");
+    assert_eq!(plan["commit"], report_commit(&r, "b.cairn.lock"));
+    assert_valid(
+        "rebuild-plan.schema.json",
+        &plan,
+        "cairn rebuild --dry-run",
+    );
+    let mut broken = plan.clone();
+    broken["packages"] = json!([{ "name": "x", "version": "1", "source": "ftp" }]);
+    assert!(!validator("rebuild-plan.schema.json").is_valid(&broken));
+}
+
+/// The commit a lock records.
+fn report_commit(r: &Repo, lock: &str) -> Value {
+    json!(r.lock_toml(lock)["code"]["commit"].as_str().unwrap())
 }
