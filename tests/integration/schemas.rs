@@ -298,11 +298,7 @@ fn diff_and_rebuild_reports_match_their_schemas() {
         .json();
     assert!(!elsewhere.exists(), "a dry run creates nothing");
     assert_eq!(plan["commit"], report_commit(&r, "b.cairn.lock"));
-    assert_valid(
-        "rebuild-plan.schema.json",
-        &plan,
-        "cairn rebuild --dry-run",
-    );
+    assert_valid("rebuild-plan.schema.json", &plan, "cairn rebuild --dry-run");
     let mut broken = plan.clone();
     broken["packages"] = json!([{ "name": "x", "version": "1", "source": "ftp" }]);
     assert!(!validator("rebuild-plan.schema.json").is_valid(&broken));
