@@ -180,20 +180,33 @@ pub fn exit_code(status: std::process::ExitStatus) -> i64 {
 ///
 /// Ctrl-C reaches the whole foreground process group: the program handles it as it will, and
 /// cairn, instead of dying with it, stays alive to record how it ended ([`Finished::interrupted`]).
-/// Before and after, Ctrl-C ends cairn as usual. Not for two programs at once from two threads.
-/// `Err` is a program that could not start.
+/// Before and after, Ctrl-C ends cairn as usual. Runs from several threads at once compose:
+/// Ctrl-C is cairn's default again only once the last of them has ended (a Ctrl-C during two
+/// runs marks both). `Err` is a program that could not start.
 pub fn run_foreground(cmd: &mut Command) -> std::io::Result<Finished> {
     use std::sync::atomic::{AtomicBool, Ordering};
+    /// How many runs are waiting now; the default action is off while there is any.
+    static RUNNING: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
     let outside = sigint_default_outside();
     let interrupted = std::sync::Arc::new(AtomicBool::new(false));
     let handler =
         signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).ok();
-    if let Some(o) = outside {
-        o.store(false, Ordering::SeqCst);
+    {
+        let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        *running += 1;
+        if let Some(o) = outside {
+            o.store(false, Ordering::SeqCst);
+        }
     }
     let status = cmd.status();
-    if let Some(o) = outside {
-        o.store(true, Ordering::SeqCst);
+    {
+        let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+        *running -= 1;
+        if *running == 0 {
+            if let Some(o) = outside {
+                o.store(true, Ordering::SeqCst);
+            }
+        }
     }
     if let Some(id) = handler {
         signal_hook::low_level::unregister(id);
@@ -273,15 +286,23 @@ mod tests {
             killed.failure().as_deref(),
             Some("the command was killed by signal 15")
         );
-        let missing = run_foreground(&mut Command::new("/nonexistent/cairn-test-program"));
+        let missing = {
+            let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+            run_foreground(&mut Command::new("/nonexistent/cairn-test-program"))
+        };
         assert!(missing.is_err());
     }
 
     /// The program sends Ctrl-C to cairn (its parent) the way a terminal would, then exits as
-    /// Python does on KeyboardInterrupt: cairn lives on and knows.
+    /// Python does on KeyboardInterrupt: cairn lives on and knows. It exits only once the
+    /// signal has left the parent's pending set (`ShdPnd` in /proc), i.e. a thread of the
+    /// parent has taken it: a signal still pending when the run ends would meet the default
+    /// action again, so the test waits for that condition rather than for some time.
     #[test]
     fn ctrl_c_during_the_run_is_recorded_not_fatal() {
-        let f = sh("kill -INT $PPID; exit 130");
+        let f = sh(r#"kill -INT $PPID
+while m=$(sed -n 's/^ShdPnd:[[:space:]]*//p' /proc/$PPID/status) && [ $(( 0x$m & 2 )) -ne 0 ]; do :; done
+exit 130"#);
         assert_eq!(
             f,
             Finished {
