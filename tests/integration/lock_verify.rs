@@ -430,15 +430,18 @@ fn no_gpu_is_not_an_error() {
 #[test]
 fn interrupted_command_is_recorded_not_locked() {
     let r = Repo::ml();
-    // The command interrupts cairn (its parent) the way Ctrl-C would, then exits as a Python
-    // program does on KeyboardInterrupt.
+    // The command interrupts cairn (its parent) the way Ctrl-C would, waits until cairn has
+    // taken the signal (it left cairn's pending set), then exits as a Python program does on
+    // KeyboardInterrupt.
     let out = r
         .cairn([
             "lock",
             "--",
             "sh",
             "-c",
-            "kill -INT $PPID; sleep 0.3; exit 130",
+            r#"kill -INT $PPID
+while m=$(sed -n 's/^ShdPnd:[[:space:]]*//p' /proc/$PPID/status) && [ $(( 0x$m & 2 )) -ne 0 ]; do :; done
+exit 130"#,
         ])
         .expect(1);
     out.stderr_has("interrupted");
