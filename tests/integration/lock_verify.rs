@@ -333,26 +333,27 @@ fn lock_path_option_and_extra_lockfiles() {
 #[test]
 fn concurrent_locks_do_not_interleave() {
     let r = Repo::ml();
-    // The first lock's command says it has started (cairn holds the project lock by then),
-    // then waits on a FIFO until the test lets it finish: no timing decides the outcome.
-    sh(r.path(), "mkfifo .go");
+    // The first lock's command says it has started (cairn holds the project lock by then) by
+    // writing into one FIFO, then waits on another until the test lets it finish: the test
+    // blocks on the first FIFO, so no timing decides the outcome.
+    sh(r.path(), "mkfifo .go .started");
     r.write(".gitignore", "runs/\n.go\n.started\n");
     r.commit_all("ignore the test's signals");
     let mut first = r
         .cmd()
-        .args(["lock", "--", "sh", "-c", "touch .started && cat .go"])
+        .args(["lock", "--", "sh", "-c", "echo up > .started && cat .go"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !r.join(".started").exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first lock's command never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let started = r.join(".started");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(std::fs::read_to_string(started)));
+    let said = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the first lock's command never started")
+        .unwrap();
+    assert_eq!(said, "up\n");
     let before = r.read(".cairn/cache/busy");
     let out = r.cairn(["lock"]).expect(2);
     out.stderr_has(&format!(

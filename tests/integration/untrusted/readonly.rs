@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::util::{clone_repo, snapshot, write_executable, Repo, Run, Venv};
 
@@ -105,21 +105,24 @@ impl Victim {
 
 /// Run a command, killing it after 60 s (a FIFO or `/dev/zero` must not hang the suite).
 fn bounded(mut cmd: Command) -> Run {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(60) {
-            child.kill().unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => Run::from(out.unwrap()),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             panic!("cairn did not finish within 60 s");
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    Run::from(child.wait_with_output().unwrap())
 }
 
 /// A shell script that creates `marker`: the only thing any payload does.
