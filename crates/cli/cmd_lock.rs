@@ -164,9 +164,12 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             ..
         } => {
             eprintln!(
-                "error: {reason}; {} was left as it was, and this run's record is in {}",
-                lock_path.display(),
-                record.display()
+                "error: {}",
+                cairn::text::visible(&format!(
+                    "{reason}; {} was left as it was, and this run's record is in {}",
+                    lock_path.display(),
+                    record.display()
+                ))
             );
             Ok(crate::EXIT_DIFF)
         }

@@ -56,7 +56,7 @@ impl Printer {
     /// A `hint:` line on stderr, after a warning (suppressed by --quiet).
     pub fn hint(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("{}: {msg}", self.paint("1;36", "hint"));
+            eprintln!("{}: {}", self.paint("1;36", "hint"), visible(msg));
         }
     }
 
