@@ -100,6 +100,21 @@ fn warm(r: &Repo, extra: &[&str]) {
     assert_eq!(cached_answers(r).len(), 1, "{:?}", cached_answers(r));
 }
 
+/// A project locked with a venv of its own, verified until the interpreter's answer is in the
+/// user's cache: the venv, the project and that one cache entry.
+fn one_cached_answer() -> (Venv, Repo, PathBuf) {
+    let venv = Venv::new();
+    let r = Repo::new();
+    r.write("train.py", "print('hi')\n");
+    r.commit_all("initial");
+    let py = venv.python();
+    r.cairn(["lock", "--python", py.to_str().unwrap()])
+        .expect(0);
+    warm(&r, &["--python", py.to_str().unwrap()]);
+    let entry = cached_answers(&r).pop().unwrap();
+    (venv, r, entry)
+}
+
 /// Point the venv at a base interpreter the test owns: a tree whose standard library links to
 /// the real one but whose site-packages is the test's, so that turning on
 /// `include-system-site-packages` has something to show.
@@ -390,16 +405,9 @@ fn switching_the_pyenv_version_shows_up_in_the_next_verify() {
 
 #[test]
 fn an_answer_planted_in_the_repository_is_never_read() {
-    let venv = Venv::new();
-    let r = Repo::new();
-    r.write("train.py", "print('hi')\n");
-    r.commit_all("initial");
+    let (venv, r, entry) = one_cached_answer();
     let py = venv.python();
     let python = ["--python", py.to_str().unwrap()];
-    r.cairn(["lock", "--python", py.to_str().unwrap()])
-        .expect(0);
-    warm(&r, &python);
-    let entry = cached_answers(&r).pop().unwrap();
     let name = entry.file_name().unwrap();
     let real = std::fs::read_to_string(&entry).unwrap();
     let version = serde_json::from_str::<serde_json::Value>(&real).unwrap()["value"]["version"]
@@ -497,16 +505,9 @@ fn host_probes_run_once_on_an_unchanged_machine() {
 
 #[test]
 fn a_damaged_answer_is_asked_again() {
-    let venv = Venv::new();
-    let r = Repo::new();
-    r.write("train.py", "print('hi')\n");
-    r.commit_all("initial");
+    let (venv, r, entry) = one_cached_answer();
     let py = venv.python();
     let python = ["--python", py.to_str().unwrap()];
-    r.cairn(["lock", "--python", py.to_str().unwrap()])
-        .expect(0);
-    warm(&r, &python);
-    let entry = cached_answers(&r).pop().unwrap();
     let good = std::fs::read(&entry).unwrap();
     let replace = |how: &dyn Fn(&Path)| {
         std::fs::remove_file(&entry).unwrap();
