@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use cairn::model::lockfile::Parent;
 use cairn::ops::checkpoint::{self, AddOptions, ParentChoice};
 
 use crate::output::Printer;
@@ -44,8 +43,12 @@ struct AddArgs {
     #[arg(long, value_name = "N")]
     step: Option<u64>,
 
-    /// What it was trained from: a checkpoint path in this lock, or a digest (blake3:...)
-    /// [default: the previous checkpoint of this run].
+    /// What it was trained from: a checkpoint file or directory (relative to the current
+    /// directory), or a digest (blake3:...) [default: the previous checkpoint of this run].
+    /// A checkpoint of this run is recorded by path; any other file is hashed and recorded by
+    /// its digest, with the run of the lock that records it (found among the repository's
+    /// locks, as `cairn lineage` finds them). A file no lock records is kept as an untracked
+    /// parent; a path that does not exist is an error.
     #[arg(long, value_name = "PATH|DIGEST", conflicts_with = "no_parent")]
     parent: Option<String>,
 
@@ -86,7 +89,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     }
     let parent = match (&a.parent, a.no_parent) {
         (_, true) => ParentChoice::None,
-        (Some(p), _) => ParentChoice::Given(Parent::parse(p)?),
+        (Some(p), _) => ParentChoice::from_arg(&project.cwd, p)?,
         (None, false) => ParentChoice::Previous,
     };
     let opts = AddOptions {
@@ -104,7 +107,10 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         entry
             .parent
             .as_ref()
-            .map(|p| format!(" (parent {p})"))
+            .map(|p| match &entry.parent_run {
+                Some(run) => format!(" (parent {p}, a checkpoint of run {run})"),
+                None => format!(" (parent {p})"),
+            })
             .unwrap_or_default(),
         lock_path.display()
     ));

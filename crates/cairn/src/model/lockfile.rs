@@ -246,6 +246,12 @@ pub struct Artifact {
     pub parent: Option<Parent>,
     /// When it was added (RFC 3339 UTC).
     pub created_at: Option<String>,
+    /// The `run.id` of the lock that records the parent, when the parent is a digest found in
+    /// another lock (`cairn checkpoint add --parent FILE`).
+    pub parent_run: Option<String>,
+    /// The run deleted this checkpoint itself before it ended (keep-last-N): recorded with the
+    /// digest it was added with, and not expected on disk.
+    pub deleted_by_run: bool,
     /// Metrics at this checkpoint.
     pub metrics: BTreeMap<String, Metric>,
 }
@@ -620,6 +626,8 @@ mod tests {
                     step: Some(2000),
                     parent: Some(Parent::Path(RelPath::parse("runs/step-1000.bin").unwrap())),
                     created_at: Some("2026-11-26T20:04:00Z".into()),
+                    parent_run: None,
+                    deleted_by_run: false,
                     metrics: BTreeMap::from([("loss".to_string(), Metric(0.25))]),
                 },
                 Artifact {
@@ -631,6 +639,8 @@ mod tests {
                     step: Some(1000),
                     parent: Some(Parent::Digest(Digest::of_bytes(b"base"))),
                     created_at: None,
+                    parent_run: Some("f".repeat(32)),
+                    deleted_by_run: true,
                     metrics: BTreeMap::new(),
                 },
             ],

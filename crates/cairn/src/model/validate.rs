@@ -124,6 +124,22 @@ impl Checker {
             }
         });
         let created_at = self.time(a.created_at, &format!("{at}.created-at"));
+        if let Some(run) = &a.parent_run {
+            if !is_run_id(run) {
+                self.problems.push(format!(
+                    "`{at}.parent-run` is not a run id (32 hex digits): {run:?}"
+                ));
+            } else if !matches!(parent, Some(Parent::Digest(_))) {
+                self.problems.push(format!(
+                    "`{at}.parent-run` is only for a parent given by digest"
+                ));
+            }
+        }
+        if a.deleted_by_run && table != "checkpoint" {
+            self.problems.push(format!(
+                "`{at}.deleted-by-run` is only for checkpoints"
+            ));
+        }
         for (k, v) in &a.metrics {
             if !valid_name(k) || !v.is_finite() {
                 self.problems.push(format!(
@@ -140,6 +156,8 @@ impl Checker {
             step: a.step,
             parent,
             created_at,
+            parent_run: a.parent_run,
+            deleted_by_run: a.deleted_by_run,
             metrics: a.metrics.into_iter().map(|(k, v)| (k, Metric(v))).collect(),
         })
     }
@@ -215,6 +233,11 @@ impl TryFrom<wire::Lock> for Lock {
     fn try_from(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
         convert(w)
     }
+}
+
+/// Is `s` a run id: 32 lowercase hex digits?
+pub(crate) fn is_run_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {

@@ -19,6 +19,8 @@ impl From<&Lock> for wire::Lock {
             step: a.step,
             parent: a.parent.as_ref().map(|p| p.to_string()),
             created_at: a.created_at.clone(),
+            parent_run: a.parent_run.clone(),
+            deleted_by_run: a.deleted_by_run,
             metrics: a.metrics.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
         };
         wire::Lock {

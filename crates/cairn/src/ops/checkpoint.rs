@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::content::digest::{self, HashOptions, Kind};
+use crate::content::digest::{self, Digest, HashOptions, Kind};
 use crate::error::{Error, IoResultExt, Result};
 use crate::model::lockfile::{self, Artifact, Lock, Metric, Parent};
 use crate::model::paths::RelPath;
@@ -33,6 +33,114 @@ pub enum ParentChoice {
     None,
     /// This one.
     Given(Parent),
+    /// The checkpoint at this path (absolute, inside the project): a checkpoint of the target
+    /// lock by path, else resolved by its digest to whichever lock recorded it
+    /// ([`resolve_parent`]).
+    File(PathBuf),
+}
+
+impl ParentChoice {
+    /// `--parent VALUE`: a digest (`blake3:...`) as given, anything else a path relative to
+    /// `cwd`.
+    pub fn from_arg(cwd: &Path, value: &str) -> Result<ParentChoice> {
+        if value.starts_with(crate::content::digest::PREFIX) {
+            return Parent::parse(value).map(ParentChoice::Given);
+        }
+        Ok(ParentChoice::File(crate::model::paths::absolutize(
+            cwd,
+            Path::new(value),
+        )))
+    }
+}
+
+/// A parent resolved to what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedParent {
+    /// A checkpoint of the target lock by path, or a digest.
+    pub parent: Parent,
+    /// The `run.id` of the lock that records a digest parent, when one does.
+    pub run: Option<String>,
+    /// That lock's path relative to the project root, for messages.
+    pub lock: Option<String>,
+}
+
+/// Resolve a parent given as a file: a checkpoint of the lock at `lock_path` with that path
+/// (present or already deleted by the run) is recorded by path; otherwise the file must exist
+/// and is hashed, and its digest is looked up first among the target lock's checkpoints, then
+/// in every lock of the repository (as `cairn lineage` finds them). A digest no lock records is
+/// still recorded: lineage shows it as an untracked file.
+pub fn resolve_parent(
+    project: &Project,
+    lock_path: &Path,
+    abs: &Path,
+    hopts: &HashOptions<'_>,
+) -> Result<ResolvedParent> {
+    let rel = RelPath::from_fs(&project.root, abs).map_err(|e| match e {
+        Error::BadPath { path, message } => Error::BadPath {
+            path,
+            message: format!("--parent: {message}; give a parent outside the project by its digest (blake3:...)"),
+        },
+        other => other,
+    })?;
+    // The target lock as it is now (it is replaced atomically, so one read is one state); a
+    // lock that does not exist yet has no checkpoints.
+    let current = match Lock::load(lock_path) {
+        Ok(l) => Some(l),
+        Err(Error::Missing { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let ours = |f: &dyn Fn(&Artifact) -> bool| {
+        current
+            .as_ref()
+            .and_then(|l| l.checkpoints.iter().find(|a| f(a)))
+            .map(|a| a.path.clone())
+    };
+    if let Some(p) = ours(&|a| a.path == rel) {
+        return Ok(ResolvedParent {
+            parent: Parent::Path(p),
+            run: None,
+            lock: None,
+        });
+    }
+    if std::fs::symlink_metadata(abs).is_err() {
+        return Err(Error::Refused {
+            message: format!(
+                "the parent {rel} does not exist, and no checkpoint of {} has that path",
+                lock_path.display()
+            ),
+            hint: "give the path of the checkpoint it was trained from as it is on disk, or its digest (--parent blake3:...); `cairn lineage FILE` shows which lock records a file".into(),
+        });
+    }
+    let digest = digest::hash_path_with(abs, hopts)?.digest;
+    if let Some(p) = ours(&|a| a.digest == digest) {
+        return Ok(ResolvedParent {
+            parent: Parent::Path(p),
+            run: None,
+            lock: None,
+        });
+    }
+    Ok(find_digest(project, digest))
+}
+
+/// A digest parent, with the lock that records a checkpoint of that digest when there is one
+/// (the first in path order).
+fn find_digest(project: &Project, digest: Digest) -> ResolvedParent {
+    let found = crate::ops::lineage::discover(project, &[])
+        .ok()
+        .into_iter()
+        .flatten()
+        .find_map(|f| {
+            let l = f.lock.ok()?;
+            l.checkpoints
+                .iter()
+                .any(|c| c.digest == digest)
+                .then(|| (l.run.id.clone(), f.shown))
+        });
+    ResolvedParent {
+        parent: Parent::Digest(digest),
+        run: found.as_ref().map(|(run, _)| run.clone()),
+        lock: found.map(|(_, shown)| shown),
+    }
 }
 
 /// How to add a checkpoint.
@@ -129,12 +237,28 @@ pub fn add(project: &Project, lock_path: &Path, abs: &Path, opts: &AddOptions) -
             crate::fs::atomic_write_with(&path, false, |w| m.write_text(w))?;
         }
     }
+    // A parent given as a file or a digest is resolved before the lock is taken: it may mean
+    // hashing a file and reading every lock of the repository.
+    let resolved = match &opts.parent {
+        ParentChoice::File(p) => {
+            let hopts = HashOptions {
+                cache_dir: Some(&cache_dir),
+                use_cache: !opts.no_cache,
+                progress: None,
+                confine: None,
+            };
+            Some(resolve_parent(project, lock_path, p, &hopts)?)
+        }
+        ParentChoice::Given(Parent::Digest(d)) => Some(find_digest(project, *d)),
+        _ => None,
+    };
     with_lockfile_lock(project, lock_path, || {
         let mut lock = Lock::load(lock_path)?;
-        let parent = match &opts.parent {
-            ParentChoice::Previous => previous(&lock, opts.step, &rel),
-            ParentChoice::None => None,
-            ParentChoice::Given(p) => Some(p.clone()),
+        let (parent, parent_run) = match (&opts.parent, &resolved) {
+            (_, Some(r)) => (Some(r.parent.clone()), r.run.clone()),
+            (ParentChoice::Previous, _) => (previous(&lock, opts.step, &rel), None),
+            (ParentChoice::Given(p), _) => (Some(p.clone()), None),
+            _ => (None, None),
         };
         let entry = Artifact {
             path: rel.clone(),
@@ -145,6 +269,8 @@ pub fn add(project: &Project, lock_path: &Path, abs: &Path, opts: &AddOptions) -
             step: opts.step,
             parent,
             created_at: Some(lockfile::rfc3339(SystemTime::now())),
+            parent_run,
+            deleted_by_run: false,
             metrics: opts
                 .metrics
                 .iter()

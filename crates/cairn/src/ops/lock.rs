@@ -294,6 +294,8 @@ fn hash_artifact(
         step: None,
         parent: None,
         created_at: None,
+        parent_run: None,
+        deleted_by_run: false,
         metrics: BTreeMap::new(),
     })
 }
@@ -344,7 +346,12 @@ fn merge_checkpoints(
                     ..a
                 }
             }
-            None => a,
+            // Added during the run and gone when it ended: the run deleted it itself
+            // (keep-last-N). Recorded so, with the digest it was added with.
+            None => Artifact {
+                deleted_by_run: true,
+                ..a
+            },
         };
         by_path.insert(entry.path.clone(), entry);
     }
