@@ -127,6 +127,34 @@ pub fn create_dir_all(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Create the directory `anchor/below` and its missing parents, `anchor` being trusted (the
+/// caller's own directory, which must exist) and no component of `below` followed if it is a
+/// symlink. `below` must be relative and must not climb with `..`: a directory that a file
+/// from elsewhere names is only ever made inside `anchor`.
+pub fn create_dir_all_in(anchor: &Path, below: &Path) -> Result<()> {
+    let path = anchor.join(below);
+    let mut names = Vec::new();
+    for c in below.components() {
+        match c {
+            Component::Normal(n) => names.push(n.to_os_string()),
+            Component::CurDir => {}
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the path leaves its directory (`..` or an absolute part)",
+                ))
+                .ctx("cannot create directory", &path)
+            }
+        }
+    }
+    if !anchor.is_dir() {
+        return Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+            .ctx("cannot create directory", &path);
+    }
+    open_dirs(anchor, &names, true).ctx("cannot create directory", &path)?;
+    Ok(())
+}
+
 /// Is `path` a real directory, reached without following a symlink below its anchor?
 /// `Ok(false)` when it does not exist; an error naming the link when something is in the way.
 pub fn real_dir(path: &Path) -> std::io::Result<bool> {

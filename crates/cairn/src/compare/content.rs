@@ -110,6 +110,7 @@ pub(super) fn items<K: Ord + fmt::Display>(
             (Ok(cx), Err(absence)) | (Err(absence), Ok(cx)) => {
                 let (change, reason) = match absence {
                     Absence::NotFound(p) => (Change::Missing, Reason::NotFound(p.clone())),
+                    Absence::DeletedByRun(_) => (Change::Deleted, Reason::DeletedByRun),
                     Absence::Unlocated => (Change::Unchecked, Reason::Unlocated),
                     Absence::LeadsOutside { place, target } => (
                         Change::Unchecked,

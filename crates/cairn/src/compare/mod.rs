@@ -48,6 +48,9 @@ pub enum Change {
     Missing,
     /// It was not read (an external dataset nobody located, a link out of the repository).
     Unchecked,
+    /// A checkpoint the run deleted itself before it ended (keep-last-N), as its lock records:
+    /// not here, and not expected to be. Not a failure.
+    Deleted,
 }
 
 impl Change {
@@ -60,6 +63,7 @@ impl Change {
             Change::ModeChanged => "mode changed",
             Change::Missing => "missing",
             Change::Unchecked => "not checked",
+            Change::Deleted => "deleted by the run",
         }
     }
 }
@@ -209,6 +213,8 @@ pub enum Reason {
     /// A host fact that differs between any two machines (CPU model, core count); verify does
     /// not report it.
     MachineOnly,
+    /// The run deleted this checkpoint itself before it ended; the lock keeps its digest.
+    DeletedByRun,
 }
 
 /// One difference between the first side (normally the lock) and the second.
@@ -348,6 +354,13 @@ impl Difference {
             ),
             Reason::NoPython(why) => why.clone(),
             Reason::MachineOnly => "differs between any two machines".into(),
+            Reason::DeletedByRun => format!(
+                "the run deleted it before it ended, as its lock records; recorded digest {}",
+                self.locked
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "unknown".into())
+            ),
         })
     }
 }

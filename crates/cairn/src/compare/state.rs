@@ -36,6 +36,9 @@ pub enum Absence {
         /// Where it leads.
         target: PathBuf,
     },
+    /// Nothing at the path, and the lock records that the run deleted this checkpoint itself
+    /// before it ended (keep-last-N).
+    DeletedByRun(PathBuf),
 }
 
 /// The content of a dataset, checkpoint or output on one side.

@@ -23,7 +23,7 @@ pub const RULES: &[(&str, Level, &str)] = &[
     ("lock-invalid", Level::Error, "a lock in the repository cannot be read"),
     ("checkpoint-digest", Level::Error, "a checkpoint's file differs from its recorded digest"),
     ("checkpoint-missing", Level::Warning, "a recorded checkpoint's file is not here"),
-    ("dangling-parent", Level::Error, "a checkpoint's parent is in no lock"),
+    ("dangling-parent", Level::Error, "a checkpoint's parent is in no lock: a path this lock lacks, or a digest of a run whose lock is not here"),
     ("dangling-input", Level::Error, "an input model points to a lock or checkpoint that is not there, or to one with another digest"),
     ("input-digest", Level::Error, "a local input model's file differs from its recorded digest"),
     ("mutable-ref", Level::Error, "an input is a hub branch or tag, not a commit"),
@@ -33,6 +33,7 @@ pub const RULES: &[(&str, Level, &str)] = &[
     ("missing-change", Level::Error, "a dirty run's change sidecar is missing or altered"),
     ("local-package", Level::Error, "a local or editable Python package has no git commit to pin it"),
     ("data-digest", Level::Error, "a dataset present here differs from its recorded digest"),
+    ("untracked-parent", Level::Warning, "a checkpoint's parent is a file no lock records (known by its digest only)"),
 ];
 
 /// How much a rule matters.
@@ -242,7 +243,8 @@ impl Auditor<'_> {
                     (c.kind, c.digest),
                 )?;
             }
-        } else {
+        } else if !c.deleted_by_run {
+            // One the run deleted itself (keep-last-N) is not expected here.
             self.report(
                 "checkpoint-missing",
                 lock,
@@ -250,13 +252,22 @@ impl Auditor<'_> {
                 format!("the file is not here (recorded as {})", c.digest),
             );
         }
-        if let Some(Node::Missing { reference }) = self.graph.parent_of(lock, &c) {
-            self.report(
+        match self.graph.parent_of(lock, &c) {
+            Some(Node::Missing { reference }) => self.report(
                 "dangling-parent",
                 lock,
                 path,
                 format!("its parent {reference} is in no lock"),
-            );
+            ),
+            Some(Node::Untracked { digest }) => self.report(
+                "untracked-parent",
+                lock,
+                path,
+                format!(
+                    "its parent is a file no lock records (digest {digest}): lock the run that made it to follow its lineage"
+                ),
+            ),
+            _ => {}
         }
         Ok(())
     }

@@ -137,6 +137,12 @@ pub enum Node {
         /// What was looked for.
         reference: String,
     },
+    /// A parent recorded by the digest of a file that no lock records (`cairn checkpoint add
+    /// --parent FILE` for a file no run produced).
+    Untracked {
+        /// Its digest.
+        digest: String,
+    },
 }
 
 /// The graph of all locks.
@@ -200,15 +206,30 @@ impl Graph {
                     reference: format!("{}#{p}", self.locks[i].shown),
                 },
             }),
-            Parent::Digest(d) => Some(match self.with_digest(d).first() {
-                Some((j, p)) => Node::Checkpoint {
-                    lock: *j,
-                    path: p.clone(),
-                },
-                None => Node::Missing {
-                    reference: d.to_string(),
-                },
-            }),
+            Parent::Digest(d) => {
+                let found = self.with_digest(d);
+                // The lock of the run the parent came from, when the entry says; else the first
+                // lock (in path order) that records the digest.
+                let chosen = match &c.parent_run {
+                    Some(run) => found
+                        .iter()
+                        .find(|(j, _)| self.lock(*j).is_some_and(|l| &l.run.id == run)),
+                    None => found.first(),
+                };
+                Some(match (chosen, &c.parent_run) {
+                    (Some((j, p)), _) => Node::Checkpoint {
+                        lock: *j,
+                        path: p.clone(),
+                    },
+                    // It came from a run whose lock is not here (or no longer records it).
+                    (None, Some(run)) => Node::Missing {
+                        reference: format!("{d} of run {run}"),
+                    },
+                    (None, None) => Node::Untracked {
+                        digest: d.to_string(),
+                    },
+                })
+            }
         }
     }
 
@@ -337,6 +358,9 @@ impl Graph {
                 let c = self.checkpoint(*lock, path);
                 let mut s = format!("checkpoint {path}");
                 if let Some(c) = c {
+                    if c.deleted_by_run {
+                        s.push_str(" (deleted by the run)");
+                    }
                     if let Some(step) = c.step {
                         s.push_str(&format!(" step {step}"));
                     }
@@ -408,6 +432,9 @@ impl Graph {
                 )
             }
             Node::Missing { reference } => format!("MISSING {reference}"),
+            Node::Untracked { digest } => {
+                format!("untracked file, digest {digest} (recorded by no lock)")
+            }
         }
     }
 

@@ -152,6 +152,15 @@ pub fn finding(d: &compare::Difference, strict: bool) -> Option<Finding> {
     if d.reason == Some(Reason::MachineOnly) {
         return None;
     }
+    // A checkpoint the run deleted itself is a fact of the run, not a difference: never a
+    // failure, not even with --strict.
+    if d.change == Change::Deleted {
+        return Some(Finding {
+            area: Area::Checkpoint,
+            severity: Severity::Info,
+            line: compare::Reported::from(d),
+        });
+    }
     let (area, level) = match d.area {
         A::Code => (Area::Code, Severity::Error),
         A::Data => (Area::Data, Severity::Error),

@@ -176,7 +176,11 @@ pub fn observe(
         let mut out = BTreeMap::new();
         for a in list {
             *count(&mut read) += 1;
-            let content = hash(lock_place(project, &a.path), &mut read)?;
+            let content = match hash(lock_place(project, &a.path), &mut read)? {
+                // Gone, as the lock says the run left it.
+                Err(Absence::NotFound(p)) if a.deleted_by_run => Err(Absence::DeletedByRun(p)),
+                other => other,
+            };
             let item = Item {
                 location: None,
                 content,

@@ -108,6 +108,9 @@ pub(super) fn run_and_compare(
             ));
         }
     }
+    if !make_output_dirs(lock, (into, rebuilt_root), step) {
+        return Ok(());
+    }
     let Some((program, args)) = plan.argv.split_first() else {
         step.status = Status::Skipped;
         return Ok(());
@@ -160,6 +163,13 @@ pub(super) fn run_and_compare(
             let place = a.path.under(rebuilt_root);
             let hashed = match digest::hash_path_with(&place, &hopts) {
                 Ok(h) => h,
+                Err(Error::Missing { .. }) if a.deleted_by_run => {
+                    step.actions.push(format!(
+                        "{what} {} was deleted by the run, as its lock records (recorded {})",
+                        a.path, a.digest
+                    ));
+                    continue;
+                }
                 Err(Error::Missing { .. }) => {
                     step.differ(
                         a.path.as_str(),
@@ -223,6 +233,52 @@ pub(super) fn run_and_compare(
         }
     }
     Ok(())
+}
+
+/// Create, inside the rebuilt worktree, the parent directories of every locked checkpoint and
+/// output that are not there: a run that writes `ckpt/model.bin` into a git-ignored `ckpt/`
+/// that existed on the original machine needs it. Nothing else is created, and nothing outside
+/// `into`: the directories are made below `into` without following a link (a committed link
+/// in the way stops the run). Returns `false` when the run must not go ahead.
+pub(super) fn make_output_dirs(lock: &Lock, (into, rebuilt_root): (&Path, &Path), step: &mut Step) -> bool {
+    let Ok(project_in) = rebuilt_root.strip_prefix(into) else {
+        return true;
+    };
+    let dirs: BTreeSet<PathBuf> = lock
+        .checkpoints
+        .iter()
+        .chain(&lock.outputs)
+        .filter_map(|a| Path::new(a.path.as_str()).parent().map(Path::to_path_buf))
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    for dir in dirs {
+        let below = project_in.join(&dir);
+        // There already, and inside the worktree (a committed link that stays inside is fine).
+        let full = into.join(&below);
+        if full.is_dir() && full.canonicalize().is_ok_and(|r| r.starts_with(into)) {
+            continue;
+        }
+        if let Err(e) = crate::fs::create_dir_all_in(into, &below) {
+            step.status = Status::Failed;
+            let mut why = e.to_string();
+            if let Some(source) = std::error::Error::source(&e) {
+                why.push_str(&format!(": {source}"));
+            }
+            step.differ(
+                dir.to_string_lossy().as_ref(),
+                Change::Unchecked,
+                Some(format!(
+                    "the directory for a locked checkpoint or output cannot be made inside the rebuilt worktree ({why}); not run"
+                )),
+            );
+            return false;
+        }
+        step.actions.push(format!(
+            "created {}/ for the run's checkpoints and outputs",
+            dir.display()
+        ));
+    }
+    true
 }
 
 /// How a JSON output compares with the locked one.
