@@ -132,6 +132,9 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
                 paths.len(),
                 sidecar.display()
             )),
+            Warning::NotRemembered(why) => out.warn(&format!(
+                "where the external data is was not remembered on this machine ({why}); verify will need --data NAME=PATH"
+            )),
         }
     }
     match outcome {

@@ -9,6 +9,7 @@ mod diff;
 mod digests;
 mod environment;
 mod export;
+mod fidelity;
 mod hardening;
 mod init;
 mod lineage;

@@ -13,7 +13,8 @@
 //!   differences (which fail, which warn, how they are worded).
 //! * [`project`] and [`config`] say where things are; [`error`] is the one error type;
 //!   [`process`] starts every child process, [`fs`] does every write, and [`text`] makes what a
-//!   repository wrote safe to show. [`trust`] keeps the user's trust in a project's cairn.toml.
+//!   repository wrote safe to show. [`trust`] keeps the user's trust in a project's cairn.toml;
+//!   [`places`] where this user's external datasets are on this machine.
 #![warn(missing_docs)]
 
 pub mod compare;
@@ -23,6 +24,7 @@ pub mod error;
 pub mod fs;
 pub mod model;
 pub mod ops;
+pub mod places;
 pub mod probe;
 pub mod process;
 pub mod project;

@@ -111,6 +111,9 @@ pub enum Warning {
         /// Paths touched.
         paths: Vec<String>,
     },
+    /// Where the external datasets are could not be remembered for this user on this machine
+    /// ([`crate::places`]); verify here will need `--data NAME=PATH`.
+    NotRemembered(String),
 }
 
 /// How a lock ended.
@@ -564,6 +567,21 @@ pub fn lock(
             files: h.files,
             bytes: h.bytes,
         });
+    }
+
+    // Where the external datasets are, remembered for this user on this machine (never in the
+    // lock): verify in this project then needs no --data.
+    let external: BTreeMap<String, PathBuf> = datasets
+        .iter()
+        .filter(|d| d.location == Location::External)
+        .map(|d| (d.name.clone(), d.abs.clone()))
+        .collect();
+    if let Err(e) = crate::places::remember(&project.root, project.boundary(), &external) {
+        let mut msg = e.to_string();
+        if let Some(s) = std::error::Error::source(&e) {
+            msg.push_str(&format!(": {s}"));
+        }
+        warnings.push(Warning::NotRemembered(msg));
     }
 
     // Artifact declarations: command line (relative to cwd) and cairn.toml (relative to root).

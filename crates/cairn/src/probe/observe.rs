@@ -74,8 +74,10 @@ pub fn check_data_names(lock: &Lock, given: &BTreeMap<String, PathBuf>) -> Resul
     Ok(())
 }
 
-/// Where the user says a dataset is: `--data NAME=PATH` for any dataset, the user's settings
-/// for an external one (for a dataset inside the project the lock's path is the truth).
+/// Where the user says a dataset is: `--data NAME=PATH` for any dataset; for an external one,
+/// the user's settings, else where this user's own `cairn lock` found it in this project on
+/// this machine ([`crate::places`]). For a dataset inside the project the lock's path is the
+/// truth.
 pub fn user_location(
     project: &Project,
     name: &str,
@@ -83,12 +85,15 @@ pub fn user_location(
     given: &BTreeMap<String, PathBuf>,
 ) -> Option<PathBuf> {
     given.get(name).cloned().or_else(|| {
+        if *location != Location::External {
+            return None;
+        }
         project
             .config
             .data
             .get(name)
-            .filter(|_| *location == Location::External)
             .map(|p| project.resolve(&project.root, p).0)
+            .or_else(|| crate::places::recall(&project.root, project.boundary(), name))
     })
 }
 
