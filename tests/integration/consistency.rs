@@ -127,6 +127,9 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
         "{lock:?}"
     );
     r.commit_all("locks");
+    // Where this user's lock found the external data is remembered on this machine (spec/lockfile.md
+    // §12); forget it, as for a lock made by somebody else, to see the unlocated case.
+    std::fs::remove_dir_all(r.home().join(".local/share/cairn/data")).unwrap();
 
     // Everything changes at once.
     r.write("data/train/a.txt", "alpha, relabelled\n");

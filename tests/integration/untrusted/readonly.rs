@@ -326,6 +326,9 @@ fn trust_lets_cairn_toml_choose_until_it_changes() {
         &format!("ext={}", shared.path().display()),
     ])
     .expect(0);
+    // Where this user's lock found the external data is remembered on this machine (spec/lockfile.md
+    // §12); forget it, as for a lock made by somebody else, to see the unlocated case.
+    std::fs::remove_dir_all(r.home().join(".local/share/cairn/data")).unwrap();
     r.write(
         "cairn.toml",
         format!(

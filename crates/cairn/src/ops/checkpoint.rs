@@ -76,9 +76,12 @@ pub fn resolve_parent(
     hopts: &HashOptions<'_>,
 ) -> Result<ResolvedParent> {
     let rel = RelPath::from_fs(&project.root, abs).map_err(|e| match e {
-        Error::BadPath { path, message } => Error::BadPath {
+        Error::BadPath { path, .. } => Error::BadPath {
             path,
-            message: format!("--parent: {message}; give a parent outside the project by its digest (blake3:...)"),
+            message: format!(
+                "--parent: a parent file must be inside the project {} (this one escapes the project); give one outside it by its digest (blake3:...)",
+                project.root.display()
+            ),
         },
         other => other,
     })?;
