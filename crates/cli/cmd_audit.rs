@@ -15,7 +15,7 @@ use crate::output::{Human, Printer};
 /// Check the lineage of models for CI: every checkpoint's digest against its file, every
 /// parent and input link, runs on uncommitted code, local packages without a commit, mutable
 /// hub references, unreadable locks, unknown commits, missing change sidecars, datasets that
-/// changed.
+/// changed. A parent that is a file no lock records (untracked-parent) is a warning.
 ///
 /// TARGETs are as for `cairn lineage`; without any, every checkpoint of every lock. Each rule
 /// can be made a warning or turned off in cairn.toml:

@@ -15,6 +15,11 @@ use crate::output::{Human, Printer};
 ///
 /// TARGET is a checkpoint file or directory (matched by its digest), a digest (blake3:...),
 /// or a lock (its final checkpoints). Without one: every model that nothing else builds on.
+///
+/// A parent from another run (`cairn checkpoint add --parent FILE`) is followed by its digest
+/// to the lock of the run that made it; a parent no lock records shows as "untracked file,
+/// digest ..."; a link that leads nowhere as MISSING. A checkpoint the run deleted itself is
+/// marked "(deleted by the run)".
 #[derive(clap::Args)]
 pub struct Args {
     /// A model file or directory, a digest, or a lock.

@@ -38,7 +38,9 @@ use crate::LockArg;
 #[command(verbatim_doc_comment)]
 pub struct Args {
     /// A dataset to lock: PATH or NAME=PATH (file or directory; repeatable). NAME defaults to
-    /// the last component of PATH. A path outside the project is recorded as external.
+    /// the last component of PATH. A path outside the project (or a link out of it) is recorded
+    /// as external: the lock does not say where it is, but this machine remembers it for you
+    /// (outside the repository), so `cairn verify` here needs no --data.
     #[arg(long = "data", value_name = "[NAME=]PATH")]
     data: Vec<String>,
 

@@ -16,7 +16,10 @@ use crate::LockArg;
 ///
 /// The code matches when the working tree is the locked commit's tree plus the recorded
 /// uncommitted change; committing afterwards is fine, and cairn.lock and .cairn/ never count as
-/// code. External datasets are read only where cairn.toml or --data NAME=PATH says they are.
+/// code. External datasets are read only where --data NAME=PATH or cairn.toml says they are,
+/// or, for the user who locked the run in this project on this machine, where that lock found
+/// them (remembered in the user's data directory, never in the repository). A checkpoint the run
+/// deleted itself (keep-last-N) is shown as "deleted by the run" and does not fail.
 ///
 /// Verify never runs anything of the repository: the only program it starts is the Python
 /// interpreter you chose (--python, $CAIRN_PYTHON, $VIRTUAL_ENV, $CONDA_PREFIX, python3 on PATH),
