@@ -90,7 +90,10 @@ fn rebuild_makes_the_directories_the_run_writes_into() {
     let actions = run["actions"].to_string();
     assert!(actions.contains("created ckpt/"), "{actions}");
     assert!(actions.contains("created logs/run/"), "{actions}");
-    assert!(actions.contains("checkpoint ckpt/model.bin is bit-identical"), "{actions}");
+    assert!(
+        actions.contains("checkpoint ckpt/model.bin is bit-identical"),
+        "{actions}"
+    );
     crate::util::assert_same_bytes(&r.join("ckpt/model.bin"), &into.join("ckpt/model.bin"));
     // Only those directories were made: nothing else appeared in the worktree.
     assert_eq!(names_in(&into.join("ckpt")), ["model.bin"]);
@@ -256,11 +259,7 @@ fn a_parent_from_another_run_is_followed_by_digest() {
             ft["run"]["id"].as_str().unwrap()
         ));
     let audit = cairn(&r, &[], &["audit", "--format", "json"]).expect(1);
-    assert!(
-        audit.stdout.contains("dangling-parent"),
-        "{}",
-        audit.stdout
-    );
+    assert!(audit.stdout.contains("dangling-parent"), "{}", audit.stdout);
     r.write("finetune.cairn.lock", text);
 }
 
@@ -272,15 +271,24 @@ fn an_untracked_parent_is_kept_by_digest_and_a_missing_one_refused() {
     r.write("runs/q.bin", "quantized");
     let before = r.read("cairn.lock");
     // A parent that does not exist: an error with a hint, and the lock untouched.
-    r.cairn(["checkpoint", "add", "runs/q.bin", "--parent", "runs/nope.bin"])
-        .expect(2)
-        .stderr_has("the parent runs/nope.bin does not exist")
-        .stderr_has("hint: ");
+    r.cairn([
+        "checkpoint",
+        "add",
+        "runs/q.bin",
+        "--parent",
+        "runs/nope.bin",
+    ])
+    .expect(2)
+    .stderr_has("the parent runs/nope.bin does not exist")
+    .stderr_has("hint: ");
     assert_eq!(r.read("cairn.lock"), before, "nothing written");
 
     // From a subdirectory the parent is relative to it, like the checkpoint.
     let out = r
-        .cairn_in("runs", ["checkpoint", "add", "q.bin", "--parent", "base.bin"])
+        .cairn_in(
+            "runs",
+            ["checkpoint", "add", "q.bin", "--parent", "base.bin"],
+        )
         .expect(0);
     let digest = r
         .cairn(["hash", "runs/base.bin"])
@@ -474,7 +482,12 @@ fn checkpoints_the_run_deleted_are_not_missing() {
     let r = Repo::ml();
     r.write("keep.py", KEEP_LAST_TWO);
     r.commit_all("keep the last two");
-    cairn(&r, &[], &["lock", "--no-python", "--", "python3", "keep.py"]).expect(0);
+    cairn(
+        &r,
+        &[],
+        &["lock", "--no-python", "--", "python3", "keep.py"],
+    )
+    .expect(0);
     let lock = r.lock_toml("cairn.lock");
     let ckpts = lock["checkpoint"].as_array().unwrap();
     assert_eq!(ckpts.len(), 3);
@@ -499,10 +512,7 @@ fn checkpoints_the_run_deleted_are_not_missing() {
         .expect(0)
         .stdout_has("checkpoint runs/ckpt-1.bin (deleted by the run)");
     let audit = r.cairn(["audit", "--format", "json"]).expect(0).json();
-    assert!(
-        !audit["findings"].to_string().contains("ckpt-1"),
-        "{audit}"
-    );
+    assert!(!audit["findings"].to_string().contains("ckpt-1"), "{audit}");
 
     // One that existed when the run ended and is gone now is missing.
     std::fs::remove_file(r.join("runs/ckpt-3.bin")).unwrap();

@@ -155,12 +155,13 @@ pub fn remember(
     // Readable and writable by this user only (the temporary file got the umask's mode).
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|source| Error::Io {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| Error::Io {
                 op: "cannot set permissions of",
                 path: path.clone(),
                 source,
-            })?;
+            },
+        )?;
     }
     Ok(Some(path))
 }

@@ -355,7 +355,7 @@ impl Difference {
             Reason::NoPython(why) => why.clone(),
             Reason::MachineOnly => "differs between any two machines".into(),
             Reason::DeletedByRun => format!(
-                "the run deleted it before it ended, as its lock records; recorded digest {}",
+                "the run removed it itself before it ended; recorded digest {}, not expected on disk",
                 self.locked
                     .as_ref()
                     .map(|v| v.to_string())

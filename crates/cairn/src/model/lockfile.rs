@@ -703,22 +703,43 @@ mod tests {
         // Round trip keeps them, in canonical order, after created-at.
         let text = sample().to_toml();
         let i = text.find("parent-run = ").expect("written");
-        assert!(text[i..].starts_with(&format!("parent-run = \"{}\"\ndeleted-by-run = true\n", "f".repeat(32))), "{text}");
+        assert!(
+            text[i..].starts_with(&format!(
+                "parent-run = \"{}\"\ndeleted-by-run = true\n",
+                "f".repeat(32)
+            )),
+            "{text}"
+        );
         // A run id that is not one, a run for a path parent, deleted-by-run on an output.
-        let bad = text.replace(&format!("parent-run = \"{}\"", "f".repeat(32)), "parent-run = \"nope\"");
+        let bad = text.replace(
+            &format!("parent-run = \"{}\"", "f".repeat(32)),
+            "parent-run = \"nope\"",
+        );
         let err = Lock::from_toml(&bad, Path::new("cairn.lock")).unwrap_err();
-        assert!(err.to_string().contains("`checkpoint[1].parent-run` is not a run id"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`checkpoint[1].parent-run` is not a run id"),
+            "{err}"
+        );
         let mut lock = sample();
         lock.checkpoints[0].parent_run = Some("a".repeat(32));
         let err = Lock::from_toml(&lock.to_toml(), Path::new("cairn.lock")).unwrap_err();
-        assert!(err.to_string().contains("only for a parent given by digest"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("only for a parent given by digest"),
+            "{err}"
+        );
         let mut lock = sample();
         let mut out = lock.checkpoints[1].clone();
         out.parent = None;
         out.parent_run = None;
         lock.outputs.push(out);
         let err = Lock::from_toml(&lock.to_toml(), Path::new("cairn.lock")).unwrap_err();
-        assert!(err.to_string().contains("`output[0].deleted-by-run` is only for checkpoints"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`output[0].deleted-by-run` is only for checkpoints"),
+            "{err}"
+        );
         // A lock without them (every lock before they existed) reads as before.
         let old = text
             .lines()
@@ -726,7 +747,10 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         let back = Lock::from_toml(&format!("{old}\n"), Path::new("cairn.lock")).unwrap();
-        assert!(back.checkpoints.iter().all(|c| c.parent_run.is_none() && !c.deleted_by_run));
+        assert!(back
+            .checkpoints
+            .iter()
+            .all(|c| c.parent_run.is_none() && !c.deleted_by_run));
     }
 
     #[test]

@@ -136,9 +136,8 @@ impl Checker {
             }
         }
         if a.deleted_by_run && table != "checkpoint" {
-            self.problems.push(format!(
-                "`{at}.deleted-by-run` is only for checkpoints"
-            ));
+            self.problems
+                .push(format!("`{at}.deleted-by-run` is only for checkpoints"));
         }
         for (k, v) in &a.metrics {
             if !valid_name(k) || !v.is_finite() {

@@ -240,7 +240,11 @@ pub(super) fn run_and_compare(
 /// that existed on the original machine needs it. Nothing else is created, and nothing outside
 /// `into`: the directories are made below `into` without following a link (a committed link
 /// in the way stops the run). Returns `false` when the run must not go ahead.
-pub(super) fn make_output_dirs(lock: &Lock, (into, rebuilt_root): (&Path, &Path), step: &mut Step) -> bool {
+pub(super) fn make_output_dirs(
+    lock: &Lock,
+    (into, rebuilt_root): (&Path, &Path),
+    step: &mut Step,
+) -> bool {
     let Ok(project_in) = rebuilt_root.strip_prefix(into) else {
         return true;
     };
