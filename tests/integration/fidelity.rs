@@ -368,7 +368,12 @@ fn data_on_another_disk() -> (Repo, tempfile::TempDir) {
 #[test]
 fn the_same_user_verifies_external_data_with_no_flags() {
     let (r, disk) = data_on_another_disk();
-    r.cairn(["verify"]).expect(0);
+    // It says where it read it.
+    let real = disk.path().canonicalize().unwrap();
+    r.cairn(["verify"]).expect(0).stdout_has(&format!(
+        "note: external dataset big was read at {}, where your `cairn lock` found it",
+        real.display()
+    ));
     // It is really read there: a change is seen.
     std::fs::write(disk.path().join("shard-0.bin"), "changed").unwrap();
     r.cairn(["verify"])

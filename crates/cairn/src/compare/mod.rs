@@ -413,6 +413,14 @@ pub enum Note {
     NoCommand,
     /// A warning from reading the environment (a lock file that cannot be read).
     Environment(String),
+    /// An external dataset was read where this user's own `cairn lock` found it on this machine
+    /// ([`crate::places`]), no `--data` or cairn.toml saying otherwise.
+    Remembered {
+        /// The dataset.
+        name: String,
+        /// Where it was read.
+        place: PathBuf,
+    },
 }
 
 impl fmt::Display for Note {
@@ -439,6 +447,11 @@ impl fmt::Display for Note {
                 "the current state has no command: the command, exit code and seed are not compared",
             ),
             Note::Environment(w) => f.write_str(w),
+            Note::Remembered { name, place } => write!(
+                f,
+                "external dataset {name} was read at {}, where your `cairn lock` found it on this machine (--data {name}=PATH reads it elsewhere)",
+                place.display()
+            ),
         }
     }
 }

@@ -155,11 +155,23 @@ pub fn observe(
         }
     };
     let mut data = BTreeMap::new();
+    let mut remembered = Vec::new();
     for d in &lock.data {
         let place = match (
             user_location(project, &d.name, &d.location, &opts.data),
             &d.location,
         ) {
+            (Some(p), Location::External)
+                if !opts.data.contains_key(&d.name)
+                    && !project.config.data.contains_key(&d.name) =>
+            {
+                // Found only through this user's own record: say where it was read.
+                remembered.push(compare::Note::Remembered {
+                    name: d.name.clone(),
+                    place: p.clone(),
+                });
+                Ok(p)
+            }
             (Some(p), _) => Ok(p),
             (None, Location::Path(rel)) => lock_place(project, rel),
             (None, Location::External) => Err(Absence::Unlocated),
@@ -218,7 +230,7 @@ pub fn observe(
         _ => None,
     };
 
-    let mut notes = Vec::new();
+    let mut notes = remembered;
     let mut torch = None;
     let mut libc = None;
     let python = match &lock.python {
