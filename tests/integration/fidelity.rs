@@ -519,6 +519,33 @@ fn checkpoints_the_run_deleted_are_not_missing() {
     let audit = r.cairn(["audit", "--format", "json"]).expect(0).json();
     assert!(!audit["findings"].to_string().contains("ckpt-1"), "{audit}");
 
+    // A rebuild that runs it again does not expect it either.
+    r.commit_all("the lock");
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("rebuilt");
+    let report = cairn(
+        &r,
+        &[],
+        &[
+            "rebuild",
+            "--into",
+            into.to_str().unwrap(),
+            "--run",
+            "--format",
+            "json",
+        ],
+    )
+    .expect(0)
+    .json();
+    let run = run_step(&report);
+    assert_eq!(run["status"], "reproduced", "{report}");
+    assert!(
+        run["actions"]
+            .to_string()
+            .contains("checkpoint runs/ckpt-1.bin was deleted by the run"),
+        "{report}"
+    );
+
     // One that existed when the run ended and is gone now is missing.
     std::fs::remove_file(r.join("runs/ckpt-3.bin")).unwrap();
     r.cairn(["verify"])
