@@ -307,6 +307,23 @@ fn an_untracked_parent_is_kept_by_digest_and_a_missing_one_refused() {
     r.cairn(["lineage", "runs/q.bin"])
         .expect(0)
         .stdout_has(&format!("parent: untracked file, digest {digest}"));
+    let json = r
+        .cairn(["lineage", "runs/q.bin", "--format", "json"])
+        .expect(0)
+        .json();
+    crate::schemas::assert_valid(
+        "lineage.schema.json",
+        &json,
+        "lineage with an untracked parent",
+    );
+    assert!(
+        json["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["node"]["type"] == "untracked" && n["node"]["digest"] == digest.as_str()),
+        "{json}"
+    );
     // A warning by default (the lineage stops at a file nobody locked), an error when the
     // project says so.
     let audit = r.cairn(["audit", "--format", "json"]).expect(0).json();
@@ -509,6 +526,11 @@ fn checkpoints_the_run_deleted_are_not_missing() {
         .stdout_lacks("missing");
     r.cairn(["verify", "--strict"]).expect(0);
     let json = r.cairn(["verify", "--format", "json"]).expect(0).json();
+    crate::schemas::assert_valid(
+        "verify-report.schema.json",
+        &json,
+        "verify with a deleted checkpoint",
+    );
     let f = &json["findings"][0];
     assert_eq!(f["change"], "deleted", "{json}");
     assert_eq!(f["severity"], "info", "{json}");
