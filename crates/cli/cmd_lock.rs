@@ -15,6 +15,12 @@ use crate::LockArg;
 /// outputs, argv, exit code and times. A command that fails leaves cairn.lock untouched; its
 /// record goes to .cairn/failed/<run id>.lock.
 ///
+/// Exit status with a COMMAND: 0 when it succeeded and the lock was written; when it failed,
+/// its own status (3 stays 3; killed by signal N: 128+N), so a shell loop around cairn stops
+/// where it would have stopped around the command; on Ctrl-C cairn ends by SIGINT too, as the
+/// command did (the shell shows 130). 1 when the command exited 0 but a declared checkpoint or
+/// output is missing; 2 for cairn's own errors (bad option, unreadable data, I/O).
+///
 /// Datasets, checkpoints and outputs can also be declared in cairn.toml at the project root:
 ///
 ///   checkpoints = ["runs/*.safetensors"]
@@ -161,7 +167,8 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             record,
             lock_path,
             reason,
-            ..
+            exit_code,
+            interrupted,
         } => {
             eprintln!(
                 "error: {}",
@@ -171,7 +178,12 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
                     record.display()
                 ))
             );
-            Ok(crate::EXIT_DIFF)
+            // The command's own status wins: a shell loop around `cairn lock -- CMD` sees what
+            // it would have seen around CMD.
+            match cairn::process::passed_on(exit_code, interrupted, crate::EXIT_DIFF) {
+                Some(code) => Ok(code),
+                None => cairn::process::die_of_sigint(),
+            }
         }
     }
 }

