@@ -69,6 +69,11 @@ pub struct Args {
     #[arg(long)]
     force: bool,
 
+    /// Without a COMMAND, replace a lock that records a run (its command, exit code, times and
+    /// uncommitted change are dropped); refused otherwise.
+    #[arg(long)]
+    replace_run: bool,
+
     /// Read every file, even those the stat cache (.cairn/cache) knows to be unchanged.
     #[arg(long)]
     no_cache: bool,
@@ -110,6 +115,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         no_python: args.no_python,
         seed: args.seed,
         inputs: args.inputs.clone(),
+        replace_run: args.replace_run,
     };
     let bar = out.progress();
     let progress = bar

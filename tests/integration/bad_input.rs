@@ -233,7 +233,13 @@ fn crashing_interpreter_is_named_and_nothing_is_written() {
         "#!/bin/sh\necho 'Fatal Python error: init_fs_encoding' >&2\nexit 3\n",
     );
     let out = r
-        .cairn(["lock", "--force", "--python", "tools/crashing-python"])
+        .cairn([
+            "lock",
+            "--force",
+            "--replace-run",
+            "--python",
+            "tools/crashing-python",
+        ])
         .expect(2);
     out.stderr_has("error: the Python interpreter");
     out.stderr_has("crashing-python failed: it exited with status 3");

@@ -116,3 +116,67 @@ fn a_command_without_dashes_is_shown_with_them() {
         .expect(2)
         .stderr_lacks("goes after `--`");
 }
+
+#[test]
+fn checkpoint_add_outside_a_run_is_refused_unless_amend() {
+    let r = Repo::ml();
+    r.cairn(LOCK_ML_NO_PYTHON).expect(0);
+    r.commit_all("the run");
+    let committed = r.read("cairn.lock");
+    r.write("runs/later.bin", "weights");
+    let out = r.cairn(["checkpoint", "add", "runs/later.bin"]).expect(2);
+    out.stderr_has("error: no run is in progress here");
+    out.stderr_has("would rewrite the finished lock");
+    out.stderr_has("cairn.lock");
+    out.stderr_has("hint: run the training under `cairn lock -- COMMAND`");
+    out.stderr_has("--amend");
+    assert_eq!(
+        r.read("cairn.lock"),
+        committed,
+        "the committed lock was rewritten"
+    );
+    // Asked for, it is done.
+    r.cairn(["checkpoint", "add", "--amend", "runs/later.bin"])
+        .expect(0)
+        .stderr_has("added checkpoint runs/later.bin");
+    assert!(r.read("cairn.lock").contains("runs/later.bin"));
+    // Inside a run no flag is needed: the add goes to the run's in-progress lock.
+    let bin = env!("CARGO_BIN_EXE_cairn");
+    r.cairn([
+        "lock",
+        "--no-python",
+        "--replace-run",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo w > runs/during.bin && {bin} checkpoint add runs/during.bin"),
+    ])
+    .expect(0);
+    assert!(r.read("cairn.lock").contains("runs/during.bin"));
+}
+
+#[test]
+fn lock_without_a_command_does_not_silently_replace_a_run() {
+    let r = Repo::ml();
+    r.write("train.py", format!("{}# tuned\n", crate::util::TRAIN_PY));
+    r.cairn(LOCK_ML_NO_PYTHON).expect(0);
+    let run = r.read("cairn.lock");
+    let out = r.cairn(["lock", "--no-python"]).expect(2);
+    out.stderr_has("records a run; locking without a command would replace its record");
+    out.stderr_has("the command `python3 train.py`");
+    out.stderr_has("its exit code 0");
+    out.stderr_has("its times (");
+    out.stderr_has("the uncommitted change it ran with");
+    out.stderr_has("1 checkpoint(s)");
+    out.stderr_has("hint: to record a new run, give its command: cairn lock -- python3 train.py");
+    out.stderr_has("--replace-run");
+    assert_eq!(r.read("cairn.lock"), run, "the run's record was replaced");
+    // A lock elsewhere is not in the way, and asked for, the record is replaced.
+    r.cairn(["lock", "--no-python", "--lock", "state.cairn.lock"])
+        .expect(0);
+    r.cairn(["lock", "--no-python", "--replace-run"]).expect(0);
+    assert!(!r.read("cairn.lock").contains("python3"));
+    // A lock without a run is replaced as before.
+    r.cairn(["lock", "--no-python", "--data", "data/val"])
+        .expect(0);
+}

@@ -75,6 +75,9 @@ pub struct LockOptions {
     /// Models the run starts from (`--input`): a path, `LOCK#CHECKPOINT` or
     /// `hf://ORG/NAME@REVISION`.
     pub inputs: Vec<String>,
+    /// Without a command, replace a lock that records a run (its command, exit code, times and
+    /// change would be dropped); refused otherwise ([`refuse_replacing_a_run`]).
+    pub replace_run: bool,
 }
 
 /// Things worth telling the user that did not stop the lock.
@@ -494,6 +497,58 @@ fn check_replaceable(path: &Path, force: bool) -> Result<Option<Lock>> {
     }
 }
 
+/// A lock without a command over a lock that records a run would drop that run's record (its
+/// command, exit code, times and uncommitted change): refused unless `replace_run`, with what
+/// would be lost said in full.
+pub fn refuse_replacing_a_run(
+    previous: Option<&Lock>,
+    lock_path: &Path,
+    opts: &LockOptions,
+) -> Result<()> {
+    let Some(prev) = previous else {
+        return Ok(());
+    };
+    let Some(argv) = prev.run.command.as_ref().filter(|c| !c.is_empty()) else {
+        return Ok(());
+    };
+    if !opts.command.is_empty() || opts.replace_run {
+        return Ok(());
+    }
+    let line: Vec<String> = argv.iter().map(|a| process::shell_quote(a)).collect();
+    let mut what = vec![format!("the command `{}`", line.join(" "))];
+    if let Some(code) = prev.run.exit_code {
+        what.push(format!("its exit code {code}"));
+    }
+    match (&prev.run.started_at, &prev.run.finished_at) {
+        (Some(s), Some(f)) => what.push(format!("its times ({s} to {f})")),
+        (Some(s), None) => what.push(format!("its start ({s})")),
+        _ => {}
+    }
+    if let Some(c) = prev.code.as_ref().filter(|c| c.dirty) {
+        what.push(format!(
+            "the uncommitted change it ran with{}",
+            c.change
+                .as_ref()
+                .map(|d| format!(" (change {}...)", &d.hex()[..12]))
+                .unwrap_or_default()
+        ));
+    }
+    if !prev.checkpoints.is_empty() {
+        what.push(format!("{} checkpoint(s)", prev.checkpoints.len()));
+    }
+    Err(Error::Refused {
+        message: format!(
+            "{} records a run; locking without a command would replace its record: {}",
+            lock_path.display(),
+            what.join(", ")
+        ),
+        hint: format!(
+            "to record a new run, give its command: cairn lock -- {}; to replace the record anyway, pass --replace-run; to keep both, write elsewhere with --lock NAME.cairn.lock (nothing was written)",
+            line.join(" ")
+        ),
+    })
+}
+
 /// Lock the project.
 pub fn lock(
     project: &Project,
@@ -510,6 +565,7 @@ pub fn lock(
         confine: None,
     };
     let previous = check_replaceable(lock_path, opts.force)?;
+    refuse_replacing_a_run(previous.as_ref(), lock_path, opts)?;
     if let Some(dir) = lock_path.parent() {
         crate::fs::remove_stale_temporaries(dir);
     }
