@@ -114,7 +114,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             .as_ref()
             .map(|p| format!(" (parent {p})"))
             .unwrap_or_default(),
-        lock_path.display()
+        project.shown(&lock_path)
     ));
     Ok(crate::EXIT_OK)
 }

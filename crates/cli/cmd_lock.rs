@@ -142,7 +142,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             Warning::Dirty { sidecar, paths } => out.warn(&format!(
                 "uncommitted changes in {} file(s) recorded in {} (commit it with the lock)",
                 paths.len(),
-                sidecar.display()
+                project.shown(sidecar)
             )),
         }
     }
@@ -158,7 +158,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             };
             out.info(&format!(
                 "locked {}: {code}, {} dataset(s), {} checkpoint(s), {} output(s)",
-                path.display(),
+                project.shown(&path),
                 lock.data.len(),
                 lock.checkpoints.len(),
                 lock.outputs.len()
@@ -166,7 +166,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             Ok(crate::EXIT_OK)
         }
         Outcome::Unchanged { path } => {
-            out.info(&format!("{} is up to date", path.display()));
+            out.info(&format!("{} is up to date", project.shown(&path)));
             Ok(crate::EXIT_OK)
         }
         Outcome::CommandFailed {
@@ -180,8 +180,8 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
                 "error: {}",
                 cairn::text::visible(&format!(
                     "{reason}; {} was left as it was, and this run's record is in {}",
-                    lock_path.display(),
-                    record.display()
+                    project.shown(&lock_path),
+                    project.shown(&record)
                 ))
             );
             // The command's own status wins: a shell loop around `cairn lock -- CMD` sees what

@@ -123,8 +123,9 @@ pub fn tell_about(project: &cairn::project::Project, out: &output::Printer) {
 /// Options shared by the commands that read or write a lock.
 #[derive(clap::Args, Clone, Debug)]
 pub struct LockArg {
-    /// The lockfile, relative to the current directory and inside the repository
-    /// [default: cairn.lock at the project root].
+    /// The lockfile, relative to the current directory or absolute [default: cairn.lock at the
+    /// project root]. Inside the repository it must be named cairn.lock or NAME.cairn.lock;
+    /// outside it (a lock someone sent you) any name will do.
     #[arg(long, value_name = "PATH")]
     pub lock: Option<PathBuf>,
 }

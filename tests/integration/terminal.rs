@@ -180,3 +180,62 @@ fn lock_without_a_command_does_not_silently_replace_a_run() {
     r.cairn(["lock", "--no-python", "--data", "data/val"])
         .expect(0);
 }
+
+/// `--lock` resolves as git resolves paths: `..` from a subdirectory and absolute paths inside
+/// the repository are fine, a lock outside it may have any name, and paths are printed relative
+/// to the current directory.
+#[test]
+fn lock_paths_work_like_gits() {
+    let r = Repo::ml();
+    r.write("src/model/net.py", "# a module\n");
+    r.commit_all("src");
+    let out = r
+        .cairn_in(
+            "src/model",
+            ["lock", "--no-python", "--lock", "../../cairn.lock"],
+        )
+        .expect(0);
+    out.stderr_has("locked ../../cairn.lock:");
+    assert!(r.join("cairn.lock").is_file());
+    r.cairn_in("src/model", ["verify", "--lock", "../../cairn.lock"])
+        .expect(0);
+    // Absolute, inside the repository.
+    let abs = r.join("runs.cairn.lock");
+    let abs = abs.to_str().unwrap();
+    r.cairn_in("src", ["lock", "--no-python", "--lock", abs])
+        .expect(0)
+        .stderr_has("locked ../runs.cairn.lock:");
+    r.cairn(["verify", "--lock", abs]).expect(0);
+    // Outside the repository, whatever its name: a lock someone sent.
+    let downloads = tempfile::tempdir().unwrap();
+    let sent = downloads.path().join("run-42.lock");
+    std::fs::copy(r.join("cairn.lock"), &sent).unwrap();
+    r.cairn_in("src", ["verify", "--lock", sent.to_str().unwrap()])
+        .expect(0);
+    let mine = downloads.path().join("mine.toml");
+    r.cairn(["lock", "--no-python", "--lock", mine.to_str().unwrap()])
+        .expect(0)
+        .stderr_has(&format!("locked {}:", mine.display()));
+    r.cairn(["verify", "--lock", mine.to_str().unwrap()])
+        .expect(0);
+    // Printed relative to where cairn runs: the change sidecar and the failed record too.
+    r.write("train.py", "# changed\n");
+    let out = r
+        .cairn_in(
+            "src",
+            [
+                "lock",
+                "--no-python",
+                "--replace-run",
+                "--",
+                "sh",
+                "-c",
+                "exit 4",
+            ],
+        )
+        .expect(4);
+    out.stderr_has("recorded in ../.cairn/changes/");
+    out.stderr_has(
+        "; ../cairn.lock was left as it was, and this run's record is in ../.cairn/failed/",
+    );
+}
