@@ -121,30 +121,20 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let progress = bar
         .as_ref()
         .map(|b| b as &dyn cairn::content::digest::Progress);
-    let (outcome, warnings) = cairn::ops::lock::lock(&project, &lock_path, &opts, progress)?;
+    let mut dirty_said = false;
+    let (outcome, warnings) =
+        cairn::ops::lock::lock_with(&project, &lock_path, &opts, progress, &mut |early| {
+            // The command is about to own the terminal: no bar may be left on it.
+            if let Some(b) = &bar {
+                b.clear();
+            }
+            dirty_said = early.iter().any(|w| matches!(w, Warning::Dirty { .. }));
+            for w in early {
+                say(w, &project, out);
+            }
+        })?;
     for w in &warnings {
-        match w {
-            Warning::NoMatch { pattern } => out.warn(&format!("{pattern:?} matched no file")),
-            Warning::Skipped { what, skipped } => out.warn(&format!(
-                "{what}: skipped {} ({})",
-                skipped.path.display(),
-                skipped.reason
-            )),
-            Warning::LargeChange { bytes, paths } => out.warn(&format!(
-                "the uncommitted change is {:.1} MiB (first paths: {}); large files belong in .gitignore or in --data",
-                *bytes as f64 / (1024.0 * 1024.0),
-                paths.join(", ")
-            )),
-            Warning::Python(msg) => out.warn(msg),
-            Warning::CheckpointChanged(path) => out.warn(&format!(
-                "checkpoint {path} changed after it was added; the lock records its final content"
-            )),
-            Warning::Dirty { sidecar, paths } => out.warn(&format!(
-                "uncommitted changes in {} file(s) recorded in {} (commit it with the lock)",
-                paths.len(),
-                project.shown(sidecar)
-            )),
-        }
+        say(w, &project, out);
     }
     match outcome {
         Outcome::Written { path, lock } => {
@@ -152,7 +142,11 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
                 Some(c) => format!(
                     "code {}{}",
                     &c.commit[..12],
-                    if c.dirty { " + uncommitted change" } else { "" }
+                    match (c.dirty, dirty_said) {
+                        (true, true) => " + the uncommitted change (see above)",
+                        (true, false) => " + uncommitted change",
+                        _ => "",
+                    }
                 ),
                 None => "no code".into(),
             };
@@ -191,5 +185,37 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
                 None => cairn::process::die_of_sigint(),
             }
         }
+    }
+}
+
+/// Say one of the lock's warnings.
+fn say(w: &Warning, project: &cairn::project::Project, out: &Printer) {
+    match w {
+        Warning::NoMatch { pattern } => out.warn(&format!("{pattern:?} matched no file")),
+        Warning::Skipped { what, skipped } => out.warn(&format!(
+            "{what}: skipped {} ({})",
+            skipped.path.display(),
+            skipped.reason
+        )),
+        Warning::LargeChange { bytes, paths } => out.warn(&format!(
+            "the uncommitted change is {:.1} MiB (first paths: {}); large files belong in .gitignore or in --data",
+            *bytes as f64 / (1024.0 * 1024.0),
+            paths.join(", ")
+        )),
+        Warning::Python(msg) => out.warn(msg),
+        Warning::CheckpointChanged(path) => out.warn(&format!(
+            "checkpoint {path} changed after it was added; the lock records its final content"
+        )),
+        Warning::Dirty { sidecar, paths } => out.warn(&format!(
+            "uncommitted changes in {} file(s) ({}{}) recorded in {} (commit it with the lock)",
+            paths.len(),
+            paths.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if paths.len() > 3 { ", ..." } else { "" },
+            project.shown(sidecar)
+        )),
+        Warning::NoDirectoryYet { what, pattern, dir } => out.warn(&format!(
+            "{what} {pattern}: {}/ does not exist yet; the command must create it, or nothing will match",
+            project.shown(dir)
+        )),
     }
 }

@@ -239,3 +239,130 @@ fn lock_paths_work_like_gits() {
         "; ../cairn.lock was left as it was, and this run's record is in ../.cairn/failed/",
     );
 }
+
+/// What a terminal shows once `raw` has been written to it: the few controls cairn's output
+/// uses (`\r`, `\n`, cursor up and down, erase in line, erase below), colours dropped.
+fn screen(raw: &str) -> Vec<String> {
+    let mut lines: Vec<Vec<char>> = vec![Vec::new()];
+    let (mut row, mut col) = (0usize, 0usize);
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => col = 0,
+            '\n' => {
+                row += 1;
+                col = 0;
+                if lines.len() <= row {
+                    lines.push(Vec::new());
+                }
+            }
+            '\x1b' if chars.peek() == Some(&'[') => {
+                chars.next();
+                let mut params = String::new();
+                let mut end = ' ';
+                for p in chars.by_ref() {
+                    if p.is_ascii_alphabetic() {
+                        end = p;
+                        break;
+                    }
+                    params.push(p);
+                }
+                let n: usize = params.trim_start_matches('?').parse().unwrap_or(0);
+                match end {
+                    'A' => row = row.saturating_sub(n.max(1)),
+                    'B' => {
+                        row += n.max(1);
+                        while lines.len() <= row {
+                            lines.push(Vec::new());
+                        }
+                    }
+                    'K' if n == 2 => lines[row].clear(),
+                    'K' => lines[row].truncate(col),
+                    'J' => lines.truncate(row + 1),
+                    _ => {}
+                }
+            }
+            c if c.is_control() => {}
+            c => {
+                let line = &mut lines[row];
+                while line.len() < col {
+                    line.push(' ');
+                }
+                if col < line.len() {
+                    line[col] = c;
+                } else {
+                    line.push(c);
+                }
+                col += 1;
+            }
+        }
+    }
+    lines
+        .into_iter()
+        .map(|l| l.into_iter().collect::<String>().trim_end().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn the_screen_emulation_applies_what_bars_use() {
+    assert_eq!(screen("a\r\x1b[2Kb\nc"), ["b", "c"]);
+    assert_eq!(
+        screen("bar 1/2\x1b[1A\r\x1b[2K\x1b[1B\r\x1b[2K\x1b[1Adone\n"),
+        ["done"]
+    );
+    assert_eq!(screen("abc\r\x1b[Kx"), ["x"]);
+}
+
+/// A lock on a terminal: the hashing bar is drawn (it is made to appear at once), cleared
+/// before the command starts and never drawn while it runs; the warnings that matter come
+/// before the command; afterwards the screen holds no bar line. A second lock, where every
+/// digest comes from the stat cache, draws no bar at all.
+#[test]
+fn progress_bars_leave_nothing_on_the_terminal() {
+    crate::util::require_tool("script", "a terminal for cairn (util-linux)");
+    let r = Repo::ml();
+    for i in 0..40u8 {
+        r.write(&format!("big/f{i:02}.bin"), vec![i; 100_000]);
+    }
+    r.write(".gitignore", "runs/\nbig/\n");
+    r.commit_all("big data, ignored");
+    r.write("train.py", format!("{}# tuned\n", crate::util::TRAIN_PY));
+    crate::util::settle(r.path());
+    let args = "lock --no-python --data big --checkpoint 'runs/*.pt' -- sh -c 'echo TRAINING-START; echo TRAINING-END'";
+    let on_terminal = || {
+        let mut script = r.cmd_raw("script");
+        script.env("CAIRN_PROGRESS_DELAY_MS", "0");
+        crate::util::on_terminal(script, args, "").expect(0)
+    };
+    let raw = on_terminal().stdout;
+    assert!(raw.contains("hashing ["), "no bar was drawn:\n{raw:?}");
+    let (before, rest) = raw.split_once("TRAINING-START").expect("the command ran");
+    let (during, _) = rest.split_once("TRAINING-END").expect("the command ran");
+    assert!(!during.contains("hashing"), "a bar drew during the command");
+    assert!(
+        before.contains("uncommitted changes in 1 file(s) (train.py)"),
+        "{before:?}"
+    );
+    assert!(
+        before.contains("checkpoint runs/*.pt: runs/ does not exist yet"),
+        "{before:?}"
+    );
+    let shown = screen(&raw);
+    assert!(
+        !shown.iter().any(|l| l.contains("hashing")),
+        "a bar is left on the screen:\n{shown:#?}"
+    );
+    let start = shown.iter().position(|l| l == "TRAINING-START").unwrap();
+    assert!(
+        shown[..start].iter().all(|l| l.starts_with("warning:")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown.last().unwrap().starts_with("locked cairn.lock: code"),
+        "{shown:#?}"
+    );
+    // Every digest from the cache: nothing to read, no bar.
+    let raw = on_terminal().stdout;
+    assert!(!raw.contains("hashing"), "a bar for cache hits:\n{raw:?}");
+}

@@ -114,6 +114,16 @@ pub enum Warning {
         /// Paths touched.
         paths: Vec<String>,
     },
+    /// Before the command: the directory a declared checkpoint or output is to be written to
+    /// does not exist (yet). Said before a long run starts, so a typo costs no run.
+    NoDirectoryYet {
+        /// `checkpoint` or `output`.
+        what: &'static str,
+        /// The path or glob as declared.
+        pattern: String,
+        /// The directory that does not exist.
+        dir: PathBuf,
+    },
 }
 
 /// How a lock ended.
@@ -556,6 +566,35 @@ pub fn lock(
     opts: &LockOptions,
     progress: Option<&dyn Progress>,
 ) -> Result<(Outcome, Vec<Warning>)> {
+    lock_with(project, lock_path, opts, progress, &mut |_| {})
+}
+
+/// The directory below which a declared path or glob will be found: the parent of a plain path,
+/// the part before the first wildcard of a glob.
+fn fixed_dir(abs: &Path) -> PathBuf {
+    let mut dir = PathBuf::new();
+    let comps: Vec<_> = abs.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        if last || c.as_os_str().to_string_lossy().contains(['*', '?', '[']) {
+            break;
+        }
+        dir.push(c);
+    }
+    dir
+}
+
+/// [`lock`], telling `before_command` what is worth knowing before a command starts (the
+/// uncommitted change recorded, a declared checkpoint directory that does not exist, skipped
+/// files, Python warnings), so that it is said before a long run rather than after it. The
+/// warnings given to it are not returned again. Without a command it is not called.
+pub fn lock_with(
+    project: &Project,
+    lock_path: &Path,
+    opts: &LockOptions,
+    progress: Option<&dyn Progress>,
+    before_command: &mut dyn FnMut(&[Warning]),
+) -> Result<(Outcome, Vec<Warning>)> {
     let _guard = project.exclusive()?;
     let cache_dir = project.stat_cache_dir();
     let hopts = HashOptions {
@@ -696,6 +735,24 @@ pub fn lock(
         data,
         ..Lock::of_run(run)
     };
+
+    // Before the command: what the user should know now, not after a three-day run.
+    if !opts.command.is_empty() {
+        for (what, list) in [("checkpoint", &ckpt_specs), ("output", &out_specs)] {
+            for (base, spec) in list.iter() {
+                let dir = fixed_dir(&project.resolve(base, spec).0);
+                if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                    warnings.push(Warning::NoDirectoryYet {
+                        what,
+                        pattern: spec.clone(),
+                        dir,
+                    });
+                }
+            }
+        }
+        before_command(&warnings);
+        warnings.clear();
+    }
 
     // The command, with an in-progress lock that `cairn checkpoint add` writes to.
     let mut failure: Option<String> = None;
