@@ -366,3 +366,42 @@ fn progress_bars_leave_nothing_on_the_terminal() {
     let raw = on_terminal().stdout;
     assert!(!raw.contains("hashing"), "a bar for cache hits:\n{raw:?}");
 }
+
+/// Files cairn writes get the mode the user's umask says (0644 under 022, 0600 under 077), as
+/// any other program's would: the lock, cairn.toml, the change sidecar, manifests, .gitignore.
+#[test]
+fn written_files_follow_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    for (umask, file_mode, dir_mode) in [("022", 0o644, 0o755), ("077", 0o600, 0o700)] {
+        let r = Repo::ml();
+        r.write("train.py", format!("{}# tuned\n", crate::util::TRAIN_PY));
+        let bin = env!("CARGO_BIN_EXE_cairn");
+        let script = format!(
+            "umask {umask} && {bin} init && {bin} lock --no-python --data data/train -- python3 train.py && {bin} checkpoint add --amend runs/metrics.json"
+        );
+        crate::util::run_ok(r.cmd_raw("sh").arg("-c").arg(&script));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mut files = vec![
+            r.join("cairn.lock"),
+            r.join("cairn.toml"),
+            r.join(".cairn/.gitignore"),
+        ];
+        for dir in [".cairn/changes", ".cairn/manifests"] {
+            let names = crate::util::names_in(&r.join(dir));
+            assert!(!names.is_empty(), "nothing in {dir}");
+            files.extend(names.iter().map(|n| r.join(dir).join(n)));
+        }
+        for f in &files {
+            assert_eq!(
+                mode(f),
+                file_mode,
+                "umask {umask}: {} is {:o}",
+                f.display(),
+                mode(f)
+            );
+        }
+        for d in [".cairn", ".cairn/changes", ".cairn/manifests"] {
+            assert_eq!(mode(&r.join(d)), dir_mode, "umask {umask}: {d}");
+        }
+    }
+}
