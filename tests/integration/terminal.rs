@@ -405,3 +405,80 @@ fn written_files_follow_the_umask() {
         }
     }
 }
+
+/// The README's two steps: `cairn rebuild` answered N prepares a worktree; `cairn rebuild --run`
+/// goes on from it (recognised by the marker cairn wrote in the worktree's git directory, with
+/// the lock's digest), where before it refused the directory it had just made. A worktree that
+/// cairn did not prepare for this lock, or one where the command already ran, is refused with
+/// the exact command that removes it.
+#[test]
+fn rebuild_run_goes_on_from_the_directory_rebuild_prepared() {
+    crate::util::require_tool("script", "util-linux's script gives rebuild a terminal");
+    let r = Repo::ml();
+    r.cairn(LOCK_ML_NO_PYTHON).expect(0);
+    r.commit_all("the run");
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("rebuilt");
+    let at = into.to_str().unwrap();
+    let asked =
+        crate::util::on_terminal(r.cmd_raw("script"), &format!("rebuild --into {at}"), "n\n")
+            .expect(0);
+    asked.stdout_has("[y/N]").stdout_has("pass --run");
+    assert!(into.join("train.py").is_file());
+    assert!(!into.join("runs").exists(), "nothing ran");
+    // Again without consent: refused, nothing changed, and told how to go on.
+    r.cairn(["rebuild", "--into", at])
+        .expect(2)
+        .stderr_has(
+            "already exists and is not empty: an earlier `cairn rebuild` of this lock prepared it",
+        )
+        .stderr_has("hint: `cairn rebuild --run` (or --yes) goes on from it");
+    r.cairn(["rebuild", "--into", at, "--run"])
+        .expect(0)
+        .stdout_has("reproduced: every step matches the lock");
+    assert!(into.join("runs/final.safetensors").is_file());
+    // Where the command ran, the results are kept: refused, with the command that removes it.
+    let repo = r.path().canonicalize().unwrap();
+    let remove = format!(
+        "git -C {} worktree remove --force {}",
+        repo.display(),
+        into.display()
+    );
+    r.cairn(["rebuild", "--into", at, "--run"])
+        .expect(2)
+        .stderr_has("the locked command already ran in it")
+        .stderr_has(&remove);
+    assert!(into.join("runs/final.safetensors").is_file(), "kept");
+    // A worktree of the repository that cairn did not make: refused; the hint's command works.
+    let mine = target.path().join("mine");
+    r.git(&["worktree", "add", "-q", "--detach", mine.to_str().unwrap()]);
+    let remove_mine = format!(
+        "git -C {} worktree remove --force {}",
+        repo.display(),
+        mine.display()
+    );
+    r.cairn(["rebuild", "--into", mine.to_str().unwrap(), "--run"])
+        .expect(2)
+        .stderr_has("a git worktree of this repository that `cairn rebuild` did not prepare")
+        .stderr_has(&remove_mine);
+    assert!(mine.join("train.py").is_file(), "untouched");
+    crate::util::sh(r.path(), &remove_mine);
+    assert!(!mine.exists());
+    // The prepared worktree of another lock (a new run) is not this lock's.
+    crate::util::sh(r.path(), &remove);
+    crate::util::on_terminal(r.cmd_raw("script"), &format!("rebuild --into {at}"), "n\n").expect(0);
+    r.cairn([
+        "lock",
+        "--no-python",
+        "--seed",
+        "8",
+        "--",
+        "python3",
+        "train.py",
+    ])
+    .expect(0);
+    r.commit_all("another run");
+    r.cairn(["rebuild", "--into", at, "--run"])
+        .expect(2)
+        .stderr_has("prepared it for another lock");
+}
