@@ -187,7 +187,30 @@ fn command_without_dashes(e: &clap::Error) -> Option<String> {
     if args[lock] != "lock" || args.iter().any(|a| a == "--") {
         return None;
     }
-    let at = lock + 1 + args[lock + 1..].iter().position(|a| a == word)?;
+    // The first word that is neither an option nor an option's value.
+    const TAKE_A_VALUE: &[&str] = &[
+        "--data",
+        "--checkpoint",
+        "--output",
+        "--input",
+        "--python",
+        "--seed",
+        "--lock",
+    ];
+    let mut at = None;
+    let mut i = lock + 1;
+    while i < args.len() {
+        let a = &args[i];
+        if TAKE_A_VALUE.contains(&a.as_str()) {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            at = Some(i);
+            break;
+        }
+    }
+    let at = at.filter(|&i| &args[i] == word)?;
     let quote = |a: &[String]| -> Vec<String> {
         a.iter().map(|w| cairn::process::shell_quote(w)).collect()
     };

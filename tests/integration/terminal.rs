@@ -108,6 +108,10 @@ fn a_command_without_dashes_is_shown_with_them() {
     out.stderr_has("unexpected argument 'python'");
     out.stderr_has("hint: the training command goes after `--`: cairn lock --data data/train -- python train.py --lr 3");
     assert!(!r.join("cairn.lock").exists());
+    // An option's value that looks like the command is not taken for it.
+    r.cairn(["lock", "--python", "python", "python", "train.py"])
+        .expect(2)
+        .stderr_has("cairn lock --python python -- python train.py");
     // Other commands and other mistakes get no such hint.
     r.cairn(["verify", "extra"])
         .expect(2)
