@@ -25,7 +25,9 @@ enum Sub {
 /// parent and metrics.
 ///
 /// Inside `cairn lock -- COMMAND` it goes to that run's in-progress lock (CAIRN_RUN_LOCK), and
-/// into cairn.lock when the command ends; otherwise to cairn.lock (or --lock). Safe to call from
+/// into cairn.lock when the command ends. Outside a run it would rewrite a finished (usually
+/// committed) lock, so it is refused unless you pass --amend; then it goes to cairn.lock (or
+/// --lock). Safe to call from
 /// several processes at once (one per GPU rank): each add takes a file lock and rewrites the lock
 /// atomically, so nothing is lost and a crash leaves a valid lock.
 ///
@@ -60,6 +62,11 @@ struct AddArgs {
     #[arg(long = "metric", value_name = "NAME=VALUE")]
     metrics: Vec<String>,
 
+    /// Add to a finished lock (cairn.lock, or --lock) when no `cairn lock -- COMMAND` is
+    /// running: it rewrites that lock.
+    #[arg(long)]
+    amend: bool,
+
     /// Read the checkpoint even if the stat cache knows it.
     #[arg(long)]
     no_cache: bool,
@@ -77,6 +84,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         None => None,
     };
     let lock_path = checkpoint::target_lock(&project, lock_path)?;
+    checkpoint::refuse_outside_run(&lock_path, a.amend)?;
     let mut metrics = BTreeMap::new();
     for m in &a.metrics {
         let Some((k, v)) = m.split_once('=') else {
@@ -112,7 +120,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
                 None => format!(" (parent {p})"),
             })
             .unwrap_or_default(),
-        lock_path.display()
+        project.shown(&lock_path)
     ));
     Ok(crate::EXIT_OK)
 }

@@ -10,7 +10,8 @@ use crate::output::Printer;
 ///
 /// It guesses the datasets (data/, datasets/, or a directory with many files that are not
 /// code), the checkpoint globs (runs/, checkpoints/, outputs/, ... with *.safetensors, *.pt,
-/// *.ckpt, *.bin, from the directories and the Python scripts) and the interpreter
+/// *.ckpt, *.bin, from the directories and the Python scripts; a directory the scripts name that
+/// does not exist yet gets its glob as a comment only) and the interpreter
 /// (.venv/bin/python), and lists the other settings (env, inputs, outputs, the audit rules)
 /// as comments. It adds .cairn/cache/ to .gitignore unless git already ignores it.
 ///
@@ -43,19 +44,35 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         g.checkpoints.len(),
         g.python.as_deref().unwrap_or("from the environment"),
     ));
+    if !g.not_yet.is_empty() {
+        out.warn(&format!(
+            "no checkpoint glob guessed for {}: the scripts name it but it does not exist yet; the glob is a comment in cairn.toml, to uncomment once the run writes there",
+            g.not_yet
+                .iter()
+                .filter_map(|c| c.split_once("/**").map(|(d, _)| format!("{d}/")))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if !done.trusted {
         out.warn("could not record trust in the new cairn.toml (is HOME set?); its `python` is ignored until you run `cairn trust`");
     }
-    match &done.gitignore {
-        Gitignore::Added(p) => out.info(&format!("added .cairn/cache/ to {}", p.display())),
-        Gitignore::AlreadyIgnored => {}
-        Gitignore::NoRepository => {
-            out.warn("not in a git repository: cairn lock will need --no-git")
+    let no_git = match &done.gitignore {
+        Gitignore::Added(p) => {
+            out.info(&format!("added .cairn/cache/ to {}", p.display()));
+            ""
         }
-    }
+        Gitignore::AlreadyIgnored => "",
+        Gitignore::NoRepository => {
+            out.warn("not in a git repository: cairn records no code here unless you `git init` and commit it");
+            "--no-git "
+        }
+    };
     out.info("next: check cairn.toml, then lock a run:");
     out.info(&format!(
-        "  cairn lock -- {} {}",
+        "  cairn lock {no_git}-- {} {}",
         g.python.as_deref().unwrap_or("python"),
         g.script.as_deref().unwrap_or("train.py")
     ));

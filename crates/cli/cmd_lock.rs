@@ -15,6 +15,12 @@ use crate::LockArg;
 /// outputs, argv, exit code and times. A command that fails leaves cairn.lock untouched; its
 /// record goes to .cairn/failed/<run id>.lock.
 ///
+/// Exit status with a COMMAND: 0 when it succeeded and the lock was written; when it failed,
+/// its own status (3 stays 3; killed by signal N: 128+N), so a shell loop around cairn stops
+/// where it would have stopped around the command; on Ctrl-C cairn ends by SIGINT too, as the
+/// command did (the shell shows 130). 1 when the command exited 0 but a declared checkpoint or
+/// output is missing; 2 for cairn's own errors (bad option, unreadable data, I/O).
+///
 /// Datasets, checkpoints and outputs can also be declared in cairn.toml at the project root:
 ///
 ///   checkpoints = ["runs/*.safetensors"]
@@ -65,6 +71,11 @@ pub struct Args {
     #[arg(long)]
     force: bool,
 
+    /// Without a COMMAND, replace a lock that records a run (its command, exit code, times and
+    /// uncommitted change are dropped); refused otherwise.
+    #[arg(long)]
+    replace_run: bool,
+
     /// Read every file, even those the stat cache (.cairn/cache) knows to be unchanged.
     #[arg(long)]
     no_cache: bool,
@@ -106,38 +117,26 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         no_python: args.no_python,
         seed: args.seed,
         inputs: args.inputs.clone(),
+        replace_run: args.replace_run,
     };
     let bar = out.progress();
     let progress = bar
         .as_ref()
         .map(|b| b as &dyn cairn::content::digest::Progress);
-    let (outcome, warnings) = cairn::ops::lock::lock(&project, &lock_path, &opts, progress)?;
+    let mut dirty_said = false;
+    let (outcome, warnings) =
+        cairn::ops::lock::lock_with(&project, &lock_path, &opts, progress, &mut |early| {
+            // The command is about to own the terminal: no bar may be left on it.
+            if let Some(b) = &bar {
+                b.clear();
+            }
+            dirty_said = early.iter().any(|w| matches!(w, Warning::Dirty { .. }));
+            for w in early {
+                say(w, &project, out);
+            }
+        })?;
     for w in &warnings {
-        match w {
-            Warning::NoMatch { pattern } => out.warn(&format!("{pattern:?} matched no file")),
-            Warning::Skipped { what, skipped } => out.warn(&format!(
-                "{what}: skipped {} ({})",
-                skipped.path.display(),
-                skipped.reason
-            )),
-            Warning::LargeChange { bytes, paths } => out.warn(&format!(
-                "the uncommitted change is {:.1} MiB (first paths: {}); large files belong in .gitignore or in --data",
-                *bytes as f64 / (1024.0 * 1024.0),
-                paths.join(", ")
-            )),
-            Warning::Python(msg) => out.warn(msg),
-            Warning::CheckpointChanged(path) => out.warn(&format!(
-                "checkpoint {path} changed after it was added; the lock records its final content"
-            )),
-            Warning::Dirty { sidecar, paths } => out.warn(&format!(
-                "uncommitted changes in {} file(s) recorded in {} (commit it with the lock)",
-                paths.len(),
-                sidecar.display()
-            )),
-            Warning::NotRemembered(why) => out.warn(&format!(
-                "where the external data is was not remembered on this machine ({why}); verify will need --data NAME=PATH"
-            )),
-        }
+        say(w, &project, out);
     }
     match outcome {
         Outcome::Written { path, lock } => {
@@ -145,13 +144,17 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
                 Some(c) => format!(
                     "code {}{}",
                     &c.commit[..12],
-                    if c.dirty { " + uncommitted change" } else { "" }
+                    match (c.dirty, dirty_said) {
+                        (true, true) => " + the uncommitted change (see above)",
+                        (true, false) => " + uncommitted change",
+                        _ => "",
+                    }
                 ),
                 None => "no code".into(),
             };
             out.info(&format!(
                 "locked {}: {code}, {} dataset(s), {} checkpoint(s), {} output(s)",
-                path.display(),
+                project.shown(&path),
                 lock.data.len(),
                 lock.checkpoints.len(),
                 lock.outputs.len()
@@ -159,24 +162,65 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             Ok(crate::EXIT_OK)
         }
         Outcome::Unchanged { path } => {
-            out.info(&format!("{} is up to date", path.display()));
+            out.info(&format!("{} is up to date", project.shown(&path)));
             Ok(crate::EXIT_OK)
         }
         Outcome::CommandFailed {
             record,
             lock_path,
             reason,
-            ..
+            exit_code,
+            interrupted,
         } => {
             eprintln!(
                 "error: {}",
                 cairn::text::visible(&format!(
                     "{reason}; {} was left as it was, and this run's record is in {}",
-                    lock_path.display(),
-                    record.display()
+                    project.shown(&lock_path),
+                    project.shown(&record)
                 ))
             );
-            Ok(crate::EXIT_DIFF)
+            // The command's own status wins: a shell loop around `cairn lock -- CMD` sees what
+            // it would have seen around CMD.
+            match cairn::process::passed_on(exit_code, interrupted, crate::EXIT_DIFF) {
+                Some(code) => Ok(code),
+                None => cairn::process::die_of_sigint(),
+            }
         }
+    }
+}
+
+/// Say one of the lock's warnings.
+fn say(w: &Warning, project: &cairn::project::Project, out: &Printer) {
+    match w {
+        Warning::NoMatch { pattern } => out.warn(&format!("{pattern:?} matched no file")),
+        Warning::Skipped { what, skipped } => out.warn(&format!(
+            "{what}: skipped {} ({})",
+            skipped.path.display(),
+            skipped.reason
+        )),
+        Warning::LargeChange { bytes, paths } => out.warn(&format!(
+            "the uncommitted change is {:.1} MiB (first paths: {}); large files belong in .gitignore or in --data",
+            *bytes as f64 / (1024.0 * 1024.0),
+            paths.join(", ")
+        )),
+        Warning::Python(msg) => out.warn(msg),
+        Warning::CheckpointChanged(path) => out.warn(&format!(
+            "checkpoint {path} changed after it was added; the lock records its final content"
+        )),
+        Warning::Dirty { sidecar, paths } => out.warn(&format!(
+            "uncommitted changes in {} file(s) ({}{}) recorded in {} (commit it with the lock)",
+            paths.len(),
+            paths.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+            if paths.len() > 3 { ", ..." } else { "" },
+            project.shown(sidecar)
+        )),
+        Warning::NoDirectoryYet { what, pattern, dir } => out.warn(&format!(
+            "{what} {pattern}: {}/ does not exist yet; the command must create it, or nothing will match",
+            project.shown(dir)
+        )),
+        Warning::NotRemembered(why) => out.warn(&format!(
+            "where the external data is was not remembered on this machine ({why}); verify will need --data NAME=PATH"
+        )),
     }
 }

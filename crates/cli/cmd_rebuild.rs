@@ -45,6 +45,12 @@ use crate::LockArg;
 /// or git transports other than https, ssh and git (file only for a remote the lock names
 /// after consent, never for submodules). See spec/security.md.
 ///
+/// Two steps: `cairn rebuild` (answered N) prepares and checks DIR; `cairn rebuild --run` then
+/// goes on from it: a worktree that cairn prepared for this same lock, and in which nothing ran,
+/// is recognised by the marker cairn wrote in its git directory and made again with the
+/// consent now given. Any other worktree at DIR is refused with the `git worktree remove`
+/// command that removes it.
+///
 /// Nothing is created until the interpreter, the commit, the recorded change and every dataset
 /// have been found. An error after that removes the directory again; a step that does not
 /// reproduce leaves it in place for inspection.

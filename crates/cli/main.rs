@@ -32,9 +32,11 @@ pub const EXIT_ERROR: u8 = 2;
 const AFTER_HELP: &str = "\
 Exit status:
   0  everything matched (or the command succeeded)
-  1  verify found a difference, or the command run by `cairn lock` failed
-     (rebuild: a part did not reproduce; diff: the runs differ)
+  1  verify found a difference (rebuild: a part did not reproduce; diff: the
+     runs differ)
   2  usage error, bad input (malformed or newer lock, bad path) or I/O error
+  `cairn lock -- CMD` whose CMD fails exits with CMD's own status (3 stays 3,
+  Ctrl-C ends cairn by SIGINT: 130 in the shell); see `cairn lock --help`
 
 Getting started:
   cairn lock --data data/train --checkpoint runs/final.pt -- python train.py
@@ -121,14 +123,25 @@ pub fn tell_about(project: &cairn::project::Project, out: &output::Printer) {
 /// Options shared by the commands that read or write a lock.
 #[derive(clap::Args, Clone, Debug)]
 pub struct LockArg {
-    /// The lockfile, relative to the current directory and inside the repository
-    /// [default: cairn.lock at the project root].
+    /// The lockfile, relative to the current directory or absolute [default: cairn.lock at the
+    /// project root]. Inside the repository it must be named cairn.lock or NAME.cairn.lock;
+    /// outside it (a lock someone sent you) any name will do.
     #[arg(long, value_name = "PATH")]
     pub lock: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let hint = command_without_dashes(&e);
+            let _ = e.print();
+            if let Some(h) = hint {
+                output::Printer::new(false).hint(&h);
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_ERROR));
+        }
+    };
     let out = output::Printer::new(cli.quiet);
     let result = match &cli.command {
         Command::Lock(args) => cmd_lock::run(args, &out),
@@ -154,6 +167,61 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// `cairn lock python train.py`: the training command was given without `--`. The hint is the
+/// same line with `--` where it belongs.
+fn command_without_dashes(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    if e.kind() != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(word)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    if word.starts_with('-') {
+        return None;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let lock = args.iter().position(|a| !a.starts_with('-'))?;
+    if args[lock] != "lock" || args.iter().any(|a| a == "--") {
+        return None;
+    }
+    // The first word that is neither an option nor an option's value.
+    const TAKE_A_VALUE: &[&str] = &[
+        "--data",
+        "--checkpoint",
+        "--output",
+        "--input",
+        "--python",
+        "--seed",
+        "--lock",
+    ];
+    let mut at = None;
+    let mut i = lock + 1;
+    while i < args.len() {
+        let a = &args[i];
+        if TAKE_A_VALUE.contains(&a.as_str()) {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            at = Some(i);
+            break;
+        }
+    }
+    let at = at.filter(|&i| &args[i] == word)?;
+    let quote = |a: &[String]| -> Vec<String> {
+        a.iter().map(|w| cairn::process::shell_quote(w)).collect()
+    };
+    let mut line = vec!["cairn".to_string()];
+    line.extend(quote(&args[..at]));
+    line.push("--".into());
+    line.extend(quote(&args[at..]));
+    Some(format!(
+        "the training command goes after `--`: {}",
+        line.join(" ")
+    ))
 }
 
 /// A closed stdout (`cairn verify | head`) is not an error worth a message.

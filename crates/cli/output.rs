@@ -205,57 +205,122 @@ pub fn detail(line: &cairn::compare::Reported) -> String {
         .unwrap_or_default()
 }
 
-/// A progress bar for hashing: files, bytes, rate and ETA.
+/// A progress bar for hashing: files, bytes read, rate and ETA, on stderr.
+///
+/// Like cargo's and uv's, it is there only while it helps: it appears once hashing has gone on
+/// for a moment *and* some file had to be read (digests from the stat cache need no bar, and
+/// would give an absurd rate), its rate counts only the bytes actually read, and it is cleared
+/// when hashing ends ([`HashBar::clear`] too, before a command takes the terminal), so no line
+/// of it is ever left behind.
 pub struct HashBar {
-    bar: ProgressBar,
-    bytes: Arc<AtomicU64>,
+    /// The bar while one is shown.
+    shown: std::sync::Mutex<Option<ProgressBar>>,
+    /// Set once the bar of this round is shown (a quick check for the many threads).
+    visible: std::sync::atomic::AtomicBool,
+    /// This round: files to hash, files done, bytes read, and when it started.
+    files: AtomicU64,
+    done: AtomicU64,
+    read: Arc<AtomicU64>,
+    started: std::sync::Mutex<std::time::Instant>,
+    /// How long hashing goes on before a bar appears ($CAIRN_PROGRESS_DELAY_MS, default 200).
+    delay: std::time::Duration,
 }
 
 impl HashBar {
     fn new() -> HashBar {
-        let bytes = Arc::new(AtomicU64::new(0));
-        let (b1, b2) = (bytes.clone(), bytes.clone());
+        let delay = std::env::var("CAIRN_PROGRESS_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200);
+        HashBar {
+            shown: std::sync::Mutex::new(None),
+            visible: std::sync::atomic::AtomicBool::new(false),
+            files: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            read: Arc::new(AtomicU64::new(0)),
+            started: std::sync::Mutex::new(std::time::Instant::now()),
+            delay: std::time::Duration::from_millis(delay),
+        }
+    }
+
+    fn draw(&self) -> ProgressBar {
+        let (r1, r2) = (self.read.clone(), self.read.clone());
+        let started = *self.started.lock().unwrap_or_else(|p| p.into_inner());
         let style = ProgressStyle::with_template(
-            "{spinner} hashing [{bar:30}] {pos}/{len} files, {data} at {rate}, eta {eta}",
+            "{spinner} hashing [{bar:20}] {pos}/{len} files, {read} at {rate}, eta {eta}",
         )
         .expect("a valid template")
         .progress_chars("=> ")
         .with_key(
-            "data",
+            "read",
             move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{}", HumanBytes(b1.load(Ordering::Relaxed)));
+                let _ = write!(w, "{}", HumanBytes(r1.load(Ordering::Relaxed)));
             },
         )
         .with_key(
             "rate",
-            move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let secs = s.elapsed().as_secs_f64().max(1e-3);
-                let rate = b2.load(Ordering::Relaxed) as f64 / secs;
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let secs = started.elapsed().as_secs_f64().max(1e-3);
+                let rate = r2.load(Ordering::Relaxed) as f64 / secs;
                 let _ = write!(w, "{}/s", HumanBytes(rate as u64));
             },
         );
-        // Hidden until there is something to hash, so nothing flashes before that.
-        let bar = ProgressBar::hidden();
+        let bar = ProgressBar::with_draw_target(
+            Some(self.files.load(Ordering::Relaxed)),
+            ProgressDrawTarget::stderr(),
+        );
         bar.set_style(style);
-        HashBar { bar, bytes }
+        bar.set_position(self.done.load(Ordering::Relaxed));
+        bar
+    }
+
+    /// Clear the bar now, if one is shown; the next file of this round may show it again.
+    pub fn clear(&self) {
+        let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bar) = shown.take() {
+            bar.finish_and_clear();
+        }
+        self.visible.store(false, Ordering::SeqCst);
     }
 }
 
 impl cairn::content::digest::Progress for HashBar {
     fn start(&self, files: u64) {
-        self.bytes.store(0, Ordering::Relaxed);
-        self.bar.reset();
-        self.bar.set_length(files);
-        self.bar.set_position(0);
-        self.bar.set_draw_target(ProgressDrawTarget::stderr());
+        self.clear();
+        self.files.store(files, Ordering::Relaxed);
+        self.done.store(0, Ordering::Relaxed);
+        self.read.store(0, Ordering::Relaxed);
+        *self.started.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
     }
 
-    fn file_done(&self, bytes: u64, _read: bool) {
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.bar.inc(1);
+    fn file_done(&self, bytes: u64, read: bool) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if read {
+            self.read.fetch_add(bytes, Ordering::Relaxed);
+        }
+        if self.visible.load(Ordering::Relaxed) {
+            if let Some(bar) = &*self.shown.lock().unwrap_or_else(|p| p.into_inner()) {
+                bar.inc(1);
+            }
+            return;
+        }
+        let due = self.read.load(Ordering::Relaxed) > 0
+            && self
+                .started
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+                >= self.delay;
+        if due {
+            let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+            if shown.is_none() {
+                *shown = Some(self.draw());
+                self.visible.store(true, Ordering::SeqCst);
+            }
+        }
     }
 
     fn finish(&self) {
-        self.bar.finish_and_clear();
+        self.clear();
     }
 }

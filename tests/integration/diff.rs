@@ -229,6 +229,7 @@ fn checkpoint_metrics_are_compared() {
     r.cairn([
         "checkpoint",
         "add",
+        "--amend",
         "runs/a.bin",
         "--metric",
         "loss=1.5",
@@ -237,8 +238,15 @@ fn checkpoint_metrics_are_compared() {
     ])
     .expect(0);
     std::fs::copy(r.join("cairn.lock"), r.join("first.cairn.lock")).unwrap();
-    r.cairn(["checkpoint", "add", "runs/a.bin", "--metric", "loss=0.75"])
-        .expect(0);
+    r.cairn([
+        "checkpoint",
+        "add",
+        "--amend",
+        "runs/a.bin",
+        "--metric",
+        "loss=0.75",
+    ])
+    .expect(0);
     let report = diff_json(&r, &["first.cairn.lock", "cairn.lock"], 1);
     let metrics: Vec<(String, String)> = report["effects"]
         .as_array()

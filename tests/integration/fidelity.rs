@@ -274,6 +274,7 @@ fn an_untracked_parent_is_kept_by_digest_and_a_missing_one_refused() {
     r.cairn([
         "checkpoint",
         "add",
+        "--amend",
         "runs/q.bin",
         "--parent",
         "runs/nope.bin",
@@ -287,7 +288,14 @@ fn an_untracked_parent_is_kept_by_digest_and_a_missing_one_refused() {
     let out = r
         .cairn_in(
             "runs",
-            ["checkpoint", "add", "q.bin", "--parent", "base.bin"],
+            [
+                "checkpoint",
+                "add",
+                "--amend",
+                "q.bin",
+                "--parent",
+                "base.bin",
+            ],
         )
         .expect(0);
     let digest = r
@@ -339,9 +347,17 @@ fn a_parent_of_the_same_run_stays_a_path() {
     r.cairn(["lock", "--no-python"]).expect(0);
     r.write("runs/a.bin", "a");
     r.write("runs/b.bin", "b");
-    r.cairn(["checkpoint", "add", "runs/a.bin"]).expect(0);
-    r.cairn(["checkpoint", "add", "runs/b.bin", "--parent", "runs/a.bin"])
+    r.cairn(["checkpoint", "add", "--amend", "runs/a.bin"])
         .expect(0);
+    r.cairn([
+        "checkpoint",
+        "add",
+        "--amend",
+        "runs/b.bin",
+        "--parent",
+        "runs/a.bin",
+    ])
+    .expect(0);
     let lock = r.lock_toml("cairn.lock");
     let b = lock["checkpoint"]
         .as_array()
@@ -354,8 +370,15 @@ fn a_parent_of_the_same_run_stays_a_path() {
     // Even once the file is gone, a checkpoint of this lock is found by its path.
     std::fs::remove_file(r.join("runs/a.bin")).unwrap();
     r.write("runs/c.bin", "c");
-    r.cairn(["checkpoint", "add", "runs/c.bin", "--parent", "runs/a.bin"])
-        .expect(0);
+    r.cairn([
+        "checkpoint",
+        "add",
+        "--amend",
+        "runs/c.bin",
+        "--parent",
+        "runs/a.bin",
+    ])
+    .expect(0);
     r.cairn(["audit", "--format", "json"]).expect(0);
 }
 

@@ -207,7 +207,7 @@ fn sigkill_during_checkpoint_add_never_leaves_a_torn_lock() {
         let step = i.to_string();
         kill_after(
             &r,
-            &["checkpoint", "add", &path, "--step", &step],
+            &["checkpoint", "add", "--amend", &path, "--step", &step],
             rng.next(40),
         );
         let lock = whole_lock(&r.read("cairn.lock"), &format!("add {i}"));
@@ -219,8 +219,15 @@ fn sigkill_during_checkpoint_add_never_leaves_a_torn_lock() {
         count_before = n;
     }
     // Whatever survived verifies, and adding still works.
-    r.cairn(["checkpoint", "add", "runs/ckpt-00.bin", "--step", "0"])
-        .expect(0);
+    r.cairn([
+        "checkpoint",
+        "add",
+        "--amend",
+        "runs/ckpt-00.bin",
+        "--step",
+        "0",
+    ])
+    .expect(0);
     r.cairn(["verify"]).expect(0);
 }
 

@@ -7,6 +7,8 @@ use crate::util::Repo;
 #[test]
 fn init_then_lock_and_verify() {
     let r = Repo::ml();
+    // The directory train.py writes to exists (git ignores it), so its glob is guessed.
+    std::fs::create_dir(r.join("runs")).unwrap();
     let out = r.cairn(["init"]).expect(0);
     assert!(out.stdout.is_empty());
     out.stderr_has("2 dataset(s) (train, val), 1 checkpoint pattern(s)")
@@ -85,7 +87,7 @@ fn gitignore_left_alone_when_the_cache_is_ignored_and_no_repository() {
     plain.write(".venv/bin/python", "");
     let out = plain.cairn(["init"]).expect(0);
     out.stderr_has("not in a git repository")
-        .stderr_has("cairn lock -- .venv/bin/python train.py");
+        .stderr_has("cairn lock --no-git -- .venv/bin/python train.py");
     assert!(!plain.join(".gitignore").exists());
     let config: toml::Table = plain.read("cairn.toml").parse().unwrap();
     assert_eq!(config["data"]["datasets"].as_str(), Some("datasets"));
@@ -115,4 +117,38 @@ fn a_gitignore_link_is_refused_before_anything_is_written() {
         std::fs::read_to_string(&victim).unwrap(),
         "export SECRET=1\n"
     );
+}
+
+/// A checkpoint directory that the script names but that does not exist is not guessed: its
+/// glob is a comment, and init says so; the suggested command works outside git too.
+#[test]
+fn a_directory_that_does_not_exist_gets_no_checkpoint_glob() {
+    let r = Repo::ml();
+    let out = r.cairn(["init"]).expect(0);
+    out.stderr_has("0 checkpoint pattern(s)").stderr_has(
+        "warning: no checkpoint glob guessed for runs/: the scripts name it but it does not exist yet",
+    );
+    let text = r.read("cairn.toml");
+    assert!(
+        text.contains("# checkpoints = [\"runs/**/*.safetensors\"]"),
+        "{text}"
+    );
+    let config: toml::Table = text.parse().unwrap();
+    assert!(config.get("checkpoints").is_none());
+
+    let plain = Repo::plain();
+    plain.write("train.py", crate::util::TRAIN_PY);
+    let out = plain.cairn(["init"]).expect(0);
+    out.stderr_has("  cairn lock --no-git -- python train.py");
+    // The line it suggests, with the interpreter the tests have.
+    plain
+        .cairn([
+            "lock",
+            "--no-git",
+            "--no-python",
+            "--",
+            "python3",
+            "train.py",
+        ])
+        .expect(0);
 }

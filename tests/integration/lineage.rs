@@ -325,7 +325,7 @@ fn eight_processes_adding_fifty_checkpoints_each_lose_nothing() {
     }
     let bin = env!("CARGO_BIN_EXE_cairn");
     let script = format!(
-        "for i in $(seq -w 0 49); do {bin} checkpoint add runs/rank$RANK/ckpt-$i.bin --step $((10#$i)) || exit 1; done"
+        "for i in $(seq -w 0 49); do {bin} checkpoint add --amend runs/rank$RANK/ckpt-$i.bin --step $((10#$i)) || exit 1; done"
     );
     let children: Vec<_> = (0..8)
         .map(|rank| {
@@ -356,25 +356,44 @@ fn checkpoint_add_bad_input() {
     let r = Repo::ml();
     r.cairn(["lock", "--no-python"]).expect(0);
     let before = r.read("cairn.lock");
-    r.cairn(["checkpoint", "add", "runs/none.bin"])
+    r.cairn(["checkpoint", "add", "--amend", "runs/none.bin"])
         .expect(2)
         .stderr_has("checkpoint does not exist");
     let outside = tempfile::NamedTempFile::new().unwrap();
-    r.cairn(["checkpoint", "add", outside.path().to_str().unwrap()])
-        .expect(2)
-        .stderr_has("inside the project");
+    r.cairn([
+        "checkpoint",
+        "add",
+        "--amend",
+        outside.path().to_str().unwrap(),
+    ])
+    .expect(2)
+    .stderr_has("inside the project");
     r.write("runs/a.bin", "a");
-    r.cairn(["checkpoint", "add", "runs/a.bin", "--metric", "loss=abc"])
-        .expect(2)
-        .stderr_has("is not a number");
-    r.cairn(["checkpoint", "add", "runs/a.bin", "--parent", "../x"])
-        .expect(2)
-        .stderr_has("escapes the project");
+    r.cairn([
+        "checkpoint",
+        "add",
+        "--amend",
+        "runs/a.bin",
+        "--metric",
+        "loss=abc",
+    ])
+    .expect(2)
+    .stderr_has("is not a number");
+    r.cairn([
+        "checkpoint",
+        "add",
+        "--amend",
+        "runs/a.bin",
+        "--parent",
+        "../x",
+    ])
+    .expect(2)
+    .stderr_has("escapes the project");
     assert_eq!(r.read("cairn.lock"), before, "nothing written on bad input");
     // A lock from a newer cairn is never rewritten.
     let newer = before.replacen("version = 1", "version = 9", 1);
     r.write("cairn.lock", &newer);
-    r.cairn(["checkpoint", "add", "runs/a.bin"])
+    r.cairn(["checkpoint", "add", "--amend", "runs/a.bin"])
         .expect(2)
         .stderr_has("newer cairn");
     assert_eq!(r.read("cairn.lock"), newer);

@@ -18,5 +18,6 @@ mod probe_cache;
 mod rebuild;
 mod schemas;
 mod shell;
+mod terminal;
 mod untrusted;
 mod util;

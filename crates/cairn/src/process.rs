@@ -238,6 +238,33 @@ fn sigint_default_outside() -> Option<&'static std::sync::Arc<std::sync::atomic:
         .as_ref()
 }
 
+/// End cairn the way a Ctrl-C ends a program: killed by SIGINT, as the shell sees it (`$?` is
+/// 130, and a shell loop around cairn stops), as `uv run`, `cargo run` and `time` do after the
+/// program they ran was interrupted. For the command line, after it has said what it had to.
+pub fn die_of_sigint() -> ! {
+    let _ = signal_hook::low_level::emulate_default_handler(signal_hook::consts::SIGINT);
+    // Only reached if the signal could not be delivered: the shell's code for it.
+    std::process::exit(130)
+}
+
+/// The exit status cairn passes on for a wrapped program that failed (`cairn lock -- CMD`):
+/// `None` when cairn should die of SIGINT ([`die_of_sigint`]: the run was interrupted, or the
+/// program was killed by SIGINT), else the program's own status, `128 + N` for one killed by
+/// signal N (as a shell reports it), and `fallback` when the program exited 0 but the run
+/// failed anyway (a declared checkpoint was not written).
+pub fn passed_on(code: i64, interrupted: bool, fallback: u8) -> Option<u8> {
+    let sigint = -i64::from(signal_hook::consts::SIGINT);
+    if interrupted || code == sigint {
+        None
+    } else if code > 0 {
+        Some(u8::try_from(code).unwrap_or(u8::MAX))
+    } else if code < 0 {
+        Some(u8::try_from(128 - code).unwrap_or(u8::MAX))
+    } else {
+        Some(fallback)
+    }
+}
+
 /// A stdio handle that writes to this process's stderr: for a child whose stdout must not mix
 /// with the data a command prints on stdout. Falls back to inheriting stdout when stderr cannot
 /// be duplicated.
@@ -316,5 +343,16 @@ exit 130"#);
         );
         // The next run starts clean.
         assert!(!sh("exit 0").interrupted);
+    }
+
+    #[test]
+    fn the_status_passed_on_is_the_programs() {
+        assert_eq!(passed_on(3, false, 1), Some(3));
+        assert_eq!(passed_on(255, false, 1), Some(255));
+        assert_eq!(passed_on(-15, false, 1), Some(143));
+        assert_eq!(passed_on(-2, false, 1), None);
+        assert_eq!(passed_on(130, true, 1), None);
+        assert_eq!(passed_on(0, true, 1), None);
+        assert_eq!(passed_on(0, false, 1), Some(1));
     }
 }

@@ -136,41 +136,78 @@ impl Project {
     }
 
     /// Resolve the lockfile path: the default `cairn.lock` at the project root, or `arg`
-    /// (relative to the current directory; absolute paths and `..` are refused, it must stay
-    /// inside the repository, and be named `cairn.lock` or `*.cairn.lock`).
+    /// (relative to the current directory, or absolute), as git resolves a path: `..` and
+    /// absolute paths are fine wherever they lead.
+    ///
+    /// A lock that resolves inside the repository must be named `cairn.lock` or
+    /// `<name>.cairn.lock`, so that it is never mistaken for code; one outside it
+    /// (`~/Downloads/run-42.lock`) may have any name. Inside or outside is decided on the real
+    /// path (its existing directories' links followed); a path that is inside the repository as
+    /// written but leads out of it through a symlink is refused, so that no link in a checkout
+    /// can send a lock's read or write elsewhere unseen (spec/security.md).
     pub fn lock_path(&self, arg: Option<&Path>) -> Result<PathBuf> {
         let Some(arg) = arg else {
             return Ok(self.root.join(lockfile::DEFAULT_NAME));
         };
         let shown = arg.display().to_string();
-        if arg.is_absolute() {
+        let lexical = paths::absolutize(&self.cwd, arg);
+        let Some(name) = lexical.file_name().and_then(|n| n.to_str()) else {
             return Err(Error::BadPath {
                 path: shown,
-                message: "the lock path must be relative (inside the repository), not absolute"
-                    .into(),
+                message: "the lock path names no file".into(),
             });
-        }
-        if arg.components().any(|c| c == Component::ParentDir) {
+        };
+        let real = real_location(&lexical);
+        let inside = |p: &Path| p.starts_with(self.boundary());
+        if inside(&lexical) && !inside(&real) {
             return Err(Error::BadPath {
                 path: shown,
-                message: "the lock path must not leave the repository with `..`".into(),
+                message: format!(
+                    "the lock path leads out of the repository through a symbolic link (to {}); name the real place if you mean it",
+                    real.display()
+                ),
             });
         }
-        let name = arg.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !inside(&real) {
+            return Ok(lexical);
+        }
+        if real == self.boundary() {
+            return Err(Error::BadPath {
+                path: shown,
+                message: "the lock path is the repository itself".into(),
+            });
+        }
         if name != lockfile::DEFAULT_NAME && !name.ends_with(".cairn.lock") {
             return Err(Error::BadPath {
                 path: shown,
-                message: "a lockfile must be named `cairn.lock` or `<name>.cairn.lock` (so that it is never mistaken for code)".into(),
+                message: "a lockfile inside the repository must be named `cairn.lock` or `<name>.cairn.lock` (so that it is never mistaken for code); outside it any name will do".into(),
             });
         }
-        let abs = paths::absolutize(&self.cwd, arg);
-        if !abs.starts_with(self.boundary()) || abs == self.boundary() {
-            return Err(Error::BadPath {
-                path: shown,
-                message: "the lock path is outside the repository".into(),
-            });
+        Ok(real)
+    }
+
+    /// `path` as the user can paste it where cairn was started: relative to the current
+    /// directory when it lies inside the repository (`../cairn.lock`, as git prints paths),
+    /// else absolute.
+    pub fn shown(&self, path: &Path) -> String {
+        if !path.starts_with(self.boundary()) {
+            return path.display().to_string();
         }
-        Ok(abs)
+        let base: Vec<Component<'_>> = self.cwd.components().collect();
+        let target: Vec<Component<'_>> = path.components().collect();
+        let common = base.iter().zip(&target).take_while(|(a, b)| a == b).count();
+        let mut rel = PathBuf::new();
+        for _ in common..base.len() {
+            rel.push("..");
+        }
+        for c in &target[common..] {
+            rel.push(c);
+        }
+        if rel.as_os_str().is_empty() {
+            ".".into()
+        } else {
+            rel.display().to_string()
+        }
     }
 
     /// `.cairn/` at the project root.
@@ -275,6 +312,29 @@ impl Project {
 /// Holds the project's exclusive lock; released on drop (and by the OS if the process dies).
 pub struct ProcessLock {
     _file: File,
+}
+
+/// Where `path` really is: its nearest existing ancestor with its links followed, and the rest
+/// as written. (The last component is not followed: a lock that is a link is refused where it
+/// is read, and replaced, never written through, where it is written.)
+fn real_location(path: &Path) -> PathBuf {
+    let Some(name) = path.file_name() else {
+        return path.to_path_buf();
+    };
+    let mut rest = vec![name.to_os_string()];
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if let Ok(real) = d.canonicalize() {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        rest.extend(d.file_name().map(|n| n.to_os_string()));
+        dir = d.parent();
+    }
+    path.to_path_buf()
 }
 
 fn find_root(cwd: &Path, repo_root: Option<&Path>) -> PathBuf {

@@ -188,6 +188,28 @@ pub fn target_lock(project: &Project, given: Option<PathBuf>) -> Result<PathBuf>
     project.lock_path(None)
 }
 
+/// Is `lock_path` the in-progress lock of the `cairn lock -- COMMAND` this process runs under?
+pub fn in_run(lock_path: &Path) -> bool {
+    std::env::var_os(RUN_LOCK_ENV)
+        .filter(|v| !v.is_empty())
+        .is_some_and(|v| Path::new(&v) == lock_path)
+}
+
+/// Outside a run (no `cairn lock -- COMMAND` running this process), adding a checkpoint rewrites
+/// a finished lock, usually a committed one: refused unless the user asks for it (`amend`).
+pub fn refuse_outside_run(lock_path: &Path, amend: bool) -> Result<()> {
+    if amend || in_run(lock_path) {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        message: format!(
+            "no run is in progress here (this is not a command run by `cairn lock -- COMMAND`), so adding a checkpoint would rewrite the finished lock {}",
+            lock_path.display()
+        ),
+        hint: "run the training under `cairn lock -- COMMAND` and its checkpoint adds go to that run; to add to this lock anyway, pass --amend (the parent is then the lock's latest checkpoint unless --parent or --no-parent says otherwise); nothing was written".into(),
+    })
+}
+
 fn previous(lock: &Lock, step: Option<u64>, path: &RelPath) -> Option<Parent> {
     let key = |a: &Artifact| (a.step, a.created_at.clone(), a.path.clone());
     lock.checkpoints

@@ -79,6 +79,10 @@ pub struct Guess {
     pub data: Vec<(String, String)>,
     /// Checkpoint globs.
     pub checkpoints: Vec<String>,
+    /// Checkpoint globs for directories the scripts name but that do not exist (yet): written
+    /// as a comment, not guessed, so that a lock never waits three days to say a declared
+    /// directory was never there.
+    pub not_yet: Vec<String>,
     /// The interpreter, relative to the directory.
     pub python: Option<String>,
     /// The training script, for the "next step" line.
@@ -168,8 +172,14 @@ pub fn guess(dir: &Path) -> Result<Guess> {
         exts.extend(["safetensors".to_string(), "pt".to_string()]);
     }
     for d in &dirs {
+        let exists = dir.join(d).is_dir();
         for e in CHECKPOINT_EXTS.iter().filter(|e| exts.contains(**e)) {
-            g.checkpoints.push(format!("{d}/**/*.{e}"));
+            let glob = format!("{d}/**/*.{e}");
+            if exists {
+                g.checkpoints.push(glob);
+            } else {
+                g.not_yet.push(glob);
+            }
         }
     }
 
@@ -330,8 +340,24 @@ pub fn render(g: &Guess) -> String {
         "# Checkpoints the run writes: paths or globs (`**` crosses directories), matched when the\n\
          # command has finished. They are recorded by digest and are never counted as code.\n",
     );
+    if !g.not_yet.is_empty() {
+        s.push_str(
+            "# The scripts name these directories, which do not exist yet; uncomment once you know\n\
+             # the run writes its checkpoints there.\n",
+        );
+        let list: Vec<String> = g.not_yet.iter().map(|c| quote(c)).collect();
+        let line = format!("# checkpoints = [{}]\n", list.join(", "));
+        if g.checkpoints.is_empty() {
+            s.push_str(&line);
+            s.push('\n');
+        } else {
+            s.push_str(&line);
+        }
+    }
     if g.checkpoints.is_empty() {
-        s.push_str("# checkpoints = [\"runs/**/*.safetensors\", \"runs/**/*.pt\"]\n\n");
+        if g.not_yet.is_empty() {
+            s.push_str("# checkpoints = [\"runs/**/*.safetensors\", \"runs/**/*.pt\"]\n\n");
+        }
     } else {
         s.push_str("checkpoints = [\n");
         for c in &g.checkpoints {
@@ -527,7 +553,20 @@ mod tests {
                 ("images".to_string(), "images".to_string()),
             ]
         );
+        // The script names checkpoints/, which does not exist: suggested in a comment only.
+        assert!(g.checkpoints.is_empty());
+        assert_eq!(g.not_yet, vec!["checkpoints/**/*.pt".to_string()]);
+        let text = render(&g);
+        assert!(
+            text.contains("# checkpoints = [\"checkpoints/**/*.pt\"]"),
+            "{text}"
+        );
+        let c: Config = toml::from_str(&text).unwrap();
+        assert!(c.checkpoints.is_empty());
+        std::fs::create_dir(d.path().join("checkpoints")).unwrap();
+        let g = guess(d.path()).unwrap();
         assert_eq!(g.checkpoints, vec!["checkpoints/**/*.pt".to_string()]);
+        assert!(g.not_yet.is_empty());
         assert_eq!(g.script.as_deref(), Some("train.py"));
         let text = render(&g);
         let c: Config = toml::from_str(&text).unwrap();

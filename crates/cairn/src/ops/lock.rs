@@ -75,6 +75,9 @@ pub struct LockOptions {
     /// Models the run starts from (`--input`): a path, `LOCK#CHECKPOINT` or
     /// `hf://ORG/NAME@REVISION`.
     pub inputs: Vec<String>,
+    /// Without a command, replace a lock that records a run (its command, exit code, times and
+    /// change would be dropped); refused otherwise ([`refuse_replacing_a_run`]).
+    pub replace_run: bool,
 }
 
 /// Things worth telling the user that did not stop the lock.
@@ -114,6 +117,16 @@ pub enum Warning {
     /// Where the external datasets are could not be remembered for this user on this machine
     /// ([`crate::places`]); verify here will need `--data NAME=PATH`.
     NotRemembered(String),
+    /// Before the command: the directory a declared checkpoint or output is to be written to
+    /// does not exist (yet). Said before a long run starts, so a typo costs no run.
+    NoDirectoryYet {
+        /// `checkpoint` or `output`.
+        what: &'static str,
+        /// The path or glob as declared.
+        pattern: String,
+        /// The directory that does not exist.
+        dir: PathBuf,
+    },
 }
 
 /// How a lock ended.
@@ -141,6 +154,8 @@ pub enum Outcome {
         lock_path: PathBuf,
         /// Why the run counts as failed.
         reason: String,
+        /// Did the user interrupt the run (Ctrl-C)?
+        interrupted: bool,
     },
 }
 
@@ -427,14 +442,14 @@ fn resolve_inputs(
     Ok(out.into_values().collect())
 }
 
-/// Run the command with inherited stdio. Fills the run's argv, times and exit code; returns why
-/// the run failed, if it did.
+/// Run the command with inherited stdio. Fills the run's argv, times and exit code; returns how
+/// it ended.
 fn run_command(
     project: &Project,
     opts: &LockOptions,
     running: &Path,
     run: &mut Run,
-) -> Result<Option<String>> {
+) -> Result<Option<process::Finished>> {
     let Some((program, args)) = opts.command.split_first() else {
         return Ok(None);
     };
@@ -457,7 +472,7 @@ fn run_command(
     run.started_at = Some(lockfile::rfc3339(started));
     run.finished_at = Some(lockfile::rfc3339(SystemTime::now()));
     run.exit_code = Some(finished.code);
-    Ok(finished.failure())
+    Ok(Some(finished))
 }
 
 /// Store a directory's manifest under its digest. The name is the content's digest, so a file
@@ -502,12 +517,93 @@ fn check_replaceable(path: &Path, force: bool) -> Result<Option<Lock>> {
     }
 }
 
+/// A lock without a command over a lock that records a run would drop that run's record (its
+/// command, exit code, times and uncommitted change): refused unless `replace_run`, with what
+/// would be lost said in full.
+pub fn refuse_replacing_a_run(
+    previous: Option<&Lock>,
+    lock_path: &Path,
+    opts: &LockOptions,
+) -> Result<()> {
+    let Some(prev) = previous else {
+        return Ok(());
+    };
+    let Some(argv) = prev.run.command.as_ref().filter(|c| !c.is_empty()) else {
+        return Ok(());
+    };
+    if !opts.command.is_empty() || opts.replace_run {
+        return Ok(());
+    }
+    let line: Vec<String> = argv.iter().map(|a| process::shell_quote(a)).collect();
+    let mut what = vec![format!("the command `{}`", line.join(" "))];
+    if let Some(code) = prev.run.exit_code {
+        what.push(format!("its exit code {code}"));
+    }
+    match (&prev.run.started_at, &prev.run.finished_at) {
+        (Some(s), Some(f)) => what.push(format!("its times ({s} to {f})")),
+        (Some(s), None) => what.push(format!("its start ({s})")),
+        _ => {}
+    }
+    if let Some(c) = prev.code.as_ref().filter(|c| c.dirty) {
+        what.push(format!(
+            "the uncommitted change it ran with{}",
+            c.change
+                .as_ref()
+                .map(|d| format!(" (change {}...)", &d.hex()[..12]))
+                .unwrap_or_default()
+        ));
+    }
+    if !prev.checkpoints.is_empty() {
+        what.push(format!("{} checkpoint(s)", prev.checkpoints.len()));
+    }
+    Err(Error::Refused {
+        message: format!(
+            "{} records a run; locking without a command would replace its record: {}",
+            lock_path.display(),
+            what.join(", ")
+        ),
+        hint: format!(
+            "to record a new run, give its command: cairn lock -- {}; to replace the record anyway, pass --replace-run; to keep both, write elsewhere with --lock NAME.cairn.lock (nothing was written)",
+            line.join(" ")
+        ),
+    })
+}
+
 /// Lock the project.
 pub fn lock(
     project: &Project,
     lock_path: &Path,
     opts: &LockOptions,
     progress: Option<&dyn Progress>,
+) -> Result<(Outcome, Vec<Warning>)> {
+    lock_with(project, lock_path, opts, progress, &mut |_| {})
+}
+
+/// The directory below which a declared path or glob will be found: the parent of a plain path,
+/// the part before the first wildcard of a glob.
+fn fixed_dir(abs: &Path) -> PathBuf {
+    let mut dir = PathBuf::new();
+    let comps: Vec<_> = abs.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        if last || c.as_os_str().to_string_lossy().contains(['*', '?', '[']) {
+            break;
+        }
+        dir.push(c);
+    }
+    dir
+}
+
+/// [`lock`], telling `before_command` what is worth knowing before a command starts (the
+/// uncommitted change recorded, a declared checkpoint directory that does not exist, skipped
+/// files, Python warnings), so that it is said before a long run rather than after it. The
+/// warnings given to it are not returned again. Without a command it is not called.
+pub fn lock_with(
+    project: &Project,
+    lock_path: &Path,
+    opts: &LockOptions,
+    progress: Option<&dyn Progress>,
+    before_command: &mut dyn FnMut(&[Warning]),
 ) -> Result<(Outcome, Vec<Warning>)> {
     let _guard = project.exclusive()?;
     let cache_dir = project.stat_cache_dir();
@@ -518,6 +614,7 @@ pub fn lock(
         confine: None,
     };
     let previous = check_replaceable(lock_path, opts.force)?;
+    refuse_replacing_a_run(previous.as_ref(), lock_path, opts)?;
     if let Some(dir) = lock_path.parent() {
         crate::fs::remove_stale_temporaries(dir);
     }
@@ -664,8 +761,27 @@ pub fn lock(
         ..Lock::of_run(run)
     };
 
+    // Before the command: what the user should know now, not after a three-day run.
+    if !opts.command.is_empty() {
+        for (what, list) in [("checkpoint", &ckpt_specs), ("output", &out_specs)] {
+            for (base, spec) in list.iter() {
+                let dir = fixed_dir(&project.resolve(base, spec).0);
+                if !dir.as_os_str().is_empty() && !dir.is_dir() {
+                    warnings.push(Warning::NoDirectoryYet {
+                        what,
+                        pattern: spec.clone(),
+                        dir,
+                    });
+                }
+            }
+        }
+        before_command(&warnings);
+        warnings.clear();
+    }
+
     // The command, with an in-progress lock that `cairn checkpoint add` writes to.
     let mut failure: Option<String> = None;
+    let mut interrupted = false;
     let mut added: Vec<Artifact> = Vec::new();
     if !opts.command.is_empty() {
         let running = project
@@ -678,7 +794,9 @@ pub fn lock(
         // Whatever happened, collect what was added during the run, then drop the record.
         let during = checkpoint::with_lockfile_lock(project, &running, || Lock::load(&running));
         let _ = std::fs::remove_file(&running);
-        failure = outcome?;
+        let finished = outcome?;
+        interrupted = finished.is_some_and(|f| f.interrupted);
+        failure = finished.and_then(|f| f.failure());
         added = during?.checkpoints;
     }
 
@@ -727,6 +845,7 @@ pub fn lock(
                 record,
                 lock_path: lock_path.to_path_buf(),
                 reason,
+                interrupted,
             },
             warnings,
         ));

@@ -119,6 +119,25 @@ pub enum RebuildError {
         /// The end of its output.
         output: String,
     },
+    /// The target is a worktree an earlier `cairn rebuild` of this lock prepared, and this one
+    /// has no consent to go further than it did.
+    #[error("{} already exists and is not empty: an earlier `cairn rebuild` of this lock prepared it", path.display())]
+    IntoPrepared {
+        /// The directory.
+        path: PathBuf,
+        /// The repository it is a worktree of.
+        repo: PathBuf,
+    },
+    /// The target is a worktree of this repository that cairn may not replace.
+    #[error("{} already exists and is not empty: {why}", path.display())]
+    IntoOtherWorktree {
+        /// The directory.
+        path: PathBuf,
+        /// The repository it is a worktree of.
+        repo: PathBuf,
+        /// Why it is not replaced.
+        why: String,
+    },
 }
 
 impl RebuildError {
@@ -164,8 +183,25 @@ impl RebuildError {
                 "pass --python with an interpreter outside the repository, or put one on PATH; nothing was created".into(),
             ),
             RebuildError::Tool { .. } => Some("whatever had been created was removed".into()),
+            RebuildError::IntoPrepared { path, repo } => Some(format!(
+                "`cairn rebuild --run` (or --yes) goes on from it; to start afresh, remove it with `{}`, or pass --into with a new directory; nothing was changed",
+                remove_worktree(repo, path)
+            )),
+            RebuildError::IntoOtherWorktree { path, repo, .. } => Some(format!(
+                "remove it with `{}` if you no longer need it, or pass --into with a new directory; nothing was changed",
+                remove_worktree(repo, path)
+            )),
         }
     }
+}
+
+/// The command that removes the worktree at `path` of the repository at `repo`.
+fn remove_worktree(repo: &Path, path: &Path) -> String {
+    format!(
+        "git -C {} worktree remove --force {}",
+        shell_quote(&repo.display().to_string()),
+        shell_quote(&path.display().to_string())
+    )
 }
 
 /// The rebuild's result type.

@@ -190,6 +190,11 @@ struct Prepared {
     /// `None` until the commit is in the repository (then the data are planned after the fetch).
     data_plans: Option<Vec<DataPlan>>,
     plan: RebuildPlan,
+    /// The digest of the lock's canonical text (the marker of the worktrees cairn prepares).
+    lock_digest: Digest,
+    /// `into` is a worktree an earlier rebuild prepared for this lock, to be replaced once
+    /// consent allows going further.
+    replaces_prepared: bool,
 }
 
 /// Preflight: everything that can make the rebuild impossible, and the plan. Creates nothing,
@@ -212,7 +217,18 @@ fn prepare(project: &Project, lock_path: &Path, opts: &RebuildOptions) -> Result
         .into
         .clone()
         .unwrap_or_else(|| default_into(repo_root, &lock.run.id));
-    let existed = check_into(&into, repo_root)?;
+    let lock_digest = Digest::of_bytes(lock.to_toml().as_bytes());
+    let (existed, replaces_prepared) = match earlier_rebuild(&into, repo, &lock_digest) {
+        Earlier::Nothing => (check_into(&into, repo_root)?, false),
+        Earlier::Prepared => (false, true),
+        Earlier::Other(why) => {
+            return Err(RebuildError::IntoOtherWorktree {
+                path: into,
+                repo: repo_root.clone(),
+                why,
+            })
+        }
+    };
     // The directory as it will be once made (links among its parents resolved), so the plan
     // shows the paths the command will really have.
     let into = into
@@ -321,6 +337,8 @@ fn prepare(project: &Project, lock_path: &Path, opts: &RebuildOptions) -> Result
         installer,
         data_plans,
         plan,
+        lock_digest,
+        replaces_prepared,
     })
 }
 
@@ -353,10 +371,18 @@ pub fn rebuild(
         installer,
         data_plans,
         plan: rebuild_plan,
+        lock_digest,
+        replaces_prepared,
     } = prepare(project, lock_path, opts)?;
     let repo = project.repo.as_ref().expect("prepare checked it");
     let repo_root = &repo_root;
     let consent = obs.consent(&rebuild_plan);
+    if replaces_prepared && consent == Consent::None {
+        return Err(RebuildError::IntoPrepared {
+            path: into,
+            repo: repo_root.clone(),
+        });
+    }
 
     let fetched = match &rebuild_plan.fetch_from {
         Some(remote) if consent == Consent::None => {
@@ -401,6 +427,20 @@ pub fn rebuild(
     if let Some(f) = fetched {
         code_step.actions.push(f);
     }
+    if replaces_prepared {
+        // The worktree an earlier rebuild of this lock prepared (its marker says so, and that
+        // nothing ran in it) is made again from the start, with the consent given now.
+        tool(
+            "removing the worktree prepared earlier",
+            git_cmd(repo_root)
+                .args(["worktree", "remove", "--force", "--end-of-options"])
+                .arg(&into),
+        )?;
+        code_step.actions.push(format!(
+            "git worktree remove --force {} (prepared by an earlier rebuild of this lock)",
+            into.display()
+        ));
+    }
     tool(
         "creating the worktree",
         git_cmd(repo_root)
@@ -410,6 +450,7 @@ pub fn rebuild(
     )?;
     let into = into.canonicalize().ctx("cannot open directory", &into)?;
     cleanup.into = into.clone();
+    mark_worktree(&into, repo, &lock_digest, false);
     let rebuilt_root = if project_rel.as_os_str().is_empty() {
         into.clone()
     } else {
@@ -540,6 +581,7 @@ pub fn rebuild(
             } else {
                 obs.started(StepName::Run, "the locked command");
                 ran = true;
+                mark_worktree(&into, repo, &lock_digest, true);
                 run_and_compare(
                     project,
                     &lock,

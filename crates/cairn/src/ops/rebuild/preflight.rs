@@ -409,3 +409,85 @@ pub(super) fn refuse_committed_venv(
     }
     Ok(())
 }
+
+/// The name of the marker cairn writes in the git directory of a worktree it prepared
+/// (`.git/worktrees/<name>/cairn-rebuild`, so the checkout itself stays exactly the locked code).
+const MARKER: &str = "cairn-rebuild";
+
+/// What is at the target directory from an earlier rebuild.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Earlier {
+    /// Nothing of an earlier rebuild (absent, empty, or not a worktree of this repository).
+    Nothing,
+    /// A worktree cairn prepared for this very lock and in which nothing ran: it may be
+    /// replaced by a rebuild that goes further (`--yes`, `--run`).
+    Prepared,
+    /// A worktree of this repository that may not be replaced, and why.
+    Other(String),
+}
+
+/// The private git directory of the worktree at `into`, when `into` is a worktree registered in
+/// `repo` (its `.git` file names a directory under the repository's `worktrees/`, and that
+/// directory's `gitdir` names `into/.git` back).
+fn worktree_admin(into: &Path, repo: &git2::Repository) -> Option<PathBuf> {
+    let dot_git = into.join(".git");
+    let text = crate::fs::read_bounded(&dot_git, 4096).ok()?;
+    let text = String::from_utf8(text).ok()?;
+    let admin = PathBuf::from(text.strip_prefix("gitdir:")?.trim());
+    let admin = admin.canonicalize().ok()?;
+    let worktrees = repo.commondir().join("worktrees").canonicalize().ok()?;
+    if admin.parent() != Some(worktrees.as_path()) {
+        return None;
+    }
+    let back = crate::fs::read_bounded(&admin.join("gitdir"), 4096).ok()?;
+    let back = PathBuf::from(String::from_utf8(back).ok()?.trim());
+    let here = dot_git.parent()?.canonicalize().ok()?.join(".git");
+    (back == here).then_some(admin)
+}
+
+/// The marker's text: the digest of the lock (its canonical text) and whether the command ran.
+fn marker_text(lock_digest: &Digest, ran: bool) -> String {
+    format!(
+        "# Written by `cairn rebuild`: this worktree was made for the lock below.\nlock = \"{lock_digest}\"\nstate = \"{}\"\n",
+        if ran { "ran" } else { "prepared" }
+    )
+}
+
+/// Say in the worktree's git directory that cairn made it for this lock (and whether the
+/// command ran in it). Best effort: without the marker a later rebuild refuses the directory
+/// and says how to remove it.
+pub(super) fn mark_worktree(into: &Path, repo: &git2::Repository, lock_digest: &Digest, ran: bool) {
+    if let Some(admin) = worktree_admin(into, repo) {
+        let _ = crate::fs::atomic_write(
+            &admin.join(MARKER),
+            marker_text(lock_digest, ran).as_bytes(),
+        );
+    }
+}
+
+/// What an earlier rebuild left at `into`, recognised by the marker cairn wrote there (never by
+/// the directory's name).
+pub(super) fn earlier_rebuild(
+    into: &Path,
+    repo: &git2::Repository,
+    lock_digest: &Digest,
+) -> Earlier {
+    let Some(admin) = worktree_admin(into, repo) else {
+        return Earlier::Nothing;
+    };
+    let marker = crate::fs::read_bounded(&admin.join(MARKER), 4096)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    match marker {
+        None => Earlier::Other(
+            "it is a git worktree of this repository that `cairn rebuild` did not prepare".into(),
+        ),
+        Some(m) if m == marker_text(lock_digest, false) => Earlier::Prepared,
+        Some(m) if m == marker_text(lock_digest, true) => Earlier::Other(
+            "the locked command already ran in it (its results are kept for you)".into(),
+        ),
+        Some(_) => Earlier::Other(
+            "`cairn rebuild` prepared it for another lock (or another version of this one)".into(),
+        ),
+    }
+}

@@ -128,6 +128,24 @@ pub(super) fn run_and_compare(
             cmd.env("PATH", joined);
         }
     }
+    // The command runs as a run of its own, as under `cairn lock -- COMMAND`: its `cairn
+    // checkpoint add` calls go to an in-progress lock of this rebuild (outside the rebuilt
+    // checkout, which the locked files may have filled with links), not to the locked
+    // cairn.lock, and are not refused as adds outside a run.
+    let scratch = tempfile::Builder::new()
+        .prefix("cairn-rebuild-run-")
+        .tempdir()
+        .map_err(|source| Error::Io {
+            op: "cannot create a temporary directory",
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let running = scratch.path().join("running.cairn.lock");
+    let mut in_progress = lock.clone();
+    in_progress.checkpoints.clear();
+    crate::fs::atomic_write(&running, in_progress.to_toml().as_bytes())?;
+    cmd.env(crate::ops::checkpoint::RUN_LOCK_ENV, &running)
+        .env("CAIRN_RUN_ID", &lock.run.id);
     // Where the command's output goes is the caller's choice (the CLI keeps stdout for its
     // report).
     cmd.stdout(observer.command_stdout());
