@@ -60,6 +60,9 @@ pub struct Observed {
     pub state: State,
     /// What was read.
     pub read: ReadStats,
+    /// Where each installed distribution's metadata is (normalised name -> its `*.dist-info`
+    /// or `*.egg-info`), for [`crate::probe::imports`]; empty when Python was not observed.
+    pub metadata: BTreeMap<String, PathBuf>,
 }
 
 /// Refuse `--data NAME=...` for a name the lock does not have.
@@ -212,6 +215,7 @@ pub fn observe(
     let mut notes = Vec::new();
     let mut torch = None;
     let mut libc = None;
+    let mut metadata = BTreeMap::new();
     let python = match &lock.python {
         Some(_) if !opts.no_python => {
             let configured = env::config_python(&project.root, project.config.python.as_deref());
@@ -220,6 +224,11 @@ pub fn observe(
                     Ok(e) => {
                         torch = e.torch.clone();
                         libc = e.interpreter.libc.clone();
+                        metadata = e
+                            .packages
+                            .iter()
+                            .map(|p| (p.package.name.clone(), p.location.clone()))
+                            .collect();
                         PythonState::Present(env::python_table(&e))
                     }
                     Err(why) => PythonState::Absent(why),
@@ -251,5 +260,6 @@ pub fn observe(
             notes,
         },
         read,
+        metadata,
     })
 }
