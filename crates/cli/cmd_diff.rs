@@ -18,16 +18,19 @@ use crate::output::{count, listing, plural, Entry, Human, Printer};
 /// lock files and the host (OS, CPU, GPU, driver, CUDA, PyTorch build): the possible causes,
 /// most likely first. Then the checkpoints and outputs that differ: the effects.
 ///
-/// With one lock, B is the current state, observed exactly as `cairn verify` observes it
+/// With no lock, A is cairn.lock at the project root. With one lock, B is the current state, observed exactly as `cairn verify` observes it
 /// (nothing is written but the stat cache): the code, the environment, and the lock's datasets,
 /// checkpoints and outputs where they are now. The differences are verify's; only the words
 /// differ. A dataset or checkpoint that is not there is "missing"; one whose locked path leads
 /// out of the repository through a link, or an external dataset nobody located, is "not
 /// checked" (not read) until --data NAME=PATH or your cairn.toml says where it is.
 ///
+/// The output is a summary: the code's files, each dataset, checkpoint and output on one line
+/// with its first few files, the packages the run imports first, causes before content.
+/// --verbose lists every difference; --format json writes every difference for programs.
+///
 /// Exit status: 0 no difference, 1 differences found, 2 bad input or I/O error.
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
 pub struct Args {
     /// The first lock (A) [default: cairn.lock at the project root].
     #[arg(value_name = "A")]

@@ -7,6 +7,14 @@ use cairn::ops::lock::{DataArg, LockOptions, Outcome, Warning};
 use crate::output::Printer;
 use crate::LockArg;
 
+const LOCK_EXAMPLE: &str = "\
+Example cairn.toml:
+  checkpoints = [\"runs/*.safetensors\"]
+  outputs = [\"metrics.json\"]
+  [data]
+  train = \"data/train\"
+  imagenet = \"/mnt/shared/imagenet\"  # outside: recorded as external";
+
 /// Lock a training run: record the code commit (and any uncommitted change), the digest of
 /// every dataset and the checkpoints the run produced, in cairn.lock.
 ///
@@ -15,16 +23,11 @@ use crate::LockArg;
 /// outputs, argv, exit code and times. A command that fails leaves cairn.lock untouched; its
 /// record goes to .cairn/failed/<run id>.lock.
 ///
-/// Datasets, checkpoints and outputs can also be declared in cairn.toml at the project root:
-///
-///   checkpoints = ["runs/*.safetensors"]
-///   outputs = ["metrics.json"]
-///   [data]
-///   train = "data/train"
-///   imagenet = "/mnt/shared/imagenet"   # outside the project: recorded as external
+/// Datasets, checkpoints and outputs can also be declared in cairn.toml at the project root
+/// (an example is below).
 ///
 /// Settings of cairn.toml that choose a program (`python`) or a place outside the repository (like
-/// `imagenet` above) are used only after `cairn trust` (or in the file `cairn init` wrote); until
+/// `imagenet` in the example) are used only after `cairn trust` (or in the file `cairn init` wrote); until
 /// then they are ignored with a warning, as in every other command.
 ///
 /// It also records the Python environment (interpreter and every installed package, read from
@@ -35,7 +38,7 @@ use crate::LockArg;
 ///
 /// Commit cairn.lock and .cairn/ (.cairn/.gitignore keeps the local cache out).
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = LOCK_EXAMPLE)]
 pub struct Args {
     /// A dataset to lock: PATH or NAME=PATH (file or directory; repeatable). NAME defaults to
     /// the last component of PATH. A path outside the project is recorded as external.
