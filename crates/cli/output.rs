@@ -465,19 +465,7 @@ fn packages(list: &[&Entry<'_>], verbose: bool, out: &mut Vec<String>) {
     let mut sorted: Vec<&Entry<'_>> = list.to_vec();
     sorted.sort_by(|a, b| a.salience.cmp(&b.salience));
     let all = cairn::compare::Tally::of(sorted.iter().map(|e| e.line.change));
-    out.push(format!(
-        "packages: {} {}: {} added, {} removed, {} changed{}",
-        count(all.total()),
-        if all.total() == 1 {
-            "differs"
-        } else {
-            "differ"
-        },
-        count(all.added),
-        count(all.removed),
-        count(all.changed),
-        list[0].tag
-    ));
+    out.push(format!("packages: {}{}", tally_words(&all), list[0].tag));
     let imported = sorted
         .iter()
         .filter(|e| matches!(e.salience, Some(Salience::Imported { .. })))
@@ -489,8 +477,11 @@ fn packages(list: &[&Entry<'_>], verbose: bool, out: &mut Vec<String>) {
     };
     for e in sorted.iter().take(shown) {
         let why = match e.salience {
+            Some(Salience::Imported { modules, by }) if modules[..] == [e.line.subject.clone()] => {
+                format!(", imported by {by}")
+            }
             Some(Salience::Imported { modules, by }) => {
-                format!(", imported by {by} (import {})", modules.join(", "))
+                format!(", imported by {by} (as {})", modules.join(", "))
             }
             _ => String::new(),
         };
@@ -504,17 +495,34 @@ fn packages(list: &[&Entry<'_>], verbose: bool, out: &mut Vec<String>) {
     if sorted.len() > shown {
         let rest = cairn::compare::Tally::of(sorted[shown..].iter().map(|e| e.line.change));
         out.push(format!(
-            "  ... and {} more {}: {} added, {} removed, {} changed; --verbose lists them",
-            count(rest.total()),
-            if rest.total() == 1 {
-                "package differs"
-            } else {
-                "packages differ"
-            },
-            count(rest.added),
-            count(rest.removed),
-            count(rest.changed)
+            "  ... and {} more: {}; --verbose lists them",
+            plural(rest.total(), "package", "packages"),
+            tally_words(&rest)
         ));
+    }
+}
+
+/// `1 changed`, or `104 differ: 60 added, 30 removed, 14 changed` (counts that are not zero).
+fn tally_words(t: &cairn::compare::Tally) -> String {
+    let parts: Vec<String> = [
+        (t.added, "added"),
+        (t.removed, "removed"),
+        (t.changed, "changed"),
+        (t.other, "missing"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, w)| format!("{} {w}", count(*n)))
+    .collect();
+    if parts.len() == 1 && t.total() == 1 {
+        parts[0].clone()
+    } else {
+        format!(
+            "{} {}: {}",
+            count(t.total()),
+            if t.total() == 1 { "differs" } else { "differ" },
+            parts.join(", ")
+        )
     }
 }
 
@@ -526,4 +534,43 @@ pub fn shown_path(cwd: &std::path::Path, path: &std::path::Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_plurals() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(2800), "2,800");
+        assert_eq!(count(1_234_567), "1,234,567");
+        assert_eq!(plural(1, "file", "files"), "1 file");
+        assert_eq!(plural(0, "file", "files"), "0 files");
+        assert_eq!(plural(3000, "file", "files"), "3,000 files");
+        let names: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).into();
+        assert_eq!(listing(&names[..1], 4), "a");
+        assert_eq!(listing(&names[..3], 4), "a, b and c");
+        assert_eq!(listing(&names, 4), "a, b, c, d and 1 more");
+    }
+
+    #[test]
+    fn tallies_in_words() {
+        let t = cairn::compare::Tally {
+            changed: 1,
+            ..Default::default()
+        };
+        assert_eq!(tally_words(&t), "1 changed");
+        let t = cairn::compare::Tally {
+            changed: 14,
+            added: 60,
+            removed: 30,
+            other: 0,
+        };
+        assert_eq!(
+            tally_words(&t),
+            "104 differ: 60 added, 30 removed, 14 changed"
+        );
+    }
 }
