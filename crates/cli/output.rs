@@ -495,15 +495,20 @@ fn packages(list: &[&Entry<'_>], verbose: bool, out: &mut Vec<String>) {
     if sorted.len() > shown {
         let rest = cairn::compare::Tally::of(sorted[shown..].iter().map(|e| e.line.change));
         out.push(format!(
-            "  ... and {} more: {}; --verbose lists them",
-            plural(rest.total(), "package", "packages"),
-            tally_words(&rest)
+            "  ... and {} more {}: {}; --verbose lists them",
+            count(rest.total()),
+            if rest.total() == 1 {
+                "package"
+            } else {
+                "packages"
+            },
+            tally_parts(&rest)
         ));
     }
 }
 
-/// `1 changed`, or `104 differ: 60 added, 30 removed, 14 changed` (counts that are not zero).
-fn tally_words(t: &cairn::compare::Tally) -> String {
+/// `60 added, 30 removed, 14 changed`: the counts that are not zero.
+fn tally_parts(t: &cairn::compare::Tally) -> String {
     let parts: Vec<String> = [
         (t.added, "added"),
         (t.removed, "removed"),
@@ -514,15 +519,15 @@ fn tally_words(t: &cairn::compare::Tally) -> String {
     .filter(|(n, _)| *n > 0)
     .map(|(n, w)| format!("{} {w}", count(*n)))
     .collect();
-    if parts.len() == 1 && t.total() == 1 {
-        parts[0].clone()
+    parts.join(", ")
+}
+
+/// `1 changed`, or `104 differ: 60 added, 30 removed, 14 changed`.
+fn tally_words(t: &cairn::compare::Tally) -> String {
+    if t.total() == 1 {
+        tally_parts(t)
     } else {
-        format!(
-            "{} {}: {}",
-            count(t.total()),
-            if t.total() == 1 { "differs" } else { "differ" },
-            parts.join(", ")
-        )
+        format!("{} differ: {}", count(t.total()), tally_parts(t))
     }
 }
 

@@ -17,5 +17,6 @@ mod probe_cache;
 mod rebuild;
 mod schemas;
 mod shell;
+mod summaries;
 mod untrusted;
 mod util;
