@@ -282,7 +282,7 @@ pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -473,7 +473,7 @@ fn packages(list: &[&Entry<'_>], verbose: bool, out: &mut Vec<String>) {
     let shown = if verbose {
         sorted.len()
     } else {
-        imported.min(SAMPLE_IMPORTED).max(SAMPLE)
+        imported.clamp(SAMPLE, SAMPLE_IMPORTED)
     };
     for e in sorted.iter().take(shown) {
         let why = match e.salience {
