@@ -98,7 +98,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         matches!(args.format, Format::Json),
         |progress| cairn::ops::diff::diff(&project, &a, &target, progress),
         |r| r.same,
-        |w, r| print_human(w, r, args.verbose),
+        |w, r| print_human(w, r, &project.cwd, args.verbose),
     )
 }
 
@@ -107,11 +107,11 @@ pub fn change_name(c: Change) -> &'static str {
     c.as_str()
 }
 
-fn side_text(s: &Side) -> String {
+fn side_text(s: &Side, cwd: &std::path::Path) -> String {
     match &s.lock {
         None => "the current state".to_string(),
         Some(p) => {
-            let mut t = p.display().to_string();
+            let mut t = crate::output::shown_path(cwd, p);
             let mut parts = Vec::new();
             if let Some(r) = &s.run {
                 parts.push(format!("run {}", &r[..r.len().min(12)]));
@@ -144,9 +144,14 @@ fn words(d: &Difference) -> String {
     format!("{values}{}", crate::output::detail(&d.line))
 }
 
-fn print_human<W: Write>(w: &mut Human<W>, r: &Report, verbose: bool) -> std::io::Result<()> {
-    w.line(format!("A: {}", side_text(&r.a)))?;
-    w.line(format!("B: {}", side_text(&r.b)))?;
+fn print_human<W: Write>(
+    w: &mut Human<W>,
+    r: &Report,
+    cwd: &std::path::Path,
+    verbose: bool,
+) -> std::io::Result<()> {
+    w.line(format!("A: {}", side_text(&r.a, cwd)))?;
+    w.line(format!("B: {}", side_text(&r.b, cwd)))?;
     if let Some(c) = &r.code {
         let commits = if c.a == c.b {
             format!("commit {}", &c.a[..c.a.len().min(12)])
