@@ -11,7 +11,13 @@ use crate::output::{count, plural, Entry, Human, Printer};
 use crate::LockArg;
 
 /// Check that the code, every dataset and every checkpoint match the lock, and report every
-/// difference (changed, added and removed files), then a summary.
+/// difference (changed, added and removed files), then the verdict.
+///
+/// The report is a summary: the code's files, each dataset, checkpoint and output on one line
+/// with counts and its first few files, the packages that differ with those the locked command
+/// imports first, what explains a run (code, command, seed, packages) before the data.
+/// --verbose lists every file and package; --format json has every difference for programs;
+/// --quiet prints only what fails (nothing when verification passes).
 ///
 /// The code matches when the working tree is the locked commit's tree plus the recorded
 /// uncommitted change; committing afterwards is fine, and cairn.lock and .cairn/ never count as

@@ -412,3 +412,27 @@ fn help_texts_wrap_at_any_width() {
         }
     }
 }
+
+/// On a terminal the verdict is coloured, green or red; never with NO_COLOR, never in a pipe.
+#[test]
+fn the_verdict_is_coloured_only_on_a_terminal() {
+    crate::util::require_tool("script", "util-linux `script` gives cairn a terminal");
+    let r = Repo::ml();
+    r.cairn(crate::util::LOCK_ML_NO_PYTHON).expect(0);
+    let on_terminal = |no_color: Option<&str>| {
+        // The hermetic environment sets NO_COLOR; a person's terminal usually does not.
+        let mut script = r.cmd_raw("script");
+        match no_color {
+            Some(v) => script.env("NO_COLOR", v),
+            None => script.env_remove("NO_COLOR"),
+        };
+        crate::util::on_terminal(script, "verify", "")
+    };
+    on_terminal(None).stdout_has("\x1b[1;32mverify: ok\x1b[0m, matches cairn.lock");
+    on_terminal(Some("1"))
+        .stdout_has("verify: ok, matches cairn.lock")
+        .stdout_lacks("\x1b[1;32m");
+    r.write("data/train/a.txt", "changed\n");
+    on_terminal(None).stdout_has("\x1b[1;31mverify: FAILED\x1b[0m — 1 difference");
+    r.cairn(["verify"]).expect(1).stdout_lacks("\x1b");
+}
