@@ -6,7 +6,8 @@
 //! are the `.py` arguments of the locked command (`python train.py`, `torchrun ... train.py`)
 //! and the module of `python -m pkg.mod`, read as text from the checkout, then the project's
 //! own modules they import, up to [`MAX_FILES`] files of at most [`MAX_BYTES`] each. A file is
-//! read only when it stays inside the repository once links are followed (the checkout may be
+//! read only when it is a regular file that stays inside the repository once links are followed
+//! (through [`crate::fs::read_bounded`]: a FIFO is passed over, not waited on; the checkout may be
 //! a stranger's). An `import` inside a string or behind `if False:` counts too: a summary may
 //! put such a package first, nothing fails because of it.
 //!
@@ -111,11 +112,8 @@ fn read_inside(root: &Path, boundary: &Path, rel: &Path) -> Option<String> {
     if !real.starts_with(boundary) {
         return None;
     }
-    let meta = std::fs::metadata(&real).ok()?;
-    if !meta.is_file() || meta.len() > MAX_BYTES {
-        return None;
-    }
-    let bytes = std::fs::read(&real).ok()?;
+    // A FIFO, device or oversized file is passed over, never waited on (spec/security.md §6).
+    let bytes = crate::fs::read_bounded(&real, MAX_BYTES).ok()?;
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -217,11 +215,8 @@ pub fn scan(root: &Path, boundary: &Path, command: &[String]) -> Imports {
 /// `RECORD`. Empty when neither can be read.
 pub fn provided_modules(metadata: &Path) -> Vec<String> {
     let read = |f: &str| -> Option<String> {
-        let p = metadata.join(f);
-        let meta = std::fs::metadata(&p).ok()?;
-        (meta.is_file() && meta.len() <= 16 * MAX_BYTES)
-            .then(|| std::fs::read_to_string(&p).ok())
-            .flatten()
+        let bytes = crate::fs::read_bounded(&metadata.join(f), 16 * MAX_BYTES).ok()?;
+        Some(String::from_utf8_lossy(&bytes).into_owned())
     };
     let mut out: Vec<String> = Vec::new();
     let mut push = |name: &str| {
@@ -333,7 +328,13 @@ important = 3
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("evil.py"), "import secretpkg\n").unwrap();
         std::os::unix::fs::symlink(outside.path().join("evil.py"), root.join("evil.py")).unwrap();
-        let cmd: Vec<String> = ["python", "src/train.py", "evil.py"]
+        // A FIFO is passed over, not waited on.
+        let status = std::process::Command::new("mkfifo")
+            .arg(root.join("pipe.py"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let cmd: Vec<String> = ["python", "src/train.py", "evil.py", "pipe.py"]
             .map(String::from)
             .into();
         let got = scan(&root, &root, &cmd);
