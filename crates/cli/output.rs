@@ -344,15 +344,16 @@ fn label(section: cairn::compare::Area, subject: &str) -> String {
     }
 }
 
-/// Which group an entry belongs to: packages all together, else one per section and subject.
-fn group_key(e: &Entry<'_>) -> (u8, String) {
+/// Which group an entry belongs to: packages all together (after the interpreter), else one
+/// per section and subject.
+fn group_key(e: &Entry<'_>) -> (u8, bool, String) {
     let package = e.section == cairn::compare::Area::Python && e.line.subject != "python";
     let subject = if package {
         String::new()
     } else {
         e.line.subject.clone()
     };
-    (summary_rank(e.section), subject)
+    (summary_rank(e.section), package, subject)
 }
 
 /// A summary of differences, `git diff --stat` style: one line per group (the code, each
@@ -364,15 +365,15 @@ pub fn summarise(
     files: &std::collections::BTreeMap<(cairn::compare::Area, String), u64>,
     verbose: bool,
 ) -> Vec<String> {
-    let mut groups: std::collections::BTreeMap<(u8, String), Vec<&Entry<'_>>> =
+    let mut groups: std::collections::BTreeMap<(u8, bool, String), Vec<&Entry<'_>>> =
         std::collections::BTreeMap::new();
     for e in entries {
         groups.entry(group_key(e)).or_default().push(e);
     }
     let mut out = Vec::new();
-    for ((_, subject), list) in groups {
+    for ((_, package, _), list) in groups {
         let first = list[0];
-        if subject.is_empty() && first.section == cairn::compare::Area::Python {
+        if package {
             packages(&list, verbose, &mut out);
             continue;
         }
@@ -431,7 +432,7 @@ pub fn summarise(
 
 /// The groups of a summary by name, in its order: `code`, `seed`, `packages`, `data train`.
 pub fn group_names(entries: &[Entry<'_>]) -> Vec<String> {
-    let mut groups: std::collections::BTreeMap<(u8, String), String> =
+    let mut groups: std::collections::BTreeMap<(u8, bool, String), String> =
         std::collections::BTreeMap::new();
     for e in entries {
         groups.entry(group_key(e)).or_insert_with(|| {
@@ -558,6 +559,60 @@ mod tests {
         assert_eq!(listing(&names[..1], 4), "a");
         assert_eq!(listing(&names[..3], 4), "a, b and c");
         assert_eq!(listing(&names, 4), "a, b, c, d and 1 more");
+    }
+
+    #[test]
+    fn summary_puts_what_explains_a_run_before_the_data() {
+        use cairn::compare::{Area, Change, Reported};
+        let rep = |subject: &str, path: Option<String>, change: Change| Reported {
+            subject: subject.into(),
+            path,
+            change,
+            detail: None,
+        };
+        let mut lines = Vec::new();
+        for i in 0..12 {
+            lines.push((
+                Area::Data,
+                rep("train", Some(format!("f{i:02}")), Change::Changed),
+            ));
+        }
+        lines.push((Area::Python, rep("numpy", None, Change::Changed)));
+        lines.push((Area::Python, rep("python", None, Change::Changed)));
+        lines.push((Area::Seed, rep("seed", None, Change::Added)));
+        let entries: Vec<Entry<'_>> = lines
+            .iter()
+            .map(|(section, line)| Entry {
+                section: *section,
+                line,
+                words: String::new(),
+                tag: "",
+                salience: None,
+            })
+            .collect();
+        let files = [((Area::Data, "train".to_string()), 40)].into();
+        let out = summarise(&entries, &files, false);
+        assert_eq!(
+            out,
+            [
+                "seed: added",
+                "python: changed",
+                "packages: 1 changed",
+                "  numpy changed",
+                "data train: 12 of 40 files changed, 0 added, 0 removed",
+                "  changed      f00",
+                "  changed      f01",
+                "  changed      f02",
+                "  changed      f03",
+                "  changed      f04",
+                "  ... and 7 more (--verbose lists them)",
+            ]
+        );
+        assert_eq!(summarise(&entries, &files, true).len(), 4 + 1 + 12);
+        assert_eq!(
+            group_names(&entries),
+            ["seed", "python", "packages", "data train"]
+        );
     }
 
     #[test]
