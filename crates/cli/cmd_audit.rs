@@ -10,7 +10,7 @@ use cairn::ops::audit::{self, Level, RULES};
 use cairn::ops::lineage::{self, Graph};
 use cairn::text::visible;
 
-use crate::output::{Human, Printer};
+use crate::output::{plural, Human, Printer};
 
 /// Check the lineage of models for CI: every checkpoint's digest against its file, every
 /// parent and input link, runs on uncommitted code, local packages without a commit, mutable
@@ -18,15 +18,16 @@ use crate::output::{Human, Printer};
 /// changed. A parent that is a file no lock records (untracked-parent) is a warning.
 ///
 /// TARGETs are as for `cairn lineage`; without any, every checkpoint of every lock. Each rule
-/// can be made a warning or turned off in cairn.toml:
+/// can be made a warning or turned off in cairn.toml (`cairn audit --rules` lists them; an
+/// example is below).
 ///
-///   [audit]
-///   dirty-code = "warning"
-///   checkpoint-missing = "off"
+/// Finding no lock at all is a warning (a CI job on a checkout without its locks would pass
+/// while checking nothing); with --strict it fails, as every warning does.
 ///
-/// Exit status: 0 no error, 1 at least one error, 2 bad input.
+/// Exit status: 0 no error, 1 at least one error (with --strict: or a warning, or no lock
+/// found), 2 bad input.
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = AUDIT_EXAMPLE)]
 pub struct Args {
     /// Models to audit (files, directories, digests or locks).
     targets: Vec<String>,
@@ -39,10 +40,20 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
 
+    /// Fail (exit 1) on warnings too, and when no lock is found: for CI.
+    #[arg(long)]
+    strict: bool,
+
     /// List the rules and their default levels, and exit.
     #[arg(long)]
     rules: bool,
 }
+
+const AUDIT_EXAMPLE: &str = "\
+Example cairn.toml:
+  [audit]
+  dirty-code = \"warning\"
+  checkpoint-missing = \"off\"";
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Format {
@@ -90,6 +101,21 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         roots.extend(lineage::targets(&graph, &project, t, &hopts)?);
     }
     let report = audit::audit(&project, &graph, &roots, hopts)?;
+    let no_lock = report.checked.locks == 0;
+    if no_lock {
+        out.warn(&format!(
+            "no lock found: nothing was audited (looked for cairn.lock and *.cairn.lock under {}{})",
+            project.boundary().display(),
+            if args.locks.is_empty() { "" } else { " and the --locks directories" }
+        ));
+        out.hint(if args.strict {
+            "is this the right checkout? Locks must be committed; give others with --locks DIR"
+        } else {
+            "is this the right checkout? In CI, `cairn audit --strict` fails here"
+        });
+    }
+    let warnings = report.findings.iter().any(|f| f.level == Level::Warning);
+    let ok = report.ok && !(args.strict && (no_lock || warnings));
     match args.format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut w, &report)?;
@@ -125,23 +151,24 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
                 .filter(|f| f.level == Level::Error)
                 .count();
             h.line(format!(
-                "{} {} lock(s), {} run(s), {} checkpoint(s): {errors} error(s), {} warning(s)",
-                if report.ok {
-                    "audit passed:"
-                } else {
-                    "audit failed:"
-                },
-                report.checked.locks,
-                report.checked.runs,
-                report.checked.checkpoints,
-                report.findings.len() - errors
+                "{} {}, {}, {}: {}, {}",
+                if ok { "audit passed:" } else { "audit failed:" },
+                plural(report.checked.locks as u64, "lock", "locks"),
+                plural(report.checked.runs as u64, "run", "runs"),
+                plural(
+                    report.checked.checkpoints as u64,
+                    "checkpoint",
+                    "checkpoints"
+                ),
+                plural(errors as u64, "error", "errors"),
+                plural(
+                    (report.findings.len() - errors) as u64,
+                    "warning",
+                    "warnings"
+                )
             ))?;
             h.flush()?;
         }
     }
-    Ok(if report.ok {
-        crate::EXIT_OK
-    } else {
-        crate::EXIT_DIFF
-    })
+    Ok(if ok { crate::EXIT_OK } else { crate::EXIT_DIFF })
 }

@@ -31,12 +31,10 @@ enum Sub {
 /// several processes at once (one per GPU rank): each add takes a file lock and rewrites the lock
 /// atomically, so nothing is lost and a crash leaves a valid lock.
 ///
-/// Example, from a training loop:
-///
-///   subprocess.run(["cairn", "checkpoint", "add", path, "--step", str(step),
-///                   "--metric", f"loss={loss}"], check=True)
+/// Each add prints one short line on stderr (the path, the step and a short digest); --quiet
+/// prints nothing.
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = CHECKPOINT_EXAMPLE)]
 struct AddArgs {
     /// The checkpoint file or directory (inside the project).
     path: PathBuf,
@@ -75,6 +73,11 @@ struct AddArgs {
     lock: crate::LockArg,
 }
 
+const CHECKPOINT_EXAMPLE: &str = "\
+Example, from a training loop:
+  subprocess.run([\"cairn\", \"checkpoint\", \"add\", path, \"--step\", str(step),
+                  \"--metric\", f\"loss={loss}\"], check=True)";
+
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let Sub::Add(a) = &args.command;
     let cwd = std::env::current_dir()?;
@@ -108,19 +111,15 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     };
     let abs = cairn::model::paths::absolutize(&project.cwd, &a.path);
     let entry = checkpoint::add(&project, &lock_path, &abs, &opts)?;
+    // One short line: it lands in the training log, once per checkpoint.
+    let step = entry
+        .step
+        .map(|s| format!("step {s}, "))
+        .unwrap_or_default();
     out.info(&format!(
-        "added checkpoint {} {}{} to {}",
+        "cairn: recorded checkpoint {} ({step}blake3:{})",
         entry.path,
-        entry.digest,
-        entry
-            .parent
-            .as_ref()
-            .map(|p| match &entry.parent_run {
-                Some(run) => format!(" (parent {p}, a checkpoint of run {run})"),
-                None => format!(" (parent {p})"),
-            })
-            .unwrap_or_default(),
-        project.shown(&lock_path)
+        &entry.digest.hex()[..12]
     ));
     Ok(crate::EXIT_OK)
 }

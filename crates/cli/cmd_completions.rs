@@ -6,14 +6,18 @@ use clap::CommandFactory;
 use crate::output::Printer;
 
 /// Print a completion script for SHELL to standard output.
-///
-/// bash:        cairn completions bash > ~/.local/share/bash-completion/completions/cairn
-/// zsh:         cairn completions zsh > ~/.zfunc/_cairn   (with fpath+=~/.zfunc before compinit)
-/// fish:        cairn completions fish > ~/.config/fish/completions/cairn.fish
-/// elvish:      cairn completions elvish >> ~/.config/elvish/rc.elv
-/// powershell:  cairn completions powershell >> $PROFILE
+const INSTALL: &str = "\
+Where to put it:
+  bash        cairn completions bash \\
+                > ~/.local/share/bash-completion/completions/cairn
+  zsh         cairn completions zsh > ~/.zfunc/_cairn
+                (with fpath+=~/.zfunc before compinit)
+  fish        cairn completions fish > ~/.config/fish/completions/cairn.fish
+  elvish      cairn completions elvish >> ~/.config/elvish/rc.elv
+  powershell  cairn completions powershell >> $PROFILE";
+
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = INSTALL)]
 pub struct Args {
     /// The shell to complete for.
     #[arg(value_enum)]

@@ -7,6 +7,14 @@ use cairn::ops::lock::{DataArg, LockOptions, Outcome, Warning};
 use crate::output::Printer;
 use crate::LockArg;
 
+const LOCK_EXAMPLE: &str = "\
+Example cairn.toml:
+  checkpoints = [\"runs/*.safetensors\"]
+  outputs = [\"metrics.json\"]
+  [data]
+  train = \"data/train\"
+  imagenet = \"/mnt/shared/imagenet\"  # outside: recorded as external";
+
 /// Lock a training run: record the code commit (and any uncommitted change), the digest of
 /// every dataset and the checkpoints the run produced, in cairn.lock.
 ///
@@ -21,16 +29,11 @@ use crate::LockArg;
 /// command did (the shell shows 130). 1 when the command exited 0 but a declared checkpoint or
 /// output is missing; 2 for cairn's own errors (bad option, unreadable data, I/O).
 ///
-/// Datasets, checkpoints and outputs can also be declared in cairn.toml at the project root:
-///
-///   checkpoints = ["runs/*.safetensors"]
-///   outputs = ["metrics.json"]
-///   [data]
-///   train = "data/train"
-///   imagenet = "/mnt/shared/imagenet"   # outside the project: recorded as external
+/// Datasets, checkpoints and outputs can also be declared in cairn.toml at the project root
+/// (an example is below).
 ///
 /// Settings of cairn.toml that choose a program (`python`) or a place outside the repository (like
-/// `imagenet` above) are used only after `cairn trust` (or in the file `cairn init` wrote); until
+/// `imagenet` in the example) are used only after `cairn trust` (or in the file `cairn init` wrote); until
 /// then they are ignored with a warning, as in every other command.
 ///
 /// It also records the Python environment (interpreter and every installed package, read from
@@ -41,7 +44,7 @@ use crate::LockArg;
 ///
 /// Commit cairn.lock and .cairn/ (.cairn/.gitignore keeps the local cache out).
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = LOCK_EXAMPLE)]
 pub struct Args {
     /// A dataset to lock: PATH or NAME=PATH (file or directory; repeatable). NAME defaults to
     /// the last component of PATH. A path outside the project (or a link out of it) is recorded

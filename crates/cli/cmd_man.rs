@@ -11,11 +11,10 @@ use crate::output::Printer;
 /// Print the cairn(1) manual page (roff), or write one page per command with --dir.
 ///
 /// With --dir, the pages are cairn.1, cairn-lock.1, cairn-checkpoint-add.1, ... in DIR.
-///
-///   cairn man | man -l -
-///   cairn man --dir ~/.local/share/man/man1
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(
+    after_long_help = "Examples:\n  cairn man | man -l -\n  cairn man --dir ~/.local/share/man/man1"
+)]
 pub struct Args {
     /// Write every page into DIR (created if missing) instead of printing cairn(1).
     #[arg(long, value_name = "DIR")]

@@ -20,17 +20,20 @@ use crate::LockArg;
 /// and compare what it produced with the lock.
 ///
 /// Steps, each reported as it ends:
-///   code         a git worktree at the locked commit (fetched from the recorded remote with
-///                `git fetch` when it is not here, after consent) plus the recorded
-///                uncommitted change; its git tree must be the locked one
-///   environment  a venv (DIR/.venv) from an interpreter of the locked Python version, every
-///                locked package installed exactly (--no-deps), with uv when it is on PATH, else
-///                pip; then compared with the lock
-///   data         every dataset hashed where --data says, else at its locked path (in the
-///                rebuilt checkout, or in this project, then linked into the rebuilt one)
-///   run          the locked argv, [run.env] and seed, in the rebuilt project; checkpoints must
-///                be bit-identical, outputs too, or JSON files whose numbers agree within
-///                --rtol/--atol
+///
+/// - code: a git worktree at the locked commit (fetched from the recorded remote with `git
+///   fetch` when it is not here, after consent) plus the recorded uncommitted change; its git
+///   tree must be the locked one.
+///
+/// - environment: a venv (DIR/.venv) from an interpreter of the locked Python version, every
+///   locked package installed exactly (--no-deps), with uv when it is on PATH, else pip; then
+///   compared with the lock.
+///
+/// - data: every dataset hashed where --data says, else at its locked path (in the rebuilt
+///   checkout, or in this project, then linked into the rebuilt one).
+///
+/// - run: the locked argv, [run.env] and seed, in the rebuilt project; checkpoints must be
+///   bit-identical, outputs too, or JSON files whose numbers agree within --rtol/--atol.
 ///
 /// Consent. A lock is a stranger's file: before anything it chose is fetched, built, installed
 /// or run, rebuild prints the whole plan (the remote it would fetch from, every package that is
@@ -59,7 +62,6 @@ use crate::LockArg;
 /// did not reproduce, 2 bad input (an invalid lock, a committed venv), a missing interpreter,
 /// commit or dataset, a commit to fetch without consent, or an I/O error.
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
 pub struct Args {
     #[command(flatten)]
     lock: LockArg,

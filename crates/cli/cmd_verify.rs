@@ -1,6 +1,5 @@
 //! `cairn verify`: check the checkout, data and checkpoints against the lock.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Result;
@@ -8,11 +7,17 @@ use anyhow::Result;
 use cairn::ops::verify::{Area, Report, Severity, VerifyOptions};
 use cairn::probe::observe::ObserveOptions;
 
-use crate::output::{Human, Printer};
+use crate::output::{count, plural, Entry, Human, Printer};
 use crate::LockArg;
 
 /// Check that the code, every dataset and every checkpoint match the lock, and report every
-/// difference (changed, added and removed files), then a summary.
+/// difference (changed, added and removed files), then the verdict.
+///
+/// The report is a summary: the code's files, each dataset, checkpoint and output on one line
+/// with counts and its first few files, the packages that differ with those the locked command
+/// imports first, what explains a run (code, command, seed, packages) before the data.
+/// --verbose lists every file and package; --format json has every difference for programs;
+/// --quiet prints only what fails (nothing when verification passes).
 ///
 /// The code matches when the working tree is the locked commit's tree plus the recorded
 /// uncommitted change; committing afterwards is fine, and cairn.lock and .cairn/ never count as
@@ -59,7 +64,13 @@ pub struct Args {
     #[arg(long)]
     strict: bool,
 
-    /// Output format: `human` or `json` (schema: spec/verify-report.md).
+    /// List every difference: each file of a dataset, checkpoint or output, each package.
+    /// Without it, verify prints a summary: one line per dataset, checkpoint or output with
+    /// its first few files, the packages the run imports first.
+    #[arg(long, short)]
+    verbose: bool,
+
+    /// Output format: `human` or `json` (every difference; schema: spec/verify-report.md).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
 }
@@ -79,12 +90,190 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         },
         strict: args.strict,
     };
-    crate::output::compare_and_report(
-        out,
-        matches!(args.format, Format::Json),
-        |progress| cairn::ops::verify::verify(&project, &lock_path, &opts, progress),
-        |r| r.ok,
-        print_human,
+    let json = matches!(args.format, Format::Json);
+    let bar = out.progress();
+    let report = cairn::ops::verify::verify(
+        &project,
+        &lock_path,
+        &opts,
+        bar.as_ref()
+            .map(|b| b as &dyn cairn::content::digest::Progress),
+    )?;
+    let shown = crate::output::shown_path(&cwd, &report.lock);
+    crate::output::write_report(&report, json, |w, r| {
+        print_human(w, r, &shown, args.verbose, out.quiet())
+    })?;
+    if !json && !report.ok {
+        let diff = if args.lock.lock.is_some() {
+            format!("cairn diff {shown}")
+        } else {
+            "cairn diff".to_string()
+        };
+        out.hint(&format!(
+            "`{diff}` shows what changed and why; if the changes are intended, record them with `cairn lock`"
+        ));
+    }
+    Ok(if report.ok {
+        crate::EXIT_OK
+    } else {
+        crate::EXIT_DIFF
+    })
+}
+
+/// The summary of a verification: the differences (grouped, causes first; every one with
+/// `verbose`), notes, then the verdict in words. `quiet`: only what fails, and the verdict
+/// when it fails.
+fn print_human<W: Write>(
+    w: &mut Human<W>,
+    r: &Report,
+    lock: &str,
+    verbose: bool,
+    quiet: bool,
+) -> std::io::Result<()> {
+    let entries: Vec<Entry<'_>> = r
+        .findings
+        .iter()
+        .filter(|f| !quiet || f.severity == Severity::Error)
+        .map(|f| Entry {
+            section: f.section,
+            line: &f.line,
+            words: crate::output::detail(&f.line),
+            tag: match f.severity {
+                Severity::Error => "",
+                Severity::Warning => " [warning]",
+                Severity::Info => " [info]",
+            },
+            salience: f.salience.as_ref(),
+        })
+        .collect();
+    for l in crate::output::summarise(&entries, &r.files, verbose) {
+        w.line(l)?;
+    }
+    if quiet {
+        if !r.ok {
+            w.verdict(
+                "1;31",
+                "verify: FAILED",
+                &format!(" — {}", failed_words(r, lock)),
+            )?;
+        }
+        return Ok(());
+    }
+    for n in &r.notes {
+        w.line(format!("note: {n}"))?;
+    }
+    let drift = r
+        .findings
+        .iter()
+        .filter(|f| f.severity != Severity::Error)
+        // A checkpoint the run deleted itself is not drift: --strict does not fail on it.
+        .filter(|f| f.line.change != cairn::ops::verify::Change::Deleted)
+        .count() as u64;
+    if r.ok {
+        let drift_words = if drift > 0 {
+            format!(
+                "; the {} above {} not fail it (--strict would)",
+                plural(
+                    drift,
+                    "environment or host difference",
+                    "environment and host differences"
+                ),
+                if drift == 1 { "does" } else { "do" }
+            )
+        } else {
+            String::new()
+        };
+        w.verdict(
+            "1;32",
+            "verify: ok",
+            &format!(", matches {lock}{drift_words}"),
+        )?;
+    } else {
+        w.verdict(
+            "1;31",
+            "verify: FAILED",
+            &format!(" — {}", failed_words(r, lock)),
+        )?;
+    }
+    w.line(checked_words(r))
+}
+
+/// `2,803 differences from cairn.lock: code (2 files), data train (2,800 files), ...`
+fn failed_words(r: &Report, lock: &str) -> String {
+    let failing: Vec<&cairn::ops::verify::Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    // (name, differences, whether they name files)
+    let mut groups: Vec<(String, u64, bool)> = Vec::new();
+    for f in &failing {
+        let name = match f.area {
+            Area::Code => "code".to_string(),
+            Area::Environment | Area::Host => area_name(f.area).to_string(),
+            _ => format!("{} {}", area_name(f.area), f.line.subject),
+        };
+        match groups.iter_mut().find(|g| g.0 == name) {
+            Some(g) => g.1 += 1,
+            None => groups.push((name, 1, f.line.path.is_some())),
+        }
+    }
+    let mut parts: Vec<String> = groups
+        .iter()
+        .take(4)
+        .map(|(name, n, files)| match (n, files) {
+            (1, false) => name.clone(),
+            (n, true) => format!("{name} ({})", plural(*n, "file", "files")),
+            (n, false) => format!("{name} ({})", count(*n)),
+        })
+        .collect();
+    if groups.len() > 4 {
+        parts.push(format!("and {} more", count(groups.len() as u64 - 4)));
+    }
+    format!(
+        "{} from {lock}: {}",
+        plural(failing.len() as u64, "difference", "differences"),
+        parts.join(", ")
+    )
+}
+
+/// `checked code, 2 datasets and 1 checkpoint: 3,206 files, 400.0 MiB (12 read, the others
+/// known unchanged)`
+fn checked_words(r: &Report) -> String {
+    let c = &r.checked;
+    let mut what: Vec<String> = Vec::new();
+    if c.code {
+        what.push("code".into());
+    }
+    for (n, one, many) in [
+        (c.read.data, "dataset", "datasets"),
+        (c.read.checkpoints, "checkpoint", "checkpoints"),
+        (c.read.outputs, "output", "outputs"),
+    ] {
+        if n > 0 {
+            what.push(plural(n, one, many));
+        }
+    }
+    let list = match what.len() {
+        0 => "nothing".to_string(),
+        1 => what[0].clone(),
+        n => format!("{} and {}", what[..n - 1].join(", "), what[n - 1]),
+    };
+    if c.read.files == 0 {
+        return format!("checked {list}");
+    }
+    let read = if c.read.files_read == c.read.files {
+        "all read".to_string()
+    } else {
+        format!(
+            "{} read, the others known unchanged from .cairn/cache",
+            count(c.read.files_read)
+        )
+    };
+    format!(
+        "checked {list}: {}, {} ({read})",
+        plural(c.read.files, "file", "files"),
+        human_bytes(c.read.bytes)
     )
 }
 
@@ -96,73 +285,6 @@ fn area_name(a: Area) -> &'static str {
         Area::Output => "output",
         Area::Environment => "environment",
         Area::Host => "host",
-    }
-}
-
-fn print_human<W: Write>(w: &mut Human<W>, r: &Report) -> std::io::Result<()> {
-    for f in &r.findings {
-        let what = match f.area {
-            Area::Code => f
-                .line
-                .path
-                .clone()
-                .map(|p| format!(": {p}"))
-                .unwrap_or_default(),
-            _ => format!(" {}", crate::output::what(&f.line)),
-        };
-        let detail = crate::output::detail(&f.line);
-        let level = match f.severity {
-            Severity::Error => "",
-            Severity::Warning => " [warning]",
-            Severity::Info => " [info]",
-        };
-        w.line(format!(
-            "{:<12} {}{what}{detail}{level}",
-            f.line.change.as_str(),
-            area_name(f.area)
-        ))?;
-    }
-    for n in &r.notes {
-        w.line(format!("note: {n}"))?;
-    }
-    let c = &r.checked;
-    let what = format!(
-        "{}{} dataset(s), {} checkpoint(s), {} output(s); {} file(s) of {}, {} read ({})",
-        if c.code { "code, " } else { "" },
-        c.read.data,
-        c.read.checkpoints,
-        c.read.outputs,
-        c.read.files,
-        human_bytes(c.read.bytes),
-        c.read.files_read,
-        human_bytes(c.read.bytes_read)
-    );
-    let drift = r
-        .findings
-        .iter()
-        .filter(|f| f.severity != Severity::Error)
-        // A checkpoint the run deleted itself is not drift: --strict does not fail on it.
-        .filter(|f| f.line.change != cairn::ops::verify::Change::Deleted)
-        .count();
-    let drift_note = if drift > 0 {
-        format!(" ({drift} environment/host difference(s) not failing; --strict fails on them)")
-    } else {
-        String::new()
-    };
-    if r.ok {
-        w.line(format!("verified {}: {what}{drift_note}", r.lock.display()))
-    } else {
-        let mut by_area: BTreeMap<&str, usize> = BTreeMap::new();
-        for f in r.findings.iter().filter(|f| f.severity == Severity::Error) {
-            *by_area.entry(area_name(f.area)).or_default() += 1;
-        }
-        let parts: Vec<String> = by_area.iter().map(|(a, n)| format!("{a}: {n}")).collect();
-        w.line(format!(
-            "{} difference(s) from {} ({}); checked {what}{drift_note}",
-            by_area.values().sum::<usize>(),
-            r.lock.display(),
-            parts.join(", ")
-        ))
     }
 }
 

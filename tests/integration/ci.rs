@@ -183,7 +183,7 @@ fn pre_commit_hook_refuses_a_lock_that_no_longer_verifies() {
     r.write("train.py", format!("{}# tuned\n", crate::util::TRAIN_PY));
     let out = git_commit(&r, "tune without locking");
     assert_ne!(out.code, 0, "the hook let it through:\n{}", out.stderr);
-    out.stderr_has("changed      code: train.py")
+    out.stderr_has("code: 1 file changed, 0 added, 0 removed\n  changed      train.py\n")
         .stderr_has("cairn pre-commit hook: cairn.lock no longer verifies");
     assert_eq!(r.head(), locked);
 

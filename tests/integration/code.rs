@@ -76,8 +76,9 @@ fn dirty_run_is_rebuildable_with_git_apply() {
     // And a later edit of a file that was part of the change is named.
     r.write("weights/init.bin", "retrained");
     let out = r.cairn(["verify"]).expect(1);
-    out.stdout_has("changed      code: weights/init.bin");
-    assert_eq!(out.stdout.matches(" code:").count(), 1, "{}", out.stdout);
+    out.stdout_has("code: 1 file changed, 0 added, 0 removed\n  changed      weights/init.bin\n");
+    let code_lines = out.stdout.lines().filter(|l| l.starts_with("code")).count();
+    assert_eq!(code_lines, 1, "{}", out.stdout);
 }
 
 #[test]
@@ -86,7 +87,7 @@ fn untracked_file_after_lock_is_named() {
     r.cairn(["lock"]).expect(0);
     r.write("scratch.py", "x = 1\n");
     let out = r.cairn(["verify"]).expect(1);
-    out.stdout_has("added        code: scratch.py");
+    out.stdout_has("code: 0 files changed, 1 added, 0 removed\n  added        scratch.py\n");
     // Ignored files are not code.
     std::fs::remove_file(r.join("scratch.py")).unwrap();
     r.write("runs/log.txt", "ignored by .gitignore");
@@ -144,7 +145,7 @@ fn submodule_commit_is_recorded() {
     let sub_git = |args: &[&str]| git_in(&r.join("vendor/sub"), r.home(), args);
     sub_git(&["commit", "-q", "-am", "bump"]);
     let out = r.cairn(["verify"]).expect(1);
-    out.stdout_has("changed      code: vendor/sub");
+    out.stdout_has("code: 1 file changed, 0 added, 0 removed\n  changed      vendor/sub\n");
 }
 
 #[test]
@@ -162,8 +163,12 @@ fn lock_in_a_subproject_uses_its_cairn_toml() {
     // Its data is not code, even though it is committed.
     r.write("projects/mnist/digits/0.txt", "changed");
     let out = r.cairn_in("projects/mnist", ["verify"]).expect(1);
-    out.stdout_has("changed      data digits: 0.txt");
-    out.stdout_lacks(" code:");
+    out.stdout_has("data digits: 1 of 1 file changed, 0 added, 0 removed\n  changed      0.txt\n");
+    assert!(
+        !out.stdout.lines().any(|l| l.starts_with("code")),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

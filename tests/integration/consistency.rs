@@ -173,11 +173,11 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
     let advice = format!("--data {ext_name}=PATH");
     r.cairn(["verify", "--python", py])
         .expect(1)
-        .stdout_has("not checked  data ")
+        .stdout_has(&format!("data {ext_name}: not checked ("))
         .stdout_has(&advice);
     r.cairn(["diff", "cairn.lock", "--python", py])
         .expect(1)
-        .stdout_has(&format!("data        {ext_name} not checked"))
+        .stdout_has(&format!("  data {ext_name}: not checked ("))
         .stdout_has(&advice);
 
     // audit, a policy by rules: the dataset's files and the missing checkpoint, in the same

@@ -73,10 +73,9 @@ fn code_commits_between_and_files_that_differ() {
     // Same checkpoint: the code changed, the result did not.
     assert_eq!(d["effects"], serde_json::json!([]));
     let out = r.cairn(["diff", "a.cairn.lock", "b.cairn.lock"]).expect(1);
-    out.stdout_has("  1 commit(s) in B, not in A:\n")
+    out.stdout_has("  1 commit in B, not in A:\n")
         .stdout_has(" add the model\n")
-        .stdout_has("  code        model.py added\n")
-        .stdout_has("  code        train.py changed\n");
+        .stdout_has("  code: 1 file changed, 1 added, 0 removed\n    added        model.py\n    changed      train.py\n");
 }
 
 /// The command, the determinism variables and the seed, in that order, after the data.

@@ -251,7 +251,7 @@ fn environment_matches_pip_freeze_and_drift_is_named() {
     let out = r
         .cairn(["verify", "--strict", "--python", py.to_str().unwrap()])
         .expect(1);
-    out.stdout_has("changed      environment six (1.16.0 -> 1.17.0)");
+    out.stdout_has("packages: 1 changed\n  six changed (1.16.0 -> 1.17.0)\n");
 }
 
 #[test]
@@ -356,7 +356,7 @@ fn torch_build_is_read_from_files_and_host_drift_is_information() {
     let out = r
         .cairn(["verify", "--python", py.to_str().unwrap()])
         .expect(0);
-    out.stdout_has("changed      host cudnn (9.19.0 -> 9.20.1) [info]");
+    out.stdout_has("host cudnn: changed (9.19.0 -> 9.20.1) [info]\n");
     r.cairn(["verify", "--strict", "--python", py.to_str().unwrap()])
         .expect(1);
 }

@@ -30,7 +30,7 @@ fn a_symlink_leading_out_of_the_repository_is_not_read_without_consent() {
     std::fs::remove_dir_all(r.join("data/train")).unwrap();
     std::os::unix::fs::symlink(elsewhere.path(), r.join("data/train")).unwrap();
     let out = r.cairn(["verify"]).expect(1);
-    out.stdout_has("not checked  data train");
+    out.stdout_has("data train: not checked (");
     out.stdout_has("leads outside the repository");
     // The user says so: then it is read (and here it matches).
     r.cairn(["verify", "--data", "train=data/train"]).expect(0);
@@ -46,7 +46,7 @@ fn a_symlink_leading_out_of_the_repository_is_not_read_without_consent() {
         .unwrap();
     r.cairn(["verify"])
         .expect(1)
-        .stdout_has("not checked  checkpoint runs/real.bin");
+        .stdout_has("checkpoint runs/real.bin: not checked (");
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn a_dataset_on_another_disk_is_recorded_as_external() {
     std::fs::remove_dir_all(r.home().join(".local/share/cairn/data")).unwrap();
     r.cairn(["verify"])
         .expect(1)
-        .stdout_has("not checked  data big");
+        .stdout_has("data big: not checked (");
     // cairn.toml names a path that leads out (through the link): used once the user trusts it.
     r.write("cairn.toml", "[data]\nbig = \"data/big\"\n");
     r.cairn(["verify"])
@@ -256,6 +256,8 @@ fn names_that_are_not_utf8_are_recorded_losslessly() {
     assert!(manifest.contains("  scan-\\xff.bin\n"), "{manifest}");
     std::fs::write(&b, "changed").unwrap();
     let out = r.cairn(["verify"]).expect(1);
-    out.stdout_has("changed      data raw: scan-\\xff.bin");
+    out.stdout_has(
+        "data raw: 1 of 2 files changed, 0 added, 0 removed\n  changed      scan-\\xff.bin\n",
+    );
     out.stdout_lacks("scan-\\xfe");
 }

@@ -413,7 +413,9 @@ fn ignored_lock_files_are_found_but_ignored_directories_are_not_walked() {
     let out = r.cairn(["lineage"]).expect(0);
     out.stdout_has("checkpoint runs/model.bin");
     out.stderr_lacks("scratch");
-    r.cairn(["audit"]).expect(0).stdout_has("1 lock(s)");
+    r.cairn(["audit"])
+        .expect(0)
+        .stdout_has("audit passed: 1 lock, ");
 }
 
 /// A lock file that is a link (to `/dev/zero`, or to another file) is found and refused with the

@@ -35,7 +35,7 @@ fn lock_then_verify_passes() {
     assert_eq!(ckpt[0]["bytes"].as_integer(), Some(256 * 64));
 
     let out = r.cairn(["verify"]).expect(0);
-    out.stdout_has("verified");
+    out.stdout_has("verify: ok, matches cairn.lock\n");
 }
 
 #[test]
@@ -43,9 +43,13 @@ fn changed_data_file_is_named() {
     let r = Repo::ml_locked();
     r.write("data/train/a.txt", "alpha\nx\n");
     let out = r.cairn(["verify"]).expect(1);
-    out.stdout_has("changed      data train: a.txt");
+    out.stdout_has("data train: 1 of 2 files changed, 0 added, 0 removed\n  changed      a.txt\n");
     // Data declared in the lock is not also reported as a code change.
-    out.stdout_lacks(" code:");
+    assert!(
+        !out.stdout.lines().any(|l| l.starts_with("code")),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -54,9 +58,11 @@ fn added_and_removed_data_files_are_named() {
     r.write("data/train/c.txt", "new\n");
     std::fs::remove_file(r.join("data/val/v.txt")).unwrap();
     let out = r.cairn(["verify"]).expect(1);
-    out.stdout_has("added        data train: c.txt");
-    out.stdout_has("removed      data val: v.txt");
-    out.stdout_has("2 difference(s)");
+    out.stdout_has("data train: 0 of 2 files changed, 1 added, 0 removed\n  added        c.txt\n");
+    out.stdout_has("data val: 0 of 1 file changed, 0 added, 1 removed\n  removed      v.txt\n");
+    out.stdout_has(
+        "verify: FAILED — 2 differences from cairn.lock: data train (1 file), data val (1 file)\n",
+    );
 }
 
 #[test]
@@ -66,7 +72,7 @@ fn deleted_checkpoint_is_missing() {
     let out = r.cairn(["verify"]).expect(1);
     assert!(
         out.stdout
-            .contains("missing      checkpoint runs/final.safetensors"),
+            .contains("checkpoint runs/final.safetensors: missing ("),
         "{}",
         out.stdout
     );
@@ -130,7 +136,7 @@ fn a_new_commit_that_changes_code_fails() {
     r.write("model.py", "class Model: pass\n");
     r.commit_all("add model");
     let out = r.cairn(["verify"]).expect(1);
-    out.stdout_has("added        code: model.py");
+    out.stdout_has("code: 0 files changed, 1 added, 0 removed\n  added        model.py\n");
 }
 
 #[test]
@@ -138,12 +144,12 @@ fn uncommitted_change_after_lock_fails() {
     let r = Repo::ml_locked();
     r.write("train.py", "# edited\n");
     let out = r.cairn(["verify"]).expect(1);
-    out.stdout_has("changed      code: train.py");
+    out.stdout_has("code: 1 file changed, 0 added, 0 removed\n  changed      train.py\n");
     // An executable bit alone is a difference too.
     r.git(&["checkout", "--", "train.py"]);
     crate::util::set_mode(&r.join("train.py"), 0o755);
     let out = r.cairn(["verify"]).expect(1);
-    out.stdout_has("mode changed code: train.py");
+    out.stdout_has("  mode changed train.py\n");
 }
 
 #[test]
@@ -282,7 +288,7 @@ fn checkpoint_directory_is_digested_like_a_dataset() {
     let out = r.cairn(["verify"]).expect(1);
     assert!(
         out.stdout
-            .contains("changed      checkpoint runs/ckpt-100: optimizer.bin"),
+            .contains("checkpoint runs/ckpt-100: 1 of 2 files changed, 0 added, 0 removed\n  changed      optimizer.bin\n"),
         "{}",
         out.stdout
     );
@@ -308,7 +314,7 @@ fn external_dataset_is_checked_only_where_the_user_says() {
     std::fs::remove_dir_all(r.home().join(".local/share/cairn/data")).unwrap();
     // No location known: not checked, which is not a pass.
     let out = r.cairn(["verify"]).expect(1);
-    out.stdout_has("not checked  data imagenet");
+    out.stdout_has("data imagenet: not checked (");
     // Told on the command line.
     r.cairn(["verify", "--data", &arg]).expect(0);
     // Told in cairn.toml: a place outside the repository, so only once the user trusts the file.
@@ -323,7 +329,9 @@ fn external_dataset_is_checked_only_where_the_user_says() {
     r.cairn(["verify"]).expect(0);
     std::fs::write(shared.path().join("x.bin"), "changed").unwrap();
     let out = r.cairn(["verify"]).expect(1);
-    out.stdout_has("changed      data imagenet");
+    out.stdout_has(
+        "data imagenet: 1 of 1 file changed, 0 added, 0 removed\n  changed      x.bin\n",
+    );
 }
 
 #[test]

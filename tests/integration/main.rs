@@ -18,6 +18,7 @@ mod probe_cache;
 mod rebuild;
 mod schemas;
 mod shell;
+mod summaries;
 mod terminal;
 mod untrusted;
 mod util;

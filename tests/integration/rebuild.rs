@@ -249,8 +249,8 @@ fn rebuilt_run_is_bit_identical_and_diff_names_the_two_causes() {
         .cairn(["diff", "cairn.lock", "second.cairn.lock"])
         .expect(1);
     human
-        .stdout_has("causes (most likely first):\n  data        train: a.txt changed\n  python      six changed 1.16.0 -> 1.17.0\n")
-        .stdout_has("  checkpoint  runs/model.bin changed");
+        .stdout_has("causes (most likely first):\n  packages: 1 changed\n    six changed 1.16.0 -> 1.17.0, imported by train.py\n  data train: 1 of 2 files changed, 0 added, 0 removed\n    changed      a.txt\n")
+        .stdout_has("  checkpoint runs/model.bin: changed blake3:");
 }
 
 /// Without --run and without a terminal, rebuild prepares and verifies, says the command, and

@@ -73,13 +73,21 @@ fn file_names_in_data_and_code_are_shown_escaped_by_verify_and_diff() {
     let verify = cairn_in(&r, &clone, &["verify"]).expect(1);
     assert_inert("verify", &verify);
     verify
-        .stdout_has(&format!("added        data train: {SHOWN}"))
-        .stdout_has(&format!("added        code: {SHOWN}.py"));
+        .stdout_has(&format!(
+            "data train: 0 of 2 files changed, 1 added, 0 removed\n  added        {SHOWN}\n"
+        ))
+        .stdout_has(&format!(
+            "code: 0 files changed, 1 added, 0 removed\n  added        {SHOWN}.py\n"
+        ));
 
     let diff = cairn_in(&r, &clone, &["diff", "cairn.lock", "--no-python"]).expect(1);
     assert_inert("diff", &diff);
-    diff.stdout_has(&format!("data        train: {SHOWN} added"))
-        .stdout_has(&format!("code        {SHOWN}.py added"));
+    diff.stdout_has(&format!(
+        "  data train: 0 of 2 files changed, 1 added, 0 removed\n    added        {SHOWN}\n"
+    ))
+    .stdout_has(&format!(
+        "  code: 0 files changed, 1 added, 0 removed\n    added        {SHOWN}.py\n"
+    ));
 
     for args in [
         &["verify", "--format", "json"][..],

@@ -178,13 +178,13 @@ fn row1_modules_at_the_root_are_not_imported_by_the_probe() {
     let before = v.outside();
     // PATH: the clone first (as `.`), then the victim's own venv.
     let path = format!(".::{}", venv_path(&venv));
-    let out = v.cairn(&path, ["verify"]);
+    let out = v.cairn(&path, ["verify", "--verbose"]);
     v.assert_no_marker();
     // The code differs (the modules were committed after the lock), the environment is the same.
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
-    out.stdout_has("sysconfig.py");
+    out.stdout_has("  added        sysconfig.py\n");
     assert!(
-        !out.stdout.contains("environment python"),
+        !out.stdout.lines().any(|l| l.starts_with("python: ")),
         "the probe did not find the venv: {}",
         out.stdout
     );
@@ -302,7 +302,7 @@ fn row11_cairn_toml_cannot_point_a_dataset_outside() {
         ));
     }
     v.cairn("/nonexistent", ["verify"])
-        .stdout_has("not checked  data secrets");
+        .stdout_has("data secrets: not checked (");
     v.assert_untouched(&before);
     // The user's own --data is honoured.
     let arg = format!("secrets={}", shared.path().display());
@@ -355,7 +355,7 @@ fn trust_lets_cairn_toml_choose_until_it_changes() {
     out.stdout_lacks("[python]");
     r.cairn(["verify"])
         .expect(1)
-        .stdout_has("not checked  data ext");
+        .stdout_has("data ext: not checked (");
 
     // Trusted: both are used, without a warning.
     let out = r.cairn(["trust"]).expect(0);
@@ -561,11 +561,11 @@ fn dependency_lock_files_linked_outside_are_not_read() {
     let before = v.outside();
     let out = v.cairn("/nonexistent", ["verify"]).expect(1);
     // The links are new files of the code (git sees them), never lock files of the environment.
-    out.stdout_has("added        code: poetry.lock");
+    out.stdout_has("  added        poetry.lock\n");
     assert!(
-        !out.stdout.contains("environment poetry.lock")
-            && !out.stdout.contains("environment uv.lock")
-            && !out.stdout.contains("environment requirements.txt"),
+        !out.stdout.contains("lockfile poetry.lock")
+            && !out.stdout.contains("lockfile uv.lock")
+            && !out.stdout.contains("lockfile requirements.txt"),
         "{}",
         out.stdout
     );
@@ -608,7 +608,8 @@ fn links_inside_a_dataset_are_not_followed_out_of_the_repository() {
     }
     // What verify says: the locked file is not there (the link was not followed).
     let out = v.cairn("/nonexistent", ["verify"]).expect(1);
-    out.stdout_has("data train: keys/known_hosts");
+    out.stdout_has("data train: ")
+        .stdout_has(" keys/known_hosts\n");
     v.assert_untouched(&before);
 }
 
@@ -641,7 +642,7 @@ fn a_checkpoint_linked_out_of_the_repository_is_not_read() {
         "error: checkpoint runs/model.bin leads outside the repository (a symbolic link); it was not read",
     );
     let verify = v.cairn("/nonexistent", ["verify"]).expect(1);
-    verify.stdout_has("not checked  checkpoint runs/model.bin");
+    verify.stdout_has("checkpoint runs/model.bin: not checked (");
     for o in [&out, &export, &verify] {
         assert!(!o.stdout.contains(&secret[..12]) && !o.stderr.contains(&secret[..12]));
     }

@@ -19,6 +19,7 @@
 //! * `environment`: the Python interpreter and packages, command, determinism variables,
 //!   dependency lock files and their pins, host.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -520,6 +521,130 @@ pub fn kind_name(kind: Kind) -> &'static str {
     }
 }
 
+/// How likely a package difference is to explain a different result, for the order of a
+/// summary: most likely first (the derived order). People only: no JSON report carries it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Salience {
+    /// The run imports it: the modules, and the first script that imports one of them.
+    Imported {
+        /// The imported modules it provides.
+        modules: Vec<String>,
+        /// A script that imports one, relative to the project root.
+        by: String,
+    },
+    /// Locked, and not installed now.
+    Removed,
+    /// Another version: the index of the first part of the version that differs (0: the
+    /// major version), so larger changes come first.
+    Version(usize),
+    /// The same version from another source, or with other installed files; the interpreter.
+    Other,
+    /// Installed now, and not locked.
+    Added,
+}
+
+/// The [`Salience`] of a package difference (`None` for any other difference): imported by the
+/// run (`imports`, with the installed distributions' metadata directories in `metadata` to
+/// say which modules each provides), else by the size of the change.
+pub fn salience(
+    d: &Difference,
+    imports: &crate::probe::imports::Imports,
+    metadata: &BTreeMap<String, PathBuf>,
+) -> Option<Salience> {
+    if d.area != Area::Python {
+        return None;
+    }
+    if d.subject == "python" {
+        return Some(Salience::Other);
+    }
+    if !imports.modules.is_empty() && d.reason != Some(Reason::Conda) {
+        let provides = metadata
+            .get(&d.subject)
+            .map(|m| crate::probe::imports::provided_modules(m));
+        let modules = imports.of_distribution(&d.subject, provides.as_deref());
+        if let Some(by) = modules.iter().find_map(|m| imports.first_importer(m)) {
+            return Some(Salience::Imported {
+                by: by.to_string(),
+                modules,
+            });
+        }
+    }
+    Some(match (d.change, &d.locked, &d.now) {
+        (Change::Removed, _, _) => Salience::Removed,
+        (Change::Added, _, _) => Salience::Added,
+        (_, Some(Value::Text(a)), Some(Value::Text(b))) if d.reason.is_none() => {
+            Salience::Version(first_difference(a, b))
+        }
+        _ => Salience::Other,
+    })
+}
+
+/// The index of the first part (split at `.`, `+`, `-`) in which two versions differ.
+fn first_difference(a: &str, b: &str) -> usize {
+    let parts = |v: &str| -> Vec<String> {
+        v.split(['.', '+', '-'])
+            .map(|p| p.trim_start_matches('0').to_string())
+            .collect()
+    };
+    let (pa, pb) = (parts(a), parts(b));
+    (0..pa.len().max(pb.len()))
+        .find(|&i| pa.get(i) != pb.get(i))
+        .unwrap_or(pa.len())
+}
+
+/// How many files each directory dataset, checkpoint and output of a lock holds (a file: 1),
+/// by area and subject as the differences name them: the "of N files" of a summary.
+pub fn file_counts(lock: &Lock) -> BTreeMap<(Area, String), u64> {
+    let mut out = BTreeMap::new();
+    for d in &lock.data {
+        out.insert((Area::Data, d.name.clone()), d.files);
+    }
+    for (area, list) in [
+        (Area::Checkpoint, &lock.checkpoints),
+        (Area::Output, &lock.outputs),
+    ] {
+        for a in list {
+            out.insert((area, a.path.to_string()), a.files.unwrap_or(1));
+        }
+    }
+    out
+}
+
+/// Changed, added and removed counts of a group of differences.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Changed (content or mode).
+    pub changed: u64,
+    /// Added.
+    pub added: u64,
+    /// Removed.
+    pub removed: u64,
+    /// Missing or not checked (the item as a whole).
+    pub other: u64,
+}
+
+impl Tally {
+    /// Count these changes.
+    pub fn of(changes: impl IntoIterator<Item = Change>) -> Tally {
+        let mut t = Tally::default();
+        for c in changes {
+            match c {
+                Change::Changed | Change::ModeChanged => t.changed += 1,
+                Change::Added => t.added += 1,
+                Change::Removed => t.removed += 1,
+                // Deleted by the run itself: the item as a whole, like missing.
+                Change::Missing | Change::Unchecked | Change::Deleted => t.other += 1,
+            }
+        }
+        t
+    }
+
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.changed + self.added + self.removed + self.other
+    }
+}
+
 mod code;
 mod content;
 mod environment;
@@ -557,6 +682,57 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, order);
         assert_eq!(order.iter().filter(|s| s.is_effect()).count(), 2);
+    }
+
+    #[test]
+    fn salience_orders_imported_then_removed_then_larger_changes() {
+        let pkg = |name: &str, a: Option<&str>, b: Option<&str>| {
+            value_difference(
+                Area::Python,
+                name,
+                a.map(|v| Value::Text(v.into())),
+                b.map(|v| Value::Text(v.into())),
+            )
+        };
+        let mut imports = crate::probe::imports::Imports::default();
+        imports
+            .modules
+            .insert("sklearn".into(), vec!["train.py".into()]);
+        let meta = BTreeMap::new();
+        let s = |d: &Difference| salience(d, &imports, &meta).unwrap();
+        let sk = s(&pkg("scikit-learn", Some("1.4.0"), Some("1.4.1")));
+        assert!(matches!(&sk, Salience::Imported { by, .. } if by == "train.py"));
+        let removed = s(&pkg("six", Some("1.16.0"), None));
+        let major = s(&pkg("numpy", Some("1.26.4"), Some("2.0.0")));
+        let patch = s(&pkg("idna", Some("3.6"), Some("3.7")));
+        let added = s(&pkg("rich", None, Some("13.0")));
+        let mut all = vec![
+            added.clone(),
+            patch.clone(),
+            major.clone(),
+            removed.clone(),
+            sk.clone(),
+        ];
+        all.sort();
+        assert_eq!(all, [sk, removed, major, patch, added]);
+        assert_eq!(first_difference("2.0.0", "2.0.1"), 2);
+        assert_eq!(first_difference("1.26", "1.26.0"), 2);
+        let data = Difference::new(Area::Data, "train", Change::Changed);
+        assert_eq!(salience(&data, &imports, &meta), None);
+    }
+
+    #[test]
+    fn tally_counts_each_change() {
+        let t = Tally::of([
+            Change::Changed,
+            Change::Added,
+            Change::ModeChanged,
+            Change::Missing,
+        ]);
+        assert_eq!(
+            (t.changed, t.added, t.removed, t.other, t.total()),
+            (2, 1, 0, 1, 4)
+        );
     }
 
     #[test]

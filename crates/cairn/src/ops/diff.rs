@@ -41,6 +41,10 @@ pub struct Difference {
     /// The value in B.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub b: Option<String>,
+    /// For a package: how likely it is to matter (see [`compare::Salience`]); not in the JSON
+    /// report.
+    #[serde(skip)]
+    pub salience: Option<compare::Salience>,
 }
 
 /// One side of the comparison.
@@ -108,6 +112,10 @@ pub struct Report {
     pub code: Option<CodeSummary>,
     /// Facts that are not differences.
     pub notes: Vec<String>,
+    /// Files in each of A's directories, by section and subject ([`compare::file_counts`]),
+    /// for a summary's "N of M files"; not in the JSON report.
+    #[serde(skip)]
+    pub files: std::collections::BTreeMap<(Section, String), u64>,
 }
 
 /// How to observe the current state (`cairn diff A` with no B).
@@ -131,16 +139,18 @@ pub fn diff(
 ) -> Result<Report> {
     let lock_a = Lock::load(a)?;
     let state_a = State::from_lock(&lock_a)?;
+    let mut metadata = Default::default();
     let (lock_b, state_b) = match b {
         Target::Lock(p) => {
             let lock = Lock::load(p)?;
             let state = State::from_lock(&lock)?;
             (Some(lock), state)
         }
-        Target::Current(opts) => (
-            None,
-            observe::observe(project, &lock_a, opts, progress)?.state,
-        ),
+        Target::Current(opts) => {
+            let observed = observe::observe(project, &lock_a, opts, progress)?;
+            metadata = observed.metadata;
+            (None, observed.state)
+        }
     };
     let tracked: Vec<&Lock> = std::iter::once(&lock_a).chain(lock_b.as_ref()).collect();
     let comparison = compare::compare(project, &state_a, &state_b, &tracked)?;
@@ -150,10 +160,14 @@ pub fn diff(
         _ => None,
     };
     notes.extend(comparison.notes.iter().map(|n| n.to_string()));
+    let imports = crate::ops::verify::package_imports(project, &lock_a, &comparison.differences);
     let (effects, causes): (Vec<Difference>, Vec<Difference>) = comparison
         .differences
         .iter()
-        .map(difference)
+        .map(|d| Difference {
+            salience: compare::salience(d, &imports, &metadata),
+            ..difference(d)
+        })
         .partition(|d| d.section.is_effect());
     let side = |lock: Option<&Lock>, path: Option<&Path>, state: &State| Side {
         lock: path.map(Path::to_path_buf),
@@ -176,6 +190,7 @@ pub fn diff(
         effects,
         code,
         notes,
+        files: compare::file_counts(&lock_a),
     })
 }
 
@@ -189,6 +204,7 @@ pub fn difference(d: &compare::Difference) -> Difference {
         },
         a: d.locked.as_ref().map(|v| v.to_string()),
         b: d.now.as_ref().map(|v| v.to_string()),
+        salience: None,
     }
 }
 

@@ -62,6 +62,14 @@ pub struct Finding {
     /// it, what differs and the words: the same for every command.
     #[serde(flatten)]
     pub line: compare::Reported,
+    /// The part of the run in the comparison's terms (a package, the seed, the command...),
+    /// for a summary's order; not in the JSON report.
+    #[serde(skip)]
+    pub section: compare::Area,
+    /// For a package: how likely it is to matter (see [`compare::Salience`]); not in the JSON
+    /// report.
+    #[serde(skip)]
+    pub salience: Option<compare::Salience>,
 }
 
 /// Counts of what was checked.
@@ -89,6 +97,10 @@ pub struct Report {
     pub notes: Vec<String>,
     /// What was checked.
     pub checked: Checked,
+    /// Files in each locked directory, by area and subject ([`compare::file_counts`]), for a
+    /// summary's "N of M files"; not in the JSON report.
+    #[serde(skip)]
+    pub files: std::collections::BTreeMap<(compare::Area, String), u64>,
 }
 
 /// Options for [`verify`].
@@ -127,10 +139,15 @@ pub fn verify(
             .filter(|n| !matches!(n, compare::Note::NoCommand))
             .map(|n| n.to_string()),
     );
+    let imports = package_imports(project, &lock, &comparison.differences);
     let findings: Vec<Finding> = comparison
         .differences
         .iter()
-        .filter_map(|d| finding(d, opts.strict))
+        .filter_map(|d| {
+            let mut f = finding(d, opts.strict)?;
+            f.salience = compare::salience(d, &imports, &observed.metadata);
+            Some(f)
+        })
         .collect();
     Ok(Report {
         lock: lock_path.to_path_buf(),
@@ -142,7 +159,26 @@ pub fn verify(
             code: observed.state.code.is_some(),
             read: observed.read,
         },
+        files: compare::file_counts(&lock),
     })
+}
+
+/// What the locked command imports ([`crate::probe::imports`]), read only when a package
+/// differs.
+pub fn package_imports(
+    project: &Project,
+    lock: &Lock,
+    differences: &[compare::Difference],
+) -> crate::probe::imports::Imports {
+    let any_package = differences
+        .iter()
+        .any(|d| d.area == compare::Area::Python && d.subject != "python");
+    match &lock.run.command {
+        Some(command) if any_package => {
+            crate::probe::imports::scan(&project.root, project.boundary(), command)
+        }
+        _ => Default::default(),
+    }
 }
 
 /// Verify's policy for one difference: its area, whether it fails, and its words. `None` for
@@ -159,6 +195,8 @@ pub fn finding(d: &compare::Difference, strict: bool) -> Option<Finding> {
             area: Area::Checkpoint,
             severity: Severity::Info,
             line: compare::Reported::from(d),
+            section: d.area,
+            salience: None,
         });
     }
     let (area, level) = match d.area {
@@ -175,5 +213,7 @@ pub fn finding(d: &compare::Difference, strict: bool) -> Option<Finding> {
         area,
         severity: if strict { Severity::Error } else { level },
         line: compare::Reported::from(d),
+        section: d.area,
+        salience: None,
     })
 }

@@ -60,6 +60,9 @@ pub struct Observed {
     pub state: State,
     /// What was read.
     pub read: ReadStats,
+    /// Where each installed distribution's metadata is (normalised name -> its `*.dist-info`
+    /// or `*.egg-info`), for [`crate::probe::imports`]; empty when Python was not observed.
+    pub metadata: BTreeMap<String, PathBuf>,
 }
 
 /// Refuse `--data NAME=...` for a name the lock does not have.
@@ -233,6 +236,7 @@ pub fn observe(
     let mut notes = remembered;
     let mut torch = None;
     let mut libc = None;
+    let mut metadata = BTreeMap::new();
     let python = match &lock.python {
         Some(_) if !opts.no_python => {
             let configured = env::config_python(&project.root, project.config.python.as_deref());
@@ -241,6 +245,11 @@ pub fn observe(
                     Ok(e) => {
                         torch = e.torch.clone();
                         libc = e.interpreter.libc.clone();
+                        metadata = e
+                            .packages
+                            .iter()
+                            .map(|p| (p.package.name.clone(), p.location.clone()))
+                            .collect();
                         PythonState::Present(env::python_table(&e))
                     }
                     Err(why) => PythonState::Absent(why),
@@ -272,5 +281,6 @@ pub fn observe(
             notes,
         },
         read,
+        metadata,
     })
 }
