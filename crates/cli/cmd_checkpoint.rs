@@ -116,8 +116,21 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         .step
         .map(|s| format!("step {s}, "))
         .unwrap_or_default();
+    // The parent only when it is not this run's own previous checkpoint by path: a digest
+    // (shortened like the checkpoint's) and the run that made it, when one did.
+    let parent = match (&entry.parent, &entry.parent_run) {
+        (Some(p), run) if p.to_string().starts_with("blake3:") => {
+            let p = p.to_string();
+            let short = &p[..p.len().min("blake3:".len() + 12)];
+            match run {
+                Some(run) => format!(", parent {short} of run {run}"),
+                None => format!(", parent {short}, in no lock"),
+            }
+        }
+        _ => String::new(),
+    };
     out.info(&format!(
-        "cairn: recorded checkpoint {} ({step}blake3:{})",
+        "cairn: recorded checkpoint {} ({step}blake3:{}{parent})",
         entry.path,
         &entry.digest.hex()[..12]
     ));

@@ -306,7 +306,7 @@ fn an_untracked_parent_is_kept_by_digest_and_a_missing_one_refused() {
         .next()
         .unwrap()
         .to_string();
-    out.stderr_has(&format!("(parent {digest})"));
+    out.stderr_has(&format!("parent {}, in no lock", &digest[..19]));
     let lock = r.lock_toml("cairn.lock");
     let q = &lock["checkpoint"][0];
     assert_eq!(q["parent"].as_str(), Some(digest.as_str()));
@@ -418,7 +418,7 @@ fn the_same_user_verifies_external_data_with_no_flags() {
     std::fs::write(disk.path().join("shard-0.bin"), "changed").unwrap();
     r.cairn(["verify"])
         .expect(1)
-        .stdout_has("changed      data big");
+        .stdout_has("data big: 1 of 1 file changed");
     std::fs::write(disk.path().join("shard-0.bin"), "shard").unwrap();
     // The record is in the user's data directory, not in the repository.
     let store = r.home().join(".local/share/cairn/data");
@@ -433,7 +433,7 @@ fn the_same_user_verifies_external_data_with_no_flags() {
         ["verify"],
     )
     .expect(1)
-    .stdout_has("not checked  data big");
+    .stdout_has("data big: not checked");
 }
 
 #[test]
@@ -444,12 +444,12 @@ fn a_clone_elsewhere_still_reports_external_data_not_checked() {
     // The same user (the same HOME), another path: the clone's record is not the original's.
     let clone = clone_repo(&r, parent.path(), r.home(), "clone");
     let out = Run::of(r.cmd().current_dir(&clone).arg("verify")).expect(1);
-    out.stdout_has("not checked  data big");
+    out.stdout_has("data big: not checked");
     // Its own link to the data (if it made one) is not followed either.
     std::os::unix::fs::symlink(disk.path(), clone.join("data/big")).unwrap();
     Run::of(r.cmd().current_dir(&clone).arg("verify"))
         .expect(1)
-        .stdout_has("not checked  data big");
+        .stdout_has("data big: not checked");
 }
 
 #[test]
@@ -463,7 +463,7 @@ fn a_location_record_cannot_be_planted_from_the_repository() {
     set_mode(&record, 0o666);
     r.cairn(["verify"])
         .expect(1)
-        .stdout_has("not checked  data big");
+        .stdout_has("data big: not checked");
     set_mode(&record, 0o600);
     r.cairn(["verify"]).expect(0);
 
@@ -476,7 +476,7 @@ fn a_location_record_cannot_be_planted_from_the_repository() {
     let xdg = r.path().to_str().unwrap().to_string();
     r.cairn_env(&[("XDG_DATA_HOME", &xdg)], ["verify"])
         .expect(1)
-        .stdout_has("not checked  data big");
+        .stdout_has("data big: not checked");
     let before = std::fs::read(&planted).unwrap();
     r.cairn_env(
         &[("XDG_DATA_HOME", &xdg)],
@@ -494,7 +494,7 @@ fn a_location_record_cannot_be_planted_from_the_repository() {
     set_mode(&record, 0o600);
     r.cairn(["verify"])
         .expect(1)
-        .stdout_has("not checked  data big");
+        .stdout_has("data big: not checked");
     // A link in place of the record is not followed.
     std::fs::remove_file(&record).unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
@@ -504,7 +504,7 @@ fn a_location_record_cannot_be_planted_from_the_repository() {
     std::os::unix::fs::symlink(&real, &record).unwrap();
     r.cairn(["verify"])
         .expect(1)
-        .stdout_has("not checked  data big");
+        .stdout_has("data big: not checked");
     drop(disk);
 }
 
@@ -544,7 +544,7 @@ fn checkpoints_the_run_deleted_are_not_missing() {
 
     // Verify passes, and says so, with the recorded digest; not even --strict fails on it.
     let out = r.cairn(["verify"]).expect(0);
-    out.stdout_has("deleted by the run checkpoint runs/ckpt-1.bin")
+    out.stdout_has("checkpoint runs/ckpt-1.bin: deleted by the run")
         .stdout_has(&recorded)
         .stdout_lacks("missing");
     r.cairn(["verify", "--strict"]).expect(0);
@@ -595,6 +595,6 @@ fn checkpoints_the_run_deleted_are_not_missing() {
     std::fs::remove_file(r.join("runs/ckpt-3.bin")).unwrap();
     r.cairn(["verify"])
         .expect(1)
-        .stdout_has("missing      checkpoint runs/ckpt-3.bin")
-        .stdout_has("deleted by the run checkpoint runs/ckpt-1.bin");
+        .stdout_has("checkpoint runs/ckpt-3.bin: missing")
+        .stdout_has("checkpoint runs/ckpt-1.bin: deleted by the run");
 }

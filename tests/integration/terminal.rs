@@ -142,7 +142,7 @@ fn checkpoint_add_outside_a_run_is_refused_unless_amend() {
     // Asked for, it is done.
     r.cairn(["checkpoint", "add", "--amend", "runs/later.bin"])
         .expect(0)
-        .stderr_has("added checkpoint runs/later.bin");
+        .stderr_has("recorded checkpoint runs/later.bin");
     assert!(r.read("cairn.lock").contains("runs/later.bin"));
     // Inside a run no flag is needed: the add goes to the run's in-progress lock.
     let bin = env!("CARGO_BIN_EXE_cairn");
