@@ -11,8 +11,11 @@
 //! An entry is found by a key and then checked against the things that could change its answer:
 //!
 //! * **Interpreter** ([`interpreter`]): the key holds the executable as given and as resolved,
-//!   every `PYTHON*` variable, `HOME`, the probe script itself and, for a pyenv shim, every input
-//!   of pyenv's version choice (`PYENV_VERSION`, `PYENV_DIR`, `PATH`, the `.python-version` files
+//!   every `PYTHON*` variable, `HOME`, the probe script itself and, for a pyenv version chosen
+//!   in a shim's place ([`crate::probe::pyenv`]), what chose it (the version's name,
+//!   `PYENV_VERSION`, the path and bytes of the `.python-version` or global version file). A
+//!   shim that is run after all (cairn refused to choose for it) is keyed on every input of
+//!   pyenv's version choice (`PYENV_VERSION`, `PYENV_DIR`, `PATH`, the `.python-version` files
 //!   up the tree from where the shim runs and from the current directory, the global version
 //!   file). The entry holds the answer and the stat identity (device, inode, mode, size, mtime,
 //!   ctime) of everything that decides `sys.path`: the resolved executable, each candidate
@@ -221,8 +224,14 @@ struct StoredInterpreter {
 
 /// [`crate::probe::python::probe_interpreter`], answered from the user's cache when nothing that
 /// decides the answer changed since it was stored (see the module documentation).
-pub fn interpreter(executable: &Path) -> Result<Interpreter> {
-    let key = interpreter_key(executable);
+///
+/// `choice` is the pyenv version that `executable` was chosen as, in a pyenv shim's place
+/// ([`crate::probe::pyenv`]): what chose it is part of the key.
+pub fn interpreter(
+    executable: &Path,
+    choice: Option<&crate::probe::pyenv::Choice>,
+) -> Result<Interpreter> {
+    let key = interpreter_key(executable, choice);
     if let Some(key) = &key {
         if let Some(hit) = load::<StoredInterpreter>("python", key) {
             if still_true(&hit.watched) {
@@ -243,7 +252,7 @@ pub fn interpreter(executable: &Path) -> Result<Interpreter> {
     let answer = crate::probe::python::probe_interpreter(executable)?;
     // The key's files (pyenv's version files) read again: one changed while the probe ran
     // would file this answer under the other key.
-    let key = key.filter(|k| interpreter_key(executable).as_ref() == Some(k));
+    let key = key.filter(|k| interpreter_key(executable, choice).as_ref() == Some(k));
     if let Some(key) = key {
         if let Some(watched) = interpreter_watched(executable, &answer) {
             let settled = watched
@@ -290,9 +299,19 @@ fn resolve(executable: &Path) -> Option<(PathBuf, PathBuf)> {
 
 /// The key of an interpreter's answer; `None` when it must not be cached (a wrapper script
 /// that is not a pyenv shim, something unreadable).
-fn interpreter_key(executable: &Path) -> Option<String> {
+fn interpreter_key(
+    executable: &Path,
+    choice: Option<&crate::probe::pyenv::Choice>,
+) -> Option<String> {
     let (given, canonical) = resolve(executable)?;
     let mut key = Key::new("python");
+    match choice {
+        Some(c) => {
+            key.field(b"pyenv-choice");
+            key.field(&c.key_bytes());
+        }
+        None => key.field(b"as given"),
+    }
     key.field(crate::probe::python::PROBE.as_bytes());
     key.path(executable);
     key.path(&given);
@@ -312,42 +331,12 @@ fn interpreter_key(executable: &Path) -> Option<String> {
         key.field(v);
     }
     key.var("HOME");
-    if is_script(&canonical)? {
-        let root = pyenv_root(&canonical)?;
+    if crate::probe::pyenv::is_script(&canonical)? {
+        let root = crate::probe::pyenv::shim_root(&canonical)?;
         key.field(b"pyenv-shim");
         pyenv_key(&mut key, &root)?;
     }
     Some(key.finish())
-}
-
-/// Does the file start with `#!`? `None` when it cannot be read.
-fn is_script(path: &Path) -> Option<bool> {
-    use std::io::Read;
-    let mut head = [0u8; 2];
-    let mut f = std::fs::File::open(path).ok()?;
-    let n = f.read(&mut head).ok()?;
-    Some(n == 2 && &head == b"#!")
-}
-
-/// The `PYENV_ROOT` of a pyenv shim (`$PYENV_ROOT/shims/NAME`, a script that execs
-/// `$PYENV_ROOT/libexec/pyenv exec`); `None` for any other script.
-fn pyenv_root(shim: &Path) -> Option<PathBuf> {
-    let dir = shim.parent()?;
-    if dir.file_name()? != "shims" {
-        return None;
-    }
-    let text = crate::fs::read_bounded(shim, 64 << 10).ok()?;
-    let text = String::from_utf8(text).ok()?;
-    if !text.contains("pyenv\" exec") && !text.contains("pyenv exec") {
-        return None;
-    }
-    // The shim sets PYENV_ROOT itself: `export PYENV_ROOT="/home/me/.pyenv"`.
-    let root = text.lines().find_map(|l| {
-        let v = l.trim().strip_prefix("export PYENV_ROOT=")?;
-        Some(PathBuf::from(v.trim_matches('"').trim_matches('\'')))
-    });
-    root.filter(|r| r.is_absolute())
-        .or_else(|| dir.parent().map(Path::to_path_buf))
 }
 
 /// Everything pyenv reads to choose a version (pyenv-version-name, pyenv-version-file): the
@@ -408,8 +397,8 @@ fn interpreter_watched(executable: &Path, answer: &Interpreter) -> Option<Vec<Wa
         paths.push(entry.clone());
         paths.extend(pth_files_and_targets(entry)?);
     }
-    if is_script(&canonical)? {
-        let root = pyenv_root(&canonical)?;
+    if crate::probe::pyenv::is_script(&canonical)? {
+        let root = crate::probe::pyenv::shim_root(&canonical)?;
         let versions = root.join("versions");
         paths.push(versions.clone());
         if let Ok(rd) = std::fs::read_dir(&versions) {
@@ -782,27 +771,5 @@ mod tests {
             pth_files_and_targets(&d.join("missing")).unwrap(),
             Vec::<PathBuf>::new()
         );
-    }
-
-    #[test]
-    fn only_pyenv_shims_among_scripts() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("pyenv");
-        std::fs::create_dir_all(root.join("shims")).unwrap();
-        let shim = root.join("shims/python3");
-        std::fs::write(
-            &shim,
-            format!(
-                "#!/usr/bin/env bash\nset -e\nexport PYENV_ROOT=\"{}\"\nexec \"{}/libexec/pyenv\" exec \"$program\" \"$@\"\n",
-                root.display(),
-                root.display()
-            ),
-        )
-        .unwrap();
-        assert_eq!(is_script(&shim), Some(true));
-        assert_eq!(pyenv_root(&shim), Some(root.clone()));
-        let other = dir.path().join("python3");
-        std::fs::write(&other, "#!/bin/sh\nexec /usr/bin/python3 \"$@\"\n").unwrap();
-        assert_eq!(pyenv_root(&other), None);
     }
 }

@@ -10,4 +10,5 @@ pub mod host;
 pub mod inputs;
 pub mod lockfiles;
 pub mod observe;
+pub mod pyenv;
 pub mod python;

@@ -28,7 +28,7 @@ pub use crate::model::python::{file_url_path, normalize_name, CondaPackage, Sour
 /// The interpreter as it describes itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interpreter {
-    /// The executable that was run.
+    /// The executable that was run (for a pyenv shim, the version's own executable).
     pub executable: PathBuf,
     /// `sys.implementation.name` (`cpython`).
     pub implementation: String,
@@ -69,6 +69,8 @@ pub struct Environment {
     pub torch: Option<TorchStack>,
     /// Problems that did not stop the capture (broken metadata, shadowed duplicates).
     pub warnings: Vec<String>,
+    /// Why a pyenv shim was run instead of the version it chooses (a refused version name).
+    pub choice_warnings: Vec<String>,
 }
 
 /// Where the interpreter was found, for messages.
@@ -671,9 +673,32 @@ pub fn torch_stack(sys_path: &[PathBuf]) -> Option<TorchStack> {
     Some(t)
 }
 
-/// Capture the environment of the interpreter at `executable`.
+/// Capture the environment of the interpreter at `executable`. A pyenv shim is not run: the
+/// version it would run is (see [`crate::probe::pyenv`]), unless cairn cannot tell which that
+/// is; then the shim runs, and [`Environment::choice_warnings`] says why.
 pub fn capture(executable: &Path) -> Result<Environment> {
-    let interpreter = crate::probe::cache::interpreter(executable)?;
+    use crate::probe::pyenv::{self, Shim};
+    let mut choice_warnings = Vec::new();
+    let interpreter = match pyenv::resolve(executable) {
+        Shim::Resolved(choice) => {
+            crate::probe::cache::interpreter(&choice.executable, Some(&choice))?
+        }
+        Shim::Refused(why) => match crate::probe::cache::interpreter(executable, None) {
+            Ok(i) => {
+                choice_warnings.push(why);
+                i
+            }
+            // The reason the shim ran belongs with its failure.
+            Err(Error::InterpreterFailed { path, detail }) => {
+                return Err(Error::InterpreterFailed {
+                    path,
+                    detail: format!("{detail} ({why})"),
+                })
+            }
+            Err(e) => return Err(e),
+        },
+        Shim::No => crate::probe::cache::interpreter(executable, None)?,
+    };
     let (packages, mut warnings) = crate::probe::cache::scan(&interpreter.sys_path);
     let conda = conda_packages(Path::new(&interpreter.prefix), &mut warnings);
     let torch = torch_stack(&interpreter.sys_path);
@@ -683,6 +708,7 @@ pub fn capture(executable: &Path) -> Result<Environment> {
         conda,
         torch,
         warnings,
+        choice_warnings,
     })
 }
 
