@@ -50,7 +50,7 @@ use crate::model::lockfile::PyPackage;
 use crate::probe::python::{Interpreter, Package, Source};
 
 /// Bumped when the shape of an entry or the meaning of a key changes.
-const FORMAT: &str = "cairn-probe-cache-1";
+const FORMAT: &str = "cairn-probe-cache-2";
 
 /// The most cairn reads of one entry.
 const MAX_ENTRY_BYTES: u64 = 16 << 20;
@@ -65,7 +65,9 @@ pub fn dir() -> Option<PathBuf> {
 
 /// What `stat` says about a path: enough to notice any change of a file or of a directory's
 /// list of entries (the mtime and ctime of a directory move when an entry is added or removed).
+/// Stored as a plain array of its eight numbers: an entry holds hundreds of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StampArray", into = "StampArray")]
 struct Stamp {
     dev: u64,
     ino: u64,
@@ -75,7 +77,44 @@ struct Stamp {
     ctime: (i64, i64),
 }
 
+/// [`Stamp`] as stored: device, inode, mode, size, mtime (s, ns), ctime (s, ns).
+type StampArray = (u64, u64, u32, u64, i64, i64, i64, i64);
+
+impl From<StampArray> for Stamp {
+    fn from(a: StampArray) -> Stamp {
+        Stamp {
+            dev: a.0,
+            ino: a.1,
+            mode: a.2,
+            size: a.3,
+            mtime: (a.4, a.5),
+            ctime: (a.6, a.7),
+        }
+    }
+}
+
+impl From<Stamp> for StampArray {
+    fn from(s: Stamp) -> StampArray {
+        (
+            s.dev, s.ino, s.mode, s.size, s.mtime.0, s.mtime.1, s.ctime.0, s.ctime.1,
+        )
+    }
+}
+
 impl Stamp {
+    /// From `statx` (the device as major and minor, in this cache's own encoding: a stamp is
+    /// only ever compared with one taken the same way).
+    fn of_statx(x: &rustix::fs::Statx) -> Stamp {
+        Stamp {
+            dev: (u64::from(x.stx_dev_major) << 32) | u64::from(x.stx_dev_minor),
+            ino: x.stx_ino,
+            mode: u32::from(x.stx_mode),
+            size: x.stx_size,
+            mtime: (x.stx_mtime.tv_sec, i64::from(x.stx_mtime.tv_nsec)),
+            ctime: (x.stx_ctime.tv_sec, i64::from(x.stx_ctime.tv_nsec)),
+        }
+    }
+
     fn of(m: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         Stamp {
@@ -486,7 +525,96 @@ enum StoredSource {
 struct StoredScan {
     packages: Vec<StoredPackage>,
     warnings: Vec<String>,
-    watched: Vec<Watched>,
+    watched: Vec<WatchedDir>,
+}
+
+/// A `sys.path` directory and paths below it (`NAME.dist-info`, `NAME.dist-info/METADATA`),
+/// with their stamps: one open directory and a `statx` relative to it for each, instead of
+/// the whole path resolved again for each of hundreds of files.
+#[derive(Serialize, Deserialize)]
+struct WatchedDir {
+    dir: PathBuf,
+    stamp: Option<Stamp>,
+    below: Vec<(PathBuf, Option<Stamp>)>,
+}
+
+/// The stamp of `rel` below the open directory `dir` (`""`: the directory itself), following
+/// symlinks; `None` when it does not exist.
+fn stamp_at(dir: &rustix::fd::OwnedFd, rel: &Path) -> std::io::Result<Option<Stamp>> {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let flags = if rel.as_os_str().is_empty() {
+        AtFlags::EMPTY_PATH
+    } else {
+        AtFlags::empty()
+    };
+    match rustix::fs::statx(dir, rel, flags, StatxFlags::BASIC_STATS) {
+        Ok(x) => Ok(Some(Stamp::of_statx(&x))),
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Open a directory to stamp below it; `Ok(None)` when it does not exist (or is no directory).
+fn open_dir(dir: &Path) -> std::io::Result<Option<rustix::fd::OwnedFd>> {
+    use rustix::fs::{Mode, OFlags, CWD};
+    match rustix::fs::openat(
+        CWD,
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl WatchedDir {
+    /// Stamp `dir` and `below` now, each path with whether to keep it when it is absent (an
+    /// absent file is left out: its directory's stamp covers its coming); `None` when one
+    /// cannot be stamped.
+    fn now(dir: &Path, below: Vec<(PathBuf, bool)>) -> Option<WatchedDir> {
+        let Some(fd) = open_dir(dir).ok()? else {
+            return Some(WatchedDir {
+                dir: dir.to_path_buf(),
+                stamp: None,
+                below: Vec::new(),
+            });
+        };
+        let stamp = stamp_at(&fd, Path::new("")).ok()?;
+        let mut out = Vec::new();
+        for (rel, keep_absent) in below {
+            let s = stamp_at(&fd, &rel).ok()?;
+            if s.is_some() || keep_absent {
+                out.push((rel, s));
+            }
+        }
+        Some(WatchedDir {
+            dir: dir.to_path_buf(),
+            stamp,
+            below: out,
+        })
+    }
+
+    /// Is every stamp what it was?
+    fn still_true(&self) -> bool {
+        let fd = match open_dir(&self.dir) {
+            Ok(Some(fd)) => fd,
+            Ok(None) => return self.stamp.is_none(),
+            Err(_) => return false,
+        };
+        matches!(stamp_at(&fd, Path::new("")), Ok(s) if s == self.stamp)
+            && self
+                .below
+                .iter()
+                .all(|(rel, want)| matches!(stamp_at(&fd, rel), Ok(s) if s == *want))
+    }
+
+    fn settled(&self, since: SystemTime) -> bool {
+        std::iter::once(&self.stamp)
+            .chain(self.below.iter().map(|(_, s)| s))
+            .all(|s| s.is_none_or(|s| !s.racy(since)))
+    }
 }
 
 fn to_stored(p: &Package) -> StoredPackage {
@@ -561,7 +689,7 @@ pub fn scan(sys_path: &[PathBuf]) -> (Vec<Package>, Vec<String>) {
     }
     let key = key.finish();
     if let Some(hit) = load::<StoredScan>("packages", &key) {
-        if still_true(&hit.watched) {
+        if hit.watched.iter().all(WatchedDir::still_true) {
             let repos = crate::probe::python::RepoStates::default();
             let packages: Option<Vec<Package>> = hit
                 .packages
@@ -576,10 +704,7 @@ pub fn scan(sys_path: &[PathBuf]) -> (Vec<Package>, Vec<String>) {
     let started = SystemTime::now();
     let (packages, warnings) = crate::probe::python::scan(sys_path);
     if let Some(watched) = scan_watched(sys_path) {
-        if watched
-            .iter()
-            .all(|w| w.stamp.is_none_or(|s| !s.racy(started)))
-        {
+        if watched.iter().all(|w| w.settled(started)) {
             store(
                 "packages",
                 &key,
@@ -606,51 +731,36 @@ const METADATA_FILES: &[&str] = &[
 
 /// Every `sys.path` directory, every metadata entry in it and every metadata file the scan
 /// reads there that exists, stamped now. `None` when one cannot be stamped.
-fn scan_watched(sys_path: &[PathBuf]) -> Option<Vec<Watched>> {
-    let mut paths = Vec::new();
-    let mut files = Vec::new();
+fn scan_watched(sys_path: &[PathBuf]) -> Option<Vec<WatchedDir>> {
+    let mut out = Vec::new();
     for dir in sys_path {
-        paths.push(dir.clone());
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for e in rd.filter_map(|e| e.ok()) {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            let entry = e.path();
-            let meta = if name.ends_with(".dist-info") || name.ends_with(".egg-info") {
-                entry.clone()
-            } else if name.ends_with(".egg") {
-                entry.join("EGG-INFO")
-            } else {
-                continue;
-            };
-            paths.push(entry);
-            paths.push(meta.clone());
-            // Only the files there: one that appears or goes changes its directory's stamp.
-            for f in METADATA_FILES {
-                files.push(meta.join(f));
+        let mut below = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.filter_map(|e| e.ok()) {
+                let name = PathBuf::from(e.file_name());
+                let text = name.to_string_lossy();
+                let meta = if text.ends_with(".dist-info") || text.ends_with(".egg-info") {
+                    name.clone()
+                } else if text.ends_with(".egg") {
+                    name.join("EGG-INFO")
+                } else {
+                    continue;
+                };
+                below.push((name.clone(), true));
+                if meta != name {
+                    below.push((meta.clone(), true));
+                }
+                // Only the files there: one that appears or goes changes its directory's stamp.
+                for f in METADATA_FILES {
+                    below.push((meta.join(f), false));
+                }
             }
         }
+        below.sort();
+        below.dedup();
+        out.push(WatchedDir::now(dir, below)?);
     }
-    paths.sort();
-    paths.dedup();
-    let mut watched: Vec<Watched> = paths
-        .into_iter()
-        .map(|path| {
-            let stamp = stamp(&path).ok()?;
-            Some(Watched { path, stamp })
-        })
-        .collect::<Option<_>>()?;
-    for path in files {
-        if let Some(stamp) = stamp(&path).ok()? {
-            watched.push(Watched {
-                path,
-                stamp: Some(stamp),
-            });
-        }
-    }
-    Some(watched)
+    Some(out)
 }
 
 /// The boot id: a new one after every reboot.
