@@ -529,13 +529,37 @@ struct StoredScan {
 }
 
 /// A `sys.path` directory and paths below it (`NAME.dist-info`, `NAME.dist-info/METADATA`),
-/// with their stamps: one open directory and a `statx` relative to it for each, instead of
-/// the whole path resolved again for each of hundreds of files.
+/// with one digest of all their stamps: checking takes one open of the directory and a `statx`
+/// relative to it for each path (not the whole path resolved again for each of hundreds of
+/// files), and reading the entry parses no stamps.
 #[derive(Serialize, Deserialize)]
 struct WatchedDir {
     dir: PathBuf,
-    stamp: Option<Stamp>,
-    below: Vec<(PathBuf, Option<Stamp>)>,
+    below: Vec<PathBuf>,
+    stamps: String,
+}
+
+/// The digest of a list of stamps (absent ones included).
+fn stamps_digest(stamps: &[Option<Stamp>]) -> String {
+    let mut h = blake3::Hasher::new();
+    for s in stamps {
+        match s {
+            Some(s) => {
+                let (dev, ino, mode, size, ms, mns, cs, cns) = StampArray::from(*s);
+                h.update(&[1]);
+                for n in [dev, ino, u64::from(mode), size] {
+                    h.update(&n.to_le_bytes());
+                }
+                for n in [ms, mns, cs, cns] {
+                    h.update(&n.to_le_bytes());
+                }
+            }
+            None => {
+                h.update(&[0]);
+            }
+        }
+    }
+    h.finalize().to_hex().to_string()
 }
 
 /// The stamp of `rel` below the open directory `dir` (`""`: the directory itself), following
@@ -570,50 +594,52 @@ fn open_dir(dir: &Path) -> std::io::Result<Option<rustix::fd::OwnedFd>> {
 }
 
 impl WatchedDir {
-    /// Stamp `dir` and `below` now, each path with whether to keep it when it is absent (an
-    /// absent file is left out: its directory's stamp covers its coming); `None` when one
-    /// cannot be stamped.
-    fn now(dir: &Path, below: Vec<(PathBuf, bool)>) -> Option<WatchedDir> {
+    /// The stamps of the directory and of `below` now, the directory's first; `None` when one
+    /// cannot be taken.
+    fn stamps(dir: &Path, below: &[PathBuf]) -> Option<Vec<Option<Stamp>>> {
         let Some(fd) = open_dir(dir).ok()? else {
-            return Some(WatchedDir {
-                dir: dir.to_path_buf(),
-                stamp: None,
-                below: Vec::new(),
-            });
+            return Some(vec![None; below.len() + 1]);
         };
-        let stamp = stamp_at(&fd, Path::new("")).ok()?;
-        let mut out = Vec::new();
-        for (rel, keep_absent) in below {
-            let s = stamp_at(&fd, &rel).ok()?;
-            if s.is_some() || keep_absent {
-                out.push((rel, s));
+        let mut out = Vec::with_capacity(below.len() + 1);
+        out.push(stamp_at(&fd, Path::new("")).ok()?);
+        for rel in below {
+            out.push(stamp_at(&fd, rel).ok()?);
+        }
+        Some(out)
+    }
+
+    /// Stamp `dir` and `below` now, each path with whether to keep it when it is absent (an
+    /// absent file is left out: its directory's stamp covers its coming). `None` when one
+    /// cannot be stamped, or when one changed at or after `since` (it may have changed while
+    /// the scan read it).
+    fn settled_now(
+        dir: &Path,
+        below: Vec<(PathBuf, bool)>,
+        since: SystemTime,
+    ) -> Option<WatchedDir> {
+        let paths: Vec<PathBuf> = below.iter().map(|(p, _)| p.clone()).collect();
+        let stamps = WatchedDir::stamps(dir, &paths)?;
+        if stamps.iter().any(|s| s.is_some_and(|s| s.racy(since))) {
+            return None;
+        }
+        let mut kept_paths = Vec::new();
+        let mut kept = vec![stamps[0]];
+        for ((path, keep_absent), stamp) in below.into_iter().zip(&stamps[1..]) {
+            if stamp.is_some() || keep_absent {
+                kept_paths.push(path);
+                kept.push(*stamp);
             }
         }
         Some(WatchedDir {
             dir: dir.to_path_buf(),
-            stamp,
-            below: out,
+            below: kept_paths,
+            stamps: stamps_digest(&kept),
         })
     }
 
     /// Is every stamp what it was?
     fn still_true(&self) -> bool {
-        let fd = match open_dir(&self.dir) {
-            Ok(Some(fd)) => fd,
-            Ok(None) => return self.stamp.is_none(),
-            Err(_) => return false,
-        };
-        matches!(stamp_at(&fd, Path::new("")), Ok(s) if s == self.stamp)
-            && self
-                .below
-                .iter()
-                .all(|(rel, want)| matches!(stamp_at(&fd, rel), Ok(s) if s == *want))
-    }
-
-    fn settled(&self, since: SystemTime) -> bool {
-        std::iter::once(&self.stamp)
-            .chain(self.below.iter().map(|(_, s)| s))
-            .all(|s| s.is_none_or(|s| !s.racy(since)))
+        WatchedDir::stamps(&self.dir, &self.below).is_some_and(|s| stamps_digest(&s) == self.stamps)
     }
 }
 
@@ -703,18 +729,16 @@ pub fn scan(sys_path: &[PathBuf]) -> (Vec<Package>, Vec<String>) {
     }
     let started = SystemTime::now();
     let (packages, warnings) = crate::probe::python::scan(sys_path);
-    if let Some(watched) = scan_watched(sys_path) {
-        if watched.iter().all(|w| w.settled(started)) {
-            store(
-                "packages",
-                &key,
-                &StoredScan {
-                    packages: packages.iter().map(to_stored).collect(),
-                    warnings: warnings.clone(),
-                    watched,
-                },
-            );
-        }
+    if let Some(watched) = scan_watched(sys_path, started) {
+        store(
+            "packages",
+            &key,
+            &StoredScan {
+                packages: packages.iter().map(to_stored).collect(),
+                warnings: warnings.clone(),
+                watched,
+            },
+        );
     }
     (packages, warnings)
 }
@@ -730,8 +754,9 @@ const METADATA_FILES: &[&str] = &[
 ];
 
 /// Every `sys.path` directory, every metadata entry in it and every metadata file the scan
-/// reads there that exists, stamped now. `None` when one cannot be stamped.
-fn scan_watched(sys_path: &[PathBuf]) -> Option<Vec<WatchedDir>> {
+/// reads there that exists, stamped now. `None` when one cannot be stamped or changed at or
+/// after `since`.
+fn scan_watched(sys_path: &[PathBuf], since: SystemTime) -> Option<Vec<WatchedDir>> {
     let mut out = Vec::new();
     for dir in sys_path {
         let mut below = Vec::new();
@@ -758,7 +783,7 @@ fn scan_watched(sys_path: &[PathBuf]) -> Option<Vec<WatchedDir>> {
         }
         below.sort();
         below.dedup();
-        out.push(WatchedDir::now(dir, below)?);
+        out.push(WatchedDir::settled_now(dir, below, since)?);
     }
     Some(out)
 }
