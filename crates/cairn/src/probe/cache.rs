@@ -26,8 +26,10 @@
 //! * **Packages** ([`scan`]): the distributions found on a `sys.path`, keyed on that list and
 //!   checked against the stamp of every `sys.path` directory, every metadata entry in them and
 //!   every metadata file the scan reads (`METADATA`, `PKG-INFO`, `RECORD`, `WHEEL`, `INSTALLER`,
-//!   `direct_url.json`). The code state of a package installed from a local directory (its
-//!   repository's commit and uncommitted change) is not stored: it is read again every time.
+//!   `direct_url.json`), kept as one digest of their stamps per `sys.path` directory and taken
+//!   relative to that directory once it is open. The code state of a package installed from a
+//!   local directory (its repository's commit and uncommitted change) is not stored: it is read
+//!   again every time.
 //! * **Host** ([`host_output`]): the output of `getconf` or `nvidia-smi` with some arguments,
 //!   keyed on the program's resolved path and stat identity, the boot id (a reboot may change
 //!   the driver or the GPUs) and, for `nvidia-smi`, the loaded driver's version file.
@@ -541,25 +543,24 @@ struct WatchedDir {
 
 /// The digest of a list of stamps (absent ones included).
 fn stamps_digest(stamps: &[Option<Stamp>]) -> String {
-    let mut h = blake3::Hasher::new();
+    // One buffer, hashed at once: hundreds of small updates cost more than the hashing.
+    let mut buf = Vec::with_capacity(stamps.len() * 61);
     for s in stamps {
         match s {
             Some(s) => {
                 let (dev, ino, mode, size, ms, mns, cs, cns) = StampArray::from(*s);
-                h.update(&[1]);
+                buf.push(1);
                 for n in [dev, ino, u64::from(mode), size] {
-                    h.update(&n.to_le_bytes());
+                    buf.extend_from_slice(&n.to_le_bytes());
                 }
                 for n in [ms, mns, cs, cns] {
-                    h.update(&n.to_le_bytes());
+                    buf.extend_from_slice(&n.to_le_bytes());
                 }
             }
-            None => {
-                h.update(&[0]);
-            }
+            None => buf.push(0),
         }
     }
-    h.finalize().to_hex().to_string()
+    blake3::hash(&buf).to_hex().to_string()
 }
 
 /// The stamp of `rel` below the open directory `dir` (`""`: the directory itself), following
