@@ -872,6 +872,48 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_digest_sees_an_edit_in_place_and_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let meta = d.join("x-1.dist-info");
+        std::fs::create_dir(&meta).unwrap();
+        // Fixed mtimes, so that no change hides in one tick of the file system's clock.
+        let at = |p: &Path, secs: u64| {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            std::fs::File::open(p).unwrap().set_modified(t).unwrap();
+        };
+        std::fs::write(meta.join("METADATA"), "Name: x\nVersion: 1\n").unwrap();
+        at(&meta.join("METADATA"), 1_000_000_000);
+        at(&meta, 1_000_000_000);
+        let below = vec![
+            (PathBuf::from("x-1.dist-info"), true),
+            (PathBuf::from("x-1.dist-info/METADATA"), false),
+            (PathBuf::from("x-1.dist-info/RECORD"), false),
+        ];
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let w = WatchedDir::settled_now(d, below.clone(), later).unwrap();
+        assert_eq!(w.below.len(), 2, "an absent file is left out");
+        assert!(w.still_true());
+        // Edited in place, the same size: only the file's own stamp moves.
+        std::fs::write(meta.join("METADATA"), "Name: x\nVersion: 2\n").unwrap();
+        at(&meta.join("METADATA"), 1_000_000_001);
+        assert!(!w.still_true());
+        let w = WatchedDir::settled_now(d, below.clone(), later).unwrap();
+        assert!(w.still_true());
+        // A file that was absent appears: its directory moves.
+        std::fs::write(meta.join("RECORD"), "").unwrap();
+        assert!(!w.still_true());
+        // Something changed within a moment of the scan: nothing to store.
+        assert!(
+            WatchedDir::settled_now(d, below, SystemTime::now() - Duration::from_secs(60))
+                .is_none()
+        );
+        // A sys.path directory that is gone, and one that never was.
+        let gone = WatchedDir::settled_now(&d.join("missing"), Vec::new(), later).unwrap();
+        assert!(gone.still_true());
+    }
+
+    #[test]
     fn keys_separate_their_fields() {
         let mut a = Key::new("t");
         a.field(b"ab");
