@@ -97,6 +97,7 @@ pub enum Origin {
 /// Every source is the user's: a command-line flag, the user's environment, or a file the user
 /// trusted. Relative entries of `PATH` (an empty entry or `.`, which mean the current directory,
 /// often a stranger's checkout) are skipped, as are relative `$VIRTUAL_ENV` and `$CONDA_PREFIX`.
+/// A pyenv shim found here is resolved to the version it would run by [`capture`].
 pub fn find_interpreter(option: Option<&Path>, config: Option<&Path>) -> Option<(PathBuf, Origin)> {
     if let Some(p) = option {
         return Some((p.to_path_buf(), Origin::Option));
