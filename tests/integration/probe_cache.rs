@@ -264,8 +264,8 @@ fn every_change_of_the_environment_shows_up_in_the_next_verify() {
 
 /// A pyenv-style installation of the test's own: `shims/python3` runs `libexec/pyenv exec`,
 /// which picks the version from `PYENV_VERSION`, a `.python-version` up the tree, or the
-/// global `version` file, as pyenv does. Each version is a venv the test made (pyenv-virtualenv
-/// links `versions/NAME` to the environment in the same way).
+/// global `version` file, as pyenv does, and counts its runs in `runs`. Each version is a venv
+/// the test made (pyenv-virtualenv links `versions/NAME` to the environment in the same way).
 struct FakePyenv {
     root: PathBuf,
 }
@@ -288,6 +288,7 @@ impl FakePyenv {
             &pyenv,
             r#"#!/bin/sh
 # pyenv exec PROGRAM ARGS..., choosing the version as pyenv does.
+echo run >> "$PYENV_ROOT/runs"
 [ "$1" = exec ] || exit 2
 shift
 program="$1"; shift
@@ -322,6 +323,22 @@ exec "$PYENV_ROOT/versions/$version/bin/$program" "$@"
 
     fn set_global(&self, version: &str) {
         std::fs::write(self.root.join("version"), format!("{version}\n")).unwrap();
+    }
+
+    /// How many times the shim ran `pyenv exec`.
+    fn runs(&self) -> usize {
+        std::fs::read_to_string(self.root.join("runs"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// `PATH` with the shims first.
+    fn path(&self) -> String {
+        format!(
+            "{}:{}",
+            self.root.join("shims").display(),
+            std::env::var("PATH").unwrap()
+        )
     }
 }
 
@@ -389,18 +406,185 @@ fn switching_the_pyenv_version_shows_up_in_the_next_verify() {
     assert!(f.contains_key("only-in-b"), "PYENV_VERSION not seen: {f:?}");
     assert_eq!(findings(None), BTreeMap::new());
 
-    // A `.python-version` up the tree from where the shim runs.
-    std::fs::write(tmp.join(".python-version"), "b\n").unwrap();
+    // The project's `.python-version`, as pyenv reads it where the user types `python`.
+    r.write(".python-version", "b\n");
     let f = findings(None);
     assert!(
         f.contains_key("only-in-b"),
         ".python-version not seen: {f:?}"
     );
-    std::fs::remove_file(tmp.join(".python-version")).unwrap();
+    std::fs::remove_file(r.join(".python-version")).unwrap();
+    assert_eq!(findings(None), BTreeMap::new());
+    // One under the temporary directory, where the probe runs, is not pyenv's choice for the
+    // project (it was while the shim ran there).
+    std::fs::write(tmp.join(".python-version"), "b\n").unwrap();
     assert_eq!(findings(None), BTreeMap::new());
     // One answer per set of pyenv's inputs (global a, global b, PYENV_VERSION=b,
     // .python-version b); going back to global a found the first one again.
     assert_eq!(cached_answers(&r).len(), 4);
+    // And the shim itself never ran: cairn chose the version as pyenv would.
+    assert_eq!(pyenv.runs(), 0);
+}
+
+/// The environment findings and the notes of `verify --format json`, and the stderr of
+/// `lock`, with Python from `pyenv`'s shim and `extra` variables.
+fn pyenv_run(
+    r: &Repo,
+    pyenv: &FakePyenv,
+    extra: &[(&str, &str)],
+    args: &[&str],
+) -> crate::util::Run {
+    let mut cmd = r.cmd();
+    cmd.env("PATH", pyenv.path())
+        .envs(extra.iter().copied())
+        .args(args);
+    crate::util::Run::from(cmd.output().unwrap())
+}
+
+#[test]
+fn a_pyenv_version_that_is_no_installed_version_is_refused() {
+    let (a, b) = (Venv::new(), Venv::new());
+    fake_distribution(&a.site_packages(), "only-in-a", "1.0");
+    fake_distribution(&b.site_packages(), "only-in-b", "1.0");
+    let work = tempfile::tempdir().unwrap();
+    let pyenv = FakePyenv::new(work.path(), &[("a", &a), ("b", &b)]);
+    pyenv.set_global("a");
+    // What a name would reach if it were taken as a path: a program that leaves a mark.
+    let marker = work.path().join("MARKER");
+    let evil = work.path().join("evil/bin");
+    std::fs::create_dir_all(&evil).unwrap();
+    std::fs::write(
+        evil.join("python3"),
+        format!("#!/bin/sh\ntouch '{}'\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    let mut perm = std::fs::metadata(evil.join("python3"))
+        .unwrap()
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(evil.join("python3"), perm).unwrap();
+    let evil_abs = work.path().join("evil").display().to_string();
+
+    let r = Repo::new();
+    r.write("train.py", "print('hi')\n");
+    r.write(".gitignore", ".python-version\n");
+    r.commit_all("initial");
+    pyenv_run(&r, &pyenv, &[], &["lock"]).expect(0);
+    assert!(r.read("cairn.lock").contains("only-in-a"));
+    assert_eq!(pyenv.runs(), 0);
+
+    let names = [
+        ("../../evil", "is not a version name"),
+        ("a/../../../evil", "is not a version name"),
+        (evil_abs.as_str(), "is not a version name"),
+        ("..", "is not a version name"),
+        ("a\u{1b}[2J", "is not a version name"),
+        ("9.9.9", "is not installed"),
+        ("3", "is not installed"),
+    ];
+    // From the repository's file; and from the user's variable, which the shim then follows
+    // (this one leads to `a` again).
+    let cases = names.iter().map(|&(name, why)| (name, why, true)).chain([(
+        "./a",
+        "is not a version name",
+        false,
+    )]);
+    for (name, why, from_file) in cases {
+        let extra = if from_file {
+            r.write(
+                ".python-version",
+                format!("# chosen by the project\n{name}\n"),
+            );
+            vec![]
+        } else {
+            vec![("PYENV_VERSION", name)]
+        };
+        let before = pyenv.runs();
+        let out = pyenv_run(&r, &pyenv, &extra, &["verify", "--format", "json"]).expect(0);
+        let notes = out.json()["notes"].to_string();
+        assert!(notes.contains(why), "{name:?}: {notes}");
+        assert!(notes.contains("runs the pyenv shim"), "{name:?}: {notes}");
+        assert!(!notes.contains('\u{1b}'), "{name:?}: {notes}");
+        // The shim ran instead, in a directory of its own: the global version, the lock's.
+        assert_eq!(pyenv.runs(), before + 1, "{name:?}");
+        let out = pyenv_run(&r, &pyenv, &extra, &["lock"]).expect(0);
+        out.stderr_has(why);
+        let lock = r.read("cairn.lock");
+        assert!(
+            lock.contains("only-in-a") && !lock.contains("only-in-b"),
+            "{name:?}: {lock}"
+        );
+        if from_file {
+            std::fs::remove_file(r.join(".python-version")).unwrap();
+        }
+    }
+    assert!(!marker.exists(), "a version name reached a program");
+
+    // A `.python-version` that is a link is not read (the shim runs); a FIFO is not a file, as
+    // for pyenv, and is passed over without being opened: the global version chooses.
+    std::os::unix::fs::symlink(work.path().join("elsewhere"), r.join(".python-version")).unwrap();
+    std::fs::write(work.path().join("elsewhere"), "b\n").unwrap();
+    let before = pyenv.runs();
+    let out = pyenv_run(&r, &pyenv, &[], &["verify", "--format", "json"]).expect(0);
+    let notes = out.json()["notes"].to_string();
+    assert!(
+        notes.contains("cannot read the pyenv version file"),
+        "{notes}"
+    );
+    assert_eq!(pyenv.runs(), before + 1);
+    std::fs::remove_file(r.join(".python-version")).unwrap();
+    let out = command("mkfifo")
+        .arg(r.join(".python-version"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = pyenv_run(&r, &pyenv, &[], &["verify", "--format", "json"]).expect(0);
+    assert_eq!(out.json()["notes"], serde_json::json!([]));
+    assert_eq!(pyenv.runs(), before + 1);
+    std::fs::remove_file(r.join(".python-version")).unwrap();
+
+    // An installed name, `python-` spelled, and a list whose first name lacks the program: chosen
+    // without the shim.
+    std::fs::create_dir_all(pyenv.root.join("versions/c/bin")).unwrap();
+    let runs = pyenv.runs();
+    for version in ["b", "python-b", "c:b"] {
+        let out = pyenv_run(
+            &r,
+            &pyenv,
+            &[("PYENV_VERSION", version)],
+            &["verify", "--format", "json"],
+        );
+        assert!(
+            out.stdout.contains("only-in-b"),
+            "{version}: {}",
+            out.stdout
+        );
+        assert_eq!(out.json()["notes"], serde_json::json!([]), "{version}");
+    }
+    assert_eq!(pyenv.runs(), runs);
+}
+
+#[test]
+fn pyenv_system_is_the_next_python_on_path() {
+    let (a, sys) = (Venv::new(), Venv::new());
+    fake_distribution(&a.site_packages(), "only-in-a", "1.0");
+    fake_distribution(&sys.site_packages(), "only-in-system", "1.0");
+    let work = tempfile::tempdir().unwrap();
+    let pyenv = FakePyenv::new(work.path(), &[("a", &a)]);
+    pyenv.set_global("system");
+    let r = Repo::new();
+    r.write("train.py", "print('hi')\n");
+    r.commit_all("initial");
+    let path = format!(
+        "{}:{}:/usr/bin:/bin",
+        pyenv.root.join("shims").display(),
+        sys.dir.path().join("venv/bin").display()
+    );
+    let mut cmd = r.cmd();
+    cmd.env("PATH", &path).arg("lock");
+    crate::util::Run::from(cmd.output().unwrap()).expect(0);
+    assert!(r.read("cairn.lock").contains("only-in-system"));
+    assert_eq!(pyenv.runs(), 0);
 }
 
 #[test]

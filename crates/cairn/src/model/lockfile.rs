@@ -421,7 +421,12 @@ impl Lock {
 
     /// Parse and validate lockfile text. `path` is only used in messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<Lock> {
-        read_version(text, path)?;
+        // A first line `version = N` of a version this cairn reads is all [`read_version`]
+        // would find (a second `version` is a syntax error of the full parse below): the
+        // separate parse of the whole text is needed only otherwise.
+        if !leading_version(text).is_some_and(|n| (1..=VERSION).contains(&n)) {
+            read_version(text, path)?;
+        }
         let wire: wire::Lock = toml::from_str(text).map_err(|e| Error::LockSyntax {
             path: path.to_path_buf(),
             source: crate::error::TomlSyntax::new(text, &e),

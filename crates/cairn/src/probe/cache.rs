@@ -11,8 +11,11 @@
 //! An entry is found by a key and then checked against the things that could change its answer:
 //!
 //! * **Interpreter** ([`interpreter`]): the key holds the executable as given and as resolved,
-//!   every `PYTHON*` variable, `HOME`, the probe script itself and, for a pyenv shim, every input
-//!   of pyenv's version choice (`PYENV_VERSION`, `PYENV_DIR`, `PATH`, the `.python-version` files
+//!   every `PYTHON*` variable, `HOME`, the probe script itself and, for a pyenv version chosen
+//!   in a shim's place ([`crate::probe::pyenv`]), what chose it (the version's name,
+//!   `PYENV_VERSION`, the path and bytes of the `.python-version` or global version file). A
+//!   shim that is run after all (cairn refused to choose for it) is keyed on every input of
+//!   pyenv's version choice (`PYENV_VERSION`, `PYENV_DIR`, `PATH`, the `.python-version` files
 //!   up the tree from where the shim runs and from the current directory, the global version
 //!   file). The entry holds the answer and the stat identity (device, inode, mode, size, mtime,
 //!   ctime) of everything that decides `sys.path`: the resolved executable, each candidate
@@ -23,8 +26,10 @@
 //! * **Packages** ([`scan`]): the distributions found on a `sys.path`, keyed on that list and
 //!   checked against the stamp of every `sys.path` directory, every metadata entry in them and
 //!   every metadata file the scan reads (`METADATA`, `PKG-INFO`, `RECORD`, `WHEEL`, `INSTALLER`,
-//!   `direct_url.json`). The code state of a package installed from a local directory (its
-//!   repository's commit and uncommitted change) is not stored: it is read again every time.
+//!   `direct_url.json`), kept as one digest of their stamps per `sys.path` directory and taken
+//!   relative to that directory once it is open. The code state of a package installed from a
+//!   local directory (its repository's commit and uncommitted change) is not stored: it is read
+//!   again every time.
 //! * **Host** ([`host_output`]): the output of `getconf` or `nvidia-smi` with some arguments,
 //!   keyed on the program's resolved path and stat identity, the boot id (a reboot may change
 //!   the driver or the GPUs) and, for `nvidia-smi`, the loaded driver's version file.
@@ -47,7 +52,7 @@ use crate::model::lockfile::PyPackage;
 use crate::probe::python::{Interpreter, Package, Source};
 
 /// Bumped when the shape of an entry or the meaning of a key changes.
-const FORMAT: &str = "cairn-probe-cache-1";
+const FORMAT: &str = "cairn-probe-cache-2";
 
 /// The most cairn reads of one entry.
 const MAX_ENTRY_BYTES: u64 = 16 << 20;
@@ -62,7 +67,9 @@ pub fn dir() -> Option<PathBuf> {
 
 /// What `stat` says about a path: enough to notice any change of a file or of a directory's
 /// list of entries (the mtime and ctime of a directory move when an entry is added or removed).
+/// Stored as a plain array of its eight numbers: an entry holds hundreds of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StampArray", into = "StampArray")]
 struct Stamp {
     dev: u64,
     ino: u64,
@@ -72,7 +79,44 @@ struct Stamp {
     ctime: (i64, i64),
 }
 
+/// [`Stamp`] as stored: device, inode, mode, size, mtime (s, ns), ctime (s, ns).
+type StampArray = (u64, u64, u32, u64, i64, i64, i64, i64);
+
+impl From<StampArray> for Stamp {
+    fn from(a: StampArray) -> Stamp {
+        Stamp {
+            dev: a.0,
+            ino: a.1,
+            mode: a.2,
+            size: a.3,
+            mtime: (a.4, a.5),
+            ctime: (a.6, a.7),
+        }
+    }
+}
+
+impl From<Stamp> for StampArray {
+    fn from(s: Stamp) -> StampArray {
+        (
+            s.dev, s.ino, s.mode, s.size, s.mtime.0, s.mtime.1, s.ctime.0, s.ctime.1,
+        )
+    }
+}
+
 impl Stamp {
+    /// From `statx` (the device as major and minor, in this cache's own encoding: a stamp is
+    /// only ever compared with one taken the same way).
+    fn of_statx(x: &rustix::fs::Statx) -> Stamp {
+        Stamp {
+            dev: (u64::from(x.stx_dev_major) << 32) | u64::from(x.stx_dev_minor),
+            ino: x.stx_ino,
+            mode: u32::from(x.stx_mode),
+            size: x.stx_size,
+            mtime: (x.stx_mtime.tv_sec, i64::from(x.stx_mtime.tv_nsec)),
+            ctime: (x.stx_ctime.tv_sec, i64::from(x.stx_ctime.tv_nsec)),
+        }
+    }
+
     fn of(m: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         Stamp {
@@ -221,8 +265,14 @@ struct StoredInterpreter {
 
 /// [`crate::probe::python::probe_interpreter`], answered from the user's cache when nothing that
 /// decides the answer changed since it was stored (see the module documentation).
-pub fn interpreter(executable: &Path) -> Result<Interpreter> {
-    let key = interpreter_key(executable);
+///
+/// `choice` is the pyenv version that `executable` was chosen as, in a pyenv shim's place
+/// ([`crate::probe::pyenv`]): what chose it is part of the key.
+pub fn interpreter(
+    executable: &Path,
+    choice: Option<&crate::probe::pyenv::Choice>,
+) -> Result<Interpreter> {
+    let key = interpreter_key(executable, choice);
     if let Some(key) = &key {
         if let Some(hit) = load::<StoredInterpreter>("python", key) {
             if still_true(&hit.watched) {
@@ -243,7 +293,7 @@ pub fn interpreter(executable: &Path) -> Result<Interpreter> {
     let answer = crate::probe::python::probe_interpreter(executable)?;
     // The key's files (pyenv's version files) read again: one changed while the probe ran
     // would file this answer under the other key.
-    let key = key.filter(|k| interpreter_key(executable).as_ref() == Some(k));
+    let key = key.filter(|k| interpreter_key(executable, choice).as_ref() == Some(k));
     if let Some(key) = key {
         if let Some(watched) = interpreter_watched(executable, &answer) {
             let settled = watched
@@ -290,9 +340,19 @@ fn resolve(executable: &Path) -> Option<(PathBuf, PathBuf)> {
 
 /// The key of an interpreter's answer; `None` when it must not be cached (a wrapper script
 /// that is not a pyenv shim, something unreadable).
-fn interpreter_key(executable: &Path) -> Option<String> {
+fn interpreter_key(
+    executable: &Path,
+    choice: Option<&crate::probe::pyenv::Choice>,
+) -> Option<String> {
     let (given, canonical) = resolve(executable)?;
     let mut key = Key::new("python");
+    match choice {
+        Some(c) => {
+            key.field(b"pyenv-choice");
+            key.field(&c.key_bytes());
+        }
+        None => key.field(b"as given"),
+    }
     key.field(crate::probe::python::PROBE.as_bytes());
     key.path(executable);
     key.path(&given);
@@ -312,42 +372,12 @@ fn interpreter_key(executable: &Path) -> Option<String> {
         key.field(v);
     }
     key.var("HOME");
-    if is_script(&canonical)? {
-        let root = pyenv_root(&canonical)?;
+    if crate::probe::pyenv::is_script(&canonical)? {
+        let root = crate::probe::pyenv::shim_root(&canonical)?;
         key.field(b"pyenv-shim");
         pyenv_key(&mut key, &root)?;
     }
     Some(key.finish())
-}
-
-/// Does the file start with `#!`? `None` when it cannot be read.
-fn is_script(path: &Path) -> Option<bool> {
-    use std::io::Read;
-    let mut head = [0u8; 2];
-    let mut f = std::fs::File::open(path).ok()?;
-    let n = f.read(&mut head).ok()?;
-    Some(n == 2 && &head == b"#!")
-}
-
-/// The `PYENV_ROOT` of a pyenv shim (`$PYENV_ROOT/shims/NAME`, a script that execs
-/// `$PYENV_ROOT/libexec/pyenv exec`); `None` for any other script.
-fn pyenv_root(shim: &Path) -> Option<PathBuf> {
-    let dir = shim.parent()?;
-    if dir.file_name()? != "shims" {
-        return None;
-    }
-    let text = crate::fs::read_bounded(shim, 64 << 10).ok()?;
-    let text = String::from_utf8(text).ok()?;
-    if !text.contains("pyenv\" exec") && !text.contains("pyenv exec") {
-        return None;
-    }
-    // The shim sets PYENV_ROOT itself: `export PYENV_ROOT="/home/me/.pyenv"`.
-    let root = text.lines().find_map(|l| {
-        let v = l.trim().strip_prefix("export PYENV_ROOT=")?;
-        Some(PathBuf::from(v.trim_matches('"').trim_matches('\'')))
-    });
-    root.filter(|r| r.is_absolute())
-        .or_else(|| dir.parent().map(Path::to_path_buf))
 }
 
 /// Everything pyenv reads to choose a version (pyenv-version-name, pyenv-version-file): the
@@ -408,8 +438,8 @@ fn interpreter_watched(executable: &Path, answer: &Interpreter) -> Option<Vec<Wa
         paths.push(entry.clone());
         paths.extend(pth_files_and_targets(entry)?);
     }
-    if is_script(&canonical)? {
-        let root = pyenv_root(&canonical)?;
+    if crate::probe::pyenv::is_script(&canonical)? {
+        let root = crate::probe::pyenv::shim_root(&canonical)?;
         let versions = root.join("versions");
         paths.push(versions.clone());
         if let Ok(rd) = std::fs::read_dir(&versions) {
@@ -497,7 +527,121 @@ enum StoredSource {
 struct StoredScan {
     packages: Vec<StoredPackage>,
     warnings: Vec<String>,
-    watched: Vec<Watched>,
+    watched: Vec<WatchedDir>,
+}
+
+/// A `sys.path` directory and paths below it (`NAME.dist-info`, `NAME.dist-info/METADATA`),
+/// with one digest of all their stamps: checking takes one open of the directory and a `statx`
+/// relative to it for each path (not the whole path resolved again for each of hundreds of
+/// files), and reading the entry parses no stamps.
+#[derive(Serialize, Deserialize)]
+struct WatchedDir {
+    dir: PathBuf,
+    below: Vec<PathBuf>,
+    stamps: String,
+}
+
+/// The digest of a list of stamps (absent ones included).
+fn stamps_digest(stamps: &[Option<Stamp>]) -> String {
+    // One buffer, hashed at once: hundreds of small updates cost more than the hashing.
+    let mut buf = Vec::with_capacity(stamps.len() * 61);
+    for s in stamps {
+        match s {
+            Some(s) => {
+                let (dev, ino, mode, size, ms, mns, cs, cns) = StampArray::from(*s);
+                buf.push(1);
+                for n in [dev, ino, u64::from(mode), size] {
+                    buf.extend_from_slice(&n.to_le_bytes());
+                }
+                for n in [ms, mns, cs, cns] {
+                    buf.extend_from_slice(&n.to_le_bytes());
+                }
+            }
+            None => buf.push(0),
+        }
+    }
+    blake3::hash(&buf).to_hex().to_string()
+}
+
+/// The stamp of `rel` below the open directory `dir` (`""`: the directory itself), following
+/// symlinks; `None` when it does not exist.
+fn stamp_at(dir: &rustix::fd::OwnedFd, rel: &Path) -> std::io::Result<Option<Stamp>> {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let flags = if rel.as_os_str().is_empty() {
+        AtFlags::EMPTY_PATH
+    } else {
+        AtFlags::empty()
+    };
+    match rustix::fs::statx(dir, rel, flags, StatxFlags::BASIC_STATS) {
+        Ok(x) => Ok(Some(Stamp::of_statx(&x))),
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Open a directory to stamp below it; `Ok(None)` when it does not exist (or is no directory).
+fn open_dir(dir: &Path) -> std::io::Result<Option<rustix::fd::OwnedFd>> {
+    use rustix::fs::{Mode, OFlags, CWD};
+    match rustix::fs::openat(
+        CWD,
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl WatchedDir {
+    /// The stamps of the directory and of `below` now, the directory's first; `None` when one
+    /// cannot be taken.
+    fn stamps(dir: &Path, below: &[PathBuf]) -> Option<Vec<Option<Stamp>>> {
+        let Some(fd) = open_dir(dir).ok()? else {
+            return Some(vec![None; below.len() + 1]);
+        };
+        let mut out = Vec::with_capacity(below.len() + 1);
+        out.push(stamp_at(&fd, Path::new("")).ok()?);
+        for rel in below {
+            out.push(stamp_at(&fd, rel).ok()?);
+        }
+        Some(out)
+    }
+
+    /// Stamp `dir` and `below` now, each path with whether to keep it when it is absent (an
+    /// absent file is left out: its directory's stamp covers its coming). `None` when one
+    /// cannot be stamped, or when one changed at or after `since` (it may have changed while
+    /// the scan read it).
+    fn settled_now(
+        dir: &Path,
+        below: Vec<(PathBuf, bool)>,
+        since: SystemTime,
+    ) -> Option<WatchedDir> {
+        let paths: Vec<PathBuf> = below.iter().map(|(p, _)| p.clone()).collect();
+        let stamps = WatchedDir::stamps(dir, &paths)?;
+        if stamps.iter().any(|s| s.is_some_and(|s| s.racy(since))) {
+            return None;
+        }
+        let mut kept_paths = Vec::new();
+        let mut kept = vec![stamps[0]];
+        for ((path, keep_absent), stamp) in below.into_iter().zip(&stamps[1..]) {
+            if stamp.is_some() || keep_absent {
+                kept_paths.push(path);
+                kept.push(*stamp);
+            }
+        }
+        Some(WatchedDir {
+            dir: dir.to_path_buf(),
+            below: kept_paths,
+            stamps: stamps_digest(&kept),
+        })
+    }
+
+    /// Is every stamp what it was?
+    fn still_true(&self) -> bool {
+        WatchedDir::stamps(&self.dir, &self.below).is_some_and(|s| stamps_digest(&s) == self.stamps)
+    }
 }
 
 fn to_stored(p: &Package) -> StoredPackage {
@@ -572,7 +716,7 @@ pub fn scan(sys_path: &[PathBuf]) -> (Vec<Package>, Vec<String>) {
     }
     let key = key.finish();
     if let Some(hit) = load::<StoredScan>("packages", &key) {
-        if still_true(&hit.watched) {
+        if hit.watched.iter().all(WatchedDir::still_true) {
             let repos = crate::probe::python::RepoStates::default();
             let packages: Option<Vec<Package>> = hit
                 .packages
@@ -586,21 +730,16 @@ pub fn scan(sys_path: &[PathBuf]) -> (Vec<Package>, Vec<String>) {
     }
     let started = SystemTime::now();
     let (packages, warnings) = crate::probe::python::scan(sys_path);
-    if let Some(watched) = scan_watched(sys_path) {
-        if watched
-            .iter()
-            .all(|w| w.stamp.is_none_or(|s| !s.racy(started)))
-        {
-            store(
-                "packages",
-                &key,
-                &StoredScan {
-                    packages: packages.iter().map(to_stored).collect(),
-                    warnings: warnings.clone(),
-                    watched,
-                },
-            );
-        }
+    if let Some(watched) = scan_watched(sys_path, started) {
+        store(
+            "packages",
+            &key,
+            &StoredScan {
+                packages: packages.iter().map(to_stored).collect(),
+                warnings: warnings.clone(),
+                watched,
+            },
+        );
     }
     (packages, warnings)
 }
@@ -616,52 +755,38 @@ const METADATA_FILES: &[&str] = &[
 ];
 
 /// Every `sys.path` directory, every metadata entry in it and every metadata file the scan
-/// reads there that exists, stamped now. `None` when one cannot be stamped.
-fn scan_watched(sys_path: &[PathBuf]) -> Option<Vec<Watched>> {
-    let mut paths = Vec::new();
-    let mut files = Vec::new();
+/// reads there that exists, stamped now. `None` when one cannot be stamped or changed at or
+/// after `since`.
+fn scan_watched(sys_path: &[PathBuf], since: SystemTime) -> Option<Vec<WatchedDir>> {
+    let mut out = Vec::new();
     for dir in sys_path {
-        paths.push(dir.clone());
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for e in rd.filter_map(|e| e.ok()) {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            let entry = e.path();
-            let meta = if name.ends_with(".dist-info") || name.ends_with(".egg-info") {
-                entry.clone()
-            } else if name.ends_with(".egg") {
-                entry.join("EGG-INFO")
-            } else {
-                continue;
-            };
-            paths.push(entry);
-            paths.push(meta.clone());
-            // Only the files there: one that appears or goes changes its directory's stamp.
-            for f in METADATA_FILES {
-                files.push(meta.join(f));
+        let mut below = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.filter_map(|e| e.ok()) {
+                let name = PathBuf::from(e.file_name());
+                let text = name.to_string_lossy();
+                let meta = if text.ends_with(".dist-info") || text.ends_with(".egg-info") {
+                    name.clone()
+                } else if text.ends_with(".egg") {
+                    name.join("EGG-INFO")
+                } else {
+                    continue;
+                };
+                below.push((name.clone(), true));
+                if meta != name {
+                    below.push((meta.clone(), true));
+                }
+                // Only the files there: one that appears or goes changes its directory's stamp.
+                for f in METADATA_FILES {
+                    below.push((meta.join(f), false));
+                }
             }
         }
+        below.sort();
+        below.dedup();
+        out.push(WatchedDir::settled_now(dir, below, since)?);
     }
-    paths.sort();
-    paths.dedup();
-    let mut watched: Vec<Watched> = paths
-        .into_iter()
-        .map(|path| {
-            let stamp = stamp(&path).ok()?;
-            Some(Watched { path, stamp })
-        })
-        .collect::<Option<_>>()?;
-    for path in files {
-        if let Some(stamp) = stamp(&path).ok()? {
-            watched.push(Watched {
-                path,
-                stamp: Some(stamp),
-            });
-        }
-    }
-    Some(watched)
+    Some(out)
 }
 
 /// The boot id: a new one after every reboot.
@@ -747,6 +872,48 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_digest_sees_an_edit_in_place_and_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let meta = d.join("x-1.dist-info");
+        std::fs::create_dir(&meta).unwrap();
+        // Fixed mtimes, so that no change hides in one tick of the file system's clock.
+        let at = |p: &Path, secs: u64| {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            std::fs::File::open(p).unwrap().set_modified(t).unwrap();
+        };
+        std::fs::write(meta.join("METADATA"), "Name: x\nVersion: 1\n").unwrap();
+        at(&meta.join("METADATA"), 1_000_000_000);
+        at(&meta, 1_000_000_000);
+        let below = vec![
+            (PathBuf::from("x-1.dist-info"), true),
+            (PathBuf::from("x-1.dist-info/METADATA"), false),
+            (PathBuf::from("x-1.dist-info/RECORD"), false),
+        ];
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let w = WatchedDir::settled_now(d, below.clone(), later).unwrap();
+        assert_eq!(w.below.len(), 2, "an absent file is left out");
+        assert!(w.still_true());
+        // Edited in place, the same size: only the file's own stamp moves.
+        std::fs::write(meta.join("METADATA"), "Name: x\nVersion: 2\n").unwrap();
+        at(&meta.join("METADATA"), 1_000_000_001);
+        assert!(!w.still_true());
+        let w = WatchedDir::settled_now(d, below.clone(), later).unwrap();
+        assert!(w.still_true());
+        // A file that was absent appears: its directory moves.
+        std::fs::write(meta.join("RECORD"), "").unwrap();
+        assert!(!w.still_true());
+        // Something changed within a moment of the scan: nothing to store.
+        assert!(
+            WatchedDir::settled_now(d, below, SystemTime::now() - Duration::from_secs(60))
+                .is_none()
+        );
+        // A sys.path directory that is gone, and one that never was.
+        let gone = WatchedDir::settled_now(&d.join("missing"), Vec::new(), later).unwrap();
+        assert!(gone.still_true());
+    }
+
+    #[test]
     fn keys_separate_their_fields() {
         let mut a = Key::new("t");
         a.field(b"ab");
@@ -782,27 +949,5 @@ mod tests {
             pth_files_and_targets(&d.join("missing")).unwrap(),
             Vec::<PathBuf>::new()
         );
-    }
-
-    #[test]
-    fn only_pyenv_shims_among_scripts() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("pyenv");
-        std::fs::create_dir_all(root.join("shims")).unwrap();
-        let shim = root.join("shims/python3");
-        std::fs::write(
-            &shim,
-            format!(
-                "#!/usr/bin/env bash\nset -e\nexport PYENV_ROOT=\"{}\"\nexec \"{}/libexec/pyenv\" exec \"$program\" \"$@\"\n",
-                root.display(),
-                root.display()
-            ),
-        )
-        .unwrap();
-        assert_eq!(is_script(&shim), Some(true));
-        assert_eq!(pyenv_root(&shim), Some(root.clone()));
-        let other = dir.path().join("python3");
-        std::fs::write(&other, "#!/bin/sh\nexec /usr/bin/python3 \"$@\"\n").unwrap();
-        assert_eq!(pyenv_root(&other), None);
     }
 }

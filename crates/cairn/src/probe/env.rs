@@ -169,6 +169,7 @@ pub fn capture_at(
     let python = match python? {
         None => None,
         Some(Ok(e)) => {
+            warnings.extend(e.choice_warnings.iter().cloned());
             warnings.extend(e.warnings.iter().cloned());
             Some(e)
         }

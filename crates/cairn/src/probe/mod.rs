@@ -11,4 +11,5 @@ pub mod imports;
 pub mod inputs;
 pub mod lockfiles;
 pub mod observe;
+pub mod pyenv;
 pub mod python;

@@ -243,6 +243,12 @@ pub fn observe(
             Some(
                 match env::capture_python(opts.python.as_deref(), configured.as_deref())? {
                     Ok(e) => {
+                        notes.extend(
+                            e.choice_warnings
+                                .iter()
+                                .cloned()
+                                .map(compare::Note::Environment),
+                        );
                         torch = e.torch.clone();
                         libc = e.interpreter.libc.clone();
                         metadata = e

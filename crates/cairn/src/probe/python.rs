@@ -28,7 +28,7 @@ pub use crate::model::python::{file_url_path, normalize_name, CondaPackage, Sour
 /// The interpreter as it describes itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interpreter {
-    /// The executable that was run.
+    /// The executable that was run (for a pyenv shim, the version's own executable).
     pub executable: PathBuf,
     /// `sys.implementation.name` (`cpython`).
     pub implementation: String,
@@ -69,6 +69,8 @@ pub struct Environment {
     pub torch: Option<TorchStack>,
     /// Problems that did not stop the capture (broken metadata, shadowed duplicates).
     pub warnings: Vec<String>,
+    /// Why a pyenv shim was run instead of the version it chooses (a refused version name).
+    pub choice_warnings: Vec<String>,
 }
 
 /// Where the interpreter was found, for messages.
@@ -95,6 +97,7 @@ pub enum Origin {
 /// Every source is the user's: a command-line flag, the user's environment, or a file the user
 /// trusted. Relative entries of `PATH` (an empty entry or `.`, which mean the current directory,
 /// often a stranger's checkout) are skipped, as are relative `$VIRTUAL_ENV` and `$CONDA_PREFIX`.
+/// A pyenv shim found here is resolved to the version it would run by [`capture`].
 pub fn find_interpreter(option: Option<&Path>, config: Option<&Path>) -> Option<(PathBuf, Origin)> {
     if let Some(p) = option {
         return Some((p.to_path_buf(), Origin::Option));
@@ -291,33 +294,52 @@ fn parse_metadata(text: &str) -> Option<(String, String)> {
 /// (`../`, such as scripts) and lines without a hash. These are exactly the parts that differ
 /// between installers of the same wheel.
 pub fn record_fingerprint(record: &str) -> Option<Digest> {
-    let mut lines: Vec<String> = Vec::new();
+    use std::borrow::Cow;
+    // A RECORD lists every installed file (thousands for a large package): the common line,
+    // without quotes, is taken as a slice of itself (`path,hash` is the line up to its second
+    // comma); only a quoted line is split as CSV.
+    let mut lines: Vec<Cow<'_, str>> = Vec::new();
     for line in record.lines() {
-        let fields = split_csv(line);
-        let (Some(path), Some(hash)) = (fields.first(), fields.get(1)) else {
-            continue;
+        let (path, hash, joined) = if line.contains('"') {
+            let fields = split_csv(line);
+            let (Some(path), Some(hash)) = (fields.first(), fields.get(1)) else {
+                continue;
+            };
+            let joined = Cow::Owned(format!("{path},{hash}"));
+            (Cow::Owned(path.clone()), Cow::Owned(hash.clone()), joined)
+        } else {
+            let Some((path, rest)) = line.split_once(',') else {
+                continue;
+            };
+            let hash = rest.split_once(',').map_or(rest, |(h, _)| h);
+            let joined = &line[..path.len() + 1 + hash.len()];
+            (
+                Cow::Borrowed(path),
+                Cow::Borrowed(hash),
+                Cow::Borrowed(joined),
+            )
         };
         let first = path.split('/').next().unwrap_or("");
         if hash.is_empty()
             || path.starts_with("../")
             || path.starts_with('/')
-            || path.split('/').any(|c| c == "__pycache__")
+            || (path.contains("__pycache__") && path.split('/').any(|c| c == "__pycache__"))
             || first.ends_with(".dist-info")
         {
             continue;
         }
-        lines.push(format!("{path},{hash}"));
+        lines.push(joined);
     }
     if lines.is_empty() {
         return None;
     }
-    lines.sort();
-    let mut h = blake3::Hasher::new();
+    lines.sort_unstable();
+    let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
     for l in &lines {
-        h.update(l.as_bytes());
-        h.update(b"\n");
+        text.push_str(l);
+        text.push('\n');
     }
-    Some(h.finalize().into())
+    Some(blake3::hash(text.as_bytes()).into())
 }
 
 /// Split one CSV line (RECORD uses the csv module's default dialect: `,`, `"` quoting).
@@ -671,9 +693,32 @@ pub fn torch_stack(sys_path: &[PathBuf]) -> Option<TorchStack> {
     Some(t)
 }
 
-/// Capture the environment of the interpreter at `executable`.
+/// Capture the environment of the interpreter at `executable`. A pyenv shim is not run: the
+/// version it would run is (see [`crate::probe::pyenv`]), unless cairn cannot tell which that
+/// is; then the shim runs, and [`Environment::choice_warnings`] says why.
 pub fn capture(executable: &Path) -> Result<Environment> {
-    let interpreter = crate::probe::cache::interpreter(executable)?;
+    use crate::probe::pyenv::{self, Shim};
+    let mut choice_warnings = Vec::new();
+    let interpreter = match pyenv::resolve(executable) {
+        Shim::Resolved(choice) => {
+            crate::probe::cache::interpreter(&choice.executable, Some(&choice))?
+        }
+        Shim::Refused(why) => match crate::probe::cache::interpreter(executable, None) {
+            Ok(i) => {
+                choice_warnings.push(why);
+                i
+            }
+            // The reason the shim ran belongs with its failure.
+            Err(Error::InterpreterFailed { path, detail }) => {
+                return Err(Error::InterpreterFailed {
+                    path,
+                    detail: format!("{detail} ({why})"),
+                })
+            }
+            Err(e) => return Err(e),
+        },
+        Shim::No => crate::probe::cache::interpreter(executable, None)?,
+    };
     let (packages, mut warnings) = crate::probe::cache::scan(&interpreter.sys_path);
     let conda = conda_packages(Path::new(&interpreter.prefix), &mut warnings);
     let torch = torch_stack(&interpreter.sys_path);
@@ -683,6 +728,7 @@ pub fn capture(executable: &Path) -> Result<Environment> {
         conda,
         torch,
         warnings,
+        choice_warnings,
     })
 }
 
@@ -723,6 +769,49 @@ mod tests {
             split_csv("\"a,b.py\",sha256=q,1"),
             vec!["a,b.py", "sha256=q", "1"]
         );
+    }
+
+    /// The fingerprint as first written (every line split as CSV, one `String` each): the
+    /// faster one must give the same digests, or every lock's fingerprints would change.
+    fn reference_fingerprint(record: &str) -> Option<Digest> {
+        let mut lines: Vec<String> = Vec::new();
+        for line in record.lines() {
+            let fields = split_csv(line);
+            let (Some(path), Some(hash)) = (fields.first(), fields.get(1)) else {
+                continue;
+            };
+            let first = path.split('/').next().unwrap_or("");
+            if hash.is_empty()
+                || path.starts_with("../")
+                || path.starts_with('/')
+                || path.split('/').any(|c| c == "__pycache__")
+                || first.ends_with(".dist-info")
+            {
+                continue;
+            }
+            lines.push(format!("{path},{hash}"));
+        }
+        if lines.is_empty() {
+            return None;
+        }
+        lines.sort();
+        let mut h = blake3::Hasher::new();
+        for l in &lines {
+            h.update(l.as_bytes());
+            h.update(b"\n");
+        }
+        Some(h.finalize().into())
+    }
+
+    #[test]
+    fn the_fast_fingerprint_is_the_reference_one() {
+        let record = "a+b.py,sha256=1,2\na.py,sha256=2,3\na,sha256=3,1\n\"we,ird\".py,sha256=4,5\n\"q\"\"uote.py\",sha256=5,6\nno_size.py,sha256=6\nonly-path\nempty_hash.py,,\npkg/__pycache__/x.pyc,sha256=7,8\npkg/__pycache__x.py,sha256=8,9\nx-1.0.dist-info/METADATA,sha256=9,1\n../../bin/tool,sha256=a,1\n/abs.py,sha256=b,1\nsp ace.py,sha256=c,1\r\n";
+        assert_eq!(record_fingerprint(record), reference_fingerprint(record));
+        assert!(record_fingerprint(record).is_some());
+        for r in ["", "\n\n", "only-path\n", "x.py,,\n"] {
+            assert_eq!(record_fingerprint(r), None);
+            assert_eq!(reference_fingerprint(r), None);
+        }
     }
 
     #[test]
