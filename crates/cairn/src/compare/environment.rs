@@ -219,33 +219,32 @@ pub(super) fn lockfiles(a: &[LockfileEntry], b: &[LockfileEntry], out: &mut Vec<
     }
 }
 
-/// Python lock files that pin an installed package at another version: read from the project
-/// at `root` (observed only).
+/// The requirements and pins of the project's Python dependency files (at `root`) that the
+/// installed packages do not meet, read with each ecosystem's rules
+/// ([`crate::probe::depfiles`]); a file or line that cannot be read is a note (observed only).
 pub fn pins(
     root: &Path,
     now: &[LockfileEntry],
     installed: &Python,
 ) -> (Vec<Difference>, Vec<Note>) {
     let (mut out, mut notes) = (Vec::new(), Vec::new());
-    let versions: BTreeMap<&str, &str> = installed
-        .packages
-        .iter()
-        .map(|p| (p.name.as_str(), p.version.as_str()))
-        .collect();
     for e in now
         .iter()
         .filter(|e| crate::probe::lockfiles::is_python(&e.kind))
     {
-        match env::unsatisfied_pins(root, e, &versions) {
-            Ok(list) => out.extend(list.into_iter().map(|(package, pinned, installed)| {
-                Difference::new(Area::Lockfile, e.path.as_str(), Change::Changed).because(
-                    Reason::Pin {
-                        package,
-                        pinned,
-                        installed,
-                    },
-                )
-            })),
+        match env::unmet_requirements(root, e, installed) {
+            Ok((list, problems)) => {
+                out.extend(list.into_iter().map(|u| {
+                    Difference::new(Area::Lockfile, e.path.as_str(), Change::Changed).because(
+                        Reason::Pin {
+                            package: u.package,
+                            pinned: u.wants,
+                            installed: u.installed,
+                        },
+                    )
+                }));
+                notes.extend(problems.into_iter().map(Note::Environment));
+            }
             Err(w) => notes.push(Note::Environment(w)),
         }
     }
