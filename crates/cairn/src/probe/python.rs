@@ -292,9 +292,18 @@ fn parse_metadata(text: &str) -> Option<(String, String)> {
 /// between installers of the same wheel.
 pub fn record_fingerprint(record: &str) -> Option<Digest> {
     let mut lines: Vec<String> = Vec::new();
-    for line in record.lines() {
-        let fields = split_csv(line);
-        let (Some(path), Some(hash)) = (fields.first(), fields.get(1)) else {
+    // RECORD is written by Python's csv module (default dialect: `,`, `"` quoting, `""` for a
+    // quote); read it with a CSV reader, so a quoted path with a comma or a line break is one
+    // field. A row that cannot be read is skipped, as one without a hash is.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(record.as_bytes());
+    for row in reader.records() {
+        let Ok(row) = row else {
+            continue;
+        };
+        let (Some(path), Some(hash)) = (row.get(0), row.get(1)) else {
             continue;
         };
         let first = path.split('/').next().unwrap_or("");
@@ -318,28 +327,6 @@ pub fn record_fingerprint(record: &str) -> Option<Digest> {
         h.update(b"\n");
     }
     Some(h.finalize().into())
-}
-
-/// Split one CSV line (RECORD uses the csv module's default dialect: `,`, `"` quoting).
-fn split_csv(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            ('"', true) => quoted = false,
-            ('"', false) if field.is_empty() => quoted = true,
-            (',', false) => out.push(std::mem::take(&mut field)),
-            (c, _) => field.push(c),
-        }
-    }
-    out.push(field);
-    out
 }
 
 #[derive(Deserialize)]
@@ -719,10 +706,26 @@ mod tests {
         assert!(record_fingerprint(pip).is_some());
         let edited = "six.py,sha256=abd,34549\n";
         assert_ne!(record_fingerprint(edited), record_fingerprint(uv));
+    }
+
+    #[test]
+    fn record_is_read_as_csv() {
+        // What the fingerprint hashes, computed by hand: the sorted `path,hash` lines.
+        let by_hand = |lines: &str| -> Digest { blake3::hash(lines.as_bytes()).into() };
+        // A quoted path with a comma, a doubled quote and a line break is one field; CRLF line
+        // ends and a row without a size are read as Python's csv module writes them.
+        let record = "\"a,b.py\",sha256=q,1\r\n\"say \"\"hi\"\".py\",sha256=r,2\r\n\"two\nlines.py\",sha256=s\r\n";
         assert_eq!(
-            split_csv("\"a,b.py\",sha256=q,1"),
-            vec!["a,b.py", "sha256=q", "1"]
+            record_fingerprint(record),
+            Some(by_hand("a,b.py,sha256=q\nsay \"hi\".py,sha256=r\ntwo\nlines.py,sha256=s\n"))
         );
+        // The plain case is what every earlier lock recorded.
+        assert_eq!(
+            record_fingerprint("six.py,sha256=abc,34549\n"),
+            Some(by_hand("six.py,sha256=abc\n"))
+        );
+        assert_eq!(record_fingerprint(""), None);
+        assert_eq!(record_fingerprint("\"unclosed,sha256=x,1\n"), None);
     }
 
     #[test]
