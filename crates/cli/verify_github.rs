@@ -84,7 +84,11 @@ pub fn print<W: Write>(w: &mut W, report: &Report, project: &Project) -> std::io
         let file = file_of(f, project, &depfiles)
             .map(|p| format!("file={},", escape(&visible(&p), true)))
             .unwrap_or_default();
-        let title = format!("cairn verify: {} {}", area_name(f.area), f.line.change.as_str());
+        let title = format!(
+            "cairn verify: {} {}",
+            area_name(f.area),
+            f.line.change.as_str()
+        );
         let mut message = f.line.subject.clone();
         if let Some(p) = &f.line.path {
             message.push_str(&format!(": {p}"));

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use crate::content::digest;
 use crate::error::Result;
 use crate::model::lockfile::{Host, LockfileEntry, Python};
-use crate::probe::{depfiles, lockfiles};
 use crate::probe::python::{self, Environment, Origin, Source};
+use crate::probe::{depfiles, lockfiles};
 
 /// Environment variables recorded by default, when set: the ones that change results or their
 /// reproducibility. A trailing `*` matches a prefix.
@@ -268,7 +268,14 @@ pub fn unmet_requirements(
     let problems = parsed
         .problems
         .into_iter()
-        .map(|p| format!("{}: {p}", entry.path))
+        .map(|p| {
+            // A requirements file's problems already start with the file they are in.
+            if p.starts_with(&format!("{} ", entry.path)) {
+                p
+            } else {
+                format!("{}: {p}", entry.path)
+            }
+        })
         .collect();
     Ok((unmet, problems))
 }
@@ -320,7 +327,10 @@ mod tests {
 
     #[test]
     fn includes_are_relative_paths_inside_the_project() {
-        assert_eq!(normal_relative("reqs/./a/../b.txt").as_deref(), Some("reqs/b.txt"));
+        assert_eq!(
+            normal_relative("reqs/./a/../b.txt").as_deref(),
+            Some("reqs/b.txt")
+        );
         assert_eq!(normal_relative("../b.txt"), None);
         assert_eq!(normal_relative("/etc/passwd"), None);
         assert_eq!(normal_relative("a/.."), None);

@@ -717,7 +717,9 @@ mod tests {
         let record = "\"a,b.py\",sha256=q,1\r\n\"say \"\"hi\"\".py\",sha256=r,2\r\n\"two\nlines.py\",sha256=s\r\n";
         assert_eq!(
             record_fingerprint(record),
-            Some(by_hand("a,b.py,sha256=q\nsay \"hi\".py,sha256=r\ntwo\nlines.py,sha256=s\n"))
+            Some(by_hand(
+                "a,b.py,sha256=q\nsay \"hi\".py,sha256=r\ntwo\nlines.py,sha256=s\n"
+            ))
         );
         // The plain case is what every earlier lock recorded.
         assert_eq!(

@@ -368,7 +368,9 @@ pub fn parse_match_spec(text: &str) -> Result<(String, MatchSpec), String> {
     }
     let (mut version, mut build) = if rest.is_empty() {
         (None, None)
-    } else if !text[end..].starts_with(char::is_whitespace) || rest.starts_with(['=', '<', '>', '!', '~']) {
+    } else if !text[end..].starts_with(char::is_whitespace)
+        || rest.starts_with(['=', '<', '>', '!', '~'])
+    {
         split_version_build(rest)
     } else {
         let mut words = rest.split_whitespace();
@@ -454,11 +456,8 @@ pub(super) fn environment(
     let docs = match YamlLoader::load_from_str(text) {
         Ok(docs) => docs,
         Err(e) => {
-            out.problems.push(format!(
-                "line {}: {}",
-                e.marker().line(),
-                e.info()
-            ));
+            out.problems
+                .push(format!("line {}: {}", e.marker().line(), e.info()));
             return;
         }
     };
@@ -557,15 +556,34 @@ mod tests {
         assert!(ok("numpy ~=1.26.1", "1.26.4", None));
         assert!(!ok("numpy ~=1.26.1", "1.27.0", None));
         assert!(ok("numpy !=1.26.3", "1.26.4", None));
-        assert!(ok("pytorch::pytorch=2.5.1=py3.11_cuda12.1_0", "2.5.1", Some("py3.11_cuda12.1_0")));
+        assert!(ok(
+            "pytorch::pytorch=2.5.1=py3.11_cuda12.1_0",
+            "2.5.1",
+            Some("py3.11_cuda12.1_0")
+        ));
         assert!(!ok("pytorch=2.5.1=*cuda*", "2.5.1", Some("py3.11_cpu_0")));
-        assert!(ok("pytorch=2.5.1=*cuda*", "2.5.1", Some("py3.11_cuda12.1_0")));
-        assert!(ok("tqdm 4.67.0 pyhd8ed1ab_0", "4.67.0", Some("pyhd8ed1ab_0")));
-        assert!(ok("numpy[version='>=1.2,<2', build=py*]", "1.26.4", Some("py311h1")));
+        assert!(ok(
+            "pytorch=2.5.1=*cuda*",
+            "2.5.1",
+            Some("py3.11_cuda12.1_0")
+        ));
+        assert!(ok(
+            "tqdm 4.67.0 pyhd8ed1ab_0",
+            "4.67.0",
+            Some("pyhd8ed1ab_0")
+        ));
+        assert!(ok(
+            "numpy[version='>=1.2,<2', build=py*]",
+            "1.26.4",
+            Some("py311h1")
+        ));
         assert!(!ok("numpy[version='>=1.2,<2']", "2.1", None));
         assert!(ok("cudatoolkit", "11.8", None));
         let (name, m) = parse_match_spec("conda-forge/linux-64::numpy==1.26.4").unwrap();
-        assert_eq!((name.as_str(), m.channel.as_deref()), ("numpy", Some("conda-forge")));
+        assert_eq!(
+            (name.as_str(), m.channel.as_deref()),
+            ("numpy", Some("conda-forge"))
+        );
         assert!(parse_match_spec("=1.2").is_err());
         assert!(parse_match_spec("numpy[version='1").is_err());
     }

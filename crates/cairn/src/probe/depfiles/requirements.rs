@@ -141,8 +141,8 @@ fn included(
         return;
     }
     let joined = match here.name.rsplit_once('/') {
-        Some((dir, _)) => format!("{dir}/{path}"),
-        None => path.to_string(),
+        Some((dir, _)) if !path.starts_with('/') => format!("{dir}/{path}"),
+        _ => path.to_string(),
     };
     match read(&joined) {
         Ok((name, text)) => {
@@ -214,7 +214,10 @@ pub(super) fn from_requirement(
         None => (Spec::Any, name.clone()),
         Some(VersionOrUrl::VersionSpecifier(s)) => {
             let written: Vec<String> = s.iter().map(ToString::to_string).collect();
-            (Spec::Pep440(s.clone()), format!("{name}{}", written.join(",")))
+            (
+                Spec::Pep440(s.clone()),
+                format!("{name}{}", written.join(",")),
+            )
         }
         Some(VersionOrUrl::Url(u)) => (Spec::Any, format!("{name} @ {u}")),
     };
@@ -245,13 +248,22 @@ mod tests {
                 (5, "c".to_string())
             ]
         );
-        assert_eq!(strip_comment("x @ https://h/p#egg=x # y"), "x @ https://h/p#egg=x ");
+        assert_eq!(
+            strip_comment("x @ https://h/p#egg=x # y"),
+            "x @ https://h/p#egg=x "
+        );
     }
 
     #[test]
     fn options() {
-        assert_eq!(option_value("-r base.txt", "-r", "--requirement"), Some("base.txt"));
-        assert_eq!(option_value("-rbase.txt", "-r", "--requirement"), Some("base.txt"));
+        assert_eq!(
+            option_value("-r base.txt", "-r", "--requirement"),
+            Some("base.txt")
+        );
+        assert_eq!(
+            option_value("-rbase.txt", "-r", "--requirement"),
+            Some("base.txt")
+        );
         assert_eq!(
             option_value("--requirement=base.txt", "-r", "--requirement"),
             Some("base.txt")
@@ -261,18 +273,26 @@ mod tests {
 
     #[test]
     fn one_requirement() {
-        let w = one("Six >= 1.17 ; python_version >= '3.8'").unwrap().unwrap();
+        let w = one("Six >= 1.17 ; python_version >= '3.8'")
+            .unwrap()
+            .unwrap();
         assert_eq!((w.name.as_str(), w.text.as_str()), ("six", "six>=1.17"));
         assert!(w.marker.is_some());
         let w = one("typing_extensions[x]>=4,<5").unwrap().unwrap();
         assert_eq!(w.text, "typing-extensions>=4,<5");
         assert_eq!(one("./local/pkg").unwrap(), None);
         assert_eq!(one("https://example.com/pkg-1.0.tar.gz").unwrap(), None);
-        let w = one("flash-attn @ https://github.com/x/f.whl").unwrap().unwrap();
+        let w = one("flash-attn @ https://github.com/x/f.whl")
+            .unwrap()
+            .unwrap();
         assert_eq!(w.spec, Spec::Any);
         // pep508_rs 0.9.2 would panic on these two.
-        assert!(one("A_>=1").unwrap_err().contains("must end with a letter or digit"));
-        assert!(one("a[x_]>=1").unwrap_err().contains("must end with a letter or digit"));
+        assert!(one("A_>=1")
+            .unwrap_err()
+            .contains("must end with a letter or digit"));
+        assert!(one("a[x_]>=1")
+            .unwrap_err()
+            .contains("must end with a letter or digit"));
         let err = one("torch==").unwrap_err();
         assert!(err.starts_with("`torch==`: "), "{err}");
     }

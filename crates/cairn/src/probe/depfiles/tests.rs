@@ -72,7 +72,10 @@ fn the_issues_example() {
         &[("six", "1.16.0"), ("regex", "2024.11.6")],
     );
     let text = "six==1.16\nSix>=1.17\nregex==2024.11.06\n";
-    assert_eq!(findings("requirements", text, &env), ["six>=1.17 -> 1.16.0"]);
+    assert_eq!(
+        findings("requirements", text, &env),
+        ["six>=1.17 -> 1.16.0"]
+    );
 }
 
 #[test]
@@ -80,18 +83,44 @@ fn every_operator_is_pep_440() {
     let env = python(
         "3.11.9",
         "linux-x86_64",
-        &[("a", "1.4.2"), ("b", "2.0rc1"), ("c", "1!1.0"), ("d", "2.5.1+cu121")],
+        &[
+            ("a", "1.4.2"),
+            ("b", "2.0rc1"),
+            ("c", "1!1.0"),
+            ("d", "2.5.1+cu121"),
+        ],
     );
     let meets = |req: &str| findings("requirements", req, &env).is_empty();
     for ok in [
-        "a>=1.4", "a<2", "a~=1.4.0", "a!=1.4.1", "a==1.*", "a==1.4.2", "a===1.4.2", "a<=1.4.2",
-        "a>1.4", "A>=1,<2", "b>=2.0a1", "c>=1!0.5", "d==2.5.1", "d==2.5.1+cu121", "a",
+        "a>=1.4",
+        "a<2",
+        "a~=1.4.0",
+        "a!=1.4.1",
+        "a==1.*",
+        "a==1.4.2",
+        "a===1.4.2",
+        "a<=1.4.2",
+        "a>1.4",
+        "A>=1,<2",
+        "b>=2.0a1",
+        "c>=1!0.5",
+        "d==2.5.1",
+        "d==2.5.1+cu121",
+        "a",
     ] {
         assert!(meets(ok), "{ok}");
     }
     for bad in [
-        "a>=1.5", "a<1.4.2", "a~=1.3.0", "a!=1.4.2", "a==1.3.*", "a!=1.*", "a===1.4.2.0",
-        "a>1.4.2", "c<1", "d==2.5.1+cu118",
+        "a>=1.5",
+        "a<1.4.2",
+        "a~=1.3.0",
+        "a!=1.4.2",
+        "a==1.3.*",
+        "a!=1.*",
+        "a===1.4.2.0",
+        "a>1.4.2",
+        "c<1",
+        "d==2.5.1+cu118",
     ] {
         assert!(!meets(bad), "{bad}");
     }
@@ -112,7 +141,9 @@ fn markers_are_evaluated_against_the_interpreter() {
     let mac = python("3.12.1", "macosx-14.0-arm64", &[("six", "1.16.0")]);
     let env = marker_environment(&mac).unwrap();
     let holds = |m: &str| MarkerTree::from_str(m).unwrap().evaluate(&env, &[]);
-    assert!(holds("sys_platform == 'darwin' and platform_machine == 'arm64'"));
+    assert!(holds(
+        "sys_platform == 'darwin' and platform_machine == 'arm64'"
+    ));
     assert!(holds("platform_system == 'Darwin' and os_name == 'posix'"));
     assert!(holds("implementation_name == 'cpython'"));
     assert!(holds("platform_python_implementation == 'CPython'"));
@@ -199,7 +230,10 @@ fn lock_files_pin_with_markers() {
     let env = python("3.10.4", "linux-x86_64", &[("numpy", "1.26.4")]);
     assert_eq!(findings("uv", uv, &env), Vec::<String>::new());
     let pylock = fixture!("pylock-sample.toml");
-    assert_eq!(wants("pylock", pylock), "jinja2==3.1.4, typing-extensions==4.12.2");
+    assert_eq!(
+        wants("pylock", pylock),
+        "jinja2==3.1.4, typing-extensions==4.12.2"
+    );
     let env = python("3.9.1", "linux-x86_64", &[("jinja2", "3.0.0")]);
     assert_eq!(findings("pylock", pylock, &env), Vec::<String>::new());
     let poetry = fixture!("poetry-lock.toml");
@@ -310,7 +344,11 @@ fn a_loop_of_includes_ends() {
     };
     let parsed = parse("requirements", "a.txt", "-r a.txt\n", &mut read);
     assert_eq!(parsed.problems.len(), 1, "{:?}", parsed.problems);
-    assert!(parsed.problems[0].contains("nests more than"), "{:?}", parsed.problems);
+    assert!(
+        parsed.problems[0].contains("nests more than"),
+        "{:?}",
+        parsed.problems
+    );
 }
 
 #[test]
@@ -328,14 +366,18 @@ fn conda_environment_with_yaml_features() {
     // only where YAML puts them.
     assert_eq!(wants("conda", text), "!six>=1.17, python=3.11");
     let text = "dependencies: [\"numpy=1.26\", 'scipy>=1.14,<2', {pip: [six>=1.17]}]\n";
-    assert_eq!(wants("conda", text), "!six>=1.17, numpy=1.26, scipy>=1.14,<2");
+    assert_eq!(
+        wants("conda", text),
+        "!six>=1.17, numpy=1.26, scipy>=1.14,<2"
+    );
     let anchors = "deps: &d\n  - numpy=1.26\ndependencies: *d\n";
     assert_eq!(wants("conda", anchors), "numpy=1.26");
 }
 
 #[test]
 fn conda_specs_are_checked_against_conda_meta_or_pip() {
-    let text = "dependencies:\n  - python=3.11\n  - numpy=1.26\n  - pytorch=2.5.1=*cuda*\n  - zlib\n";
+    let text =
+        "dependencies:\n  - python=3.11\n  - numpy=1.26\n  - pytorch=2.5.1=*cuda*\n  - zlib\n";
     // No conda-meta: pip names and the interpreter.
     let env = python("3.12.1", "linux-x86_64", &[("numpy", "1.26.4")]);
     assert_eq!(findings("conda", text, &env), ["python=3.11 -> 3.12.1"]);
@@ -365,18 +407,51 @@ fn malformed_files_say_what_and_where() {
     let bad = "version = 1\n[[package]]\nname = \"torch\nversion = \"2\"\n";
     let p = parse("uv", "uv.lock", bad, &mut no_includes);
     assert!(p.problems[0].starts_with("line 3: "), "{:?}", p.problems);
-    let p = parse("poetry", "poetry.lock", "[[package]]\nversion = \"1.0\"\n", &mut no_includes);
+    let p = parse(
+        "poetry",
+        "poetry.lock",
+        "[[package]]\nversion = \"1.0\"\n",
+        &mut no_includes,
+    );
     assert!(p.problems[0].contains("name"), "{:?}", p.problems);
-    let p = parse("pipfile", "Pipfile.lock", "{\"default\": {\"torch\": }}", &mut no_includes);
+    let p = parse(
+        "pipfile",
+        "Pipfile.lock",
+        "{\"default\": {\"torch\": }}",
+        &mut no_includes,
+    );
     assert!(p.problems[0].contains("line 1"), "{:?}", p.problems);
     // A bad line is a problem; the lines around it are still read.
-    let p = parse("requirements", "r.txt", "numpy==1.0\n\ntorch==\nsix\n", &mut no_includes);
+    let p = parse(
+        "requirements",
+        "r.txt",
+        "numpy==1.0\n\ntorch==\nsix\n",
+        &mut no_includes,
+    );
     assert_eq!(p.wants.len(), 2);
-    assert!(p.problems[0].starts_with("r.txt line 3: `torch==`"), "{:?}", p.problems);
-    let p = parse("conda", "environment.yml", "dependencies: [a\n", &mut no_includes);
+    assert!(
+        p.problems[0].starts_with("r.txt line 3: `torch==`"),
+        "{:?}",
+        p.problems
+    );
+    let p = parse(
+        "conda",
+        "environment.yml",
+        "dependencies: [a\n",
+        &mut no_includes,
+    );
     assert!(p.problems[0].starts_with("line "), "{:?}", p.problems);
-    let p = parse("pyproject", "pyproject.toml", "[project]\ndependencies = [\"a >>> 1\"]\n", &mut no_includes);
-    assert!(p.problems[0].starts_with("project.dependencies: `a >>> 1`"), "{:?}", p.problems);
+    let p = parse(
+        "pyproject",
+        "pyproject.toml",
+        "[project]\ndependencies = [\"a >>> 1\"]\n",
+        &mut no_includes,
+    );
+    assert!(
+        p.problems[0].starts_with("project.dependencies: `a >>> 1`"),
+        "{:?}",
+        p.problems
+    );
 }
 
 #[test]
