@@ -61,7 +61,7 @@ fn file_of(
 ) -> Option<String> {
     match f.area {
         Area::Code => f.line.path.clone(),
-        Area::Environment if depfiles.iter().any(|d| *d == f.line.subject) => {
+        Area::Environment if depfiles.contains(&f.line.subject) => {
             let rel = cairn::model::paths::RelPath::parse(&f.line.subject).ok()?;
             project.repo_relative(&rel).or(Some(f.line.subject.clone()))
         }
