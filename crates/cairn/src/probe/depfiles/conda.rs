@@ -15,7 +15,8 @@ use super::{Need, Parsed, Spec, Want};
 /// A conda match spec: the parts cairn can check against `conda-meta`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchSpec {
-    /// The channel before `::`, without a subdir (`conda-forge`), when named.
+    /// The channel before `::`, without a platform subdir (`conda-forge`,
+    /// `nvidia/label/cuda-12.1.0`), when named.
     pub channel: Option<String>,
     /// The version constraint (`>=1.2,<2|3.*`), when there is one.
     pub version: Option<VersionSpec>,
@@ -335,7 +336,7 @@ pub fn parse_match_spec(text: &str) -> Result<(String, MatchSpec), String> {
     let mut text = text.trim();
     let mut channel = None;
     if let Some((c, rest)) = text.rsplit_once("::") {
-        let c = c.split('/').next().unwrap_or(c).trim();
+        let c = super::channel_name(c.trim());
         channel = (!c.is_empty()).then(|| c.to_string());
         text = rest.trim();
     }

@@ -11,7 +11,8 @@
 //!   version per package, or several for different platforms or Pythons (uv's forks), each with
 //!   its marker; an installed version must equal one of the pins that apply.
 //! * `environment.yml` is read as YAML, its conda match specs with conda's version rules
-//!   ([`conda`]), its `pip:` list as requirement lines.
+//!   ([`conda`]) and, where `conda-meta` records a channel, the spec's `channel::`; its `pip:`
+//!   list as requirement lines.
 //!
 //! A requirement of a requirements file, of `[project] dependencies`, of a Pipfile's
 //! `[packages]` or of an environment.yml's `pip:` list must be installed; everything else
@@ -170,7 +171,7 @@ pub fn parse(kind: &str, path: &str, text: &str, read: &mut Reader<'_>) -> Parse
 /// The installed side: pip packages, conda packages and the interpreter's marker environment.
 pub struct Installed<'a> {
     pip: BTreeMap<&'a str, &'a str>,
-    conda: BTreeMap<&'a str, (&'a str, Option<&'a str>)>,
+    conda: BTreeMap<&'a str, (&'a str, Option<&'a str>, Option<&'a str>)>,
     python: &'a str,
     markers: Option<MarkerEnvironment>,
 }
@@ -187,7 +188,10 @@ impl<'a> Installed<'a> {
             conda: python
                 .conda
                 .iter()
-                .map(|c| (c.name.as_str(), (c.version.as_str(), c.build.as_deref())))
+                .map(|c| {
+                    let record = (c.version.as_str(), c.build.as_deref(), c.channel.as_deref());
+                    (c.name.as_str(), record)
+                })
                 .collect(),
             python: &python.version,
             markers: marker_environment(python),
@@ -203,31 +207,82 @@ impl<'a> Installed<'a> {
         }
     }
 
-    /// The installed version of what `w` names, with its conda build when known; `None` when
-    /// not installed.
-    fn version_of(&self, w: &Want) -> Option<(&'a str, Option<&'a str>)> {
+    /// The installed version of what `w` names, with its conda build and channel when known;
+    /// `None` when not installed.
+    fn version_of(&self, w: &Want) -> Option<(&'a str, Option<&'a str>, Option<&'a str>)> {
         if let Spec::Conda(_) = w.spec {
-            if let Some(&(v, b)) = self.conda.get(w.name.as_str()) {
-                return Some((v, b));
+            if let Some(&record) = self.conda.get(w.name.as_str()) {
+                return Some(record);
             }
             if !self.conda.is_empty() {
                 return None;
             }
             if w.name == "python" {
-                return Some((self.python, None));
+                return Some((self.python, None, None));
             }
             return self
                 .pip
                 .get(normalize_name(&w.name).as_str())
-                .map(|&v| (v, None));
+                .map(|&v| (v, None, None));
         }
-        self.pip.get(w.name.as_str()).map(|&v| (v, None))
+        self.pip.get(w.name.as_str()).map(|&v| (v, None, None))
+    }
+}
+
+/// The name of a conda channel as a spec writes it (`conda-forge`, `nvidia/label/cuda-12.1.0`),
+/// from what `conda-meta` records or a spec names (a URL, with or without the platform subdir:
+/// `https://conda.anaconda.org/conda-forge/linux-64`, `pkgs/main`, `conda-forge/noarch`).
+pub fn channel_name(recorded: &str) -> &str {
+    let path = recorded.split_once("://").map_or(recorded, |(_, rest)| {
+        rest.split_once('/').map_or("", |(_, p)| p)
+    });
+    let path = path.trim_matches('/');
+    const PLATFORMS: &[&str] = &[
+        "noarch",
+        "linux-64",
+        "linux-32",
+        "linux-aarch64",
+        "linux-ppc64le",
+        "linux-s390x",
+        "osx-64",
+        "osx-arm64",
+        "win-64",
+        "win-32",
+        "win-arm64",
+    ];
+    match path.rsplit_once('/') {
+        Some((head, last)) if PLATFORMS.contains(&last) => head,
+        _ => path,
+    }
+}
+
+/// How the installed side reads in a finding: the version, and for a conda package from
+/// another channel than the spec names, that channel.
+fn installed_text(spec: &Spec, version: &str, channel: Option<&str>) -> String {
+    match (spec, channel) {
+        (Spec::Conda(m), Some(c)) if !channel_matches(m, Some(c)) => {
+            format!("{version} from {}", channel_name(c))
+        }
+        _ => version.to_string(),
+    }
+}
+
+/// Whether a conda package's recorded channel is the one a spec names (any, when it names
+/// none or nothing is recorded).
+fn channel_matches(m: &conda::MatchSpec, recorded: Option<&str>) -> bool {
+    match (&m.channel, recorded) {
+        (Some(want), Some(have)) => {
+            let (want, have) = (channel_name(want), channel_name(have));
+            // `defaults` is conda's name for its own `pkgs/main`, `pkgs/r`... channels.
+            have == want || (want == "defaults" && have.starts_with("pkgs/"))
+        }
+        _ => true,
     }
 }
 
 /// Whether an installed version meets a spec. A version that is not PEP 440 meets a PEP 440
 /// specifier only by being written the same (`===`).
-fn meets(spec: &Spec, version: &str, build: Option<&str>) -> bool {
+fn meets(spec: &Spec, version: &str, build: Option<&str>, channel: Option<&str>) -> bool {
     match spec {
         Spec::Any => true,
         Spec::Pep440(s) => match Version::from_str(version) {
@@ -240,7 +295,7 @@ fn meets(spec: &Spec, version: &str, build: Option<&str>) -> bool {
             (Ok(a), Ok(b)) => a == b,
             _ => pin.trim() == version.trim(),
         },
-        Spec::Conda(m) => m.matches(version, build),
+        Spec::Conda(m) => m.matches(version, build) && channel_matches(m, channel),
     }
 }
 
@@ -259,7 +314,7 @@ pub fn unmet(parsed: &Parsed, installed: &Installed<'_>) -> Vec<Unmet> {
             by_name.entry(&w.name).or_default().push(w);
         }
         for (name, pins) in by_name {
-            let Some((v, b)) = installed.version_of(pins[0]) else {
+            let Some((v, b, c)) = installed.version_of(pins[0]) else {
                 if pins.iter().any(|w| w.need == Need::Required) {
                     out.push(Unmet {
                         package: name.to_string(),
@@ -269,13 +324,13 @@ pub fn unmet(parsed: &Parsed, installed: &Installed<'_>) -> Vec<Unmet> {
                 }
                 continue;
             };
-            if !pins.iter().any(|w| meets(&w.spec, v, b)) {
+            if !pins.iter().any(|w| meets(&w.spec, v, b, c)) {
                 let mut wants: Vec<String> = pins.iter().map(|w| w.text.clone()).collect();
                 wants.dedup();
                 out.push(Unmet {
                     package: name.to_string(),
                     wants,
-                    installed: Some(v.to_string()),
+                    installed: Some(installed_text(&pins[0].spec, v, c)),
                 });
             }
         }
@@ -289,10 +344,10 @@ pub fn unmet(parsed: &Parsed, installed: &Installed<'_>) -> Vec<Unmet> {
                 installed: None,
             }),
             None => {}
-            Some((v, b)) if !meets(&w.spec, v, b) => out.push(Unmet {
+            Some((v, b, c)) if !meets(&w.spec, v, b, c) => out.push(Unmet {
                 package: w.name.clone(),
                 wants: vec![w.text.clone()],
-                installed: Some(v.to_string()),
+                installed: Some(installed_text(&w.spec, v, c)),
             }),
             Some(_) => {}
         }

@@ -481,3 +481,54 @@ fn odd_input_never_panics() {
         }
     }
 }
+
+#[test]
+fn a_conda_spec_that_names_a_channel_wants_that_channel() {
+    let text = "channels: [conda-forge, defaults]\ndependencies:\n  - conda-forge::numpy=1.26\n  - defaults::zlib\n  - pytorch::pytorch=2.5\n  - nvidia/label/cuda-12.1.0::cuda-toolkit\n";
+    let mut env = python("3.11.9", "linux-x86_64", &[]);
+    env.conda = [
+        (
+            "numpy",
+            "1.26.4",
+            "https://conda.anaconda.org/conda-forge/linux-64",
+        ),
+        (
+            "zlib",
+            "1.3.1",
+            "https://repo.anaconda.com/pkgs/main/linux-64",
+        ),
+        (
+            "cuda-toolkit",
+            "12.1.0",
+            "https://conda.anaconda.org/nvidia/label/cuda-12.1.0/linux-64",
+        ),
+        (
+            "pytorch",
+            "2.5.1",
+            "https://conda.anaconda.org/conda-forge/linux-64",
+        ),
+    ]
+    .iter()
+    .map(|(n, v, c)| CondaPackage {
+        name: (*n).into(),
+        version: (*v).into(),
+        build: None,
+        channel: Some((*c).into()),
+        sha256: None,
+    })
+    .collect();
+    assert_eq!(
+        findings("conda", text, &env),
+        ["pytorch::pytorch=2.5 -> 2.5.1 from conda-forge"]
+    );
+    assert_eq!(channel_name("pytorch"), "pytorch");
+    assert_eq!(
+        channel_name("https://conda.anaconda.org/nvidia/label/cuda-12.1.0/noarch"),
+        "nvidia/label/cuda-12.1.0"
+    );
+    assert_eq!(
+        channel_name("https://repo.anaconda.com/pkgs/main/osx-arm64"),
+        "pkgs/main"
+    );
+    assert_eq!(channel_name("conda-forge/linux-64"), "conda-forge");
+}
