@@ -461,7 +461,7 @@ fn any_marker<'a>(
 ) -> Option<MarkerTree> {
     let mut tree: Option<MarkerTree> = None;
     for m in markers {
-        match MarkerTree::from_str(m) {
+        match MarkerTree::from_str(&pep751_markers(m)) {
             Ok(t) => match &mut tree {
                 Some(acc) => acc.or(t),
                 None => tree = Some(t),
@@ -475,6 +475,72 @@ fn any_marker<'a>(
         }
     }
     tree.filter(|t| !t.is_true())
+}
+
+/// PEP 751 markers may test the extras and dependency groups a lock was installed with
+/// (`'test' in extras`, `'dev' not in dependency_groups`), which pep508_rs 0.9 does not parse.
+/// Which were chosen is not recorded, and only installed packages are compared, so each such
+/// test is replaced by one that holds (`python_full_version >= '0'`); the rest of the marker
+/// is evaluated.
+fn pep751_markers(marker: &str) -> String {
+    let mut out = String::with_capacity(marker.len());
+    let mut rest = marker;
+    while let Some(q) = rest.find(['\'', '"']) {
+        let quote = rest[q..].chars().next().unwrap_or('\'');
+        let Some(len) = rest[q + 1..].find(quote) else {
+            break;
+        };
+        let after = &rest[q + len + 2..];
+        let words: Vec<&str> = after.split_whitespace().take(3).collect();
+        let consumed = match words.as_slice() {
+            ["in", set, ..] | ["not", "in", set] if is_pep751_set(set) => {
+                let skip = if words[0] == "not" { 3 } else { 2 };
+                Some(end_of_words(after, skip))
+            }
+            _ => None,
+        };
+        match consumed {
+            Some(end) => {
+                out.push_str(&rest[..q]);
+                out.push_str("python_full_version >= '0'");
+                rest = &after[end..];
+            }
+            None => {
+                out.push_str(&rest[..q + len + 2]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn is_pep751_set(word: &str) -> bool {
+    let word = word.trim_end_matches(')');
+    word == "extras" || word == "dependency_groups"
+}
+
+/// The byte offset just past the `n`th whitespace-separated word of `s` (a closing parenthesis
+/// glued to the last word stays).
+fn end_of_words(s: &str, n: usize) -> usize {
+    let mut seen = 0;
+    let mut in_word = false;
+    for (i, c) in s.char_indices() {
+        if c.is_whitespace() {
+            if in_word {
+                seen += 1;
+                if seen == n {
+                    return i;
+                }
+            }
+            in_word = false;
+        } else if c == ')' && in_word && seen + 1 == n {
+            return i;
+        } else {
+            in_word = true;
+        }
+    }
+    s.len()
 }
 
 fn lock_pin(p: RawPackage, out: &mut Parsed) {

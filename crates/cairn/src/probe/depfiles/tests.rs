@@ -532,3 +532,31 @@ fn a_conda_spec_that_names_a_channel_wants_that_channel() {
     );
     assert_eq!(channel_name("conda-forge/linux-64"), "conda-forge");
 }
+
+#[test]
+fn pylock_extras_and_group_markers_are_taken_to_hold() {
+    let text = r#"
+lock-version = "1.0"
+created-by = "hand"
+[[packages]]
+name = "pytest"
+version = "8.3.3"
+marker = "'test' in extras or 'dev' in dependency_groups"
+[[packages]]
+name = "pywin32"
+version = "308"
+marker = "'gui' not in extras and sys_platform == 'win32'"
+"#;
+    let env = python(
+        "3.12.3",
+        "linux-x86_64",
+        &[("pytest", "8.0.0"), ("pywin32", "300")],
+    );
+    assert_eq!(findings("pylock", text, &env), ["pytest==8.3.3 -> 8.0.0"]);
+    assert_eq!(
+        pep751_markers(
+            "'a b' in extras and \"x\"  not in dependency_groups or python_version < '3'"
+        ),
+        "python_full_version >= '0' and python_full_version >= '0' or python_version < '3'"
+    );
+}
