@@ -193,7 +193,7 @@ pub(super) fn pep508(text: &str) -> Result<Requirement<pep508_rs::VerbatimUrl>, 
     }
     if let Some(extras) = rest[name_end..].trim_start().strip_prefix('[') {
         let inside = extras.split(']').next().unwrap_or_default();
-        if inside.split(',').any(|e| bad_end(e.trim())) {
+        if inside.split(|c: char| !is_name(c)).any(bad_end) {
             return Err("an extra's name must end with a letter or digit".to_string());
         }
     }

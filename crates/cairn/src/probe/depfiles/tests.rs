@@ -560,3 +560,44 @@ marker = "'gui' not in extras and sys_platform == 'win32'"
         "python_full_version >= '0' and python_full_version >= '0' or python_version < '3'"
     );
 }
+
+/// Hostile requirement lines never panic the parser (pep508_rs 0.9.2 did on `A_>=1`): a fixed
+/// pseudo-random sample over the characters that matter to PEP 508 and markers.
+#[test]
+fn generated_requirement_lines_never_panic() {
+    let alphabet: Vec<char> = "aZ09._-[],;=<>!~* '\"@:/\\#()extrapython_version"
+        .chars()
+        .collect();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let env = python("3.12.3", "linux-x86_64", &[("a", "1.0")]);
+    for _ in 0..20_000 {
+        let starts = [
+            "",
+            "a",
+            "a[",
+            "a>=1",
+            "a ; ",
+            "a @ ",
+            "a ; python_version ",
+            "a ; extra ",
+        ];
+        let len = (next() % 24) as usize;
+        let mut line = starts[(next() % starts.len() as u64) as usize].to_string();
+        line.extend((0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]));
+        let parsed = parse("requirements", "r.txt", &line, &mut no_includes);
+        let _ = unmet(&parsed, &Installed::new(&env));
+        let marker = format!("[[package]]\nname = \"a\"\nversion = \"1\"\nmarkers = {line:?}\n");
+        let _ = parse("poetry", "poetry.lock", &marker, &mut no_includes);
+        if let Ok((_, spec)) = conda::parse_match_spec(&line) {
+            let _ = spec.matches(&line, Some(&line));
+        }
+        let yaml = format!("dependencies:\n  - {line}\n  - pip: [{line}]\n");
+        let _ = parse("conda", "environment.yml", &yaml, &mut no_includes);
+    }
+}
