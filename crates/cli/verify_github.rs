@@ -72,9 +72,13 @@ fn file_of(
 /// Print the report as workflow commands.
 pub fn print<W: Write>(w: &mut W, report: &Report, project: &Project) -> std::io::Result<()> {
     // The dependency files as they are now: their findings' subjects are these paths.
-    let depfiles: Vec<String> = cairn::probe::lockfiles::find(&project.root)
-        .map(|found| found.into_iter().map(|f| f.path.to_string()).collect())
-        .unwrap_or_default();
+    let root = &project.root;
+    let depfiles: Vec<String> = cairn::probe::lockfiles::find(root)
+        .into_iter()
+        .chain(cairn::probe::lockfiles::find_requirement_sources(root))
+        .flatten()
+        .map(|f| f.path.to_string())
+        .collect();
     for f in &report.findings {
         let level = match f.severity {
             Severity::Error => "error",

@@ -137,8 +137,10 @@ fn every_fixture_through_the_library() {
         let project = tempfile::tempdir().unwrap();
         copy_files(&dir, project.path());
         let entries = cairn::probe::env::lockfile_entries(project.path()).unwrap();
+        let sources = cairn::probe::lockfiles::find_requirement_sources(project.path()).unwrap();
         assert!(
-            entries.iter().any(|e| e.path.as_str() == file),
+            entries.iter().any(|e| e.path.as_str() == file)
+                || sources.iter().any(|s| s.path.as_str() == file),
             "{}: {file} is not found as a dependency file",
             dir.display()
         );
@@ -408,4 +410,40 @@ fn includes_never_leave_the_project() {
     );
     assert!(notes.contains("line 4: cannot read "), "{notes}");
     assert!(!notes.contains("99"), "{notes}");
+}
+
+/// pyproject.toml and Pipfile are read for their requirements but not recorded as lock files:
+/// they are code, and a lock made before they were read would show them as new lock files.
+#[test]
+fn pyproject_and_pipfile_are_checked_not_recorded() {
+    let r = Repo::ml();
+    r.write(
+        "pyproject.toml",
+        "[project]\nname = \"trainer\"\ndependencies = [\"six>=1.17\"]\n",
+    );
+    r.write("Pipfile", "[packages]\nregex = \">=2025\"\n");
+    r.write("requirements.txt", "six\n");
+    r.commit_all("dependency files");
+    let installed = [("six", "1.16.0"), ("regex", "2024.11.6")]
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .into();
+    let (_env, python) = environment(&installed, &BTreeMap::new());
+    let (found, _) = verify_findings(&r, &python, "pyproject.toml");
+    assert_eq!(
+        found,
+        ["pyproject.toml wants six>=1.17, the environment has 1.16.0"]
+    );
+    let (found, _) = verify_findings(&r, &python, "Pipfile");
+    assert_eq!(
+        found,
+        ["Pipfile wants regex>=2025, the environment has 2024.11.6"]
+    );
+    let lock = r.lock_toml("cairn.lock");
+    let recorded: Vec<&str> = lock["lockfile"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(recorded, ["requirements.txt"]);
 }

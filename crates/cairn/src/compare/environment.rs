@@ -219,19 +219,34 @@ pub(super) fn lockfiles(a: &[LockfileEntry], b: &[LockfileEntry], out: &mut Vec<
     }
 }
 
-/// The requirements and pins of the project's Python dependency files (at `root`) that the
-/// installed packages do not meet, read with each ecosystem's rules
-/// ([`crate::probe::depfiles`]); a file or line that cannot be read is a note (observed only).
+/// The requirements and pins of the project's Python dependency files (the lock files `now`,
+/// and `pyproject.toml` and `Pipfile` at `root`) that the installed packages do not meet, read
+/// with each ecosystem's rules ([`crate::probe::depfiles`]); a file or line that cannot be read
+/// is a note (observed only).
 pub fn pins(
     root: &Path,
     now: &[LockfileEntry],
     installed: &Python,
 ) -> (Vec<Difference>, Vec<Note>) {
+    use crate::probe::lockfiles::{self, Found};
     let (mut out, mut notes) = (Vec::new(), Vec::new());
-    for e in now
+    // The lock files found now, and the files that state requirements without being recorded
+    // (pyproject.toml, Pipfile).
+    let mut files: Vec<Found> = now
         .iter()
-        .filter(|e| crate::probe::lockfiles::is_python(&e.kind))
-    {
+        .filter_map(|e| {
+            let kind = lockfiles::python_kind(&e.kind)?;
+            Some(Found {
+                path: e.path.clone(),
+                kind,
+            })
+        })
+        .collect();
+    match lockfiles::find_requirement_sources(root) {
+        Ok(found) => files.extend(found),
+        Err(e) => notes.push(Note::Environment(e.to_string())),
+    }
+    for e in &files {
         match env::unmet_requirements(root, e, installed) {
             Ok((list, problems)) => {
                 out.extend(list.into_iter().map(|u| {

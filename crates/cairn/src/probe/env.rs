@@ -252,7 +252,7 @@ pub fn align_repo_packages(locked: &Python, now: &mut Python, repo_root: Option<
 /// itself cannot be read.
 pub fn unmet_requirements(
     root: &Path,
-    entry: &LockfileEntry,
+    entry: &lockfiles::Found,
     installed: &Python,
 ) -> std::result::Result<(Vec<depfiles::Unmet>, Vec<String>), String> {
     let path = entry.path.under(root);
@@ -263,7 +263,7 @@ pub fn unmet_requirements(
             .ok_or_else(|| format!("`{rel}` is outside the project; not read"))?;
         Ok((name.clone(), read_inside(root, &root.join(&name))?))
     };
-    let parsed = depfiles::parse(&entry.kind, entry.path.as_str(), &text, &mut read);
+    let parsed = depfiles::parse(entry.kind, entry.path.as_str(), &text, &mut read);
     let unmet = depfiles::unmet(&parsed, &depfiles::Installed::new(installed));
     let problems = parsed
         .problems

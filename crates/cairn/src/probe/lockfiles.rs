@@ -12,8 +12,9 @@ use crate::model::paths::RelPath;
 pub struct Found {
     /// Its path, relative to the project root.
     pub path: RelPath,
-    /// What it is: `uv`, `pylock`, `poetry`, `pipfile` (Pipfile.lock), `pipenv` (Pipfile),
-    /// `pyproject`, `pdm`, `requirements`, `conda`, `conda-lock`, `pixi`, `cargo` or `npm`.
+    /// What it is: `uv`, `pylock`, `poetry`, `pipfile` (Pipfile.lock), `pdm`, `requirements`,
+    /// `conda`, `conda-lock`, `pixi`, `cargo` or `npm`; for [`find_requirement_sources`],
+    /// `pyproject` or `pipenv` (Pipfile).
     pub kind: &'static str,
 }
 
@@ -24,8 +25,6 @@ fn kind_of(name: &str) -> Option<&'static str> {
         "pylock.toml" => "pylock",
         "poetry.lock" => "poetry",
         "Pipfile.lock" => "pipfile",
-        "Pipfile" => "pipenv",
-        "pyproject.toml" => "pyproject",
         "pdm.lock" => "pdm",
         "environment.yml" | "environment.yaml" => "conda",
         "conda-lock.yml" => "conda-lock",
@@ -51,14 +50,30 @@ fn kind_of(name: &str) -> Option<&'static str> {
 
 /// Lock files at the project root (not recursive), sorted by path: `uv.lock` is `uv`,
 /// `pylock.toml` and `pylock.*.toml` are `pylock`, `poetry.lock` is `poetry`, `Pipfile.lock` is
-/// `pipfile`, `Pipfile` is `pipenv`, `pyproject.toml` is `pyproject`, `pdm.lock` is `pdm`,
-/// `requirements*.txt` is `requirements`, `environment.yml` and
+/// `pipfile`, `pdm.lock` is `pdm`, `requirements*.txt` is `requirements`, `environment.yml` and
 /// `environment.yaml` are `conda`, `conda-lock.yml` is `conda-lock`, `pixi.lock` is `pixi`,
 /// `Cargo.lock` is `cargo` and `package-lock.json` is `npm`.
 ///
 /// Only regular files count (a symlink counts when its target is one, as in the data walk); a
 /// directory with one of these names is skipped, and so is a name that is not UTF-8.
 pub fn find(root: &Path) -> Result<Vec<Found>> {
+    find_named(root, kind_of)
+}
+
+/// The root-level files that state requirements without being lock files: `pyproject.toml`
+/// (kind `pyproject`) and `Pipfile` (kind `pipenv`). Their requirements are checked against
+/// the environment ([`crate::probe::depfiles`]), but they are not recorded as `[[lockfile]]`
+/// entries: they are code, which the lock already records, and an older lock would otherwise
+/// show them as new lock files. Found as [`find`] finds lock files.
+pub fn find_requirement_sources(root: &Path) -> Result<Vec<Found>> {
+    find_named(root, |name| match name {
+        "pyproject.toml" => Some("pyproject"),
+        "Pipfile" => Some("pipenv"),
+        _ => None,
+    })
+}
+
+fn find_named(root: &Path, kind_of: fn(&str) -> Option<&'static str>) -> Result<Vec<Found>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(root).ctx("cannot read", root)? {
         let entry = entry.ctx("cannot read", root)?;
@@ -98,6 +113,23 @@ pub fn is_python(kind: &str) -> bool {
     crate::probe::depfiles::is_python(kind)
 }
 
+/// A recorded kind as the `&'static str` [`Found::kind`] holds, when [`is_python`] says it is
+/// one.
+pub fn python_kind(kind: &str) -> Option<&'static str> {
+    const KINDS: [&str; 9] = [
+        "uv",
+        "pylock",
+        "poetry",
+        "pipfile",
+        "pdm",
+        "requirements",
+        "conda",
+        "pyproject",
+        "pipenv",
+    ];
+    KINDS.into_iter().find(|k| *k == kind)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,10 +159,16 @@ mod tests {
         let want =
             "Cargo.lock cargo|Pipfile pipenv|Pipfile.lock pipfile|conda-lock.yml conda-lock|\
             environment.yml conda|package-lock.json npm|pdm.lock pdm|pixi.lock pixi|\
-            poetry.lock poetry|pylock.gpu.toml pylock|pylock.toml pylock|pyproject.toml pyproject|\
+            poetry.lock poetry|pylock.gpu.toml pylock|pylock.toml pylock|\
             requirements-dev.txt requirements|requirements-link.txt requirements|\
             requirements.txt requirements|requirements_gpu.txt requirements|uv.lock uv";
         assert_eq!(found, want.split('|').collect::<Vec<_>>());
+        let sources: Vec<String> = find_requirement_sources(root)
+            .unwrap()
+            .into_iter()
+            .map(|f| format!("{} {}", f.path, f.kind))
+            .collect();
+        assert_eq!(sources, ["Pipfile pipenv", "pyproject.toml pyproject"]);
     }
 
     #[test]
@@ -152,6 +190,8 @@ mod tests {
         }
         for k in "cargo npm conda-lock pixi other".split(' ') {
             assert!(!is_python(k), "{k}");
+            assert_eq!(python_kind(k), None);
         }
+        assert_eq!(python_kind("uv"), Some("uv"));
     }
 }
