@@ -156,8 +156,7 @@ mod tests {
             .into_iter()
             .map(|f| format!("{} {}", f.path, f.kind))
             .collect();
-        let want =
-            "Cargo.lock cargo|Pipfile pipenv|Pipfile.lock pipfile|conda-lock.yml conda-lock|\
+        let want = "Cargo.lock cargo|Pipfile.lock pipfile|conda-lock.yml conda-lock|\
             environment.yml conda|package-lock.json npm|pdm.lock pdm|pixi.lock pixi|\
             poetry.lock poetry|pylock.gpu.toml pylock|pylock.toml pylock|\
             requirements-dev.txt requirements|requirements-link.txt requirements|\
