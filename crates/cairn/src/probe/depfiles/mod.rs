@@ -14,6 +14,9 @@
 //!   ([`conda`]) and, where `conda-meta` records a channel, the spec's `channel::`; its `pip:`
 //!   list as requirement lines.
 //!
+//! `requires-python` of `pyproject.toml` and a Pipfile's `[requires]` are requirements on the
+//! interpreter (`python`).
+//!
 //! A requirement of a requirements file, of `[project] dependencies`, of a Pipfile's
 //! `[packages]` or of an environment.yml's `pip:` list must be installed; everything else
 //! (optional groups, dev packages, lock files, which also list packages for other platforms and
@@ -224,6 +227,11 @@ impl<'a> Installed<'a> {
                 .pip
                 .get(normalize_name(&w.name).as_str())
                 .map(|&v| (v, None, None));
+        }
+        if w.name == "python" {
+            // `requires-python`, Pipfile's `[requires]`: the interpreter (no distribution on
+            // the index is called `python`).
+            return Some((self.python, None, None));
         }
         self.pip.get(w.name.as_str()).map(|&v| (v, None, None))
     }
@@ -647,6 +655,9 @@ fn pyproject(text: &str, out: &mut Parsed) -> Result<(), String> {
             .unwrap_or_default()
     };
     if let Some(project) = project {
+        if let Some(range) = project.get("requires-python").and_then(toml::Value::as_str) {
+            python_requirement(range, "project.requires-python", out);
+        }
         for r in strings(project.get("dependencies")) {
             toml_requirement(&r, Vec::new(), Need::Required, "project.dependencies", out);
         }
@@ -675,6 +686,24 @@ fn pyproject(text: &str, out: &mut Parsed) -> Result<(), String> {
     Ok(())
 }
 
+/// The interpreter version a file requires (`>=3.10`), as a requirement on `python`.
+fn python_requirement(range: &str, what: &str, out: &mut Parsed) {
+    match VersionSpecifiers::from_str(range) {
+        Ok(s) => {
+            let written: Vec<String> = s.iter().map(ToString::to_string).collect();
+            out.wants.push(Want {
+                name: "python".into(),
+                text: format!("python{}", written.join(",")),
+                spec: Spec::Pep440(s),
+                marker: None,
+                extras: Vec::new(),
+                need: Need::Required,
+            });
+        }
+        Err(e) => out.problems.push(format!("{what}: `{range}`: {e}")),
+    }
+}
+
 /// The marker variables a Pipfile entry may give as keys (`sys_platform = "== 'linux'"`).
 const PIPFILE_MARKER_KEYS: &[&str] = &[
     "os_name",
@@ -695,6 +724,15 @@ const PIPFILE_MARKER_KEYS: &[&str] = &[
 /// and marker keys; an entry with `git`, `path` or `file` has no version to compare.
 fn pipfile(text: &str, out: &mut Parsed) -> Result<(), String> {
     let doc: toml::Table = toml_lock(text)?;
+    // `[requires]`: `python_full_version = "3.11.4"` or `python_version = "3.11"` (any 3.11).
+    let requires = doc.get("requires").and_then(toml::Value::as_table);
+    let full = requires.and_then(|r| r.get("python_full_version")?.as_str());
+    let short = requires.and_then(|r| r.get("python_version")?.as_str());
+    match (full, short) {
+        (Some(v), _) => python_requirement(&format!("=={v}"), "requires.python_full_version", out),
+        (None, Some(v)) => python_requirement(&format!("=={v}.*"), "requires.python_version", out),
+        (None, None) => {}
+    }
     for (section, need) in [
         ("packages", Need::Required),
         ("dev-packages", Need::IfInstalled),

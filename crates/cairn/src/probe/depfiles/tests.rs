@@ -160,6 +160,7 @@ fn optional_groups_are_checked_only_when_installed() {
     let text = r#"
 [project]
 name = "trainer"
+requires-python = ">=3.12"
 dependencies = ["numpy>=2", "torch>=2.4 ; sys_platform == 'linux'"]
 [project.optional-dependencies]
 test = ["pytest>=8", "hypothesis>=6"]
@@ -171,6 +172,7 @@ lint = ["ruff>=0.6"]
     assert_eq!(
         findings("pyproject", text, &env),
         [
+            "python>=3.12 -> 3.11.9",
             "numpy>=2 -> 1.26.4",
             "torch>=2.4 -> none",
             "pytest>=8 -> 7.0.0"
@@ -181,6 +183,8 @@ lint = ["ruff>=0.6"]
 #[test]
 fn pipfile_specs_tables_and_marker_keys() {
     let text = r#"
+[requires]
+python_version = "3.11"
 [packages]
 requests = "*"
 Django = ">=4.2,<5"
@@ -193,7 +197,8 @@ pytest = ">=8"
 "#;
     assert_eq!(
         wants("pipenv", text),
-        "!django>=4.2,<5, !mylib, !numpy==1.26.4, !pywin32, !requests, !torch>=2.4, pytest>=8"
+        "!django>=4.2,<5, !mylib, !numpy==1.26.4, !python==3.11.*, !pywin32, !requests, \
+         !torch>=2.4, pytest>=8"
     );
     let env = python(
         "3.11.9",
@@ -600,4 +605,13 @@ fn generated_requirement_lines_never_panic() {
         let yaml = format!("dependencies:\n  - {line}\n  - pip: [{line}]\n");
         let _ = parse("conda", "environment.yml", &yaml, &mut no_includes);
     }
+}
+
+#[test]
+fn pipfile_requires_a_python() {
+    let env = python("3.12.3", "linux-x86_64", &[]);
+    let text = "[requires]\npython_version = \"3.11\"\n";
+    assert_eq!(findings("pipenv", text, &env), ["python==3.11.* -> 3.12.3"]);
+    let text = "[requires]\npython_full_version = \"3.12.3\"\npython_version = \"3.11\"\n";
+    assert_eq!(findings("pipenv", text, &env), Vec::<String>::new());
 }
