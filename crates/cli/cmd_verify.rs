@@ -70,12 +70,15 @@ pub struct Args {
     #[arg(long, short)]
     verbose: bool,
 
-    /// Output format: `human` or `json` (every difference; schema: spec/verify-report.md).
+    /// Output format: `human`, `json` (every difference; schema: spec/verify-report.md), or
+    /// `github` (one GitHub Actions annotation per finding: `::error` fails, `::warning`
+    /// environment drift, `::notice` host drift; attached to the file for code and dependency
+    /// files).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
 }
 
-use crate::ReportFormat as Format;
+use crate::verify_github::VerifyFormat as Format;
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let cwd = std::env::current_dir()?;
@@ -90,6 +93,18 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         },
         strict: args.strict,
     };
+    if args.format == Format::Github {
+        let report = cairn::ops::verify::verify(&project, &lock_path, &opts, None)?;
+        let stdout = std::io::stdout();
+        let mut w = stdout.lock();
+        crate::verify_github::print(&mut w, &report, &project)?;
+        w.flush()?;
+        return Ok(if report.ok {
+            crate::EXIT_OK
+        } else {
+            crate::EXIT_DIFF
+        });
+    }
     let json = matches!(args.format, Format::Json);
     let bar = out.progress();
     let report = cairn::ops::verify::verify(

@@ -16,6 +16,7 @@ mod cmd_rebuild;
 mod cmd_trust;
 mod cmd_verify;
 mod output;
+mod verify_github;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -245,7 +245,7 @@ fn environment_matches_pip_freeze_and_drift_is_named() {
         env_findings[1]["detail"]
             .as_str()
             .unwrap()
-            .contains("requirements.txt pins six 1.16.0 but the environment has 1.17.0"),
+            .contains("requirements.txt wants six==1.16.0, the environment has 1.17.0"),
         "{report}"
     );
     let out = r

@@ -5,6 +5,7 @@ mod cache;
 mod ci;
 mod code;
 mod consistency;
+mod depfiles;
 mod diff;
 mod digests;
 mod environment;

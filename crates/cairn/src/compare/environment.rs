@@ -219,33 +219,47 @@ pub(super) fn lockfiles(a: &[LockfileEntry], b: &[LockfileEntry], out: &mut Vec<
     }
 }
 
-/// Python lock files that pin an installed package at another version: read from the project
-/// at `root` (observed only).
+/// The requirements and pins of the project's Python dependency files (the lock files `now`,
+/// and `pyproject.toml` and `Pipfile` at `root`) that the installed packages do not meet, read
+/// with each ecosystem's rules ([`crate::probe::depfiles`]); a file or line that cannot be read
+/// is a note (observed only).
 pub fn pins(
     root: &Path,
     now: &[LockfileEntry],
     installed: &Python,
 ) -> (Vec<Difference>, Vec<Note>) {
+    use crate::probe::lockfiles::{self, Found};
     let (mut out, mut notes) = (Vec::new(), Vec::new());
-    let versions: BTreeMap<&str, &str> = installed
-        .packages
+    // The lock files found now, and the files that state requirements without being recorded
+    // (pyproject.toml, Pipfile).
+    let mut files: Vec<Found> = now
         .iter()
-        .map(|p| (p.name.as_str(), p.version.as_str()))
+        .filter_map(|e| {
+            let kind = lockfiles::python_kind(&e.kind)?;
+            Some(Found {
+                path: e.path.clone(),
+                kind,
+            })
+        })
         .collect();
-    for e in now
-        .iter()
-        .filter(|e| crate::probe::lockfiles::is_python(&e.kind))
-    {
-        match env::unsatisfied_pins(root, e, &versions) {
-            Ok(list) => out.extend(list.into_iter().map(|(package, pinned, installed)| {
-                Difference::new(Area::Lockfile, e.path.as_str(), Change::Changed).because(
-                    Reason::Pin {
-                        package,
-                        pinned,
-                        installed,
-                    },
-                )
-            })),
+    match lockfiles::find_requirement_sources(root) {
+        Ok(found) => files.extend(found),
+        Err(e) => notes.push(Note::Environment(e.to_string())),
+    }
+    for e in &files {
+        match env::unmet_requirements(root, e, installed) {
+            Ok((list, problems)) => {
+                out.extend(list.into_iter().map(|u| {
+                    Difference::new(Area::Lockfile, e.path.as_str(), Change::Changed).because(
+                        Reason::Pin {
+                            package: u.package,
+                            pinned: u.wants,
+                            installed: u.installed,
+                        },
+                    )
+                }));
+                notes.extend(problems.into_iter().map(Note::Environment));
+            }
             Err(w) => notes.push(Note::Environment(w)),
         }
     }

@@ -200,14 +200,16 @@ pub enum Reason {
     Conda,
     /// A metric recorded with `cairn checkpoint add`.
     Metric,
-    /// A Python lock file pins a package at another version than the one installed.
+    /// A Python dependency file asks for a version (or a package) the environment does not
+    /// have.
     Pin {
         /// The package.
         package: String,
-        /// The pinned versions (any matches).
+        /// What the file asks for, as written with the package (`six>=1.17`; several for a
+        /// lock file's alternatives, any of which would do).
         pinned: Vec<String>,
-        /// The installed version.
-        installed: String,
+        /// The installed version; `None` when the package is not installed.
+        installed: Option<String>,
     },
     /// No Python environment could be observed.
     NoPython(String),
@@ -348,11 +350,18 @@ impl Difference {
                 package,
                 pinned,
                 installed,
-            } => format!(
-                "{} pins {package} {} but the environment has {installed}",
-                self.subject,
-                pinned.join(" or ")
-            ),
+            } => match installed {
+                Some(v) => format!(
+                    "{} wants {}, the environment has {v}",
+                    self.subject,
+                    pinned.join(" or ")
+                ),
+                None => format!(
+                    "{} wants {}, the environment does not have {package}",
+                    self.subject,
+                    pinned.join(" or ")
+                ),
+            },
             Reason::NoPython(why) => why.clone(),
             Reason::MachineOnly => "differs between any two machines".into(),
             Reason::DeletedByRun => format!(

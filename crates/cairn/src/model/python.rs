@@ -118,31 +118,39 @@ pub fn normalize_name(name: &str) -> String {
     out
 }
 
-/// The path of a `file://` URL (percent-decoded); `None` for any other URL.
+/// The path of a `file://` URL, percent-decoded by the `url` crate (a byte that is not UTF-8
+/// stays that byte); `None` for any other URL, and for a `file://` URL with a host other than
+/// `localhost` (a path on another machine).
 pub fn file_url_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("file://")?;
-    // file:///abs and file://localhost/abs
-    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
-    Some(PathBuf::from(percent_decode(rest)))
+    let parsed = url::Url::parse(url).ok()?;
+    if parsed.scheme() != "file" {
+        return None;
+    }
+    parsed.to_file_path().ok()
 }
 
-fn percent_decode(s: &str) -> String {
-    fn nibble(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_urls() {
+        let p = |u: &str| file_url_path(u).map(|p| p.into_os_string());
+        assert_eq!(p("file:///a/b%20c"), Some("/a/b c".into()));
+        assert_eq!(p("file://localhost/srv/x"), Some("/srv/x".into()));
+        assert_eq!(p("file:///a/%E2%9C%93"), Some("/a/\u{2713}".into()));
+        assert_eq!(p("file:///a/%2541"), Some("/a/%41".into()));
+        assert_eq!(p("file://otherhost/srv/x"), None);
+        assert_eq!(p("https://x/y"), None);
+        assert_eq!(p("not a url"), None);
+        // A byte that is not UTF-8 is kept, not replaced.
+        use std::os::unix::ffi::OsStrExt;
+        let raw = file_url_path("file:///a/%FF").unwrap();
+        assert_eq!(raw.as_os_str().as_bytes(), b"/a/\xff");
     }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (nibble(b[i + 1]), nibble(b[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
+
+    #[test]
+    fn names() {
+        assert_eq!(normalize_name("Foo_Bar..baz"), "foo-bar-baz");
     }
-    String::from_utf8_lossy(&out).into_owned()
 }

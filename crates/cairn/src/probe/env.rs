@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use crate::content::digest;
 use crate::error::Result;
 use crate::model::lockfile::{Host, LockfileEntry, Python};
-use crate::probe::lockfiles;
 use crate::probe::python::{self, Environment, Origin, Source};
+use crate::probe::{depfiles, lockfiles};
 
 /// Environment variables recorded by default, when set: the ones that change results or their
 /// reproducibility. A trailing `*` matches a prefix.
@@ -247,56 +247,74 @@ pub fn align_repo_packages(locked: &Python, now: &mut Python, repo_root: Option<
     }
 }
 
-/// The pins of one Python lock file (`entry`, under `root`) that the installed `versions` do
-/// not satisfy, as (package, pinned versions, installed version). `Err` with a warning when
-/// the file cannot be read or parsed.
-pub fn unsatisfied_pins(
+/// What one Python dependency file (`entry`, under `root`) asks that `installed` does not meet
+/// ([`depfiles::unmet`]), and the problems met reading it (a line that does not parse, an
+/// include that is missing or leads outside the project). `Err` with a warning when the file
+/// itself cannot be read.
+pub fn unmet_requirements(
     root: &Path,
-    entry: &LockfileEntry,
-    versions: &BTreeMap<&str, &str>,
-) -> std::result::Result<Vec<(String, Vec<String>, String)>, String> {
+    entry: &lockfiles::Found,
+    installed: &Python,
+) -> std::result::Result<(Vec<depfiles::Unmet>, Vec<String>), String> {
     let path = entry.path.under(root);
     // Bounded, regular files only; `lockfiles::find` kept only links inside the project.
-    let text = path
-        .canonicalize()
-        .and_then(|real| {
-            let bytes = crate::fs::read_bounded(&real, crate::fs::MAX_SIDECAR_BYTES >> 2)?;
-            String::from_utf8(bytes).map_err(std::io::Error::other)
+    let text = read_inside(root, &path)?;
+    let mut read = |rel: &str| -> std::result::Result<(String, String), String> {
+        let name = normal_relative(rel)
+            .ok_or_else(|| format!("`{rel}` is outside the project; not read"))?;
+        Ok((name.clone(), read_inside(root, &root.join(&name))?))
+    };
+    let parsed = depfiles::parse(entry.kind, entry.path.as_str(), &text, &mut read);
+    let unmet = depfiles::unmet(&parsed, &depfiles::Installed::new(installed));
+    let problems = parsed
+        .problems
+        .into_iter()
+        .map(|p| {
+            // A requirements file's problems already start with the file they are in.
+            if p.starts_with(&format!("{} ", entry.path)) {
+                p
+            } else {
+                format!("{}: {p}", entry.path)
+            }
         })
-        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    let pins = lockfiles::pins(&entry.kind, &text)
-        .map_err(|err| format!("cannot read the pins of {}: {err}", entry.path))?;
-    // A name may be pinned at several versions (uv forks): any of them matches.
-    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for pin in &pins {
-        by_name.entry(&pin.name).or_default().push(&pin.version);
-    }
-    let mut out = Vec::new();
-    for (name, pinned) in by_name {
-        // Only installed packages are compared: a lock file also lists packages for other
-        // platforms, and conda names (`python`, `pytorch`) are not pip names.
-        let Some(v) = versions.get(name) else {
-            continue;
-        };
-        if !pinned.iter().any(|p| pin_matches(&entry.kind, p, v)) {
-            out.push((
-                name.to_string(),
-                pinned.iter().map(|p| p.to_string()).collect(),
-                v.to_string(),
-            ));
-        }
-    }
-    Ok(out)
+        .collect();
+    Ok((unmet, problems))
 }
 
-/// Does an installed version satisfy a pin? Exact, except that conda's `name=1.26` accepts any
-/// 1.26.x.
-fn pin_matches(kind: &str, pinned: &str, installed: &str) -> bool {
-    installed == pinned
-        || (kind == "conda"
-            && installed
-                .strip_prefix(pinned)
-                .is_some_and(|rest| rest.starts_with('.')))
+/// A `/`-separated path with `.` and `..` resolved, `None` when it is absolute or climbs out.
+fn normal_relative(rel: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    if rel.starts_with('/') {
+        return None;
+    }
+    for part in rel.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// Read a text file of the project: its real path must be inside `root` (a link out of the
+/// project is a file of the user's, spec/security.md), and its size bounded.
+fn read_inside(root: &Path, path: &Path) -> std::result::Result<String, String> {
+    let real = path
+        .canonicalize()
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    if !real.starts_with(&root) {
+        return Err(format!(
+            "{} leads outside the project; not read",
+            path.display()
+        ));
+    }
+    crate::fs::read_bounded(&real, crate::fs::MAX_SIDECAR_BYTES >> 2)
+        .and_then(|bytes| String::from_utf8(bytes).map_err(std::io::Error::other))
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))
 }
 
 /// Resolve cairn.toml's `python` (relative to the project root).
@@ -309,11 +327,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn conda_pins_are_prefixes() {
-        assert!(pin_matches("conda", "1.26", "1.26.4"));
-        assert!(!pin_matches("conda", "1.2", "1.26.4"));
-        assert!(!pin_matches("requirements", "1.26", "1.26.4"));
-        assert!(pin_matches("uv", "2.5.1+cu121", "2.5.1+cu121"));
+    fn includes_are_relative_paths_inside_the_project() {
+        assert_eq!(
+            normal_relative("reqs/./a/../b.txt").as_deref(),
+            Some("reqs/b.txt")
+        );
+        assert_eq!(normal_relative("../b.txt"), None);
+        assert_eq!(normal_relative("/etc/passwd"), None);
+        assert_eq!(normal_relative("a/.."), None);
     }
 
     #[test]

@@ -295,40 +295,50 @@ fn parse_metadata(text: &str) -> Option<(String, String)> {
 /// between installers of the same wheel.
 pub fn record_fingerprint(record: &str) -> Option<Digest> {
     use std::borrow::Cow;
-    // A RECORD lists every installed file (thousands for a large package): the common line,
-    // without quotes, is taken as a slice of itself (`path,hash` is the line up to its second
-    // comma); only a quoted line is split as CSV.
+    let keep = |path: &str, hash: &str| {
+        let first = path.split('/').next().unwrap_or("");
+        !(hash.is_empty()
+            || path.starts_with("../")
+            || path.starts_with('/')
+            || path.split('/').any(|c| c == "__pycache__")
+            || first.ends_with(".dist-info"))
+    };
+    // A RECORD lists every installed file (thousands for a large package). Without a quote
+    // anywhere, every line is one row and `path,hash` is the line up to its second comma: taken
+    // as a slice of itself, no allocation. With quotes, the file is read as what it is, CSV as
+    // Python's csv module writes it (`,`, `"` quoting, `""` for a quote), so a quoted path with a
+    // comma or a line break is one field. A row that cannot be read is skipped, as one without a
+    // hash is.
     let mut lines: Vec<Cow<'_, str>> = Vec::new();
-    for line in record.lines() {
-        let (path, hash, joined) = if line.contains('"') {
-            let fields = split_csv(line);
-            let (Some(path), Some(hash)) = (fields.first(), fields.get(1)) else {
-                continue;
-            };
-            let joined = Cow::Owned(format!("{path},{hash}"));
-            (Cow::Owned(path.clone()), Cow::Owned(hash.clone()), joined)
-        } else {
+    if !record.contains('"') {
+        for line in record.lines() {
             let Some((path, rest)) = line.split_once(',') else {
                 continue;
             };
             let hash = rest.split_once(',').map_or(rest, |(h, _)| h);
-            let joined = &line[..path.len() + 1 + hash.len()];
-            (
-                Cow::Borrowed(path),
-                Cow::Borrowed(hash),
-                Cow::Borrowed(joined),
-            )
-        };
-        let first = path.split('/').next().unwrap_or("");
-        if hash.is_empty()
-            || path.starts_with("../")
-            || path.starts_with('/')
-            || (path.contains("__pycache__") && path.split('/').any(|c| c == "__pycache__"))
-            || first.ends_with(".dist-info")
-        {
-            continue;
+            if keep(path, hash) {
+                lines.push(Cow::Borrowed(&line[..path.len() + 1 + hash.len()]));
+            }
         }
-        lines.push(joined);
+    } else {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(record.as_bytes());
+        let mut row = csv::StringRecord::new();
+        loop {
+            match reader.read_record(&mut row) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(_) => continue,
+            }
+            let (Some(path), Some(hash)) = (row.get(0), row.get(1)) else {
+                continue;
+            };
+            if keep(path, hash) {
+                lines.push(Cow::Owned(format!("{path},{hash}")));
+            }
+        }
     }
     if lines.is_empty() {
         return None;
@@ -340,28 +350,6 @@ pub fn record_fingerprint(record: &str) -> Option<Digest> {
         text.push('\n');
     }
     Some(blake3::hash(text.as_bytes()).into())
-}
-
-/// Split one CSV line (RECORD uses the csv module's default dialect: `,`, `"` quoting).
-fn split_csv(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            ('"', true) => quoted = false,
-            ('"', false) if field.is_empty() => quoted = true,
-            (',', false) => out.push(std::mem::take(&mut field)),
-            (c, _) => field.push(c),
-        }
-    }
-    out.push(field);
-    out
 }
 
 #[derive(Deserialize)]
@@ -765,10 +753,28 @@ mod tests {
         assert!(record_fingerprint(pip).is_some());
         let edited = "six.py,sha256=abd,34549\n";
         assert_ne!(record_fingerprint(edited), record_fingerprint(uv));
+    }
+
+    #[test]
+    fn record_is_read_as_csv() {
+        // What the fingerprint hashes, computed by hand: the sorted `path,hash` lines.
+        let by_hand = |lines: &str| -> Digest { blake3::hash(lines.as_bytes()).into() };
+        // A quoted path with a comma, a doubled quote and a line break is one field; CRLF line
+        // ends and a row without a size are read as Python's csv module writes them.
+        let record = "\"a,b.py\",sha256=q,1\r\n\"say \"\"hi\"\".py\",sha256=r,2\r\n\"two\nlines.py\",sha256=s\r\n";
         assert_eq!(
-            split_csv("\"a,b.py\",sha256=q,1"),
-            vec!["a,b.py", "sha256=q", "1"]
+            record_fingerprint(record),
+            Some(by_hand(
+                "a,b.py,sha256=q\nsay \"hi\".py,sha256=r\ntwo\nlines.py,sha256=s\n"
+            ))
         );
+        // The plain case is what every earlier lock recorded.
+        assert_eq!(
+            record_fingerprint("six.py,sha256=abc,34549\n"),
+            Some(by_hand("six.py,sha256=abc\n"))
+        );
+        assert_eq!(record_fingerprint(""), None);
+        assert_eq!(record_fingerprint("\"unclosed,sha256=x,1\n"), None);
     }
 
     /// The fingerprint as first written (every line split as CSV, one `String` each): the
@@ -801,6 +807,28 @@ mod tests {
             h.update(b"\n");
         }
         Some(h.finalize().into())
+    }
+
+    /// Split one CSV line the way the first fingerprint did (the reference above only).
+    fn split_csv(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut field = String::new();
+        let mut quoted = false;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, quoted) {
+                ('"', true) if chars.peek() == Some(&'"') => {
+                    field.push('"');
+                    chars.next();
+                }
+                ('"', true) => quoted = false,
+                ('"', false) if field.is_empty() => quoted = true,
+                (',', false) => out.push(std::mem::take(&mut field)),
+                (c, _) => field.push(c),
+            }
+        }
+        out.push(field);
+        out
     }
 
     #[test]
