@@ -209,6 +209,10 @@ pub enum Reason {
     /// A host fact that differs between any two machines (CPU model, core count); verify does
     /// not report it.
     MachineOnly,
+    /// Instruction-set features only one side has: numeric kernels dispatch on them.
+    CpuFeatures,
+    /// Another BLAS/LAPACK library (or build of it) for a numeric package.
+    Blas,
 }
 
 /// One difference between the first side (normally the lock) and the second.
@@ -348,6 +352,10 @@ impl Difference {
             ),
             Reason::NoPython(why) => why.clone(),
             Reason::MachineOnly => "differs between any two machines".into(),
+            Reason::CpuFeatures => {
+                "instruction sets only one side has: numeric libraries pick other kernels".into()
+            }
+            Reason::Blas => "another BLAS library: matrix products round differently".into(),
         })
     }
 }
@@ -494,12 +502,14 @@ pub fn kind_name(kind: Kind) -> &'static str {
     }
 }
 
+mod causes;
 mod code;
 mod content;
 mod environment;
 mod state;
 
 use code::code;
+pub use causes::{likely_causes, Cause, LikelyCause};
 pub use code::{code_against_entries, code_files, excluder};
 use content::items;
 pub use content::{content_differences, manifest_diff, manifest_of};

@@ -137,6 +137,46 @@ pub struct Host {
     pub torch: Option<TorchStack>,
     /// GPUs, in device order.
     pub gpus: Vec<Gpu>,
+    /// The instruction-set features numeric libraries dispatch on (`avx2`, `fma`, `avx512f`,
+    /// or the arm64 `Features`), sorted: the subset of `/proc/cpuinfo` flags in
+    /// [`crate::probe::host::NUMERIC_CPU_FEATURES`].
+    pub cpu_features: Vec<String>,
+    /// How many CPUs the process may run on (its affinity mask).
+    pub affinity: Option<u64>,
+    /// The cgroup CPU quota, in CPUs (`1.5`), when one is set.
+    pub cpu_quota: Option<String>,
+    /// The BLAS/LAPACK library each numeric package loads, sorted by package and file.
+    pub blas: Vec<Blas>,
+}
+
+/// `[[host.blas]]`: a BLAS/LAPACK library a numeric package ships or loads, found from its
+/// files without importing it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Blas {
+    /// The Python package it belongs to (`numpy`, `scipy`, `torch`).
+    pub package: String,
+    /// The library (`openblas`, `mkl`, `blis`, `flexiblas`, `accelerate`).
+    pub library: String,
+    /// Its version, when the package's build configuration records it.
+    pub version: Option<String>,
+    /// The library file, relative to the `site-packages` directory (or the environment's
+    /// prefix for a conda library), when there is one.
+    pub file: Option<String>,
+}
+
+impl Blas {
+    /// `openblas 0.3.27 (numpy.libs/libscipy_openblas64_-ff651d7f.so)`.
+    pub fn text(&self) -> String {
+        let mut t = self.library.clone();
+        if let Some(v) = &self.version {
+            t.push(' ');
+            t.push_str(v);
+        }
+        if let Some(f) = &self.file {
+            t.push_str(&format!(" ({f})"));
+        }
+        t
+    }
 }
 
 /// `[python]`.

@@ -344,6 +344,22 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
                 })
             })
             .collect(),
+        cpu_features: h.cpu_features,
+        affinity: h.affinity,
+        cpu_quota: h.cpu_quota,
+        blas: h
+            .blas
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                Some(Blas {
+                    package: c.req(b.package, &format!("host.blas[{i}].package"))?,
+                    library: c.req(b.library, &format!("host.blas[{i}].library"))?,
+                    version: b.version,
+                    file: b.file,
+                })
+            })
+            .collect(),
     });
 
     let mut data = Vec::new();

@@ -99,7 +99,26 @@ pub struct Host {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub torch: Option<Torch>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu_features: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpu: Vec<Gpu>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blas: Vec<Blas>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Blas {
+    pub package: Option<String>,
+    pub library: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -79,6 +79,19 @@ impl From<&Lock> for wire::Lock {
                         compute_capability: g.compute_capability.clone(),
                     })
                     .collect(),
+                cpu_features: h.cpu_features.clone(),
+                affinity: h.affinity,
+                cpu_quota: h.cpu_quota.clone(),
+                blas: h
+                    .blas
+                    .iter()
+                    .map(|b| wire::Blas {
+                        package: Some(b.package.clone()),
+                        library: Some(b.library.clone()),
+                        version: b.version.clone(),
+                        file: b.file.clone(),
+                    })
+                    .collect(),
             }),
             data: l
                 .data
@@ -234,6 +247,11 @@ impl Lock {
         }
         if let Some(code) = &mut self.code {
             code.submodules.sort_by(|a, b| a.path.cmp(&b.path));
+        }
+        if let Some(host) = &mut self.host {
+            host.cpu_features.sort();
+            host.cpu_features.dedup();
+            host.blas.sort();
         }
     }
 }

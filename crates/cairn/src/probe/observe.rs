@@ -212,12 +212,14 @@ pub fn observe(
     let mut notes = Vec::new();
     let mut torch = None;
     let mut libc = None;
+    let mut blas = Vec::new();
     let python = match &lock.python {
         Some(_) if !opts.no_python => {
             let configured = env::config_python(&project.root, project.config.python.as_deref());
             Some(
                 match env::capture_python(opts.python.as_deref(), configured.as_deref())? {
                     Ok(e) => {
+                        blas = env::blas_of(&e);
                         torch = e.torch.clone();
                         libc = e.interpreter.libc.clone();
                         PythonState::Present(env::python_table(&e))
@@ -235,7 +237,10 @@ pub fn observe(
         pins = found;
         notes.extend(warnings);
     }
-    let host = lock.host.as_ref().map(|_| env::host_with(torch, libc));
+    let host = lock.host.as_ref().map(|_| crate::model::lockfile::Host {
+        blas,
+        ..env::host_with(torch, libc)
+    });
     Ok(Observed {
         state: State {
             code,
