@@ -399,6 +399,15 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
             )?;
         }
     }
+    if !r.likely_causes.is_empty() {
+        writeln!(
+            w,
+            "likely causes of the different results (most likely first):"
+        )?;
+        for c in &r.likely_causes {
+            writeln!(w, "  {}: {}", c.cause.label(), visible(&c.line))?;
+        }
+    }
     if let Some(plan) = &r.command {
         if let Some([from, to]) = &plan.replaced_program {
             writeln!(

@@ -13,6 +13,7 @@ mod hardening;
 mod init;
 mod lineage;
 mod lock_verify;
+mod numerics;
 mod probe_cache;
 mod rebuild;
 mod schemas;

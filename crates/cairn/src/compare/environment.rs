@@ -285,7 +285,13 @@ pub fn host(a: &Host, b: &Host) -> Vec<Difference> {
         ("affinity", |h| h.affinity.map(|c| c.to_string())),
         ("cpu quota", |h| h.cpu_quota.clone()),
     ];
+    // Affinity and quota were first recorded with the instruction sets: a lock from before
+    // has neither, and says nothing about them.
+    let recorded_cpus = a.affinity.is_some() && b.affinity.is_some();
     for (subject, fact) in facts {
+        if matches!(subject, "affinity" | "cpu quota") && !recorded_cpus {
+            continue;
+        }
         let (l, n) = (fact(a), fact(b));
         if l != n {
             let d = value_difference(Area::Host, subject, l.map(Value::Text), n.map(Value::Text));

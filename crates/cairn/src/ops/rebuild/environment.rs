@@ -8,6 +8,23 @@ pub(super) fn canonical_or_lexical(p: &Path) -> PathBuf {
     p.canonicalize().unwrap_or_else(|_| paths::normalize(p))
 }
 
+/// The `site-packages` directories of a venv (`lib/python3.X/site-packages`), found by listing
+/// it: nothing in the venv runs.
+pub(super) fn venv_site_dirs(venv: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(venv.join("lib"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("python"))
+                .map(|e| e.path().join("site-packages"))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
 /// How one locked package is installed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Requirement {

@@ -489,7 +489,11 @@ pub fn rebuild(
             .then(|| python::capture(&venv.join("bin/python")).ok())
             .flatten()
             .and_then(|e| e.torch);
-        let now = env::host_with(torch, interpreter.as_ref().and_then(|i| i.libc.clone()));
+        let mut now = env::host_with(torch, interpreter.as_ref().and_then(|i| i.libc.clone()));
+        // The BLAS the rebuilt venv's packages ship, read from its files (nothing runs).
+        if env_built {
+            now.blas = crate::probe::host::blas(&venv_site_dirs(&venv), None);
+        }
         host.extend(compare::host(locked, &now).iter().map(Difference::from));
     }
 
@@ -563,6 +567,12 @@ pub fn rebuild(
     obs.finished(&run_step);
     steps.push(run_step);
 
+    let run_differs = steps.last().is_some_and(|s| s.status == Status::Differs);
+    let likely_causes = if run_differs {
+        likely_causes(&steps, &host)
+    } else {
+        Vec::new()
+    };
     cleanup.armed = false;
     let ok = steps
         .iter()
@@ -578,6 +588,7 @@ pub fn rebuild(
         steps,
         command: plan,
         host,
+        likely_causes,
     })
 }
 
