@@ -16,6 +16,7 @@ mod lock_verify;
 mod numerics;
 mod probe_cache;
 mod rebuild;
+mod rebuild_env;
 mod schemas;
 mod shell;
 mod untrusted;

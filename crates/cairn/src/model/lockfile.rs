@@ -82,6 +82,20 @@ pub struct Run {
     pub seed: Option<i64>,
     /// The determinism-relevant environment variables that were set.
     pub env: BTreeMap<String, String>,
+    /// Where the command ran, relative to the repository root (`None`: not recorded, as in
+    /// locks from before cairn recorded it, or without git).
+    pub cwd: Option<RunDir>,
+}
+
+/// `run.cwd` and `run.cwd-outside`: the directory the command ran in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunDir {
+    /// The repository root (`cwd = "."`).
+    Root,
+    /// A directory inside the repository.
+    Inside(RelPath),
+    /// Outside the repository (`cwd-outside = true`): a rebuild does not run it there.
+    Outside,
 }
 
 /// `[code]`.
@@ -431,6 +445,7 @@ impl Run {
             exit_code: None,
             seed: None,
             env,
+            cwd: None,
         }
     }
 }
@@ -562,6 +577,7 @@ mod tests {
                 exit_code: Some(0),
                 seed: Some(42),
                 env: BTreeMap::from([("PYTHONHASHSEED".to_string(), "0".to_string())]),
+                cwd: Some(RunDir::Inside(RelPath::parse("src/train").unwrap())),
             },
             code: Some(Code {
                 commit: ObjectId::parse(&"a".repeat(40)).unwrap(),

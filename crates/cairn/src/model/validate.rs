@@ -247,7 +247,19 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
                 ));
             }
         }
+        let cwd = match (r.cwd, r.cwd_outside) {
+            (None, false) => None,
+            (None, true) => Some(RunDir::Outside),
+            (Some(d), false) if d == "." => Some(RunDir::Root),
+            (Some(d), false) => c.path(Some(d), "run.cwd").map(RunDir::Inside),
+            (Some(_), true) => {
+                c.problems
+                    .push("`run` has both `cwd` and `cwd-outside = true`".into());
+                None
+            }
+        };
         Run {
+            cwd,
             id: id.unwrap_or_default(),
             locked_at: c.time(r.locked_at, "run.locked-at"),
             command: r.command,

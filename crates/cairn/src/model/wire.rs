@@ -50,6 +50,10 @@ pub struct Run {
     pub seed: Option<i64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cwd_outside: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

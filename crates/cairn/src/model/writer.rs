@@ -33,6 +33,12 @@ impl From<&Lock> for wire::Lock {
                 exit_code: l.run.exit_code,
                 seed: l.run.seed,
                 env: l.run.env.clone(),
+                cwd: match &l.run.cwd {
+                    Some(RunDir::Root) => Some(".".into()),
+                    Some(RunDir::Inside(p)) => Some(p.to_string()),
+                    Some(RunDir::Outside) | None => None,
+                },
+                cwd_outside: l.run.cwd == Some(RunDir::Outside),
             }),
             code: l.code.as_ref().map(|c| wire::Code {
                 commit: Some(c.commit.to_string()),

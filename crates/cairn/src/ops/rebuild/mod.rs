@@ -17,7 +17,8 @@
 //!    the rebuilt checkout or in the project the rebuild started from); a dataset found outside
 //!    the rebuilt project is linked into it at its locked path.
 //! 4. **run**: only with consent to run ([`Consent::Run`]): the locked argv with the locked
-//!    determinism variables and seed, in the rebuilt project; then the checkpoints must be
+//!    determinism variables and seed, in the directory it ran in (`run.cwd`) inside the rebuilt
+//!    worktree (never outside it), else the rebuilt project root; then the checkpoints must be
 //!    bit-identical and the outputs bit-identical, or JSON files whose numbers agree within
 //!    `rtol`/`atol`.
 //!
@@ -165,13 +166,22 @@ fn command_plan(
     rebuilt_root: &Path,
     venv: Option<&Path>,
 ) -> Option<Plan> {
+    // Where the command ran (recorded relative to the repository root), here and rebuilt;
+    // the project root for a lock that does not say.
+    let (original_cwd, cwd) = match &lock.run.cwd {
+        Some(lockfile::RunDir::Root) => (repo_root.to_path_buf(), into.to_path_buf()),
+        Some(lockfile::RunDir::Inside(rel)) => (rel.under(repo_root), rel.under(into)),
+        Some(lockfile::RunDir::Outside) | None => {
+            (project.root.clone(), rebuilt_root.to_path_buf())
+        }
+    };
     lock.run.command.as_ref().map(|argv| {
         make_plan(
             argv,
             lock,
             &project.config.env,
-            (&project.root, repo_root, into),
-            rebuilt_root,
+            (&original_cwd, repo_root, into),
+            &cwd,
             venv,
         )
     })
@@ -532,10 +542,17 @@ pub fn rebuild(
                 blocking.join(" and ")
             ));
         }
+        Some(_) if lock.run.cwd == Some(lockfile::RunDir::Outside) => {
+            run_step.status = Status::NotRun;
+            run_step.notes.push(OUTSIDE_CWD.into());
+        }
         Some(plan) if consent == Consent::Run => {
             // The command that runs is the one that was shown, or none.
             let shown = rebuild_plan.command.as_ref().map(|p| (&p.argv, &p.set_env));
-            if shown != Some((&plan.argv, &plan.set_env)) {
+            if let Err(why) = prepare_cwd(&into, &plan.cwd) {
+                run_step.status = Status::NotRun;
+                run_step.notes.push(why);
+            } else if shown != Some((&plan.argv, &plan.set_env)) {
                 run_step.status = Status::NotRun;
                 run_step.notes.push(format!(
                     "not run: the command changed after it was shown; it would be: {}",
