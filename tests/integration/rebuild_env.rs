@@ -260,3 +260,150 @@ fn bad_working_directories_are_refused() {
         assert_eq!(r.read("bad.cairn.lock"), before);
     }
 }
+
+/// Make a one-file wheel of `name` 1.0 in a PEP 503 "simple" index below `root` (a local
+/// index a `file://` URL can name), and return that URL.
+fn local_index(root: &Path, name: &str) -> String {
+    let script = r#"
+import base64, hashlib, os, sys, zipfile
+root, name = sys.argv[1], sys.argv[2]
+mod = name.replace("-", "_")
+wheel = f"{mod}-1.0-py3-none-any.whl"
+project = os.path.join(root, "simple", name)
+os.makedirs(project)
+files = {
+    f"{mod}.py": "VERSION = '1.0'\n",
+    f"{mod}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+    f"{mod}-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+for path, text in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    record.append(f"{path},sha256={digest},{len(text.encode())}")
+record.append(f"{mod}-1.0.dist-info/RECORD,,")
+files[f"{mod}-1.0.dist-info/RECORD"] = "\n".join(record) + "\n"
+with zipfile.ZipFile(os.path.join(project, wheel), "w") as z:
+    for path, text in files.items():
+        z.writestr(path, text)
+with open(os.path.join(project, "index.html"), "w") as f:
+    f.write(f'<!DOCTYPE html><html><body><a href="{wheel}">{wheel}</a></body></html>\n')
+"#;
+    crate::util::run_ok(
+        crate::util::command("python3")
+            .args(["-c", script])
+            .arg(root)
+            .arg(name),
+    );
+    format!("file://{}/simple", root.display())
+}
+
+/// The index the environment was installed from is recorded without its credentials, shown in
+/// the rebuild's plan, and used by the environment step: a package that exists only on that
+/// index is installed again although this machine's pip is not configured with it.
+#[test]
+fn the_package_index_is_recorded_and_used() {
+    let venv = crate::util::Venv::new();
+    let index_dir = tempfile::tempdir().unwrap();
+    let url = local_index(index_dir.path(), "cairn-test-only-here");
+    // The locking machine's pip is configured with the index (and another, with credentials).
+    let py = venv.python();
+    crate::util::run_ok(
+        crate::util::command(&py)
+            .args(["-m", "pip", "install", "-q", "--no-input", "--index-url"])
+            .arg(&url)
+            .arg("cairn-test-only-here==1.0"),
+    );
+    let r = Repo::new();
+    r.write(
+        "train.py",
+        "import cairn_test_only_here\nopen('model.bin', 'w').write(cairn_test_only_here.VERSION)\n",
+    );
+    r.write(".gitignore", "model.bin\n");
+    r.commit_all("initial");
+    let extra = "https://user:s3cret@private.example/simple";
+    r.cairn_env(
+        &[("PIP_INDEX_URL", url.as_str()), ("PIP_EXTRA_INDEX_URL", extra)],
+        [
+            "lock",
+            "--python",
+            py.to_str().unwrap(),
+            "--checkpoint",
+            "model.bin",
+            "--",
+            py.to_str().unwrap(),
+            "train.py",
+        ],
+    )
+    .expect(0);
+    let text = r.read("cairn.lock");
+    assert!(!text.contains("s3cret"), "credentials in the lock:\n{text}");
+    let t = r.lock_toml("cairn.lock");
+    assert_eq!(t["python"]["index-url"].as_str(), Some(url.as_str()));
+    assert_eq!(
+        t["python"]["extra-index-url"][0].as_str(),
+        Some("https://private.example/simple")
+    );
+    // The unreachable extra index would stop pip: this rebuild uses the main one only.
+    let mut t = t;
+    t["python"].as_table_mut().unwrap().remove("extra-index-url");
+    r.write("cairn.lock", toml::to_string(&t).unwrap());
+    r.commit_all("lock");
+
+    let target = tempfile::tempdir().unwrap();
+    let plan = rebuild(
+        &r,
+        &target.path().join("plan"),
+        &["--dry-run", "--installer", "pip", "--format", "json"],
+    )
+    .expect(0)
+    .json();
+    assert_eq!(plan["index_url"], url.as_str(), "{plan}");
+    rebuild(&r, &target.path().join("plan"), &["--dry-run", "--installer", "pip"])
+        .expect(0)
+        .stdout_has(&format!("index {url} (recorded in the lock)"));
+
+    let into = target.path().join("rebuilt");
+    let report = rebuild(&r, &into, &["--run", "--installer", "pip", "--format", "json"])
+        .expect(0)
+        .json();
+    let env = step(&report, "environment");
+    assert_eq!(env["status"], "reproduced", "{report}");
+    let actions = env["actions"].to_string();
+    assert!(
+        actions.contains(&format!("--index-url={url}")),
+        "{actions}"
+    );
+    assert_eq!(std::fs::read_to_string(into.join("model.bin")).unwrap(), "1.0");
+}
+
+/// A lock whose index is not an http(s) or file URL is refused as a whole, before anything is
+/// made: it could not be handed to an installer safely.
+#[test]
+fn a_bad_index_url_is_refused() {
+    let r = project();
+    r.cairn(["lock", "--no-python", "--", "true"]).expect(0);
+    for bad in ["--index-url=x", "ext::sh -c touch", "https://a b/simple"] {
+        let mut t = r.lock_toml("cairn.lock");
+        let mut py = toml::Table::new();
+        py.insert("implementation".into(), "cpython".into());
+        py.insert("version".into(), "3.11.7".into());
+        py.insert("index-url".into(), bad.into());
+        t.insert("python".into(), py.into());
+        r.write("bad.cairn.lock", toml::to_string(&t).unwrap());
+        let before = r.read("bad.cairn.lock");
+        let target = tempfile::tempdir().unwrap();
+        let into = target.path().join("rebuilt");
+        r.cairn([
+            "rebuild",
+            "--lock",
+            "bad.cairn.lock",
+            "--into",
+            into.to_str().unwrap(),
+            "--run",
+        ])
+        .expect(2)
+        .stderr_has("`python.index-url`");
+        assert!(!into.exists());
+        assert_eq!(r.read("bad.cairn.lock"), before);
+    }
+}

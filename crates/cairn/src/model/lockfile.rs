@@ -208,6 +208,11 @@ pub struct Python {
     pub packages: Vec<PyPackage>,
     /// conda packages, sorted by name.
     pub conda: Vec<CondaPackage>,
+    /// The package index registry packages were installed from, credentials removed (`None`:
+    /// the installer's default, PyPI).
+    pub index_url: Option<String>,
+    /// Further indexes, credentials removed, in the order given.
+    pub extra_index_urls: Vec<String>,
 }
 
 /// `[[python.package]]`.
@@ -618,6 +623,8 @@ mod tests {
                     },
                 ],
                 conda: vec![],
+                index_url: Some("https://download.pytorch.org/whl/cu121".into()),
+                extra_index_urls: vec!["https://pypi.org/simple".into()],
             }),
             lockfiles: vec![LockfileEntry {
                 path: RelPath::parse("uv.lock").unwrap(),

@@ -663,6 +663,17 @@ impl Checker {
                 "`python.version` is not a PEP 440 release like \"3.11.7\": {version:?}"
             ));
         }
+        for (i, url) in p.index_url.iter().chain(&p.extra_index_url).enumerate() {
+            if let Err(why) = check_index_url(url) {
+                let at = if p.index_url.is_some() && i == 0 {
+                    "python.index-url".to_string()
+                } else {
+                    format!("python.extra-index-url[{}]", i - usize::from(p.index_url.is_some()))
+                };
+                self.problems
+                    .push(format!("`{at}` {why}: {:?}", visible(url)));
+            }
+        }
         Python {
             implementation,
             version,
@@ -670,6 +681,8 @@ impl Checker {
             platform: p.platform,
             packages,
             conda,
+            index_url: p.index_url,
+            extra_index_urls: p.extra_index_url,
         }
     }
 }

@@ -153,6 +153,10 @@ pub struct Python {
     pub package: Vec<PyPackage>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conda: Vec<Conda>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_index_url: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -222,6 +222,8 @@ fn python_to_wire(p: &Python) -> wire::Python {
                 sha256: c.sha256.clone(),
             })
             .collect(),
+        index_url: p.index_url.clone(),
+        extra_index_url: p.extra_index_urls.clone(),
     }
 }
 

@@ -92,9 +92,21 @@ pub fn determinism_env(
         .collect()
 }
 
-/// The `[python]` table of a captured environment.
+/// The `[python]` table of a captured environment, with the package indexes its installer is
+/// configured with ([`crate::probe::index`]).
 pub fn python_table(env: &Environment) -> Python {
+    let uv = env
+        .packages
+        .iter()
+        .filter(|p| p.package.installer.as_deref() == Some("uv"))
+        .count();
+    let indexes = crate::probe::index::probe(
+        Some(Path::new(&env.interpreter.prefix)),
+        uv * 2 > env.packages.len(),
+    );
     Python {
+        index_url: indexes.index_url,
+        extra_index_urls: indexes.extra,
         implementation: env.interpreter.implementation.clone(),
         version: env.interpreter.version.clone(),
         abi: env.interpreter.abi.clone(),

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod env;
 pub mod git;
 pub mod host;
+pub mod index;
 pub mod inputs;
 pub mod lockfiles;
 pub mod observe;

@@ -25,6 +25,27 @@ pub(super) fn venv_site_dirs(venv: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The installer options that make registry packages come from the lock's package indexes:
+/// `--index-url=URL` when the lock records a main index other than the one this machine's
+/// installer is configured with, `--extra-index-url=URL` for each recorded further index it is
+/// not configured with. An index this machine is configured with is left to its configuration,
+/// which may hold the credentials the lock does not.
+pub(super) fn index_args(locked: &lockfile::Python, installer: Installer) -> Vec<String> {
+    let here = crate::probe::index::probe(None, installer == Installer::Uv);
+    let mut out = Vec::new();
+    if let Some(url) = &locked.index_url {
+        if here.index_url.as_ref() != Some(url) {
+            out.push(format!("--index-url={url}"));
+        }
+    }
+    for url in &locked.extra_index_urls {
+        if !here.extra.contains(url) && here.index_url.as_ref() != Some(url) {
+            out.push(format!("--extra-index-url={url}"));
+        }
+    }
+    out
+}
+
 /// How one locked package is installed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Requirement {
@@ -339,13 +360,20 @@ pub(super) fn build_environment(
         Installer::Uv => "uv pip",
         _ => "pip",
     };
+    let index_args = index_args(locked, installer);
     if !reqs.is_empty() {
         let mut cmd = install_command(installer, &venv_python);
+        cmd.args(&index_args);
         add_requirements(&mut cmd, reqs.iter().map(|(_, r)| r));
         let out = run_capture(&mut cmd);
+        let from = if index_args.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", index_args.join(" "))
+        };
         match out {
             Ok(o) if o.status.success() => step.actions.push(format!(
-                "{tool_name} install --no-deps: {} package(s)",
+                "{tool_name} install --no-deps{from}: {} package(s)",
                 reqs.len()
             )),
             _ => {
@@ -353,6 +381,7 @@ pub(super) fn build_environment(
                 let mut failed = 0;
                 for (name, r) in &reqs {
                     let mut one = install_command(installer, &venv_python);
+                    one.args(&index_args);
                     add_requirements(&mut one, [r]);
                     match run_capture(&mut one) {
                         Ok(o) if o.status.success() => {}

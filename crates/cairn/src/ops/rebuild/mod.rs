@@ -318,6 +318,12 @@ fn prepare(project: &Project, lock_path: &Path, opts: &RebuildOptions) -> Result
             .as_ref()
             .map(|p| planned_packages(p, repo_root, &into))
             .unwrap_or_default(),
+        index_url: lock.python.as_ref().and_then(|p| p.index_url.clone()),
+        extra_index_urls: lock
+            .python
+            .as_ref()
+            .map(|p| p.extra_index_urls.clone())
+            .unwrap_or_default(),
         command,
     };
     Ok(Prepared {

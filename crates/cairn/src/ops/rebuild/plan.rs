@@ -104,6 +104,13 @@ pub struct RebuildPlan {
     pub installer: Option<Installer>,
     /// How many packages come pinned from the package index.
     pub registry_packages: usize,
+    /// The package index the lock records, which the registry packages are installed from
+    /// (`None`: the installer's own configuration).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_url: Option<String>,
+    /// Further indexes the lock records.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_index_urls: Vec<String>,
     /// Every other package.
     pub packages: Vec<PlannedPackage>,
     /// The command.
