@@ -552,7 +552,19 @@ fn an_error_part_way_removes_what_was_made() {
     );
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("half");
-    let out = rebuild(&r, &into, &["--python", broken.to_str().unwrap(), "--yes"]).expect(2);
+    // pip: the stub fails where pip's venv is made (uv makes venvs without `-m venv`).
+    let out = rebuild(
+        &r,
+        &into,
+        &[
+            "--python",
+            broken.to_str().unwrap(),
+            "--installer",
+            "pip",
+            "--yes",
+        ],
+    )
+    .expect(2);
     out.stderr_has("error: creating the venv failed")
         .stderr_has("No module named venv")
         .stderr_has("whatever had been created was removed");

@@ -407,3 +407,43 @@ fn a_bad_index_url_is_refused() {
         assert_eq!(r.read("bad.cairn.lock"), before);
     }
 }
+
+/// A checkout that ships a `uv` (as a committed `.venv/bin` would), first on `PATH` as if the
+/// victim had activated it: the rebuild's preflight and installer never run it.
+#[test]
+fn a_uv_from_the_repository_is_never_run() {
+    let r = project();
+    let marker_dir = tempfile::tempdir().unwrap();
+    let marker = marker_dir.path().join("MARKER");
+    crate::util::write_executable(
+        &r.join("tools/uv"),
+        format!("#!/bin/sh\ntouch '{}'\nexit 1\n", marker.display()),
+    );
+    r.commit_all("a uv of the repository's own");
+    let venv = crate::util::Venv::new();
+    let py = venv.python();
+    r.cairn(["lock", "--python", py.to_str().unwrap(), "--", "true"])
+        .expect(0);
+    r.commit_all("lock");
+    let path = format!(
+        "{}:{}",
+        r.join("tools").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let target = tempfile::tempdir().unwrap();
+    let mut cmd = r.cmd();
+    cmd.env("PATH", &path)
+        .args(["rebuild", "--dry-run", "--format", "json", "--into"])
+        .arg(target.path().join("plan"));
+    let plan = Run::of(&mut cmd).json();
+    assert!(!marker.exists(), "the repository's uv ran: {plan}");
+    let mut cmd = r.cmd();
+    cmd.env("PATH", &path)
+        .args(["rebuild", "--installer", "uv", "--yes", "--into"])
+        .arg(target.path().join("uv"));
+    let out = Run::of(&mut cmd);
+    assert!(!marker.exists(), "the repository's uv ran");
+    if !crate::util::on_path("uv") {
+        out.expect(2).stderr_has("uv is not on PATH (outside the repository)");
+    }
+}

@@ -191,14 +191,14 @@ pub(super) fn requirement(
 /// isolated (`-I`: no current directory or `PYTHON*` variables on its path) and with
 /// `--require-virtualenv`; uv gets the venv's interpreter and no configuration files (a checkout
 /// can ship `uv.toml`). Both run in the venv directory, and any git they start is hardened.
-fn installer_command(installer: Installer, venv_python: &Path, verb: &str) -> Command {
+fn installer_command(installer: Installer, uv: &Path, venv_python: &Path, verb: &str) -> Command {
     let venv_dir = venv_python
         .parent()
         .and_then(Path::parent)
         .unwrap_or(Path::new("/"));
     let mut c = match installer {
         Installer::Uv => {
-            let mut c = Command::new("uv");
+            let mut c = Command::new(uv);
             c.args(["pip", verb, "--no-config", "--python"])
                 .arg(venv_python);
             c
@@ -222,8 +222,8 @@ fn installer_command(installer: Installer, venv_python: &Path, verb: &str) -> Co
     c
 }
 
-pub(super) fn install_command(installer: Installer, venv_python: &Path) -> Command {
-    let mut c = installer_command(installer, venv_python, "install");
+pub(super) fn install_command(installer: Installer, uv: &Path, venv_python: &Path) -> Command {
+    let mut c = installer_command(installer, uv, venv_python, "install");
     c.arg("--no-deps");
     if installer != Installer::Uv {
         c.arg("--no-input");
@@ -231,8 +231,8 @@ pub(super) fn install_command(installer: Installer, venv_python: &Path) -> Comma
     c
 }
 
-pub(super) fn uninstall_command(installer: Installer, venv_python: &Path) -> Command {
-    let mut c = installer_command(installer, venv_python, "uninstall");
+pub(super) fn uninstall_command(installer: Installer, uv: &Path, venv_python: &Path) -> Command {
+    let mut c = installer_command(installer, uv, venv_python, "uninstall");
     if installer != Installer::Uv {
         c.arg("--yes");
     }
@@ -285,9 +285,11 @@ pub(super) fn build_environment(
             path: venv.display().to_string(),
         });
     }
+    // uv from this machine, never from the repository (a checkout can ship `.venv/bin/uv`).
+    let uv = uv_outside(repo_root).unwrap_or_else(|| PathBuf::from("uv"));
     let mut create = match installer {
         Installer::Uv => {
-            let mut c = Command::new("uv");
+            let mut c = Command::new(&uv);
             c.args(["venv", "--quiet", "--no-config", "--python"])
                 .arg(&interp.executable)
                 .arg("--")
@@ -362,7 +364,7 @@ pub(super) fn build_environment(
     };
     let index_args = index_args(locked, installer);
     if !reqs.is_empty() {
-        let mut cmd = install_command(installer, &venv_python);
+        let mut cmd = install_command(installer, &uv, &venv_python);
         cmd.args(&index_args);
         add_requirements(&mut cmd, reqs.iter().map(|(_, r)| r));
         let out = run_capture(&mut cmd);
@@ -380,7 +382,7 @@ pub(super) fn build_environment(
                 // Find out which ones cannot be installed, one by one.
                 let mut failed = 0;
                 for (name, r) in &reqs {
-                    let mut one = install_command(installer, &venv_python);
+                    let mut one = install_command(installer, &uv, &venv_python);
                     one.args(&index_args);
                     add_requirements(&mut one, [r]);
                     match run_capture(&mut one) {
@@ -427,7 +429,7 @@ pub(super) fn build_environment(
     // pip last: it is the one doing the uninstalling.
     extra.sort_by_key(|n| n == "pip");
     if !extra.is_empty() {
-        let mut cmd = uninstall_command(installer, &venv_python);
+        let mut cmd = uninstall_command(installer, &uv, &venv_python);
         cmd.arg("--").args(&extra);
         match run_capture(&mut cmd) {
             Ok(o) if o.status.success() => step.actions.push(format!(

@@ -261,12 +261,15 @@ fn prepare(project: &Project, lock_path: &Path, opts: &RebuildOptions) -> Result
         None => None,
     };
     let installer = match opts.installer {
-        Installer::Auto if on_path("uv").is_some() => Installer::Uv,
+        Installer::Auto if uv_outside(repo_root).is_some() => Installer::Uv,
         Installer::Auto => Installer::Pip,
         other => other,
     };
-    if installer == Installer::Uv && lock.python.is_some() && on_path("uv").is_none() {
-        return Err(Error::Usage("--installer uv: uv is not on PATH".into()).into());
+    if installer == Installer::Uv && lock.python.is_some() && uv_outside(repo_root).is_none() {
+        return Err(Error::Usage(
+            "--installer uv: uv is not on PATH (outside the repository)".into(),
+        )
+        .into());
     }
     let present = git::has_commit(repo, &code.commit);
     if !present && code.remote.is_none() {
