@@ -447,3 +447,199 @@ fn a_uv_from_the_repository_is_never_run() {
         out.expect(2).stderr_has("uv is not on PATH (outside the repository)");
     }
 }
+
+/// Ctrl-C, as a terminal sends it: SIGINT to the whole process group of `child` (started with
+/// a group of its own).
+fn ctrl_c(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Wait until something writes a line into the FIFO `fifo` (blocking, no polling), with a
+/// generous bound so that a broken test fails instead of hanging.
+#[track_caller]
+fn wait_for(fifo: &Path, what: &str) {
+    let fifo = fifo.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(std::fs::read_to_string(fifo)));
+    rx.recv_timeout(std::time::Duration::from_secs(180))
+        .unwrap_or_else(|_| panic!("{what} never started"))
+        .unwrap();
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+fn git_worktrees(r: &Repo) -> usize {
+    r.git(&["worktree", "list", "--porcelain"])
+        .lines()
+        .filter(|l| l.starts_with("worktree "))
+        .count()
+}
+
+/// A Python lock, and a stub interpreter (for `--python`) that answers every question with a
+/// venv of the test's own and, where `at` matches its arguments, says so into the FIFO
+/// `started` and then waits on a FIFO nobody writes: Ctrl-C is what ends it.
+fn stalling_python(
+    r: &Repo,
+    own: &crate::util::Venv,
+    dir: &Path,
+    at: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let started = dir.join("started");
+    let never = dir.join("never");
+    mkfifo(&started);
+    mkfifo(&never);
+    let stub = dir.join("python3");
+    crate::util::write_executable(
+        &stub,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in {at}) echo up > '{}'; read x < '{}'; exit 1 ;; esac\nexec '{}' \"$@\"\n",
+            started.display(),
+            never.display(),
+            own.python().display()
+        ),
+    );
+    let _ = r;
+    (stub, started)
+}
+
+/// Ctrl-C while the environment is being made (the venv half-created): the installer stops,
+/// and the rebuild removes its directory and git worktree, and says so (exit 2).
+#[test]
+fn ctrl_c_while_the_environment_is_made_leaves_nothing() {
+    use std::os::unix::process::CommandExt;
+    let r = project();
+    let own = crate::util::Venv::new();
+    let py = own.python();
+    r.cairn(["lock", "--python", py.to_str().unwrap(), "--", "true"])
+        .expect(0);
+    r.commit_all("lock");
+    let tools = tempfile::tempdir().unwrap();
+    let (stub, started) = stalling_python(&r, &own, tools.path(), "*'-m venv'*");
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("rebuilt");
+    let child = r
+        .cmd()
+        .arg("rebuild")
+        .arg("--into")
+        .arg(&into)
+        .args(["--installer", "pip", "--yes", "--python"])
+        .arg(&stub)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    wait_for(&started, "making the venv");
+    assert!(into.join(".git").exists(), "the worktree is there by now");
+    ctrl_c(&child);
+    let out = Run::from(child.wait_with_output().unwrap());
+    out.expect(2)
+        .stderr_has("error: interrupted (Ctrl-C) during the environment step")
+        .stderr_has("were removed");
+    assert!(!into.exists(), "the rebuild directory is left");
+    assert_eq!(git_worktrees(&r), 1, "a worktree is still registered");
+}
+
+/// Ctrl-C before anything is made (the preflight asks the interpreter its version): cairn
+/// ends as any program does, and there is nothing to clean.
+#[test]
+fn ctrl_c_in_the_preflight_makes_nothing() {
+    use std::os::unix::process::CommandExt;
+    let r = project();
+    let own = crate::util::Venv::new();
+    let py = own.python();
+    r.cairn(["lock", "--python", py.to_str().unwrap(), "--", "true"])
+        .expect(0);
+    r.commit_all("lock");
+    let tools = tempfile::tempdir().unwrap();
+    // The first thing cairn asks an interpreter is a `-c` script (the probe).
+    let (stub, started) = stalling_python(&r, &own, tools.path(), "*-c*");
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("rebuilt");
+    let child = r
+        .cmd()
+        .arg("rebuild")
+        .arg("--into")
+        .arg(&into)
+        .args(["--installer", "pip", "--yes", "--python"])
+        .arg(&stub)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    wait_for(&started, "the interpreter probe");
+    ctrl_c(&child);
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(!into.exists());
+    assert_eq!(git_worktrees(&r), 1);
+}
+
+/// Ctrl-C while the rebuilt command runs: the command gets it, the run is `failed`, and the
+/// directory is kept for inspection with a note saying how to remove it.
+#[test]
+fn ctrl_c_during_the_run_keeps_the_directory_and_says_how_to_remove_it() {
+    use std::os::unix::process::CommandExt;
+    let r = Repo::new();
+    // Blocks only when the test asks (a variable cairn does not record or restore).
+    r.write(
+        "train.py",
+        "import os\nfifo = os.environ.get('CAIRN_TEST_STARTED')\nif fifo:\n    open(fifo, 'w').write('up\\n')\n    open(os.environ['CAIRN_TEST_NEVER']).read()\nopen('model.bin', 'w').write('done')\n",
+    );
+    r.write(".gitignore", "model.bin\n");
+    r.commit_all("initial");
+    r.cairn([
+        "lock",
+        "--no-python",
+        "--checkpoint",
+        "model.bin",
+        "--",
+        "python3",
+        "train.py",
+    ])
+    .expect(0);
+    r.commit_all("lock");
+    let fifos = tempfile::tempdir().unwrap();
+    let (started, never) = (fifos.path().join("started"), fifos.path().join("never"));
+    mkfifo(&started);
+    mkfifo(&never);
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("rebuilt");
+    let child = r
+        .cmd()
+        .env("CAIRN_TEST_STARTED", &started)
+        .env("CAIRN_TEST_NEVER", &never)
+        .arg("rebuild")
+        .arg("--into")
+        .arg(&into)
+        .args(["--run", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    wait_for(&started, "the rebuilt command");
+    ctrl_c(&child);
+    let report = Run::from(child.wait_with_output().unwrap()).expect(1).json();
+    let run = step(&report, "run");
+    assert_eq!(run["status"], "failed", "{report}");
+    let notes = run["notes"].to_string();
+    assert!(notes.contains("interrupted"), "{notes}");
+    assert!(
+        notes.contains("git worktree remove --force"),
+        "{notes}"
+    );
+    assert!(into.join(".git").exists(), "kept for inspection");
+    assert!(!into.join("model.bin").exists());
+}

@@ -277,7 +277,17 @@ pub(super) fn build_environment(
     venv: &Path,
     repo_root: &Path,
     into: &Path,
+    guard: &crate::process::InterruptGuard,
 ) -> Result<Step> {
+    let interrupted = || -> Result<()> {
+        if guard.interrupted() {
+            return Err(RebuildError::Interrupted {
+                step: StepName::Environment.as_str(),
+                into: into.to_path_buf(),
+            });
+        }
+        Ok(())
+    };
     let mut step = Step::new(StepName::Environment);
     if std::fs::symlink_metadata(venv).is_ok() {
         // The commit was checked for one; this is whatever appeared since: never use it.
@@ -379,9 +389,12 @@ pub(super) fn build_environment(
                 reqs.len()
             )),
             _ => {
+                // Ctrl-C ended the installer: stop here, not one package at a time.
+                interrupted()?;
                 // Find out which ones cannot be installed, one by one.
                 let mut failed = 0;
                 for (name, r) in &reqs {
+                    interrupted()?;
                     let mut one = install_command(installer, &uv, &venv_python);
                     one.args(&index_args);
                     add_requirements(&mut one, [r]);

@@ -119,6 +119,14 @@ pub enum RebuildError {
         /// The end of its output.
         output: String,
     },
+    /// Ctrl-C arrived before the command ran; what the rebuild had made was removed.
+    #[error("interrupted (Ctrl-C) during the {step} step; the rebuild directory {} and its git worktree were removed", into.display())]
+    Interrupted {
+        /// The step it was in.
+        step: &'static str,
+        /// The directory that was removed.
+        into: PathBuf,
+    },
 }
 
 impl RebuildError {
@@ -164,6 +172,9 @@ impl RebuildError {
                 "pass --python with an interpreter outside the repository, or put one on PATH; nothing was created".into(),
             ),
             RebuildError::Tool { .. } => Some("whatever had been created was removed".into()),
+            RebuildError::Interrupted { .. } => Some(
+                "nothing of this rebuild is left (partial downloads are the installer's own cache); run it again to start over".into(),
+            ),
         }
     }
 }

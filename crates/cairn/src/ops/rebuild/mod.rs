@@ -404,7 +404,19 @@ pub fn rebuild(
         }
     };
 
-    // Materialise.
+    // Materialise. From here on Ctrl-C does not end cairn half-way: the installers and git,
+    // which get it too, stop; the rebuild notices, and what it made is removed (before the
+    // run) or kept with a note saying how to remove it (after).
+    let guard = crate::process::InterruptGuard::new();
+    let stop = |step: StepName, into: &Path| -> Result<()> {
+        if guard.interrupted() {
+            return Err(RebuildError::Interrupted {
+                step: step.as_str(),
+                into: into.to_path_buf(),
+            });
+        }
+        Ok(())
+    };
     let mut cleanup = Cleanup {
         repo_root: repo_root.clone(),
         into: into.clone(),
@@ -426,7 +438,9 @@ pub fn rebuild(
             .args(["worktree", "add", "--quiet", "--detach", "--end-of-options"])
             .arg(&into)
             .arg(code.commit),
-    )?;
+    )
+    .and_then(|o| stop(StepName::Code, &into).map(|_| o))
+    .map_err(|e| interrupted_or(e, &guard, StepName::Code, &into))?;
     let into = into.canonicalize().ctx("cannot open directory", &into)?;
     cleanup.into = into.clone();
     let rebuilt_root = if project_rel.as_os_str().is_empty() {
@@ -449,6 +463,7 @@ pub fn rebuild(
         &mut code_step,
     )?;
     copy_sidecars(project, lock_path, &lock, repo_root, &into, &rebuilt_root)?;
+    stop(StepName::Code, &into)?;
     code_step.settle();
     obs.finished(&code_step);
 
@@ -473,7 +488,8 @@ pub fn rebuild(
                     locked.packages.len()
                 ),
             );
-            build_environment(locked, interp, installer, &venv, repo_root, &into)?
+            build_environment(locked, interp, installer, &venv, repo_root, &into, &guard)
+                .map_err(|e| interrupted_or(e, &guard, StepName::Environment, &into))?
         }
         _ => {
             let mut s = Step::new(StepName::Environment);
@@ -484,6 +500,7 @@ pub fn rebuild(
             s
         }
     };
+    stop(StepName::Environment, &into)?;
     obs.finished(&env_step);
     let env_built = lock.python.is_some() && consent >= Consent::Prepare;
     steps.push(env_step);
@@ -497,6 +514,7 @@ pub fn rebuild(
         opts,
         obs,
     )?;
+    stop(StepName::Data, &into)?;
     obs.finished(&data_step);
     steps.push(data_step);
 
@@ -589,6 +607,13 @@ pub fn rebuild(
             ));
         }
     }
+    if guard.interrupted() {
+        run_step.notes.push(format!(
+            "interrupted (Ctrl-C): {} is left as it was, for inspection; remove it with `git worktree remove --force {}`",
+            into.display(),
+            shell_quote(&into.to_string_lossy())
+        ));
+    }
     run_step.settle();
     obs.finished(&run_step);
     steps.push(run_step);
@@ -616,6 +641,24 @@ pub fn rebuild(
         host,
         likely_causes,
     })
+}
+
+/// `e`, or [`RebuildError::Interrupted`] when Ctrl-C arrived (a child the signal ended fails
+/// with its own words; the user pressed Ctrl-C).
+fn interrupted_or(
+    e: RebuildError,
+    guard: &crate::process::InterruptGuard,
+    step: StepName,
+    into: &Path,
+) -> RebuildError {
+    if guard.interrupted() {
+        RebuildError::Interrupted {
+            step: step.as_str(),
+            into: into.to_path_buf(),
+        }
+    } else {
+        e
+    }
 }
 
 /// The repository-relative paths a lock tracks by digest (not code), as verify excludes them.
