@@ -306,7 +306,11 @@ fn print_plan(w: &mut impl Write, p: &RebuildPlan) -> std::io::Result<()> {
         )?;
         let indexes = p.index_url.iter().map(|u| ("index", u));
         for (label, url) in indexes.chain(p.extra_index_urls.iter().map(|u| ("extra index", u))) {
-            writeln!(w, "          {label} {} (recorded in the lock)", visible(url))?;
+            writeln!(
+                w,
+                "          {label} {} (recorded in the lock)",
+                visible(url)
+            )?;
         }
         for k in &p.packages {
             writeln!(

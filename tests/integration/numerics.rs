@@ -22,7 +22,7 @@ fn project() -> Repo {
     r
 }
 
-fn lock_args<'a>(lock: &'a str) -> Vec<&'a str> {
+fn lock_args(lock: &str) -> Vec<&str> {
     vec![
         "lock",
         "--lock",
@@ -171,7 +171,10 @@ fn diff_names_cpu_features_threads_and_variables_in_order() {
         h.insert("cpu".into(), "Intel(R) Xeon(R) Platinum 8480+".into());
     });
     set_host(&r, "b.cairn.lock", |h| {
-        h.insert("cpu-features".into(), strings(&["avx", "avx2", "fma", "sse4_2"]));
+        h.insert(
+            "cpu-features".into(),
+            strings(&["avx", "avx2", "fma", "sse4_2"]),
+        );
         h.insert("cpu".into(), "AMD EPYC 7B13".into());
     });
     let d = r

@@ -94,7 +94,10 @@ fn an_ignored_working_directory_is_made() {
         ],
     )
     .expect(0);
-    assert_eq!(r.lock_toml("cairn.lock")["run"]["cwd"].as_str(), Some("work"));
+    assert_eq!(
+        r.lock_toml("cairn.lock")["run"]["cwd"].as_str(),
+        Some("work")
+    );
     r.commit_all("lock");
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
@@ -188,8 +191,14 @@ fn a_working_directory_that_leads_out_is_refused() {
     std::os::unix::fs::symlink(outside.path(), r.join("escape")).unwrap();
     r.commit_all("a link out");
     let marker = outside.path().join("MARKER");
-    r.cairn(["lock", "--no-python", "--", "touch", marker.to_str().unwrap()])
-        .expect(0);
+    r.cairn([
+        "lock",
+        "--no-python",
+        "--",
+        "touch",
+        marker.to_str().unwrap(),
+    ])
+    .expect(0);
     std::fs::remove_file(&marker).unwrap();
     let mut t = r.lock_toml("cairn.lock");
     t["run"]
@@ -322,7 +331,10 @@ fn the_package_index_is_recorded_and_used() {
     r.commit_all("initial");
     let extra = "https://user:s3cret@private.example/simple";
     r.cairn_env(
-        &[("PIP_INDEX_URL", url.as_str()), ("PIP_EXTRA_INDEX_URL", extra)],
+        &[
+            ("PIP_INDEX_URL", url.as_str()),
+            ("PIP_EXTRA_INDEX_URL", extra),
+        ],
         [
             "lock",
             "--python",
@@ -345,7 +357,10 @@ fn the_package_index_is_recorded_and_used() {
     );
     // The unreachable extra index would stop pip: this rebuild uses the main one only.
     let mut t = t;
-    t["python"].as_table_mut().unwrap().remove("extra-index-url");
+    t["python"]
+        .as_table_mut()
+        .unwrap()
+        .remove("extra-index-url");
     r.write("cairn.lock", toml::to_string(&t).unwrap());
     r.commit_all("lock");
 
@@ -358,22 +373,30 @@ fn the_package_index_is_recorded_and_used() {
     .expect(0)
     .json();
     assert_eq!(plan["index_url"], url.as_str(), "{plan}");
-    rebuild(&r, &target.path().join("plan"), &["--dry-run", "--installer", "pip"])
-        .expect(0)
-        .stdout_has(&format!("index {url} (recorded in the lock)"));
+    rebuild(
+        &r,
+        &target.path().join("plan"),
+        &["--dry-run", "--installer", "pip"],
+    )
+    .expect(0)
+    .stdout_has(&format!("index {url} (recorded in the lock)"));
 
     let into = target.path().join("rebuilt");
-    let report = rebuild(&r, &into, &["--run", "--installer", "pip", "--format", "json"])
-        .expect(0)
-        .json();
+    let report = rebuild(
+        &r,
+        &into,
+        &["--run", "--installer", "pip", "--format", "json"],
+    )
+    .expect(0)
+    .json();
     let env = step(&report, "environment");
     assert_eq!(env["status"], "reproduced", "{report}");
     let actions = env["actions"].to_string();
-    assert!(
-        actions.contains(&format!("--index-url={url}")),
-        "{actions}"
+    assert!(actions.contains(&format!("--index-url={url}")), "{actions}");
+    assert_eq!(
+        std::fs::read_to_string(into.join("model.bin")).unwrap(),
+        "1.0"
     );
-    assert_eq!(std::fs::read_to_string(into.join("model.bin")).unwrap(), "1.0");
 }
 
 /// A lock whose index is not an http(s) or file URL is refused as a whole, before anything is
@@ -444,7 +467,8 @@ fn a_uv_from_the_repository_is_never_run() {
     let out = Run::of(&mut cmd);
     assert!(!marker.exists(), "the repository's uv ran");
     if !crate::util::on_path("uv") {
-        out.expect(2).stderr_has("uv is not on PATH (outside the repository)");
+        out.expect(2)
+            .stderr_has("uv is not on PATH (outside the repository)");
     }
 }
 
@@ -489,7 +513,6 @@ fn git_worktrees(r: &Repo) -> usize {
 /// venv of the test's own and, where `at` matches its arguments, says so into the FIFO
 /// `started` and then waits on a FIFO nobody writes: Ctrl-C is what ends it.
 fn stalling_python(
-    r: &Repo,
     own: &crate::util::Venv,
     dir: &Path,
     at: &str,
@@ -508,7 +531,6 @@ fn stalling_python(
             own.python().display()
         ),
     );
-    let _ = r;
     (stub, started)
 }
 
@@ -524,7 +546,7 @@ fn ctrl_c_while_the_environment_is_made_leaves_nothing() {
         .expect(0);
     r.commit_all("lock");
     let tools = tempfile::tempdir().unwrap();
-    let (stub, started) = stalling_python(&r, &own, tools.path(), "*'-m venv'*");
+    let (stub, started) = stalling_python(&own, tools.path(), "*'-m venv'*");
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
     let child = r
@@ -563,7 +585,7 @@ fn ctrl_c_in_the_preflight_makes_nothing() {
     r.commit_all("lock");
     let tools = tempfile::tempdir().unwrap();
     // The first thing cairn asks an interpreter is a `-c` script (the probe).
-    let (stub, started) = stalling_python(&r, &own, tools.path(), "*-c*");
+    let (stub, started) = stalling_python(&own, tools.path(), "*-c*");
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
     let child = r
@@ -631,15 +653,14 @@ fn ctrl_c_during_the_run_keeps_the_directory_and_says_how_to_remove_it() {
         .unwrap();
     wait_for(&started, "the rebuilt command");
     ctrl_c(&child);
-    let report = Run::from(child.wait_with_output().unwrap()).expect(1).json();
+    let report = Run::from(child.wait_with_output().unwrap())
+        .expect(1)
+        .json();
     let run = step(&report, "run");
     assert_eq!(run["status"], "failed", "{report}");
     let notes = run["notes"].to_string();
     assert!(notes.contains("interrupted"), "{notes}");
-    assert!(
-        notes.contains("git worktree remove --force"),
-        "{notes}"
-    );
+    assert!(notes.contains("git worktree remove --force"), "{notes}");
     assert!(into.join(".git").exists(), "kept for inspection");
     assert!(!into.join("model.bin").exists());
 }

@@ -233,8 +233,7 @@ impl InterruptGuard {
     /// Start holding Ctrl-C.
     pub fn new() -> InterruptGuard {
         let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let handler =
-            signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone()).ok();
+        let handler = signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone()).ok();
         hold_sigint(true);
         InterruptGuard { flag, handler }
     }

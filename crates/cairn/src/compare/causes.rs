@@ -163,11 +163,23 @@ mod tests {
             (Area::Host, reported("gpu driver", "550.54 -> 535.1")),
             (Area::Env, reported("MKL_CBWR", "AUTO -> COMPATIBLE")),
             (Area::Env, reported("OMP_NUM_THREADS", "4 -> 1")),
-            (Area::Host, reported("affinity", "2 -> 1: differs between any two machines")),
-            (Area::Host, reported("cpu features", "avx512f -> none: instruction sets")),
-            (Area::Host, reported("blas numpy", "openblas -> mkl: another BLAS library")),
+            (
+                Area::Host,
+                reported("affinity", "2 -> 1: differs between any two machines"),
+            ),
+            (
+                Area::Host,
+                reported("cpu features", "avx512f -> none: instruction sets"),
+            ),
+            (
+                Area::Host,
+                reported("blas numpy", "openblas -> mkl: another BLAS library"),
+            ),
             (Area::Python, reported("numpy", "1.26.4 -> 2.0.0")),
-            (Area::Checkpoint, reported("ckpt/model.bin", "digest differs")),
+            (
+                Area::Checkpoint,
+                reported("ckpt/model.bin", "digest differs"),
+            ),
             (Area::Command, reported("exit-code", "0 -> 1")),
         ];
         let got = likely_causes(items.iter().map(|(a, r)| (*a, r)));

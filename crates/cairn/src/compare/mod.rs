@@ -508,8 +508,8 @@ mod content;
 mod environment;
 mod state;
 
-use code::code;
 pub use causes::{likely_causes, Cause, LikelyCause};
+use code::code;
 pub use code::{code_against_entries, code_files, excluder};
 use content::items;
 pub use content::{content_differences, manifest_diff, manifest_of};

@@ -668,7 +668,10 @@ impl Checker {
                 let at = if p.index_url.is_some() && i == 0 {
                     "python.index-url".to_string()
                 } else {
-                    format!("python.extra-index-url[{}]", i - usize::from(p.index_url.is_some()))
+                    format!(
+                        "python.extra-index-url[{}]",
+                        i - usize::from(p.index_url.is_some())
+                    )
                 };
                 self.problems
                     .push(format!("`{at}` {why}: {:?}", visible(url)));

@@ -166,7 +166,11 @@ fn cgroup_cpu_quota() -> Option<String> {
         } else if controllers.split(',').any(|c| c == "cpu") {
             let dir: PathBuf = [root, Path::new("cpu"), Path::new(rel)].iter().collect();
             let read = |f: &str| -> Option<i64> {
-                std::fs::read_to_string(dir.join(f)).ok()?.trim().parse().ok()
+                std::fs::read_to_string(dir.join(f))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
             };
             if let (Some(q), Some(p)) = (read("cpu.cfs_quota_us"), read("cpu.cfs_period_us")) {
                 if q > 0 && p > 0 {
@@ -236,9 +240,10 @@ pub fn blas_library(file_name: &str) -> Option<&'static str> {
 pub fn blas(site_dirs: &[PathBuf], prefix: Option<&Path>) -> Vec<Blas> {
     let mut out = Vec::new();
     for package in NUMERIC_PACKAGES {
-        let Some(site) = site_dirs.iter().find(|d| {
-            d.join(package).is_dir() || d.join(format!("{package}.libs")).is_dir()
-        }) else {
+        let Some(site) = site_dirs
+            .iter()
+            .find(|d| d.join(package).is_dir() || d.join(format!("{package}.libs")).is_dir())
+        else {
             continue;
         };
         let display = package.replace("scikit_learn", "sklearn");
@@ -334,11 +339,18 @@ pub fn numpy_config_blas(text: &str) -> Option<(String, Option<String>)> {
         (!v.is_empty() && !v.contains("@")).then(|| v.to_string())
     };
     let name = field("name")?.to_lowercase();
-    let library = ["openblas", "mkl", "blis", "flexiblas", "accelerate", "cblas"]
-        .into_iter()
-        .find(|l| name.contains(l))
-        .map(str::to_string)
-        .unwrap_or(name);
+    let library = [
+        "openblas",
+        "mkl",
+        "blis",
+        "flexiblas",
+        "accelerate",
+        "cblas",
+    ]
+    .into_iter()
+    .find(|l| name.contains(l))
+    .map(str::to_string)
+    .unwrap_or(name);
     Some((library, field("version")))
 }
 
@@ -477,16 +489,32 @@ mod tests {
         let x86 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx avx2 avx512f avx512_bf16 amx_tile hypervisor\n\nprocessor\t: 1\nflags\t\t: fpu\n";
         assert_eq!(
             cpu_features(x86),
-            ["amx_tile", "avx", "avx2", "avx512_bf16", "avx512f", "fma", "sse4_1", "sse4_2", "ssse3"]
+            [
+                "amx_tile",
+                "avx",
+                "avx2",
+                "avx512_bf16",
+                "avx512f",
+                "fma",
+                "sse4_1",
+                "sse4_2",
+                "ssse3"
+            ]
         );
         let arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimddp sve\n";
-        assert_eq!(cpu_features(arm), ["asimd", "asimddp", "asimdhp", "fphp", "sve"]);
+        assert_eq!(
+            cpu_features(arm),
+            ["asimd", "asimddp", "asimdhp", "fphp", "sve"]
+        );
         assert!(cpu_features("processor: 0\n").is_empty());
     }
 
     #[test]
     fn affinity_and_quota() {
-        assert_eq!(parse_affinity("Name:\tx\nCpus_allowed_list:\t0-3,8,10-11\n"), Some(7));
+        assert_eq!(
+            parse_affinity("Name:\tx\nCpus_allowed_list:\t0-3,8,10-11\n"),
+            Some(7)
+        );
         assert_eq!(parse_affinity("Cpus_allowed_list:\t0\n"), Some(1));
         assert_eq!(parse_affinity("Cpus_allowed_list:\t3-1\n"), None);
         assert_eq!(parse_affinity("Name:\tx\n"), None);
@@ -499,8 +527,14 @@ mod tests {
 
     #[test]
     fn blas_libraries_by_file_name() {
-        assert_eq!(blas_library("libopenblas64_p-r0-0cf96a72.3.23.dev.so"), Some("openblas"));
-        assert_eq!(blas_library("libscipy_openblas64_-ff651d7f.so"), Some("openblas"));
+        assert_eq!(
+            blas_library("libopenblas64_p-r0-0cf96a72.3.23.dev.so"),
+            Some("openblas")
+        );
+        assert_eq!(
+            blas_library("libscipy_openblas64_-ff651d7f.so"),
+            Some("openblas")
+        );
         assert_eq!(blas_library("libmkl_rt.so.2"), Some("mkl"));
         assert_eq!(blas_library("libgfortran-040039e1.so.5.0.0"), None);
         assert_eq!(blas_library("libopenblas.txt"), None);

@@ -192,17 +192,29 @@ mod tests {
     fn pip_variables_win_over_its_configuration() {
         let config = "[global]\nindex-url = https://mirror.example/simple\nextra-index-url =\n    https://a.example/simple\n    https://b.example/simple\n".to_string();
         let got = resolve(&vars(&[]), std::slice::from_ref(&config), false);
-        assert_eq!(got.index_url.as_deref(), Some("https://mirror.example/simple"));
-        assert_eq!(got.extra, ["https://a.example/simple", "https://b.example/simple"]);
+        assert_eq!(
+            got.index_url.as_deref(),
+            Some("https://mirror.example/simple")
+        );
+        assert_eq!(
+            got.extra,
+            ["https://a.example/simple", "https://b.example/simple"]
+        );
         let got = resolve(
             &vars(&[
                 ("PIP_INDEX_URL", "https://user:token@private.example/simple"),
-                ("PIP_EXTRA_INDEX_URL", "https://x.example/simple  https://x.example/simple"),
+                (
+                    "PIP_EXTRA_INDEX_URL",
+                    "https://x.example/simple  https://x.example/simple",
+                ),
             ]),
             &[config],
             false,
         );
-        assert_eq!(got.index_url.as_deref(), Some("https://private.example/simple"));
+        assert_eq!(
+            got.index_url.as_deref(),
+            Some("https://private.example/simple")
+        );
         assert_eq!(got.extra, ["https://x.example/simple"]);
     }
 
@@ -214,7 +226,10 @@ mod tests {
             ("PIP_INDEX_URL", "https://pip.example/simple"),
         ]);
         let uv = resolve(&v, &[], true);
-        assert_eq!(uv.index_url.as_deref(), Some("https://download.pytorch.org/whl/cu121"));
+        assert_eq!(
+            uv.index_url.as_deref(),
+            Some("https://download.pytorch.org/whl/cu121")
+        );
         assert_eq!(uv.extra, ["https://t.example/simple"]);
         let pip = resolve(&v, &[], false);
         assert_eq!(pip.index_url.as_deref(), Some("https://pip.example/simple"));

@@ -212,12 +212,8 @@ pub(super) fn prepare_cwd(into: &Path, cwd: &Path) -> std::result::Result<(), St
         dir = d.parent();
     }
     if !cwd.is_dir() {
-        std::fs::create_dir_all(cwd).map_err(|e| {
-            format!(
-                "not run: cannot make its directory {}: {e}",
-                cwd.display()
-            )
-        })?;
+        std::fs::create_dir_all(cwd)
+            .map_err(|e| format!("not run: cannot make its directory {}: {e}", cwd.display()))?;
     }
     Ok(())
 }
