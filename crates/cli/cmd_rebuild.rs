@@ -219,7 +219,11 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             .as_ref()
             .map(|p| cairn::model::paths::absolutize(&project.cwd, p)),
         data,
-        python: args.python.clone(),
+        // Absolute: the venv is made from `/`, not from here.
+        python: args
+            .python
+            .as_ref()
+            .map(|p| cairn::model::paths::absolutize(&project.cwd, p)),
         allow_other_python: args.allow_other_python,
         installer: match args.installer {
             InstallerArg::Auto => Installer::Auto,

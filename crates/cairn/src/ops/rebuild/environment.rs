@@ -336,10 +336,15 @@ pub(super) fn build_environment(
         );
     }
     let venv_python = venv.join("bin/python");
-    let present = python::capture(&venv_python)?;
+    // `uv venv` makes an empty venv; Python's venv brings pip (and setuptools): only that one
+    // has packages worth reading before installing.
+    let present = match installer {
+        Installer::Uv => None,
+        _ => Some(python::capture(&venv_python)?),
+    };
     let have: BTreeMap<&str, &lockfile::PyPackage> = present
-        .packages
         .iter()
+        .flat_map(|e| &e.packages)
         .map(|p| (p.package.name.as_str(), &p.package))
         .collect();
 
@@ -463,7 +468,12 @@ pub(super) fn build_environment(
     // Compare with the lock. A directory package from the rebuilt worktree is the locked one
     // when the code step says the worktree is the locked tree: its URL (and an editable
     // install's files, which name the directory) differ only by the worktree's location.
-    let now = python::capture(&venv_python)?;
+    // Unchanged since `after` unless something was uninstalled.
+    let now = if extra.is_empty() {
+        after
+    } else {
+        python::capture(&venv_python)?
+    };
     let mut table = env::python_table(&now);
     for p in &mut table.packages {
         let Source::Directory { url, .. } = &p.source else {
