@@ -219,11 +219,15 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             .as_ref()
             .map(|p| cairn::model::paths::absolutize(&project.cwd, p)),
         data,
-        // Absolute: the venv is made from `/`, not from here.
-        python: args
-            .python
-            .as_ref()
-            .map(|p| cairn::model::paths::absolutize(&project.cwd, p)),
+        // A path made absolute (the venv is made from `/`, not from here); a bare name is
+        // looked up on PATH.
+        python: args.python.as_ref().map(|p| {
+            if p.components().count() > 1 {
+                cairn::model::paths::absolutize(&project.cwd, p)
+            } else {
+                p.clone()
+            }
+        }),
         allow_other_python: args.allow_other_python,
         installer: match args.installer {
             InstallerArg::Auto => Installer::Auto,
