@@ -664,3 +664,48 @@ fn ctrl_c_during_the_run_keeps_the_directory_and_says_how_to_remove_it() {
     assert!(into.join(".git").exists(), "kept for inspection");
     assert!(!into.join("model.bin").exists());
 }
+
+/// `--python` as a path relative to where cairn runs: the venv is made from `/`, so cairn makes
+/// the path absolute first (a bare name stays a `PATH` lookup).
+#[test]
+fn a_relative_python_path_works() {
+    let r = project();
+    let own = crate::util::Venv::new();
+    let py = own.python();
+    r.cairn(["lock", "--python", py.to_str().unwrap(), "--", "true"])
+        .expect(0);
+    r.commit_all("lock");
+    // The same interpreter, named relative to the repository (where cairn runs).
+    let depth = r.path().canonicalize().unwrap().components().count() - 1;
+    let relative = format!(
+        "{}{}",
+        "../".repeat(depth),
+        py.canonicalize()
+            .unwrap()
+            .strip_prefix("/")
+            .unwrap()
+            .display()
+    );
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("rebuilt");
+    let report = rebuild(
+        &r,
+        &into,
+        &[
+            "--yes",
+            "--installer",
+            "pip",
+            "--python",
+            &relative,
+            "--format",
+            "json",
+        ],
+    )
+    .expect(0)
+    .json();
+    assert_eq!(
+        step(&report, "environment")["status"],
+        "reproduced",
+        "{report}"
+    );
+}

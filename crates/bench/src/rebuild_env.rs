@@ -39,7 +39,13 @@ pub(crate) fn bench_rebuild_env(args: &Args, rows: &mut Vec<Row>) -> Result<()> 
     if !project.join("cairn.lock").exists() {
         Cmd::new(
             &project,
-            &[cairn, "lock", "--quiet", "--python", python.to_str().unwrap()],
+            &[
+                cairn,
+                "lock",
+                "--quiet",
+                "--python",
+                python.to_str().unwrap(),
+            ],
         )
         .run()?;
     }
@@ -75,7 +81,12 @@ pub(crate) fn bench_rebuild_env(args: &Args, rows: &mut Vec<Row>) -> Result<()> 
     );
     let fresh = |_: usize| -> Result<()> {
         let _ = std::fs::remove_dir_all(&into);
-        run_ok(Command::new("git").arg("-C").arg(&project).args(["worktree", "prune"]))?;
+        run_ok(
+            Command::new("git")
+                .arg("-C")
+                .arg(&project)
+                .args(["worktree", "prune"]),
+        )?;
         Ok(())
     };
     let t_ours = measure(args.runs, &ours, fresh)?;
