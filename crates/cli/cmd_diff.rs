@@ -18,6 +18,11 @@ use crate::output::{count, listing, plural, Entry, Human, Printer};
 /// lock files and the host (OS, CPU, GPU, driver, CUDA, PyTorch build): the possible causes,
 /// most likely first. Then the checkpoints and outputs that differ: the effects.
 ///
+/// When checkpoints or outputs differ, the causes are also grouped by what changes float
+/// results, one line each, most likely first: code, data, command, seed, packages, the BLAS
+/// library of each numeric package, the CPU's instruction sets (SIMD kernel dispatch), thread
+/// counts and affinity, numerics variables (MKL_CBWR, XLA_FLAGS, ...), the GPU stack, the OS.
+///
 /// With no lock, A is cairn.lock at the project root. With one lock, B is the current state, observed exactly as `cairn verify` observes it
 /// (nothing is written but the stat cache): the code, the environment, and the lock's datasets,
 /// checkpoints and outputs where they are now. The differences are verify's; only the words
@@ -219,6 +224,7 @@ fn print_human<W: Write>(
             names[i] = crate::output::group_names(&entries);
         }
     }
+    print_likely_causes(w, &r.likely_causes)?;
     for n in &r.notes {
         w.line(format!("note: {n}"))?;
     }
@@ -245,4 +251,20 @@ fn print_human<W: Write>(
             part(&names[1], "effect", "effects")
         ),
     )
+}
+
+/// Why the checkpoints or outputs may differ: one line per group of causes, most likely first
+/// (diff and rebuild print the same block).
+pub(crate) fn print_likely_causes<W: Write>(
+    w: &mut Human<W>,
+    causes: &[cairn::compare::LikelyCause],
+) -> std::io::Result<()> {
+    if causes.is_empty() {
+        return Ok(());
+    }
+    w.line("likely causes of the different results (most likely first):")?;
+    for c in causes {
+        w.line(format!("  {}: {}", c.cause.label(), c.line))?;
+    }
+    Ok(())
 }

@@ -227,7 +227,15 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             .as_ref()
             .map(|p| cairn::model::paths::absolutize(&project.cwd, p)),
         data,
-        python: args.python.clone(),
+        // A path made absolute (the venv is made from `/`, not from here); a bare name is
+        // looked up on PATH.
+        python: args.python.as_ref().map(|p| {
+            if p.components().count() > 1 {
+                cairn::model::paths::absolutize(&project.cwd, p)
+            } else {
+                p.clone()
+            }
+        }),
         allow_other_python: args.allow_other_python,
         installer: match args.installer {
             InstallerArg::Auto => Installer::Auto,
@@ -312,6 +320,14 @@ fn print_plan(w: &mut impl Write, p: &RebuildPlan) -> std::io::Result<()> {
             "          {} pinned package(s) from the package index (one without a wheel for this machine is built from source)",
             p.registry_packages
         )?;
+        let indexes = p.index_url.iter().map(|u| ("index", u));
+        for (label, url) in indexes.chain(p.extra_index_urls.iter().map(|u| ("extra index", u))) {
+            writeln!(
+                w,
+                "          {label} {} (recorded in the lock)",
+                visible(url)
+            )?;
+        }
         for k in &p.packages {
             writeln!(
                 w,
@@ -405,6 +421,15 @@ fn print_human(w: &mut impl Write, r: &Report) -> std::io::Result<()> {
                 visible(&h.subject),
                 visible(h.detail.as_deref().unwrap_or("changed"))
             )?;
+        }
+    }
+    if !r.likely_causes.is_empty() {
+        writeln!(
+            w,
+            "likely causes of the different results (most likely first):"
+        )?;
+        for c in &r.likely_causes {
+            writeln!(w, "  {}: {}", c.cause.label(), visible(&c.line))?;
         }
     }
     if let Some(plan) = &r.command {

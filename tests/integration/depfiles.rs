@@ -180,6 +180,8 @@ fn every_fixture_through_the_library() {
                         }
                     })
                     .collect(),
+                index_url: None,
+                extra_index_urls: Vec::new(),
             };
             let (found, notes) = cairn::compare::pins(project.path(), &entries, &python);
             let found: Vec<String> = found

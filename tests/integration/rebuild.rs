@@ -552,7 +552,19 @@ fn an_error_part_way_removes_what_was_made() {
     );
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("half");
-    let out = rebuild(&r, &into, &["--python", broken.to_str().unwrap(), "--yes"]).expect(2);
+    // pip: the stub fails where pip's venv is made (uv makes venvs without `-m venv`).
+    let out = rebuild(
+        &r,
+        &into,
+        &[
+            "--python",
+            broken.to_str().unwrap(),
+            "--installer",
+            "pip",
+            "--yes",
+        ],
+    )
+    .expect(2);
     out.stderr_has("error: creating the venv failed")
         .stderr_has("No module named venv")
         .stderr_has("whatever had been created was removed");
@@ -670,10 +682,11 @@ fn on_a_terminal_it_asks_before_running() {
     assert!(yes.join("runs/model.bin").is_file());
 }
 
-/// The uv path: `uv venv` and `uv pip install`. cairn's CI has no uv (the pip path is tested
-/// above): run it with `cargo test -- --ignored rebuild_with_uv` where uv is installed.
+/// The uv path: `uv venv` and `uv pip install`. .ci/run installs uv from PyPI into a venv of its
+/// own and runs this with `cargo test -- --ignored rebuild_with_uv` (with uv on PATH, every
+/// other rebuild test that leaves the installer to cairn uses uv too).
 #[test]
-#[ignore = "needs uv on PATH, which CI does not install; run with --ignored where it is"]
+#[ignore = "needs uv on PATH: .ci/run installs it and runs this with --ignored"]
 fn rebuild_with_uv_when_it_is_on_path() {
     crate::util::require_tool("uv", "this test is about rebuilding with uv");
     let venv = Venv::new();
@@ -681,7 +694,20 @@ fn rebuild_with_uv_when_it_is_on_path() {
     let py = venv.python();
     let py = py.to_str().unwrap();
     let r = project(TRAIN_SIX);
+    // The project's own package, editable from the repository, as in the pip test above.
+    r.write(
+        "pkg/pyproject.toml",
+        "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n[project]\nname = \"mylib\"\nversion = \"0.1.0\"\n",
+    );
+    r.write("pkg/mylib/__init__.py", "NAME = 'mylib 0.1'\n");
+    r.write(
+        ".gitignore",
+        "runs/\ndata/\n*.egg-info/\nbuild/\n__pycache__/\n",
+    );
+    r.commit_all("the project's own package");
+    venv.pip(&["install", "-e", r.join("pkg").to_str().unwrap()]);
     r.cairn(lock_args(&["--python", py], py, None)).expect(0);
+    r.commit_all("lock the run");
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("uv");
     let out = rebuild(

@@ -15,6 +15,7 @@ mod cases;
 mod data;
 mod measure;
 mod python;
+mod rebuild_env;
 
 pub(crate) use cases::*;
 pub(crate) use data::*;
@@ -40,7 +41,7 @@ usage: cairn-bench [--dir DIR] [--cairn PATH] [--runs N] [--skip-dvc] [--skip-1m
   --runs N      timed runs per measurement, median reported [default: 5]
   --skip-dvc    do not install or run DVC
   --skip-1m     skip the 1,000,000-file case
-  --only NAME   run only these cases: 1g, 20k, 100k, 1m, env, empty (repeatable)
+  --only NAME   run only these cases: 1g, 20k, 100k, 1m, env, empty, rebuild-env (repeatable)
 
 Needs b3sum (cargo install b3sum), git, python3 (for the DVC venv) and GNU time (/usr/bin/time).";
 
@@ -153,6 +154,9 @@ pub(crate) fn main() -> Result<()> {
     }
     if wants(&args, "env") {
         bench_env(&args, &mut rows)?;
+    }
+    if wants(&args, "rebuild-env") {
+        rebuild_env::bench_rebuild_env(&args, &mut rows)?;
     }
     let mut notes = Vec::new();
     if wants(&args, "empty") {

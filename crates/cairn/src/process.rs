@@ -185,29 +185,12 @@ pub fn exit_code(status: std::process::ExitStatus) -> i64 {
 /// runs marks both). `Err` is a program that could not start.
 pub fn run_foreground(cmd: &mut Command) -> std::io::Result<Finished> {
     use std::sync::atomic::{AtomicBool, Ordering};
-    /// How many runs are waiting now; the default action is off while there is any.
-    static RUNNING: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
-    let outside = sigint_default_outside();
     let interrupted = std::sync::Arc::new(AtomicBool::new(false));
     let handler =
         signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).ok();
-    {
-        let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
-        *running += 1;
-        if let Some(o) = outside {
-            o.store(false, Ordering::SeqCst);
-        }
-    }
+    hold_sigint(true);
     let status = cmd.status();
-    {
-        let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
-        *running -= 1;
-        if *running == 0 {
-            if let Some(o) = outside {
-                o.store(true, Ordering::SeqCst);
-            }
-        }
-    }
+    hold_sigint(false);
     if let Some(id) = handler {
         signal_hook::low_level::unregister(id);
     }
@@ -216,6 +199,64 @@ pub fn run_foreground(cmd: &mut Command) -> std::io::Result<Finished> {
         code: exit_code(status),
         interrupted: interrupted.load(Ordering::SeqCst),
     })
+}
+
+/// Count one more (`true`) or one fewer holder of Ctrl-C: while there is any (a
+/// [`run_foreground`] waiting, an [`InterruptGuard`] alive), SIGINT does not end cairn.
+fn hold_sigint(hold: bool) {
+    use std::sync::atomic::Ordering;
+    /// How many hold it now; the default action is off while there is any.
+    static HOLDERS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+    let outside = sigint_default_outside();
+    let mut holders = HOLDERS.lock().unwrap_or_else(|p| p.into_inner());
+    if hold {
+        *holders += 1;
+    } else {
+        *holders = holders.saturating_sub(1);
+    }
+    if let Some(o) = outside {
+        o.store(*holders == 0, Ordering::SeqCst);
+    }
+}
+
+/// While alive, Ctrl-C does not end cairn: it is noted ([`InterruptGuard::interrupted`]), and
+/// the child programs of the foreground process group, which receive it too, end as they do. A
+/// long operation that makes things (a rebuild) holds one, checks it between steps, and removes
+/// what it made when it was interrupted, instead of dying half-way. Guards and
+/// [`run_foreground`] compose: Ctrl-C ends cairn again once the last of them is gone.
+pub struct InterruptGuard {
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handler: Option<signal_hook::SigId>,
+}
+
+impl InterruptGuard {
+    /// Start holding Ctrl-C.
+    pub fn new() -> InterruptGuard {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handler = signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone()).ok();
+        hold_sigint(true);
+        InterruptGuard { flag, handler }
+    }
+
+    /// Has Ctrl-C (SIGINT) arrived since the guard was made?
+    pub fn interrupted(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Default for InterruptGuard {
+    fn default() -> Self {
+        InterruptGuard::new()
+    }
+}
+
+impl Drop for InterruptGuard {
+    fn drop(&mut self) {
+        hold_sigint(false);
+        if let Some(id) = self.handler.take() {
+            signal_hook::low_level::unregister(id);
+        }
+    }
 }
 
 /// Once signal-hook handles SIGINT, removing an action never gives the signal back its default:

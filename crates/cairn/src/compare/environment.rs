@@ -267,13 +267,15 @@ pub fn pins(
 }
 
 /// Compare the host facts that matter for numerics: OS, architecture, C library, GPUs (model,
-/// driver, CUDA) and the PyTorch build; and the CPU model and core count, marked
-/// [`Reason::MachineOnly`] (they differ between any two machines).
+/// driver, CUDA), the PyTorch build, the instruction-set features numeric kernels dispatch on
+/// (only those one side has) and the BLAS library of each numeric package; and the CPU model,
+/// core count, affinity and CPU quota, marked [`Reason::MachineOnly`] (they differ between
+/// many pairs of machines, and verify leaves them out; diff and rebuild name them).
 pub fn host(a: &Host, b: &Host) -> Vec<Difference> {
     let mut out = Vec::new();
     // Each fact, read the same way from both sides, in report order.
     type Fact = fn(&Host) -> Option<String>;
-    let facts: [(&str, Fact); 12] = [
+    let facts: [(&str, Fact); 14] = [
         ("os", |h| h.os.clone()),
         ("arch", |h| h.arch.clone()),
         ("glibc", |h| h.glibc.clone()),
@@ -294,16 +296,74 @@ pub fn host(a: &Host, b: &Host) -> Vec<Difference> {
         ("nccl", |h| h.torch.as_ref()?.nccl.clone()),
         ("cpu", |h| h.cpu.clone()),
         ("cores", |h| h.cores.map(|c| c.to_string())),
+        ("affinity", |h| h.affinity.map(|c| c.to_string())),
+        ("cpu quota", |h| h.cpu_quota.clone()),
     ];
+    // Affinity and quota were first recorded with the instruction sets: a lock from before
+    // has neither, and says nothing about them.
+    let recorded_cpus = a.affinity.is_some() && b.affinity.is_some();
     for (subject, fact) in facts {
+        if matches!(subject, "affinity" | "cpu quota") && !recorded_cpus {
+            continue;
+        }
         let (l, n) = (fact(a), fact(b));
         if l != n {
             let d = value_difference(Area::Host, subject, l.map(Value::Text), n.map(Value::Text));
-            out.push(if matches!(subject, "cpu" | "cores") {
-                d.because(Reason::MachineOnly)
-            } else {
-                d
-            });
+            out.push(
+                if matches!(subject, "cpu" | "cores" | "affinity" | "cpu quota") {
+                    d.because(Reason::MachineOnly)
+                } else {
+                    d
+                },
+            );
+        }
+    }
+    // Instruction sets: only when both sides recorded them (a lock from before cairn recorded
+    // them has none), and only the features one side lacks.
+    if !a.cpu_features.is_empty() && !b.cpu_features.is_empty() {
+        let only = |x: &Host, y: &Host| -> Option<Value> {
+            let v: Vec<&str> = x
+                .cpu_features
+                .iter()
+                .filter(|f| !y.cpu_features.contains(f))
+                .map(String::as_str)
+                .collect();
+            (!v.is_empty()).then(|| Value::Text(v.join(" ")))
+        };
+        let (l, n) = (only(a, b), only(b, a));
+        if l.is_some() || n.is_some() {
+            out.push(
+                Difference::new(Area::Host, "cpu features", Change::Changed)
+                    .values(l, n)
+                    .because(Reason::CpuFeatures),
+            );
+        }
+    }
+    // BLAS, per package.
+    let by_package = |h: &Host| -> BTreeMap<String, String> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for x in &h.blas {
+            m.entry(x.package.clone()).or_default().push(x.text());
+        }
+        m.into_iter().map(|(k, v)| (k, v.join(", "))).collect()
+    };
+    let (ba, bb) = (by_package(a), by_package(b));
+    // A side that recorded no BLAS at all (an older lock, no Python) says nothing.
+    if !ba.is_empty() && !bb.is_empty() {
+        let packages: BTreeSet<&String> = ba.keys().chain(bb.keys()).collect();
+        for p in packages {
+            let (l, n) = (ba.get(p), bb.get(p));
+            if l != n {
+                out.push(
+                    value_difference(
+                        Area::Host,
+                        &format!("blas {p}"),
+                        l.map(|v| Value::Text(v.clone())),
+                        n.map(|v| Value::Text(v.clone())),
+                    )
+                    .because(Reason::Blas),
+                );
+            }
         }
     }
     out

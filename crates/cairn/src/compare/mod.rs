@@ -218,6 +218,10 @@ pub enum Reason {
     MachineOnly,
     /// The run deleted this checkpoint itself before it ended; the lock keeps its digest.
     DeletedByRun,
+    /// Instruction-set features only one side has: numeric kernels dispatch on them.
+    CpuFeatures,
+    /// Another BLAS/LAPACK library (or build of it) for a numeric package.
+    Blas,
 }
 
 /// One difference between the first side (normally the lock) and the second.
@@ -371,6 +375,10 @@ impl Difference {
                     .map(|v| v.to_string())
                     .unwrap_or_else(|| "unknown".into())
             ),
+            Reason::CpuFeatures => {
+                "instruction sets only one side has: numeric libraries pick other kernels".into()
+            }
+            Reason::Blas => "another BLAS library: matrix products round differently".into(),
         })
     }
 }
@@ -654,11 +662,13 @@ impl Tally {
     }
 }
 
+mod causes;
 mod code;
 mod content;
 mod environment;
 mod state;
 
+pub use causes::{likely_causes, Cause, LikelyCause};
 use code::code;
 pub use code::{code_against_entries, code_files, excluder};
 use content::items;

@@ -82,6 +82,20 @@ pub struct Run {
     pub seed: Option<i64>,
     /// The determinism-relevant environment variables that were set.
     pub env: BTreeMap<String, String>,
+    /// Where the command ran, relative to the repository root (`None`: not recorded, as in
+    /// locks from before cairn recorded it, or without git).
+    pub cwd: Option<RunDir>,
+}
+
+/// `run.cwd` and `run.cwd-outside`: the directory the command ran in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunDir {
+    /// The repository root (`cwd = "."`).
+    Root,
+    /// A directory inside the repository.
+    Inside(RelPath),
+    /// Outside the repository (`cwd-outside = true`): a rebuild does not run it there.
+    Outside,
 }
 
 /// `[code]`.
@@ -137,6 +151,46 @@ pub struct Host {
     pub torch: Option<TorchStack>,
     /// GPUs, in device order.
     pub gpus: Vec<Gpu>,
+    /// The instruction-set features numeric libraries dispatch on (`avx2`, `fma`, `avx512f`,
+    /// or the arm64 `Features`), sorted: the subset of `/proc/cpuinfo` flags in
+    /// [`crate::probe::host::NUMERIC_CPU_FEATURES`].
+    pub cpu_features: Vec<String>,
+    /// How many CPUs the process may run on (its affinity mask).
+    pub affinity: Option<u64>,
+    /// The cgroup CPU quota, in CPUs (`1.5`), when one is set.
+    pub cpu_quota: Option<String>,
+    /// The BLAS/LAPACK library each numeric package loads, sorted by package and file.
+    pub blas: Vec<Blas>,
+}
+
+/// `[[host.blas]]`: a BLAS/LAPACK library a numeric package ships or loads, found from its
+/// files without importing it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Blas {
+    /// The Python package it belongs to (`numpy`, `scipy`, `torch`).
+    pub package: String,
+    /// The library (`openblas`, `mkl`, `blis`, `flexiblas`, `accelerate`).
+    pub library: String,
+    /// Its version, when the package's build configuration records it.
+    pub version: Option<String>,
+    /// The library file, relative to the `site-packages` directory (or the environment's
+    /// prefix for a conda library), when there is one.
+    pub file: Option<String>,
+}
+
+impl Blas {
+    /// `openblas 0.3.27 (numpy.libs/libscipy_openblas64_-ff651d7f.so)`.
+    pub fn text(&self) -> String {
+        let mut t = self.library.clone();
+        if let Some(v) = &self.version {
+            t.push(' ');
+            t.push_str(v);
+        }
+        if let Some(f) = &self.file {
+            t.push_str(&format!(" ({f})"));
+        }
+        t
+    }
 }
 
 /// `[python]`.
@@ -154,6 +208,11 @@ pub struct Python {
     pub packages: Vec<PyPackage>,
     /// conda packages, sorted by name.
     pub conda: Vec<CondaPackage>,
+    /// The package index registry packages were installed from, credentials removed (`None`:
+    /// the installer's default, PyPI).
+    pub index_url: Option<String>,
+    /// Further indexes, credentials removed, in the order given.
+    pub extra_index_urls: Vec<String>,
 }
 
 /// `[[python.package]]`.
@@ -397,6 +456,7 @@ impl Run {
             exit_code: None,
             seed: None,
             env,
+            cwd: None,
         }
     }
 }
@@ -533,6 +593,7 @@ mod tests {
                 exit_code: Some(0),
                 seed: Some(42),
                 env: BTreeMap::from([("PYTHONHASHSEED".to_string(), "0".to_string())]),
+                cwd: Some(RunDir::Inside(RelPath::parse("src/train").unwrap())),
             },
             code: Some(Code {
                 commit: ObjectId::parse(&"a".repeat(40)).unwrap(),
@@ -573,6 +634,8 @@ mod tests {
                     },
                 ],
                 conda: vec![],
+                index_url: Some("https://download.pytorch.org/whl/cu121".into()),
+                extra_index_urls: vec!["https://pypi.org/simple".into()],
             }),
             lockfiles: vec![LockfileEntry {
                 path: RelPath::parse("uv.lock").unwrap(),

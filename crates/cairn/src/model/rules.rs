@@ -139,6 +139,19 @@ pub fn check_remote(remote: &str) -> std::result::Result<(), &'static str> {
     }
 }
 
+/// Check a package index URL (`python.index-url`, `python.extra-index-url`): an `https`,
+/// `http` or `file` URL, with no space or control character (an installer argument is never
+/// split or read as an option).
+pub fn check_index_url(url: &str) -> std::result::Result<(), &'static str> {
+    if has_control(url) || url.chars().any(char::is_whitespace) {
+        return Err("contains a space or a control character");
+    }
+    if !has_scheme(url, &["https://", "http://", "file://"]) {
+        return Err("is not an https, http or file URL");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod field_tests {
     use super::*;

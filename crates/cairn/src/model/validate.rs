@@ -269,7 +269,19 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
                 ));
             }
         }
+        let cwd = match (r.cwd, r.cwd_outside) {
+            (None, false) => None,
+            (None, true) => Some(RunDir::Outside),
+            (Some(d), false) if d == "." => Some(RunDir::Root),
+            (Some(d), false) => c.path(Some(d), "run.cwd").map(RunDir::Inside),
+            (Some(_), true) => {
+                c.problems
+                    .push("`run` has both `cwd` and `cwd-outside = true`".into());
+                None
+            }
+        };
         Run {
+            cwd,
             id: id.unwrap_or_default(),
             locked_at: c.time(r.locked_at, "run.locked-at"),
             command: r.command,
@@ -363,6 +375,22 @@ fn convert(w: wire::Lock) -> std::result::Result<Lock, Vec<String>> {
                     driver: g.driver,
                     cuda: g.cuda,
                     compute_capability: g.compute_capability,
+                })
+            })
+            .collect(),
+        cpu_features: h.cpu_features,
+        affinity: h.affinity,
+        cpu_quota: h.cpu_quota,
+        blas: h
+            .blas
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                Some(Blas {
+                    package: c.req(b.package, &format!("host.blas[{i}].package"))?,
+                    library: c.req(b.library, &format!("host.blas[{i}].library"))?,
+                    version: b.version,
+                    file: b.file,
                 })
             })
             .collect(),
@@ -657,6 +685,20 @@ impl Checker {
                 "`python.version` is not a PEP 440 release like \"3.11.7\": {version:?}"
             ));
         }
+        for (i, url) in p.index_url.iter().chain(&p.extra_index_url).enumerate() {
+            if let Err(why) = check_index_url(url) {
+                let at = if p.index_url.is_some() && i == 0 {
+                    "python.index-url".to_string()
+                } else {
+                    format!(
+                        "python.extra-index-url[{}]",
+                        i - usize::from(p.index_url.is_some())
+                    )
+                };
+                self.problems
+                    .push(format!("`{at}` {why}: {:?}", visible(url)));
+            }
+        }
         Python {
             implementation,
             version,
@@ -664,6 +706,8 @@ impl Checker {
             platform: p.platform,
             packages,
             conda,
+            index_url: p.index_url,
+            extra_index_urls: p.extra_index_url,
         }
     }
 }

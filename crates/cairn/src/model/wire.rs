@@ -50,6 +50,10 @@ pub struct Run {
     pub seed: Option<i64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cwd_outside: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -99,7 +103,26 @@ pub struct Host {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub torch: Option<Torch>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu_features: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpu: Vec<Gpu>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blas: Vec<Blas>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Blas {
+    pub package: Option<String>,
+    pub library: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -130,6 +153,10 @@ pub struct Python {
     pub package: Vec<PyPackage>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conda: Vec<Conda>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_index_url: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -35,6 +35,12 @@ impl From<&Lock> for wire::Lock {
                 exit_code: l.run.exit_code,
                 seed: l.run.seed,
                 env: l.run.env.clone(),
+                cwd: match &l.run.cwd {
+                    Some(RunDir::Root) => Some(".".into()),
+                    Some(RunDir::Inside(p)) => Some(p.to_string()),
+                    Some(RunDir::Outside) | None => None,
+                },
+                cwd_outside: l.run.cwd == Some(RunDir::Outside),
             }),
             code: l.code.as_ref().map(|c| wire::Code {
                 commit: Some(c.commit.to_string()),
@@ -79,6 +85,19 @@ impl From<&Lock> for wire::Lock {
                         driver: g.driver.clone(),
                         cuda: g.cuda.clone(),
                         compute_capability: g.compute_capability.clone(),
+                    })
+                    .collect(),
+                cpu_features: h.cpu_features.clone(),
+                affinity: h.affinity,
+                cpu_quota: h.cpu_quota.clone(),
+                blas: h
+                    .blas
+                    .iter()
+                    .map(|b| wire::Blas {
+                        package: Some(b.package.clone()),
+                        library: Some(b.library.clone()),
+                        version: b.version.clone(),
+                        file: b.file.clone(),
                     })
                     .collect(),
             }),
@@ -205,6 +224,8 @@ fn python_to_wire(p: &Python) -> wire::Python {
                 sha256: c.sha256.clone(),
             })
             .collect(),
+        index_url: p.index_url.clone(),
+        extra_index_url: p.extra_index_urls.clone(),
     }
 }
 
@@ -236,6 +257,11 @@ impl Lock {
         }
         if let Some(code) = &mut self.code {
             code.submodules.sort_by(|a, b| a.path.cmp(&b.path));
+        }
+        if let Some(host) = &mut self.host {
+            host.cpu_features.sort();
+            host.cpu_features.dedup();
+            host.blas.sort();
         }
     }
 }

@@ -8,7 +8,10 @@
 //! variables, the seed, the dependency lock files and the host. Those are the possible
 //! **causes**; the checkpoints and outputs that differ are the **effects**. Causes are ordered
 //! by how likely each is to explain a different result: code, data, packages, command,
-//! environment variables, seed, lock files, host. diff's policy is to report everything.
+//! environment variables, seed, lock files, host. diff's policy is to report everything. When
+//! checkpoints or outputs differ, the causes are also grouped by what changes float results
+//! ([`compare::likely_causes`]: packages, BLAS library, CPU instruction sets, thread counts,
+//! numerics variables, GPU stack), one line per group.
 //!
 //! The JSON form of the [`Report`] is specified in `spec/diff-report.md`.
 
@@ -116,6 +119,10 @@ pub struct Report {
     /// for a summary's "N of M files"; not in the JSON report.
     #[serde(skip)]
     pub files: std::collections::BTreeMap<(Section, String), u64>,
+    /// When checkpoints or outputs differ: the causes grouped by what changes float results,
+    /// most likely first (code, data, command, seed, packages, BLAS library, CPU instruction
+    /// sets, thread counts and affinity, numerics variables, GPU stack, system), one line each.
+    pub likely_causes: Vec<compare::LikelyCause>,
 }
 
 /// How to observe the current state (`cairn diff A` with no B).
@@ -169,6 +176,18 @@ pub fn diff(
             ..difference(d)
         })
         .partition(|d| d.section.is_effect());
+    let likely_causes = if effects.is_empty() {
+        Vec::new()
+    } else {
+        // In the words verify and rebuild use (values and reason), not diff's bare reasons.
+        let worded: Vec<(Section, compare::Reported)> = comparison
+            .differences
+            .iter()
+            .filter(|d| !d.area.is_effect())
+            .map(|d| (d.area, compare::Reported::from(d)))
+            .collect();
+        compare::likely_causes(worded.iter().map(|(a, r)| (*a, r)))
+    };
     let side = |lock: Option<&Lock>, path: Option<&Path>, state: &State| Side {
         lock: path.map(Path::to_path_buf),
         run: lock.map(|l| l.run.id.clone()),
@@ -191,6 +210,7 @@ pub fn diff(
         code,
         notes,
         files: compare::file_counts(&lock_a),
+        likely_causes,
     })
 }
 

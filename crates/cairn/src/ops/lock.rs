@@ -469,10 +469,26 @@ fn run_command(
         source,
     })?;
     run.command = Some(opts.command.clone());
+    run.cwd = run_dir(project);
     run.started_at = Some(lockfile::rfc3339(started));
     run.finished_at = Some(lockfile::rfc3339(SystemTime::now()));
     run.exit_code = Some(finished.code);
     Ok(Some(finished))
+}
+
+/// Where the command runs (the current directory), relative to the repository root; `None`
+/// without a repository.
+fn run_dir(project: &Project) -> Option<lockfile::RunDir> {
+    let root = project.repo_root.as_ref()?;
+    Some(match project.cwd.strip_prefix(root) {
+        Ok(rel) if rel.as_os_str().is_empty() => lockfile::RunDir::Root,
+        Ok(rel) => match rel.to_str().map(crate::model::paths::RelPath::parse) {
+            Some(Ok(p)) => lockfile::RunDir::Inside(p),
+            // A directory name a lock cannot hold (not UTF-8, a control character).
+            _ => lockfile::RunDir::Outside,
+        },
+        Err(_) => lockfile::RunDir::Outside,
+    })
 }
 
 /// Store a directory's manifest under its digest. The name is the content's digest, so a file

@@ -27,7 +27,51 @@ pub const DEFAULT_ENV: &[&str] = &[
     "MKL_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
     "NCCL_*",
+    // Thread pools: a reduction split over another number of threads sums in another order.
+    "OMP_*",
+    "KMP_AFFINITY",
+    "KMP_DETERMINISTIC_REDUCTION",
+    "GOMP_CPU_AFFINITY",
+    "RAYON_NUM_THREADS",
+    "TOKENIZERS_PARALLELISM",
+    "NUMEXPR_NUM_THREADS",
+    "NUMEXPR_MAX_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    // Kernel choice and numerics.
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_VERBOSE",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_DYNAMIC",
+    "NPY_DISABLE_CPU_FEATURES",
+    "NPY_ENABLE_CPU_FEATURES",
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "TF_XLA_FLAGS",
+    "XLA_FLAGS",
+    "JAX_*",
 ];
+
+/// Is this recorded variable about thread counts or CPU placement (rather than about which
+/// kernels run or how they round)? [`crate::compare`] names the two as separate causes.
+pub fn is_thread_variable(name: &str) -> bool {
+    name.ends_with("_THREADS")
+        || name.starts_with("OMP_")
+        || matches!(
+            name,
+            "TOKENIZERS_PARALLELISM"
+                | "KMP_AFFINITY"
+                | "GOMP_CPU_AFFINITY"
+                | "CUDA_VISIBLE_DEVICES"
+                | "MKL_DYNAMIC"
+        )
+}
 
 fn matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
@@ -48,9 +92,21 @@ pub fn determinism_env(
         .collect()
 }
 
-/// The `[python]` table of a captured environment.
+/// The `[python]` table of a captured environment, with the package indexes its installer is
+/// configured with ([`crate::probe::index`]).
 pub fn python_table(env: &Environment) -> Python {
+    let uv = env
+        .packages
+        .iter()
+        .filter(|p| p.package.installer.as_deref() == Some("uv"))
+        .count();
+    let indexes = crate::probe::index::probe(
+        Some(Path::new(&env.interpreter.prefix)),
+        uv * 2 > env.packages.len(),
+    );
     Python {
+        index_url: indexes.index_url,
+        extra_index_urls: indexes.extra,
         implementation: env.interpreter.implementation.clone(),
         version: env.interpreter.version.clone(),
         abi: env.interpreter.abi.clone(),
@@ -178,11 +234,12 @@ pub fn capture_at(
             None
         }
     };
-    let host = merge_host(
+    let mut host = merge_host(
         host,
         python.as_ref().and_then(|e| e.torch.clone()),
         python.as_ref().and_then(|e| e.interpreter.libc.clone()),
     );
+    host.blas = python.as_ref().map(blas_of).unwrap_or_default();
     Ok(Captured {
         lockfiles: lockfile_entries(root)?,
         env: determinism_env(env_patterns, std::env::vars()),
@@ -196,6 +253,15 @@ pub fn capture_at(
 /// library when the host probe could not tell (the interpreter reports the one it runs on).
 pub fn host_with(torch: Option<python::TorchStack>, libc: Option<String>) -> Host {
     merge_host(crate::probe::host::probe(), torch, libc)
+}
+
+/// The BLAS libraries of a captured environment's numeric packages, from their files
+/// ([`crate::probe::host::blas`]).
+pub fn blas_of(env: &Environment) -> Vec<crate::model::lockfile::Blas> {
+    crate::probe::host::blas(
+        &env.interpreter.sys_path,
+        Some(Path::new(&env.interpreter.prefix)),
+    )
 }
 
 /// [`host_with`] for a host already probed.

@@ -11,6 +11,7 @@ pub mod env;
 pub mod git;
 pub mod host;
 pub mod imports;
+pub mod index;
 pub mod inputs;
 pub mod lockfiles;
 pub mod observe;

@@ -237,6 +237,7 @@ pub fn observe(
     let mut torch = None;
     let mut libc = None;
     let mut metadata = BTreeMap::new();
+    let mut blas = Vec::new();
     let python = match &lock.python {
         Some(_) if !opts.no_python => {
             let configured = env::config_python(&project.root, project.config.python.as_deref());
@@ -249,6 +250,7 @@ pub fn observe(
                                 .cloned()
                                 .map(compare::Note::Environment),
                         );
+                        blas = env::blas_of(&e);
                         torch = e.torch.clone();
                         libc = e.interpreter.libc.clone();
                         metadata = e
@@ -271,7 +273,10 @@ pub fn observe(
         pins = found;
         notes.extend(warnings);
     }
-    let host = lock.host.as_ref().map(|_| env::host_with(torch, libc));
+    let host = lock.host.as_ref().map(|_| crate::model::lockfile::Host {
+        blas,
+        ..env::host_with(torch, libc)
+    });
     Ok(Observed {
         state: State {
             code,

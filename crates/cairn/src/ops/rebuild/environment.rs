@@ -8,6 +8,44 @@ pub(super) fn canonical_or_lexical(p: &Path) -> PathBuf {
     p.canonicalize().unwrap_or_else(|_| paths::normalize(p))
 }
 
+/// The `site-packages` directories of a venv (`lib/python3.X/site-packages`), found by listing
+/// it: nothing in the venv runs.
+pub(super) fn venv_site_dirs(venv: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(venv.join("lib"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("python"))
+                .map(|e| e.path().join("site-packages"))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// The installer options that make registry packages come from the lock's package indexes:
+/// `--index-url=URL` when the lock records a main index other than the one this machine's
+/// installer is configured with, `--extra-index-url=URL` for each recorded further index it is
+/// not configured with. An index this machine is configured with is left to its configuration,
+/// which may hold the credentials the lock does not.
+pub(super) fn index_args(locked: &lockfile::Python, installer: Installer) -> Vec<String> {
+    let here = crate::probe::index::probe(None, installer == Installer::Uv);
+    let mut out = Vec::new();
+    if let Some(url) = &locked.index_url {
+        if here.index_url.as_ref() != Some(url) {
+            out.push(format!("--index-url={url}"));
+        }
+    }
+    for url in &locked.extra_index_urls {
+        if !here.extra.contains(url) && here.index_url.as_ref() != Some(url) {
+            out.push(format!("--extra-index-url={url}"));
+        }
+    }
+    out
+}
+
 /// How one locked package is installed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Requirement {
@@ -153,14 +191,14 @@ pub(super) fn requirement(
 /// isolated (`-I`: no current directory or `PYTHON*` variables on its path) and with
 /// `--require-virtualenv`; uv gets the venv's interpreter and no configuration files (a checkout
 /// can ship `uv.toml`). Both run in the venv directory, and any git they start is hardened.
-fn installer_command(installer: Installer, venv_python: &Path, verb: &str) -> Command {
+fn installer_command(installer: Installer, uv: &Path, venv_python: &Path, verb: &str) -> Command {
     let venv_dir = venv_python
         .parent()
         .and_then(Path::parent)
         .unwrap_or(Path::new("/"));
     let mut c = match installer {
         Installer::Uv => {
-            let mut c = Command::new("uv");
+            let mut c = Command::new(uv);
             c.args(["pip", verb, "--no-config", "--python"])
                 .arg(venv_python);
             c
@@ -184,8 +222,8 @@ fn installer_command(installer: Installer, venv_python: &Path, verb: &str) -> Co
     c
 }
 
-pub(super) fn install_command(installer: Installer, venv_python: &Path) -> Command {
-    let mut c = installer_command(installer, venv_python, "install");
+pub(super) fn install_command(installer: Installer, uv: &Path, venv_python: &Path) -> Command {
+    let mut c = installer_command(installer, uv, venv_python, "install");
     c.arg("--no-deps");
     if installer != Installer::Uv {
         c.arg("--no-input");
@@ -193,8 +231,8 @@ pub(super) fn install_command(installer: Installer, venv_python: &Path) -> Comma
     c
 }
 
-pub(super) fn uninstall_command(installer: Installer, venv_python: &Path) -> Command {
-    let mut c = installer_command(installer, venv_python, "uninstall");
+pub(super) fn uninstall_command(installer: Installer, uv: &Path, venv_python: &Path) -> Command {
+    let mut c = installer_command(installer, uv, venv_python, "uninstall");
     if installer != Installer::Uv {
         c.arg("--yes");
     }
@@ -239,7 +277,17 @@ pub(super) fn build_environment(
     venv: &Path,
     repo_root: &Path,
     into: &Path,
+    guard: &crate::process::InterruptGuard,
 ) -> Result<Step> {
+    let interrupted = || -> Result<()> {
+        if guard.interrupted() {
+            return Err(RebuildError::Interrupted {
+                step: StepName::Environment.as_str(),
+                into: into.to_path_buf(),
+            });
+        }
+        Ok(())
+    };
     let mut step = Step::new(StepName::Environment);
     if std::fs::symlink_metadata(venv).is_ok() {
         // The commit was checked for one; this is whatever appeared since: never use it.
@@ -247,9 +295,11 @@ pub(super) fn build_environment(
             path: venv.display().to_string(),
         });
     }
+    // uv from this machine, never from the repository (a checkout can ship `.venv/bin/uv`).
+    let uv = uv_outside(repo_root).unwrap_or_else(|| PathBuf::from("uv"));
     let mut create = match installer {
         Installer::Uv => {
-            let mut c = Command::new("uv");
+            let mut c = Command::new(&uv);
             c.args(["venv", "--quiet", "--no-config", "--python"])
                 .arg(&interp.executable)
                 .arg("--")
@@ -286,10 +336,15 @@ pub(super) fn build_environment(
         );
     }
     let venv_python = venv.join("bin/python");
-    let present = python::capture(&venv_python)?;
+    // `uv venv` makes an empty venv; Python's venv brings pip (and setuptools): only that one
+    // has packages worth reading before installing.
+    let present = match installer {
+        Installer::Uv => None,
+        _ => Some(python::capture(&venv_python)?),
+    };
     let have: BTreeMap<&str, &lockfile::PyPackage> = present
-        .packages
         .iter()
+        .flat_map(|e| &e.packages)
         .map(|p| (p.package.name.as_str(), &p.package))
         .collect();
 
@@ -322,20 +377,31 @@ pub(super) fn build_environment(
         Installer::Uv => "uv pip",
         _ => "pip",
     };
+    let index_args = index_args(locked, installer);
     if !reqs.is_empty() {
-        let mut cmd = install_command(installer, &venv_python);
+        let mut cmd = install_command(installer, &uv, &venv_python);
+        cmd.args(&index_args);
         add_requirements(&mut cmd, reqs.iter().map(|(_, r)| r));
         let out = run_capture(&mut cmd);
+        let from = if index_args.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", index_args.join(" "))
+        };
         match out {
             Ok(o) if o.status.success() => step.actions.push(format!(
-                "{tool_name} install --no-deps: {} package(s)",
+                "{tool_name} install --no-deps{from}: {} package(s)",
                 reqs.len()
             )),
             _ => {
+                // Ctrl-C ended the installer: stop here, not one package at a time.
+                interrupted()?;
                 // Find out which ones cannot be installed, one by one.
                 let mut failed = 0;
                 for (name, r) in &reqs {
-                    let mut one = install_command(installer, &venv_python);
+                    interrupted()?;
+                    let mut one = install_command(installer, &uv, &venv_python);
+                    one.args(&index_args);
                     add_requirements(&mut one, [r]);
                     match run_capture(&mut one) {
                         Ok(o) if o.status.success() => {}
@@ -381,7 +447,7 @@ pub(super) fn build_environment(
     // pip last: it is the one doing the uninstalling.
     extra.sort_by_key(|n| n == "pip");
     if !extra.is_empty() {
-        let mut cmd = uninstall_command(installer, &venv_python);
+        let mut cmd = uninstall_command(installer, &uv, &venv_python);
         cmd.arg("--").args(&extra);
         match run_capture(&mut cmd) {
             Ok(o) if o.status.success() => step.actions.push(format!(
@@ -402,7 +468,12 @@ pub(super) fn build_environment(
     // Compare with the lock. A directory package from the rebuilt worktree is the locked one
     // when the code step says the worktree is the locked tree: its URL (and an editable
     // install's files, which name the directory) differ only by the worktree's location.
-    let now = python::capture(&venv_python)?;
+    // Unchanged since `after` unless something was uninstalled.
+    let now = if extra.is_empty() {
+        after
+    } else {
+        python::capture(&venv_python)?
+    };
     let mut table = env::python_table(&now);
     for p in &mut table.packages {
         let Source::Directory { url, .. } = &p.source else {

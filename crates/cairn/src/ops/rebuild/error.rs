@@ -138,6 +138,14 @@ pub enum RebuildError {
         /// Why it is not replaced.
         why: String,
     },
+    /// Ctrl-C arrived before the command ran; what the rebuild had made was removed.
+    #[error("interrupted (Ctrl-C) during the {step} step; the rebuild directory {} and its git worktree were removed", into.display())]
+    Interrupted {
+        /// The step it was in.
+        step: &'static str,
+        /// The directory that was removed.
+        into: PathBuf,
+    },
 }
 
 impl RebuildError {
@@ -191,6 +199,9 @@ impl RebuildError {
                 "remove it with `{}` if you no longer need it, or pass --into with a new directory; nothing was changed",
                 remove_worktree(repo, path)
             )),
+            RebuildError::Interrupted { .. } => Some(
+                "nothing of this rebuild is left (partial downloads are the installer's own cache); run it again to start over".into(),
+            ),
         }
     }
 }

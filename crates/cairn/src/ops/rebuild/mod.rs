@@ -17,7 +17,8 @@
 //!    the rebuilt checkout or in the project the rebuild started from); a dataset found outside
 //!    the rebuilt project is linked into it at its locked path.
 //! 4. **run**: only with consent to run ([`Consent::Run`]): the locked argv with the locked
-//!    determinism variables and seed, in the rebuilt project; then the checkpoints must be
+//!    determinism variables and seed, in the directory it ran in (`run.cwd`) inside the rebuilt
+//!    worktree (never outside it), else the rebuilt project root; then the checkpoints must be
 //!    bit-identical and the outputs bit-identical, or JSON files whose numbers agree within
 //!    `rtol`/`atol`.
 //!
@@ -165,13 +166,22 @@ fn command_plan(
     rebuilt_root: &Path,
     venv: Option<&Path>,
 ) -> Option<Plan> {
+    // Where the command ran (recorded relative to the repository root), here and rebuilt;
+    // the project root for a lock that does not say.
+    let (original_cwd, cwd) = match &lock.run.cwd {
+        Some(lockfile::RunDir::Root) => (repo_root.to_path_buf(), into.to_path_buf()),
+        Some(lockfile::RunDir::Inside(rel)) => (rel.under(repo_root), rel.under(into)),
+        Some(lockfile::RunDir::Outside) | None => {
+            (project.root.clone(), rebuilt_root.to_path_buf())
+        }
+    };
     lock.run.command.as_ref().map(|argv| {
         make_plan(
             argv,
             lock,
             &project.config.env,
-            (&project.root, repo_root, into),
-            rebuilt_root,
+            (&original_cwd, repo_root, into),
+            &cwd,
             venv,
         )
     })
@@ -267,12 +277,15 @@ fn prepare(project: &Project, lock_path: &Path, opts: &RebuildOptions) -> Result
         None => None,
     };
     let installer = match opts.installer {
-        Installer::Auto if on_path("uv").is_some() => Installer::Uv,
+        Installer::Auto if uv_outside(repo_root).is_some() => Installer::Uv,
         Installer::Auto => Installer::Pip,
         other => other,
     };
-    if installer == Installer::Uv && lock.python.is_some() && on_path("uv").is_none() {
-        return Err(Error::Usage("--installer uv: uv is not on PATH".into()).into());
+    if installer == Installer::Uv && lock.python.is_some() && uv_outside(repo_root).is_none() {
+        return Err(Error::Usage(
+            "--installer uv: uv is not on PATH (outside the repository)".into(),
+        )
+        .into());
     }
     let present = git::has_commit(repo, &code.commit);
     if !present && code.remote.is_none() {
@@ -323,6 +336,12 @@ fn prepare(project: &Project, lock_path: &Path, opts: &RebuildOptions) -> Result
             .python
             .as_ref()
             .map(|p| planned_packages(p, repo_root, &into))
+            .unwrap_or_default(),
+        index_url: lock.python.as_ref().and_then(|p| p.index_url.clone()),
+        extra_index_urls: lock
+            .python
+            .as_ref()
+            .map(|p| p.extra_index_urls.clone())
             .unwrap_or_default(),
         command,
     };
@@ -411,7 +430,19 @@ pub fn rebuild(
         }
     };
 
-    // Materialise.
+    // Materialise. From here on Ctrl-C does not end cairn half-way: the installers and git,
+    // which get it too, stop; the rebuild notices, and what it made is removed (before the
+    // run) or kept with a note saying how to remove it (after).
+    let guard = crate::process::InterruptGuard::new();
+    let stop = |step: StepName, into: &Path| -> Result<()> {
+        if guard.interrupted() {
+            return Err(RebuildError::Interrupted {
+                step: step.as_str(),
+                into: into.to_path_buf(),
+            });
+        }
+        Ok(())
+    };
     let mut cleanup = Cleanup {
         repo_root: repo_root.clone(),
         into: into.clone(),
@@ -447,7 +478,9 @@ pub fn rebuild(
             .args(["worktree", "add", "--quiet", "--detach", "--end-of-options"])
             .arg(&into)
             .arg(code.commit),
-    )?;
+    )
+    .and_then(|o| stop(StepName::Code, &into).map(|_| o))
+    .map_err(|e| interrupted_or(e, &guard, StepName::Code, &into))?;
     let into = into.canonicalize().ctx("cannot open directory", &into)?;
     cleanup.into = into.clone();
     mark_worktree(&into, repo, &lock_digest, false);
@@ -471,6 +504,7 @@ pub fn rebuild(
         &mut code_step,
     )?;
     copy_sidecars(project, lock_path, &lock, repo_root, &into, &rebuilt_root)?;
+    stop(StepName::Code, &into)?;
     code_step.settle();
     obs.finished(&code_step);
 
@@ -495,7 +529,8 @@ pub fn rebuild(
                     locked.packages.len()
                 ),
             );
-            build_environment(locked, interp, installer, &venv, repo_root, &into)?
+            build_environment(locked, interp, installer, &venv, repo_root, &into, &guard)
+                .map_err(|e| interrupted_or(e, &guard, StepName::Environment, &into))?
         }
         _ => {
             let mut s = Step::new(StepName::Environment);
@@ -506,6 +541,7 @@ pub fn rebuild(
             s
         }
     };
+    stop(StepName::Environment, &into)?;
     obs.finished(&env_step);
     let env_built = lock.python.is_some() && consent >= Consent::Prepare;
     steps.push(env_step);
@@ -519,6 +555,7 @@ pub fn rebuild(
         opts,
         obs,
     )?;
+    stop(StepName::Data, &into)?;
     obs.finished(&data_step);
     steps.push(data_step);
 
@@ -530,7 +567,11 @@ pub fn rebuild(
             .then(|| python::capture(&venv.join("bin/python")).ok())
             .flatten()
             .and_then(|e| e.torch);
-        let now = env::host_with(torch, interpreter.as_ref().and_then(|i| i.libc.clone()));
+        let mut now = env::host_with(torch, interpreter.as_ref().and_then(|i| i.libc.clone()));
+        // The BLAS the rebuilt venv's packages ship, read from its files (nothing runs).
+        if env_built {
+            now.blas = crate::probe::host::blas(&venv_site_dirs(&venv), None);
+        }
         host.extend(compare::host(locked, &now).iter().map(Difference::from));
     }
 
@@ -569,10 +610,17 @@ pub fn rebuild(
                 blocking.join(" and ")
             ));
         }
+        Some(_) if lock.run.cwd == Some(lockfile::RunDir::Outside) => {
+            run_step.status = Status::NotRun;
+            run_step.notes.push(OUTSIDE_CWD.into());
+        }
         Some(plan) if consent == Consent::Run => {
             // The command that runs is the one that was shown, or none.
             let shown = rebuild_plan.command.as_ref().map(|p| (&p.argv, &p.set_env));
-            if shown != Some((&plan.argv, &plan.set_env)) {
+            if let Err(why) = prepare_cwd(&into, &plan.cwd) {
+                run_step.status = Status::NotRun;
+                run_step.notes.push(why);
+            } else if shown != Some((&plan.argv, &plan.set_env)) {
                 run_step.status = Status::NotRun;
                 run_step.notes.push(format!(
                     "not run: the command changed after it was shown; it would be: {}",
@@ -601,10 +649,23 @@ pub fn rebuild(
             ));
         }
     }
+    if guard.interrupted() {
+        run_step.notes.push(format!(
+            "interrupted (Ctrl-C): {} is left as it was, for inspection; remove it with `git worktree remove --force {}`",
+            into.display(),
+            shell_quote(&into.to_string_lossy())
+        ));
+    }
     run_step.settle();
     obs.finished(&run_step);
     steps.push(run_step);
 
+    let run_differs = steps.last().is_some_and(|s| s.status == Status::Differs);
+    let likely_causes = if run_differs {
+        likely_causes(&steps, &host)
+    } else {
+        Vec::new()
+    };
     cleanup.armed = false;
     let ok = steps
         .iter()
@@ -620,7 +681,26 @@ pub fn rebuild(
         steps,
         command: plan,
         host,
+        likely_causes,
     })
+}
+
+/// `e`, or [`RebuildError::Interrupted`] when Ctrl-C arrived (a child the signal ended fails
+/// with its own words; the user pressed Ctrl-C).
+fn interrupted_or(
+    e: RebuildError,
+    guard: &crate::process::InterruptGuard,
+    step: StepName,
+    into: &Path,
+) -> RebuildError {
+    if guard.interrupted() {
+        RebuildError::Interrupted {
+            step: step.as_str(),
+            into: into.to_path_buf(),
+        }
+    } else {
+        e
+    }
 }
 
 /// The repository-relative paths a lock tracks by digest (not code), as verify excludes them.

@@ -104,6 +104,13 @@ pub struct RebuildPlan {
     pub installer: Option<Installer>,
     /// How many packages come pinned from the package index.
     pub registry_packages: usize,
+    /// The package index the lock records, which the registry packages are installed from
+    /// (`None`: the installer's own configuration).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_url: Option<String>,
+    /// Further indexes the lock records.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_index_urls: Vec<String>,
     /// Every other package.
     pub packages: Vec<PlannedPackage>,
     /// The command.
@@ -138,7 +145,8 @@ pub trait Observer {
 pub struct Plan {
     /// The argv, program first.
     pub argv: Vec<String>,
-    /// The directory it runs in: the project root inside the rebuilt worktree.
+    /// The directory it runs in: where it ran (`run.cwd`) inside the rebuilt worktree, else the
+    /// project root there.
     pub cwd: PathBuf,
     /// Variables set on top of the current environment: the lock's `[run.env]`,
     /// `CAIRN_SEED`, and the venv's `VIRTUAL_ENV`.
@@ -178,4 +186,34 @@ impl Plan {
         parts.extend(self.argv.iter().map(|a| shell_quote(a)));
         parts.join(" ")
     }
+}
+
+/// Why a rebuild does not run a command that ran outside the repository.
+pub(super) const OUTSIDE_CWD: &str = "not run: the command ran outside the repository when it was locked (`cwd-outside` in the lock), and a rebuild runs commands only inside the rebuilt worktree; run it yourself from the directory it needs";
+
+/// Make sure the command's directory `cwd` is inside the rebuilt worktree `into` (no link in
+/// the checkout leads it out) and exists: a git-ignored directory the run started in is not in
+/// the checkout, and is made. `Err` with the reason the command is not run.
+pub(super) fn prepare_cwd(into: &Path, cwd: &Path) -> std::result::Result<(), String> {
+    // The deepest part of the path that exists must resolve inside the worktree; what is made
+    // below it is made here, so holds no link.
+    let mut dir = Some(cwd);
+    while let Some(d) = dir {
+        if std::fs::symlink_metadata(d).is_ok() {
+            let inside = d.canonicalize().is_ok_and(|real| real.starts_with(into));
+            if !inside {
+                return Err(format!(
+                    "not run: its directory {} leads outside the rebuilt worktree (a link in the checkout)",
+                    cwd.display()
+                ));
+            }
+            break;
+        }
+        dir = d.parent();
+    }
+    if !cwd.is_dir() {
+        std::fs::create_dir_all(cwd)
+            .map_err(|e| format!("not run: cannot make its directory {}: {e}", cwd.display()))?;
+    }
+    Ok(())
 }

@@ -114,6 +114,42 @@ fn tracked_by(repo: &git2::Repository, repo_root: &Path, path: &Path) -> bool {
     false
 }
 
+/// Is `dir` inside the repository at `root` (lexically, or once its links are resolved)?
+fn inside(dir: &Path, root: &Path) -> bool {
+    let canonical_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    dir.starts_with(root)
+        || dir.starts_with(&canonical_root)
+        || dir
+            .canonicalize()
+            .is_ok_and(|d| d.starts_with(&canonical_root))
+}
+
+/// `PATH` without its relative directories and those inside the repository at `root`, and the
+/// variables naming an environment inside it (`VIRTUAL_ENV`, `CONDA_PREFIX`), for a program
+/// that runs interpreters it finds there.
+fn path_outside(root: &Path) -> (std::ffi::OsString, Vec<&'static str>) {
+    let dirs: Vec<PathBuf> = crate::process::path_dirs()
+        .into_iter()
+        .filter(|d| !inside(d, root))
+        .collect();
+    let path = std::env::join_paths(dirs).unwrap_or_default();
+    let vars = ["VIRTUAL_ENV", "CONDA_PREFIX"]
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_some_and(|p| inside(Path::new(&p), root)))
+        .collect();
+    (path, vars)
+}
+
+/// The first `uv` in a directory of `PATH` outside the repository at `repo_root`: a checkout
+/// can ship a `uv` (in a committed `.venv/bin`) that an activated environment puts first.
+pub(crate) fn uv_outside(repo_root: &Path) -> Option<PathBuf> {
+    crate::process::path_dirs()
+        .into_iter()
+        .filter(|d| !inside(d, repo_root))
+        .map(|d| d.join("uv"))
+        .find(|p| p.is_file())
+}
+
 fn find_python_in(
     locked: &lockfile::Python,
     option: Option<&Path>,
@@ -165,12 +201,23 @@ fn find_python_in(
                 .join("bin/python"),
         );
     }
-    if let Some(uv) = on_path("uv") {
+    let uv = match repo {
+        Some((_, root)) => uv_outside(root),
+        None => on_path("uv"),
+    };
+    if let Some(uv) = uv {
         let mut find = Command::new(uv);
-        find.args(["python", "find", "--", &locked.version]);
+        find.args(["python", "find", "--no-config", "--", &locked.version]);
         if let Some((_, root)) = repo {
             // Not the repository: uv reads `.python-version` and `pyproject.toml` from there.
             find.current_dir(root.parent().unwrap_or(Path::new("/")));
+            // uv runs every interpreter it considers to ask its version: none from the
+            // repository (a committed `.venv/bin` first on PATH, an activated venv in it).
+            let (path, venv_inside) = path_outside(root);
+            find.env("PATH", path);
+            for var in venv_inside {
+                find.env_remove(var);
+            }
         }
         if let Ok(out) = run_capture(&mut find) {
             if out.status.success() {

@@ -121,4 +121,26 @@ pub struct Report {
     /// Host differences from the locking machine (information: they can explain a result that
     /// does not reproduce, but do not fail).
     pub host: Vec<Difference>,
+    /// When the command ran and its checkpoints or outputs differ: what differs in the code,
+    /// environment, data and host, grouped by what changes float results, most likely first,
+    /// one line each ([`compare::likely_causes`]).
+    pub likely_causes: Vec<compare::LikelyCause>,
+}
+
+/// The likely causes of a run that did not reproduce: the differences of the code,
+/// environment and data steps, and the host's.
+pub(super) fn likely_causes(steps: &[Step], host: &[Difference]) -> Vec<compare::LikelyCause> {
+    let area = |s: StepName| match s {
+        StepName::Code => Some(compare::Area::Code),
+        StepName::Environment => Some(compare::Area::Python),
+        StepName::Data => Some(compare::Area::Data),
+        StepName::Run => None,
+    };
+    compare::likely_causes(
+        steps
+            .iter()
+            .filter_map(|s| Some((area(s.step)?, &s.differences)))
+            .flat_map(|(a, list)| list.iter().map(move |d| (a, d)))
+            .chain(host.iter().map(|d| (compare::Area::Host, d))),
+    )
 }

@@ -45,6 +45,8 @@ fn python(version: &str, platform: &str, packages: &[(&str, &str)]) -> Python {
             })
             .collect(),
         conda: Vec::new(),
+        index_url: None,
+        extra_index_urls: Vec::new(),
     }
 }
 
