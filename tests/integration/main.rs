@@ -15,6 +15,7 @@ mod init;
 mod lineage;
 mod lock_verify;
 mod probe_cache;
+mod python_api;
 mod rebuild;
 mod schemas;
 mod shell;

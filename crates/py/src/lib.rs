@@ -60,7 +60,14 @@ fn raise(py: Python<'_>, class: &str, message: String, hint: Option<String>) -> 
 }
 
 fn to_py(py: Python<'_>, e: Error) -> PyErr {
-    raise(py, class_of(&e), message(&e), e.hint())
+    let hint = match &e {
+        // The library's hint names cargo; from Python, the package to upgrade is this one.
+        Error::LockTooNew { .. } => Some(
+            "upgrade cairn (pip install -U cairn-ml, or cargo install cairn-cli) to read this lockfile; it was left untouched".into(),
+        ),
+        _ => e.hint(),
+    };
+    raise(py, class_of(&e), message(&e), hint)
 }
 
 /// A failure inside a call: a library error, or one of this module's own (an exception class
@@ -110,17 +117,15 @@ fn hash(py: Python<'_>, path: PathBuf) -> PyResult<String> {
     detached(py, || Ok(cairn::content::digest::hash_path(&path)?)).map(|h| h.digest.to_string())
 }
 
-/// The lock a checkpoint of this process goes to: the running `cairn lock`'s in-progress lock
-/// (CAIRN_RUN_LOCK), else `lock` or the project's cairn.lock, which must exist.
+/// The lock a checkpoint of this process goes to: `lock` when given (it must exist), else the
+/// running `cairn lock`'s in-progress lock (CAIRN_RUN_LOCK). Outside a run without `lock` it
+/// refuses, as `cairn checkpoint add` does: a checkpoint belongs to the run that made it.
 fn checkpoint_lock(project: &Project, lock: Option<PathBuf>) -> Result<PathBuf, Fail> {
-    let given = match lock {
-        Some(p) => Some(project.lock_path(Some(&p))?),
-        None => None,
-    };
-    let running = std::env::var_os(checkpoint::RUN_LOCK_ENV).is_some_and(|v| !v.is_empty());
-    let path = checkpoint::target_lock(project, given)?;
-    if running || path.is_file() {
-        return Ok(path);
+    if let Some(p) = lock {
+        return Ok(project.lock_path(Some(&p))?);
+    }
+    if let Some(p) = std::env::var_os(checkpoint::RUN_LOCK_ENV).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
     }
     if project.repo.is_none() {
         return Err(Fail::Own(
@@ -129,16 +134,13 @@ fn checkpoint_lock(project: &Project, lock: Option<PathBuf>) -> Result<PathBuf, 
                 "not inside a locked run, and not in a git repository: {}",
                 project.cwd.display()
             ),
-            "run the training under `cairn lock -- python train.py` (inside a git repository) so that cairn.checkpoint() records into that run".into(),
+            "run the training under `cairn lock -- python train.py` inside a git repository, and cairn.checkpoint() records into that run".into(),
         ));
     }
     Err(Fail::Own(
         "NoRunError",
-        format!(
-            "not inside a locked run, and there is no lock to add the checkpoint to: {} does not exist",
-            path.display()
-        ),
-        "run the training under `cairn lock -- python train.py`, or lock the run first (`cairn lock`) and add checkpoints to its cairn.lock".into(),
+        "not inside a locked run: cairn.checkpoint() records into the run that `cairn lock -- COMMAND` is running, and none is".into(),
+        "run the training under `cairn lock -- python train.py`; to add to an existing lock instead, name it: cairn.checkpoint(path, lock=\"cairn.lock\")".into(),
     ))
 }
 

@@ -124,10 +124,11 @@ def checkpoint(
     in this process.
 
     Inside ``cairn lock -- COMMAND`` it goes to that run's in-progress lock (``$CAIRN_RUN_LOCK``)
-    and into ``cairn.lock`` when the command ends; otherwise to ``lock`` or the project's
-    ``cairn.lock``, which must exist (else :class:`NoRunError`, or :class:`NotARepositoryError`
-    outside a git repository). Safe from many processes and threads at once: each call hashes
-    first, then takes a file lock and rewrites the lock atomically.
+    and into ``cairn.lock`` when the command ends. Outside a run it raises :class:`NoRunError`
+    (:class:`NotARepositoryError` outside a git repository), unless ``lock`` names an existing
+    lock to add to (relative to the current directory, inside the repository). Safe from many
+    processes and threads at once: each call hashes first, then takes a file lock and rewrites
+    the lock atomically, so no entry is lost and a crash leaves a valid lock.
 
     Only rank 0 of a distributed job records (see :func:`rank`); other ranks return None at once
     unless ``all_ranks=True``.

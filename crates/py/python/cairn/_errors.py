@@ -30,7 +30,7 @@ class NotARepositoryError(CairnError):
 
 class NoRunError(CairnError):
     """``cairn.checkpoint()`` outside a locked run (no ``cairn lock -- ...`` around the process)
-    and with no lock to add to."""
+    and without ``lock=`` naming a lock to add to."""
 
 
 class LockTooNewError(CairnError):
