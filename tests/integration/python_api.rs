@@ -76,7 +76,10 @@ def catch(f):
 "#;
 
 #[test]
-#[cfg_attr(not(cairn_maturin), ignore = "needs maturin (pip install maturin); .ci/run installs it")]
+#[cfg_attr(
+    not(cairn_maturin),
+    ignore = "needs maturin (pip install maturin); .ci/run installs it"
+)]
 fn the_wheel_installs_the_same_command_and_the_typed_module() {
     let installed = venv().join("bin/cairn");
     let ours = std::fs::read(env!("CARGO_BIN_EXE_cairn")).unwrap();
@@ -114,7 +117,10 @@ fn the_wheel_installs_the_same_command_and_the_typed_module() {
 /// 8 processes each record 50 checkpoints at once, inside a real `cairn lock -- python` run:
 /// all 400 reach the final lock, with their steps, metrics and digests.
 #[test]
-#[cfg_attr(not(cairn_maturin), ignore = "needs maturin (pip install maturin); .ci/run installs it")]
+#[cfg_attr(
+    not(cairn_maturin),
+    ignore = "needs maturin (pip install maturin); .ci/run installs it"
+)]
 fn eight_processes_of_fifty_checkpoints_give_400_entries() {
     let r = Repo::ml();
     r.write(
@@ -167,7 +173,10 @@ open("runs/final.safetensors", "wb").write(b"final")
 
 /// Only rank 0 records unless told otherwise; $RANK and all_ranks decide.
 #[test]
-#[cfg_attr(not(cairn_maturin), ignore = "needs maturin (pip install maturin); .ci/run installs it")]
+#[cfg_attr(
+    not(cairn_maturin),
+    ignore = "needs maturin (pip install maturin); .ci/run installs it"
+)]
 fn only_rank_zero_records_unless_all_ranks() {
     let r = Repo::ml_locked();
     r.write("runs/r.bin", "rank 1's copy");
@@ -192,7 +201,10 @@ fn only_rank_zero_records_unless_all_ranks() {
 
 /// The API and the command give the same digests, verify reports, lineage and environment.
 #[test]
-#[cfg_attr(not(cairn_maturin), ignore = "needs maturin (pip install maturin); .ci/run installs it")]
+#[cfg_attr(
+    not(cairn_maturin),
+    ignore = "needs maturin (pip install maturin); .ci/run installs it"
+)]
 fn the_api_and_the_command_agree() {
     let r = Repo::ml();
     r.write(
@@ -233,7 +245,9 @@ print(json.dumps({{
     .expect(0);
     let api: Value = serde_json::from_str(&out.stdout).unwrap();
 
-    let hashes = r.cairn(["hash", "train.py", "data/train", "runs"]).expect(0);
+    let hashes = r
+        .cairn(["hash", "train.py", "data/train", "runs"])
+        .expect(0);
     let cli_hashes: Vec<&str> = hashes
         .stdout
         .lines()
@@ -253,7 +267,13 @@ print(json.dumps({{
         .unwrap()
         .iter()
         .map(|f| {
-            serde_json::json!([f["area"], f["severity"], f["subject"], f["path"], f["change"]])
+            serde_json::json!([
+                f["area"],
+                f["severity"],
+                f["subject"],
+                f["path"],
+                f["change"]
+            ])
         })
         .chain([Value::Bool(false)])
         .collect();
@@ -275,7 +295,10 @@ print(json.dumps({{
 /// Each bad input raises the documented exception with cairn's message and hint, and changes
 /// nothing.
 #[test]
-#[cfg_attr(not(cairn_maturin), ignore = "needs maturin (pip install maturin); .ci/run installs it")]
+#[cfg_attr(
+    not(cairn_maturin),
+    ignore = "needs maturin (pip install maturin); .ci/run installs it"
+)]
 fn bad_input_raises_the_documented_exception() {
     let r = Repo::ml_locked();
     let before = r.read("cairn.lock");
@@ -300,7 +323,11 @@ fn bad_input_raises_the_documented_exception() {
         "{}",
         lines[2]
     );
-    assert!(lines[3].starts_with("CairnError|metric bad name=1"), "{}", lines[3]);
+    assert!(
+        lines[3].starts_with("CairnError|metric bad name=1"),
+        "{}",
+        lines[3]
+    );
     assert_eq!(r.read("cairn.lock"), before);
 
     // A lock from a newer cairn: LockTooNewError, the pip upgrade hint, the lock untouched.
@@ -325,11 +352,17 @@ fn bad_input_raises_the_documented_exception() {
     // In a repository without a lock, outside any run: NoRunError; no lock is made.
     let bare = Repo::ml();
     bare.write("runs/a.bin", "a");
-    let out = py(&bare, &[], &format!("{CATCH}\ncatch(lambda: cairn.checkpoint('runs/a.bin'))"))
-        .expect(0);
+    let out = py(
+        &bare,
+        &[],
+        &format!("{CATCH}\ncatch(lambda: cairn.checkpoint('runs/a.bin'))"),
+    )
+    .expect(0);
     assert!(
         out.stdout.starts_with("NoRunError|not inside a locked run")
-            && out.stdout.contains("|run the training under `cairn lock -- python train.py`"),
+            && out
+                .stdout
+                .contains("|run the training under `cairn lock -- python train.py`"),
         "{}",
         out.stdout
     );
@@ -338,10 +371,16 @@ fn bad_input_raises_the_documented_exception() {
     // Not in a repository at all: NotARepositoryError.
     let plain = Repo::plain();
     plain.write("a.bin", "a");
-    let out = py(&plain, &[], &format!("{CATCH}\ncatch(lambda: cairn.checkpoint('a.bin'))"))
-        .expect(0);
+    let out = py(
+        &plain,
+        &[],
+        &format!("{CATCH}\ncatch(lambda: cairn.checkpoint('a.bin'))"),
+    )
+    .expect(0);
     assert!(
-        out.stdout.starts_with("NotARepositoryError|not inside a locked run, and not in a git repository"),
+        out.stdout.starts_with(
+            "NotARepositoryError|not inside a locked run, and not in a git repository"
+        ),
         "{}",
         out.stdout
     );

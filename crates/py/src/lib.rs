@@ -84,10 +84,7 @@ impl From<Error> for Fail {
 }
 
 /// Run `f` without the GIL and turn its error into the matching Python exception.
-fn detached<T: Send>(
-    py: Python<'_>,
-    f: impl Send + FnOnce() -> Result<T, Fail>,
-) -> PyResult<T> {
+fn detached<T: Send>(py: Python<'_>, f: impl Send + FnOnce() -> Result<T, Fail>) -> PyResult<T> {
     py.detach(f).map_err(|e| match e {
         Fail::Lib(e) => to_py(py, e),
         Fail::Own(class, message, hint) => raise(py, class, message, Some(hint)),
@@ -227,7 +224,9 @@ fn verify(
             },
             strict,
         };
-        Ok(cairn::ops::verify::verify(&project, &lock_path, &opts, None)?)
+        Ok(cairn::ops::verify::verify(
+            &project, &lock_path, &opts, None,
+        )?)
     })?;
     json(&report)
 }
