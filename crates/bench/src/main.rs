@@ -14,8 +14,8 @@ use anyhow::{bail, Context, Result};
 mod cases;
 mod data;
 mod measure;
-mod python;
 mod py_api;
+mod python;
 
 pub(crate) use cases::*;
 pub(crate) use data::*;
