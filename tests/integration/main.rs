@@ -17,6 +17,7 @@ mod lineage;
 mod lock_verify;
 mod numerics;
 mod probe_cache;
+mod python_api;
 mod rebuild;
 mod rebuild_env;
 mod schemas;

@@ -14,12 +14,14 @@ use anyhow::{bail, Context, Result};
 mod cases;
 mod data;
 mod measure;
+mod py_api;
 mod python;
 mod rebuild_env;
 
 pub(crate) use cases::*;
 pub(crate) use data::*;
 pub(crate) use measure::*;
+pub(crate) use py_api::*;
 pub(crate) use python::*;
 
 pub(crate) struct Args {
@@ -29,19 +31,22 @@ pub(crate) struct Args {
     pub(crate) skip_dvc: bool,
     pub(crate) skip_1m: bool,
     pub(crate) only: Vec<String>,
+    pub(crate) wheel: Option<PathBuf>,
 }
 
 pub(crate) const HELP: &str = "\
 cairn-bench: time cairn against b3sum, DVC and git on generated data
 
-usage: cairn-bench [--dir DIR] [--cairn PATH] [--runs N] [--skip-dvc] [--skip-1m] [--only NAME]...
+usage: cairn-bench [--dir DIR] [--cairn PATH] [--runs N] [--skip-dvc] [--skip-1m] [--only NAME]... [--wheel PATH]
 
   --dir DIR     where datasets, repositories and the DVC venv go [default: $TMPDIR/cairn-bench]
   --cairn PATH  the cairn binary [default: target/release/cairn]
   --runs N      timed runs per measurement, median reported [default: 5]
   --skip-dvc    do not install or run DVC
   --skip-1m     skip the 1,000,000-file case
-  --only NAME   run only these cases: 1g, 20k, 100k, 1m, env, empty, rebuild-env (repeatable)
+  --only NAME   run only these cases: 1g, 20k, 100k, 1m, env, empty, rebuild-env, py (repeatable)
+  --wheel PATH  the cairn-ml wheel (crates/py/build-wheel DIR) for the py case, which runs
+                only with it
 
 Needs b3sum (cargo install b3sum), git, python3 (for the DVC venv) and GNU time (/usr/bin/time).";
 
@@ -53,6 +58,7 @@ pub(crate) fn parse_args() -> Result<Args> {
         skip_dvc: false,
         skip_1m: false,
         only: Vec::new(),
+        wheel: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -64,6 +70,7 @@ pub(crate) fn parse_args() -> Result<Args> {
             "--skip-dvc" => args.skip_dvc = true,
             "--skip-1m" => args.skip_1m = true,
             "--only" => args.only.push(value()?),
+            "--wheel" => args.wheel = Some(PathBuf::from(value()?)),
             "-h" | "--help" => {
                 println!("{HELP}");
                 std::process::exit(0);
@@ -161,6 +168,9 @@ pub(crate) fn main() -> Result<()> {
     let mut notes = Vec::new();
     if wants(&args, "empty") {
         bench_empty(&args, &mut rows, &mut notes)?;
+    }
+    if wants(&args, "py") && (args.wheel.is_some() || !args.only.is_empty()) {
+        bench_py(&args, &mut rows)?;
     }
     println!("machine: {}", machine());
     println!(

@@ -1,0 +1,20 @@
+//! Build script of the root package: tells the Python API tests (tests/integration/python_api.rs)
+//! whether maturin is there to build the wheel, so that without it they are ignored with the
+//! reason instead of failing or passing without running.
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(cairn_maturin)");
+    println!("cargo::rerun-if-env-changed=PATH");
+    println!("cargo::rerun-if-env-changed=CAIRN_TEST_MATURIN");
+    let given = std::env::var_os("CAIRN_TEST_MATURIN").filter(|v| !v.is_empty());
+    let found = given
+        .map(|p| std::path::Path::new(&p).is_file())
+        .unwrap_or_else(|| {
+            std::env::var_os("PATH").is_some_and(|path| {
+                std::env::split_paths(&path).any(|dir| dir.join("maturin").is_file())
+            })
+        });
+    if found {
+        println!("cargo::rustc-cfg=cairn_maturin");
+    }
+}
