@@ -150,20 +150,23 @@ pub(super) fn items<K: Ord + fmt::Display>(
 /// Files that differ between two manifests, shown by their escaped names
 /// ([`crate::content::digest::Entry::shown`]).
 ///
-/// Both lists are normally sorted by the same bytes, so one merge pass does it; a stored
-/// manifest written in another order is compared through maps instead.
+/// Both lists are normally sorted by the same bytes, so one streaming merge pass does it,
+/// holding nothing but the differences; a stored manifest written in another order is compared
+/// through maps instead.
 pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
     let sorted = |m: &Manifest| {
-        m.entries.windows(2).all(|w| w[0].path < w[1].path)
-            && m.entries
-                .iter()
-                .all(|e| std::str::from_utf8(&e.path).is_ok())
+        let mut prev: Option<&[u8]> = None;
+        m.iter().all(|e| {
+            let ok = prev.is_none_or(|p| p < e.path) && std::str::from_utf8(e.path).is_ok();
+            prev = Some(e.path);
+            ok
+        })
     };
     if !(sorted(old) && sorted(new)) {
         return manifest_diff_by_name(old, new);
     }
     let mut out = Vec::new();
-    let (mut a, mut b) = (old.entries.iter().peekable(), new.entries.iter().peekable());
+    let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
     loop {
         match (a.peek(), b.peek()) {
             (None, None) => break,
@@ -175,7 +178,7 @@ pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
                 out.push((n.shown(), Change::Added));
                 b.next();
             }
-            (Some(o), Some(n)) => match o.path.cmp(&n.path) {
+            (Some(o), Some(n)) => match o.path.cmp(n.path) {
                 std::cmp::Ordering::Less => {
                     out.push((o.shown(), Change::Removed));
                     a.next();
@@ -198,8 +201,8 @@ pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
 }
 
 fn manifest_diff_by_name(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
-    let old: BTreeMap<String, Digest> = old.entries.iter().map(|e| (e.shown(), e.hash)).collect();
-    let new: BTreeMap<String, Digest> = new.entries.iter().map(|e| (e.shown(), e.hash)).collect();
+    let old: BTreeMap<String, Digest> = old.iter().map(|e| (e.shown(), e.hash)).collect();
+    let new: BTreeMap<String, Digest> = new.iter().map(|e| (e.shown(), e.hash)).collect();
     let mut out = Vec::new();
     for (p, h) in &old {
         match new.get(p) {
@@ -223,16 +226,14 @@ mod tests {
     use crate::content::digest::Entry;
 
     fn m(items: &[(&[u8], u8)]) -> Manifest {
-        Manifest {
-            entries: items
-                .iter()
-                .map(|(p, h)| Entry {
-                    path: p.to_vec(),
-                    hash: Digest([*h; 32]),
-                    size: None,
-                })
-                .collect(),
-        }
+        items
+            .iter()
+            .map(|(p, h)| Entry {
+                path: p,
+                hash: Digest([*h; 32]),
+                size: None,
+            })
+            .collect()
     }
 
     #[test]
@@ -254,9 +255,8 @@ mod tests {
         let want = vec![("\\xff".to_string(), Change::Changed)];
         assert_eq!(manifest_diff(&old, &new), want);
         // A stored manifest out of order goes through maps, with the same answer.
-        let unsorted = Manifest {
-            entries: old.entries.iter().rev().cloned().collect(),
-        };
+        let entries: Vec<Entry<'_>> = old.iter().collect();
+        let unsorted: Manifest = entries.into_iter().rev().collect();
         assert_eq!(manifest_diff(&unsorted, &new), want);
     }
 }
