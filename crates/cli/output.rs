@@ -255,6 +255,10 @@ impl cairn::content::digest::Progress for HashBar {
         self.bar.inc(1);
     }
 
+    fn found(&self, files: u64) {
+        self.bar.inc_length(files);
+    }
+
     fn finish(&self) {
         self.bar.finish_and_clear();
     }

@@ -1,20 +1,22 @@
 //! Datasets, checkpoints and outputs: digests compared, and file by file through their
 //! manifests when both are here.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::*;
 
-/// A side's manifest of a directory digest: in memory when just hashed, else from
-/// `.cairn/manifests/` (its bytes checked against the digest before parsing).
-pub fn manifest_of(project: &Project, content: &Content) -> Option<Manifest> {
+/// A side's manifest of a directory digest: in memory when just hashed (borrowed, not copied:
+/// it can hold a million entries), else from `.cairn/manifests/` (its bytes checked against
+/// the digest before parsing).
+pub fn manifest_of<'a>(project: &Project, content: &'a Content) -> Option<Cow<'a, Manifest>> {
     if let Some(m) = &content.manifest {
-        return Some(m.clone());
+        return Some(Cow::Borrowed(m));
     }
     let text = project.read_manifest(&content.digest).ok()?;
     (Digest::of_bytes(&text) == content.digest)
-        .then(|| Manifest::parse(&text).ok())
+        .then(|| Manifest::parse(&text).ok().map(Cow::Owned))
         .flatten()
 }
 
@@ -42,15 +44,16 @@ pub fn content_differences(
     if locked.kind == Kind::File {
         return vec![whole];
     }
-    let (Some(ml), Some(mn)) = (manifest_of(project, locked), manifest_of(project, now)) else {
-        let missing = if manifest_of(project, locked).is_none() {
+    let (ml, mn) = (manifest_of(project, locked), manifest_of(project, now));
+    let (Some(ml), Some(mn)) = (&ml, &mn) else {
+        let missing = if ml.is_none() {
             locked.digest
         } else {
             now.digest
         };
         return vec![whole.because(Reason::NoManifest(project.manifest_path(&missing)))];
     };
-    let files = manifest_diff(&ml, &mn);
+    let files = manifest_diff(ml, mn);
     if files.is_empty() {
         // Same text, different digest cannot happen; be explicit rather than silent.
         return vec![whole];

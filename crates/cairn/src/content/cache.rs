@@ -540,6 +540,51 @@ mod tests {
         }
     }
 
+    /// The streaming reader gives what was saved, in order, and says at the end whether the
+    /// file was sound: truncated, bit-flipped, unsorted or foreign files are not.
+    #[test]
+    fn reader_streams_entries_and_checks_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/data/train");
+        let c = StatCache::open(dir.path(), root, false);
+        let names: Vec<Vec<u8>> = (0..5000)
+            .map(|i| format!("d/{i:05}").into_bytes())
+            .collect();
+        let save = |order: &[usize]| {
+            c.save(order.iter().map(|&i| (names[i].as_slice(), entry(i as u8))))
+                .unwrap()
+        };
+        let all: Vec<usize> = (0..names.len()).collect();
+        save(&all);
+        let read_all = || {
+            let mut r = CacheReader::open(dir.path(), root)?;
+            let mut got = Vec::new();
+            while let Some((p, e)) = r.peek() {
+                got.push((p.to_vec(), e));
+                r.advance();
+            }
+            r.finish().map(|n| (n, got))
+        };
+        let (n, got) = read_all().unwrap();
+        assert_eq!(n, 5000);
+        assert_eq!(got.len(), 5000);
+        assert_eq!(got[4321], (names[4321].clone(), entry(4321u32 as u8)));
+        assert!(CacheReader::open(dir.path(), Path::new("/data/val")).is_none());
+
+        let file = c.file.clone().unwrap();
+        let good = std::fs::read(&file).unwrap();
+        let mut flipped = good.clone();
+        flipped[good.len() / 2] ^= 1;
+        for bad in [good[..good.len() - 1].to_vec(), flipped] {
+            std::fs::write(&file, &bad).unwrap();
+            assert!(read_all().is_none());
+        }
+        let mut unsorted = all.clone();
+        unsorted.swap(10, 11);
+        save(&unsorted);
+        assert!(read_all().is_none());
+    }
+
     #[test]
     fn changed_or_racy_files_are_not_trusted() {
         let e = entry(1);

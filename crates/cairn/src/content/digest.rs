@@ -615,6 +615,60 @@ mod tests {
         assert_eq!(h.bytes, 2);
     }
 
+    /// Cold, warm, a damaged cache and a changed file: the digest is always the true one, a
+    /// damaged cache gives nothing (every file is read again), and a warm run reads only what
+    /// changed.
+    #[test]
+    fn warm_runs_merge_the_cache_and_a_damaged_one_gives_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, cache) = (dir.path().join("ds"), dir.path().join("cache"));
+        for (i, name) in ["a", "b/c", "b/d", "b.txt", "e"].iter().enumerate() {
+            let p = root.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, vec![i as u8; 100 + i]).unwrap();
+        }
+        // ctime cannot be set: wait until no file is racy (this is a lower bound, not a race).
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let opts = HashOptions {
+            cache_dir: Some(&cache),
+            use_cache: true,
+            ..HashOptions::default()
+        };
+        let truth = hash_dir(&root, &HashOptions::default()).unwrap();
+        let cold = hash_dir(&root, &opts).unwrap();
+        assert_eq!((cold.digest, cold.files_read), (truth.digest, 5));
+        let warm = hash_dir(&root, &opts).unwrap();
+        assert_eq!((warm.digest, warm.files_read), (truth.digest, 0));
+        assert_eq!(warm.manifest, truth.manifest);
+
+        // Flip a bit of a cached digest: the checksum fails at the end of the merge.
+        let file = std::fs::read_dir(&cache)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let good = std::fs::read(&file).unwrap();
+        let mut bad = good.clone();
+        let at = bad.len() - 32 - 5;
+        bad[at] ^= 1;
+        std::fs::write(&file, &bad).unwrap();
+        let damaged = hash_dir(&root, &opts).unwrap();
+        assert_eq!((damaged.digest, damaged.files_read), (truth.digest, 5));
+        assert_eq!(std::fs::read(&file).unwrap(), good, "rebuilt as it was");
+
+        // A same-size rewrite is seen (its ctime moved), and only it is read.
+        std::fs::write(root.join("b/c"), vec![9u8; 101]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let changed = hash_dir(&root, &opts).unwrap();
+        assert_eq!(changed.files_read, 1);
+        assert_eq!(
+            changed.digest,
+            hash_dir(&root, &HashOptions::default()).unwrap().digest
+        );
+        assert_ne!(changed.digest, truth.digest);
+    }
+
     #[test]
     fn symlink_loop_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
