@@ -13,7 +13,9 @@
 //! caught.
 //!
 //! The file is written whole to a temporary file and renamed into place, and ends with the BLAKE3
-//! of everything before it. A cache that is truncated, corrupt, of another format version, or made
+//! of everything before it. A directory's cache is read by [`CacheReader`], front to back in a
+//! small buffer, merged with the walk's sorted list (a million-file cache is about 90 MB, and is
+//! never held whole); a single file's by [`StatCache::open`]. A cache that is truncated, corrupt, of another format version, or made
 //! for another root is ignored (and rebuilt), never trusted. Layout, all integers little-endian:
 //!
 //! ```text

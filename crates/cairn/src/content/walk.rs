@@ -350,14 +350,24 @@ impl Walk<'_> {
                     .expect("NUL-terminated above");
                 *key = match it.known {
                     Some(k) => k,
-                    None => match rustix::fs::statat(fd.as_fd(), cname, AtFlags::empty()) {
-                        Ok(st) => key_of(&st),
-                        Err(e) => return Err(self.io(path(i), e)),
-                    },
+                    // A regular file when the directory was read: it must still be one, not
+                    // a symlink put in its place since (which could lead anywhere).
+                    None => {
+                        match rustix::fs::statat(fd.as_fd(), cname, AtFlags::SYMLINK_NOFOLLOW) {
+                            Ok(st) if FileType::from_raw_mode(st.st_mode).is_file() => key_of(&st),
+                            Ok(_) => {
+                                return Err(Error::ChangedWhileReading {
+                                    path: self.full(path(i)),
+                                })
+                            }
+                            Err(e) => return Err(self.io(path(i), e)),
+                        }
+                    }
                 };
                 if let Some(h) = self.hash {
+                    let follow = it.known.is_some();
                     let (digest, cacheable) =
-                        self.hash_file(fd, cname, path(i), *key, h.started)?;
+                        self.hash_file(fd, cname, follow, path(i), *key, h.started)?;
                     *hash = digest;
                     *flags = READ | DONE | if cacheable { CACHEABLE } else { 0 };
                     if let Some(p) = h.progress {
@@ -370,11 +380,13 @@ impl Walk<'_> {
     }
 
     /// Read and hash one file of the open directory `fd`, whose stat from the walk is `before`;
-    /// the digest, and whether it may be cached.
+    /// the digest, and whether it may be cached. Unless `follow` (the name was a symlink when
+    /// the directory was read), a symlink now in its place is refused, not followed.
     fn hash_file(
         &self,
         fd: &OwnedFd,
         name: &CStr,
+        follow: bool,
         rel: &[u8],
         before: StatKey,
         started: i64,
@@ -386,11 +398,20 @@ impl Walk<'_> {
         let opened = rustix::fs::openat(
             fd.as_fd(),
             name,
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+            if follow {
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY
+            } else {
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NOFOLLOW
+            },
             Mode::empty(),
         );
         let file = match opened {
             Ok(f) => std::fs::File::from(f),
+            Err(Errno::LOOP) if !follow => {
+                return Err(Error::ChangedWhileReading {
+                    path: self.full(rel),
+                })
+            }
             Err(e) => return Err(Error::reading("file", &self.full(rel), e.into())),
         };
         let hash = read_small(file, before, || self.full(rel))?;
