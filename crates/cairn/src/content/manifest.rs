@@ -247,28 +247,7 @@ impl Manifest {
         let mut m = Manifest::default();
         let mut unescaped = Vec::new();
         for (n, line) in text.split_terminator('\n').enumerate() {
-            let lineno = n + 1;
-            let (escaped, rest) = match line.strip_prefix('\\') {
-                Some(rest) => (true, rest),
-                None => (false, line),
-            };
-            // `<64 hex digits>  <path>`: the hash has a fixed width.
-            let (hex, path) = match (rest.get(..64), rest.get(64..66), rest.get(66..)) {
-                (Some(hex), Some("  "), Some(path)) => (hex, path),
-                _ => return Err(format!("line {lineno}: expected `<hex>  <path>`")),
-            };
-            let hash =
-                Digest::from_hex(hex).ok_or_else(|| format!("line {lineno}: bad hash {hex:?}"))?;
-            let path = if escaped {
-                unescape(path, &mut unescaped)
-                    .ok_or_else(|| format!("line {lineno}: bad escape in path"))?;
-                &unescaped[..]
-            } else {
-                path.as_bytes()
-            };
-            if path.is_empty() {
-                return Err(format!("line {lineno}: empty path"));
-            }
+            let (path, hash) = parse_line(line, n + 1, &mut unescaped)?;
             m.push(path, hash, None);
         }
         // Order is not checked here: callers check the manifest's digest instead.
@@ -282,6 +261,35 @@ impl Manifest {
         }
         Some(self.segments.iter().flat_map(|s| &s.sizes).sum())
     }
+}
+
+/// One manifest line without its newline (`lineno` for the message): the path's exact bytes
+/// (unescaped into `scratch` when the line is escaped) and the digest.
+pub(crate) fn parse_line<'a>(
+    line: &'a str,
+    lineno: usize,
+    scratch: &'a mut Vec<u8>,
+) -> Result<(&'a [u8], Digest), String> {
+    let (escaped, rest) = match line.strip_prefix('\\') {
+        Some(rest) => (true, rest),
+        None => (false, line),
+    };
+    // `<64 hex digits>  <path>`: the hash has a fixed width.
+    let (hex, path) = match (rest.get(..64), rest.get(64..66), rest.get(66..)) {
+        (Some(hex), Some("  "), Some(path)) => (hex, path),
+        _ => return Err(format!("line {lineno}: expected `<hex>  <path>`")),
+    };
+    let hash = Digest::from_hex(hex).ok_or_else(|| format!("line {lineno}: bad hash {hex:?}"))?;
+    let path = if escaped {
+        unescape(path, scratch).ok_or_else(|| format!("line {lineno}: bad escape in path"))?;
+        &scratch[..]
+    } else {
+        path.as_bytes()
+    };
+    if path.is_empty() {
+        return Err(format!("line {lineno}: empty path"));
+    }
+    Ok((path, hash))
 }
 
 fn unescape(s: &str, out: &mut Vec<u8>) -> Option<()> {
