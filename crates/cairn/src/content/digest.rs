@@ -577,7 +577,7 @@ impl<I: Iterator> ExactSizeIterator for ExactLen<I> {}
 
 /// The relative path of an entry as an `OsStr` (for joining onto a root).
 pub fn entry_os_path<'a>(entry: &Entry<'a>) -> &'a OsStr {
-    OsStr::from_bytes(&entry.path)
+    OsStr::from_bytes(entry.path)
 }
 
 #[cfg(test)]
