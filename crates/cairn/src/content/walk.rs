@@ -497,6 +497,35 @@ pub fn walk_within(root: &Path, confine: Option<&Path>) -> Result<(Vec<Found>, V
 mod tests {
     use super::*;
 
+    /// A name that was a regular file when its directory was read and is a symlink by the
+    /// time it is opened is refused, not read through (the link could lead out of the tree);
+    /// one that was a link when read is followed as before.
+    #[test]
+    fn a_symlink_swapped_in_for_a_file_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("target"), b"secret").unwrap();
+        std::os::unix::fs::symlink("target", dir.path().join("swapped")).unwrap();
+        let fd = rustix::fs::open(
+            dir.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let w = Walk {
+            root: dir.path(),
+            confine: None,
+            hash: None,
+        };
+        let before = key_of(&rustix::fs::stat(dir.path().join("target")).unwrap());
+        let name = c"swapped";
+        match w.hash_file(&fd, name, false, b"swapped", before, 0) {
+            Err(Error::ChangedWhileReading { path }) => assert!(path.ends_with("swapped")),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let (digest, _) = w.hash_file(&fd, name, true, b"swapped", before, 0).unwrap();
+        assert_eq!(digest, Digest::of_bytes(b"secret"));
+    }
+
     /// The walk's order is the order of whole paths' bytes, whatever the directory structure
     /// (`a.txt` < `a/b` < `a0`, because `.` < `/` < `0`), with no sort after the walk.
     #[test]
