@@ -337,6 +337,16 @@ impl cairn::content::digest::Progress for HashBar {
         }
     }
 
+    fn found(&self, files: u64) {
+        // A cold walk finds files as it goes: the round grows, and so does a bar already shown.
+        self.files.fetch_add(files, Ordering::Relaxed);
+        if self.visible.load(Ordering::Relaxed) {
+            if let Some(bar) = &*self.shown.lock().unwrap_or_else(|p| p.into_inner()) {
+                bar.inc_length(files);
+            }
+        }
+    }
+
     fn finish(&self) {
         self.clear();
     }

@@ -147,6 +147,7 @@ pub(crate) fn main() -> Result<()> {
         },
     };
     let mut rows = Vec::new();
+    let mut notes = Vec::new();
     if wants(&args, "1g") {
         bench_1g(&args, &mut rows)?;
     }
@@ -157,7 +158,7 @@ pub(crate) fn main() -> Result<()> {
         bench_tree(&args, &peers, "100k", 100_000, 1024, &mut rows)?;
     }
     if wants(&args, "1m") && !args.skip_1m {
-        bench_1m(&args, &mut rows)?;
+        bench_1m(&args, &mut rows, &mut notes)?;
     }
     if wants(&args, "env") {
         bench_env(&args, &mut rows)?;
@@ -165,7 +166,6 @@ pub(crate) fn main() -> Result<()> {
     if wants(&args, "rebuild-env") {
         rebuild_env::bench_rebuild_env(&args, &mut rows)?;
     }
-    let mut notes = Vec::new();
     if wants(&args, "empty") {
         bench_empty(&args, &mut rows, &mut notes)?;
     }

@@ -242,6 +242,27 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Open the regular file `path` for reading the way [`read_bounded`] does (no final symlink
+/// followed, no blocking, the type checked on the open file), for a caller that streams it;
+/// with its size.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<(File, u64)> {
+    let (dir, name) = open_parent(path, false)?;
+    let fd = rustix::fs::openat(
+        &dir,
+        name.as_os_str(),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    Ok((File::from(fd), st.st_size as u64))
+}
+
 fn show_size(n: u64) -> String {
     if n >= 1 << 30 {
         format!("{} GiB", n >> 30)

@@ -1,20 +1,23 @@
 //! Datasets, checkpoints and outputs: digests compared, and file by file through their
 //! manifests when both are here.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::*;
+use crate::content::digest::Entry;
 
-/// A side's manifest of a directory digest: in memory when just hashed, else from
-/// `.cairn/manifests/` (its bytes checked against the digest before parsing).
-pub fn manifest_of(project: &Project, content: &Content) -> Option<Manifest> {
+/// A side's manifest of a directory digest: in memory when just hashed (borrowed, not copied:
+/// it can hold a million entries), else from `.cairn/manifests/` (its bytes checked against
+/// the digest before parsing).
+pub fn manifest_of<'a>(project: &Project, content: &'a Content) -> Option<Cow<'a, Manifest>> {
     if let Some(m) = &content.manifest {
-        return Some(m.clone());
+        return Some(Cow::Borrowed(m));
     }
     let text = project.read_manifest(&content.digest).ok()?;
     (Digest::of_bytes(&text) == content.digest)
-        .then(|| Manifest::parse(&text).ok())
+        .then(|| Manifest::parse(&text).ok().map(Cow::Owned))
         .flatten()
 }
 
@@ -42,15 +45,28 @@ pub fn content_differences(
     if locked.kind == Kind::File {
         return vec![whole];
     }
-    let (Some(ml), Some(mn)) = (manifest_of(project, locked), manifest_of(project, now)) else {
-        let missing = if manifest_of(project, locked).is_none() {
-            locked.digest
-        } else {
-            now.digest
-        };
-        return vec![whole.because(Reason::NoManifest(project.manifest_path(&missing)))];
+    // The usual case (verify: the lock's side stored, this side just hashed) streams the
+    // stored manifest past the one in memory instead of parsing it whole.
+    let streamed = match (&locked.manifest, &now.manifest) {
+        (None, Some(m)) => stream_diff(project, &locked.digest, m, true),
+        (Some(m), None) => stream_diff(project, &now.digest, m, false),
+        _ => None,
     };
-    let files = manifest_diff(&ml, &mn);
+    let files = match streamed {
+        Some(files) => files,
+        None => {
+            let (ml, mn) = (manifest_of(project, locked), manifest_of(project, now));
+            let (Some(ml), Some(mn)) = (&ml, &mn) else {
+                let missing = if ml.is_none() {
+                    locked.digest
+                } else {
+                    now.digest
+                };
+                return vec![whole.because(Reason::NoManifest(project.manifest_path(&missing)))];
+            };
+            manifest_diff(ml, mn)
+        }
+    };
     if files.is_empty() {
         // Same text, different digest cannot happen; be explicit rather than silent.
         return vec![whole];
@@ -63,6 +79,83 @@ pub fn content_differences(
             d
         })
         .collect()
+}
+
+/// Sorted by path bytes, no duplicates, every name UTF-8: the lists the merges below take.
+fn sorted_utf8<'a>(entries: impl Iterator<Item = Entry<'a>>) -> bool {
+    let mut prev: Option<&[u8]> = None;
+    for e in entries {
+        if prev.is_some_and(|p| p >= e.path) || std::str::from_utf8(e.path).is_err() {
+            return false;
+        }
+        prev = Some(e.path);
+    }
+    true
+}
+
+/// The files that differ between the stored manifest of `digest` (in `.cairn/manifests/`) and
+/// `mem`, the stored one read as a stream, line by line in a small buffer, and merged with
+/// `mem` in one pass (a million-file manifest is about 90 MB of text): `stored_is_old` says
+/// which side is the older. `None` when the stored one is not there or not a regular file,
+/// fails its digest (known only at its end; nothing found before counts then), or either side
+/// is out of order or has a name that is not UTF-8: the caller then takes the long way, which
+/// says why.
+fn stream_diff(
+    project: &Project,
+    digest: &Digest,
+    mem: &Manifest,
+    stored_is_old: bool,
+) -> Option<Vec<(String, Change)>> {
+    use std::io::BufRead;
+    if !sorted_utf8(mem.iter()) {
+        return None;
+    }
+    let (file, size) = crate::fs::open_regular(&project.manifest_path(digest)).ok()?;
+    if size > crate::fs::MAX_MANIFEST_BYTES {
+        return None;
+    }
+    // Entries only in the stored manifest, and only in memory.
+    let (stored_only, mem_only) = if stored_is_old {
+        (Change::Removed, Change::Added)
+    } else {
+        (Change::Added, Change::Removed)
+    };
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut hasher = blake3::Hasher::new();
+    let (mut line, mut scratch, mut prev) = (Vec::new(), Vec::new(), Vec::new());
+    let mut mem = mem.iter().peekable();
+    let mut out = Vec::new();
+    for lineno in 1.. {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).ok()? == 0 {
+            break;
+        }
+        hasher.update(&line);
+        let text = std::str::from_utf8(line.strip_suffix(b"\n")?).ok()?;
+        let (path, hash) = crate::content::manifest::parse_line(text, lineno, &mut scratch).ok()?;
+        if (lineno > 1 && prev.as_slice() >= path) || std::str::from_utf8(path).is_err() {
+            return None;
+        }
+        while let Some(e) = mem.next_if(|e| e.path < path) {
+            out.push((e.shown(), mem_only));
+        }
+        match mem.next_if(|e| e.path == path) {
+            Some(e) if e.hash != hash => out.push((e.shown(), Change::Changed)),
+            Some(_) => {}
+            None => {
+                let e = Entry {
+                    path,
+                    hash,
+                    size: None,
+                };
+                out.push((e.shown(), stored_only));
+            }
+        }
+        prev.clear();
+        prev.extend_from_slice(path);
+    }
+    out.extend(mem.map(|e| (e.shown(), mem_only)));
+    (Digest::from(hasher.finalize()) == *digest).then_some(out)
 }
 
 fn location_text(l: &Location) -> String {
@@ -151,20 +244,15 @@ pub(super) fn items<K: Ord + fmt::Display>(
 /// Files that differ between two manifests, shown by their escaped names
 /// ([`crate::content::digest::Entry::shown`]).
 ///
-/// Both lists are normally sorted by the same bytes, so one merge pass does it; a stored
-/// manifest written in another order is compared through maps instead.
+/// Both lists are normally sorted by the same bytes, so one streaming merge pass does it,
+/// holding nothing but the differences; a stored manifest written in another order is compared
+/// through maps instead.
 pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
-    let sorted = |m: &Manifest| {
-        m.entries.windows(2).all(|w| w[0].path < w[1].path)
-            && m.entries
-                .iter()
-                .all(|e| std::str::from_utf8(&e.path).is_ok())
-    };
-    if !(sorted(old) && sorted(new)) {
+    if !(sorted_utf8(old.iter()) && sorted_utf8(new.iter())) {
         return manifest_diff_by_name(old, new);
     }
     let mut out = Vec::new();
-    let (mut a, mut b) = (old.entries.iter().peekable(), new.entries.iter().peekable());
+    let (mut a, mut b) = (old.iter().peekable(), new.iter().peekable());
     loop {
         match (a.peek(), b.peek()) {
             (None, None) => break,
@@ -176,7 +264,7 @@ pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
                 out.push((n.shown(), Change::Added));
                 b.next();
             }
-            (Some(o), Some(n)) => match o.path.cmp(&n.path) {
+            (Some(o), Some(n)) => match o.path.cmp(n.path) {
                 std::cmp::Ordering::Less => {
                     out.push((o.shown(), Change::Removed));
                     a.next();
@@ -199,8 +287,8 @@ pub fn manifest_diff(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
 }
 
 fn manifest_diff_by_name(old: &Manifest, new: &Manifest) -> Vec<(String, Change)> {
-    let old: BTreeMap<String, Digest> = old.entries.iter().map(|e| (e.shown(), e.hash)).collect();
-    let new: BTreeMap<String, Digest> = new.entries.iter().map(|e| (e.shown(), e.hash)).collect();
+    let old: BTreeMap<String, Digest> = old.iter().map(|e| (e.shown(), e.hash)).collect();
+    let new: BTreeMap<String, Digest> = new.iter().map(|e| (e.shown(), e.hash)).collect();
     let mut out = Vec::new();
     for (p, h) in &old {
         match new.get(p) {
@@ -224,16 +312,14 @@ mod tests {
     use crate::content::digest::Entry;
 
     fn m(items: &[(&[u8], u8)]) -> Manifest {
-        Manifest {
-            entries: items
-                .iter()
-                .map(|(p, h)| Entry {
-                    path: p.to_vec(),
-                    hash: Digest([*h; 32]),
-                    size: None,
-                })
-                .collect(),
-        }
+        items
+            .iter()
+            .map(|(p, h)| Entry {
+                path: p,
+                hash: Digest([*h; 32]),
+                size: None,
+            })
+            .collect()
     }
 
     #[test]
@@ -255,10 +341,63 @@ mod tests {
         let want = vec![("\\xff".to_string(), Change::Changed)];
         assert_eq!(manifest_diff(&old, &new), want);
         // A stored manifest out of order goes through maps, with the same answer.
-        let unsorted = Manifest {
-            entries: old.entries.iter().rev().cloned().collect(),
-        };
+        let entries: Vec<Entry<'_>> = old.iter().collect();
+        let unsorted: Manifest = entries.into_iter().rev().collect();
         assert_eq!(manifest_diff(&unsorted, &new), want);
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    fn m(items: &[(&str, u8)]) -> Manifest {
+        items
+            .iter()
+            .map(|(p, h)| Entry {
+                path: p.as_bytes(),
+                hash: Digest([*h; 32]),
+                size: None,
+            })
+            .collect()
+    }
+
+    /// Streaming the stored side gives what parsing it whole gives, in either direction; a
+    /// stored manifest that fails its digest, is out of order or is not there gives `None`.
+    #[test]
+    fn streamed_and_parsed_diffs_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::open(dir.path(), false).unwrap();
+        let old = m(&[("a", 1), ("b", 2), ("c/x", 3), ("d", 4), ("é", 5)]);
+        let new = m(&[("a", 1), ("b", 9), ("c/y", 3), ("d", 4), ("z", 6)]);
+        let store = |m: &Manifest, text: &[u8]| {
+            let path = project.manifest_path(&m.digest());
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        store(&old, &old.to_text());
+        store(&new, &new.to_text());
+        let want = manifest_diff(&old, &new);
+        assert_eq!(want.len(), 5, "{want:?}");
+        assert_eq!(
+            stream_diff(&project, &old.digest(), &new, true),
+            Some(want.clone())
+        );
+        assert_eq!(
+            stream_diff(&project, &new.digest(), &old, false),
+            Some(want)
+        );
+        // Damaged: the digest fails at the end, so nothing found counts.
+        let mut text = old.to_text();
+        text[3] = b'f';
+        store(&old, &text);
+        assert_eq!(stream_diff(&project, &old.digest(), &new, true), None);
+        // Out of order (and so another digest): not streamed.
+        let unsorted = m(&[("b", 2), ("a", 1)]);
+        store(&unsorted, &unsorted.to_text());
+        assert_eq!(stream_diff(&project, &unsorted.digest(), &new, true), None);
+        // Not there.
+        assert_eq!(stream_diff(&project, &Digest([7; 32]), &new, true), None);
     }
 }
 

@@ -13,7 +13,9 @@
 //! caught.
 //!
 //! The file is written whole to a temporary file and renamed into place, and ends with the BLAKE3
-//! of everything before it. A cache that is truncated, corrupt, of another format version, or made
+//! of everything before it. A directory's cache is read by [`CacheReader`], front to back in a
+//! small buffer, merged with the walk's sorted list (a million-file cache is about 90 MB, and is
+//! never held whole); a single file's by [`StatCache::open`]. A cache that is truncated, corrupt, of another format version, or made
 //! for another root is ignored (and rebuilt), never trusted. Layout, all integers little-endian:
 //!
 //! ```text
@@ -36,7 +38,7 @@ const MAGIC: &[u8; 8] = b"CAIRNSC2";
 const FIXED: usize = 8 * 5 + 32;
 
 /// What identifies one version of a file, from `stat`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatKey {
     /// Device id.
     pub dev: u64,
@@ -124,8 +126,7 @@ impl StatCache {
     /// on [`StatCache::save`]). Anything unreadable is treated as empty.
     pub fn open(dir: &Path, root: &Path, read: bool) -> StatCache {
         let root_bytes = root.as_os_str().as_bytes().to_vec();
-        let id = blake3::hash(&root_bytes).to_hex();
-        let file = dir.join(format!("{}.stat", &id[..32]));
+        let file = cache_file(dir, root);
         let mut cache = StatCache {
             file: Some(file),
             root: root_bytes,
@@ -214,6 +215,171 @@ impl StatCache {
             w.finish()
         })?;
         Ok(())
+    }
+}
+
+/// The cache file of `root` in `dir`.
+fn cache_file(dir: &Path, root: &Path) -> PathBuf {
+    let id = blake3::hash(root.as_os_str().as_bytes()).to_hex();
+    dir.join(format!("{}.stat", &id[..32]))
+}
+
+/// Reads one root's cache file front to back, an entry at a time, in a small buffer (a
+/// million-file cache is about 90 MB; [`StatCache::open`] holds all of it), checking the
+/// checksum as it goes. The entries come in path order, so a caller with a sorted list of files
+/// merges the two in one pass. What it gave counts only if [`CacheReader::finish`] then says
+/// the whole file was sound; the same checks as [`StatCache::open`]'s apply.
+pub struct CacheReader {
+    file: std::fs::File,
+    buf: Vec<u8>,
+    /// Start of the current entry in `buf`.
+    pos: usize,
+    /// Body bytes (everything before the trailer) not yet read from the file.
+    left: u64,
+    hasher: blake3::Hasher,
+    /// Entries not yet parsed.
+    count: u64,
+    /// Entries in the file, from its header.
+    total: u64,
+    /// The current entry (its path at `pos + 4` in `buf`), once parsed.
+    current: Option<(usize, Cached)>,
+    /// The previous entry's path, for the order check.
+    prev: Vec<u8>,
+    bad: bool,
+}
+
+const READ_BLOCK: usize = 1 << 20;
+
+impl CacheReader {
+    /// The cache of `root` in `dir`, its header read and checked; `None` when there is no such
+    /// file or it is not a cache of this root in this format.
+    pub fn open(dir: &Path, root: &Path) -> Option<CacheReader> {
+        let (file, size) = crate::fs::open_regular(&cache_file(dir, root)).ok()?;
+        let body = size.checked_sub(32)?;
+        let mut r = CacheReader {
+            file,
+            buf: Vec::with_capacity(READ_BLOCK),
+            pos: 0,
+            left: body,
+            hasher: blake3::Hasher::new(),
+            count: 0,
+            total: 0,
+            current: None,
+            prev: Vec::new(),
+            bad: false,
+        };
+        let root = root.as_os_str().as_bytes();
+        let head = 8 + 4 + root.len() + 8;
+        if !r.fill(head) || &r.buf[..8] != MAGIC {
+            return None;
+        }
+        let root_len = u32::from_le_bytes(r.buf[8..12].try_into().ok()?) as usize;
+        if root_len != root.len() || &r.buf[12..12 + root_len] != root {
+            return None;
+        }
+        r.total = u64::from_le_bytes(r.buf[12 + root_len..head].try_into().ok()?);
+        // Each entry takes at least 4 + FIXED bytes.
+        if r.total > body / (4 + FIXED) as u64 {
+            return None;
+        }
+        r.count = r.total;
+        r.pos = head;
+        Some(r)
+    }
+
+    /// Make at least `n` bytes from `pos` available in `buf`; false at the end of the body or
+    /// on a read error (which also marks the file bad).
+    fn fill(&mut self, n: usize) -> bool {
+        use std::io::Read;
+        if self.buf.len() - self.pos >= n {
+            return true;
+        }
+        self.buf.drain(..self.pos);
+        self.pos = 0;
+        while self.buf.len() < n {
+            if self.left == 0 {
+                return false;
+            }
+            let want = (n - self.buf.len()).max(READ_BLOCK).min(self.left as usize);
+            let start = self.buf.len();
+            self.buf.resize(start + want, 0);
+            match self.file.read(&mut self.buf[start..]) {
+                Ok(0) | Err(_) => {
+                    self.buf.truncate(start);
+                    self.bad = true;
+                    return false;
+                }
+                Ok(got) => {
+                    self.buf.truncate(start + got);
+                    self.hasher.update(&self.buf[start..]);
+                    self.left -= got as u64;
+                }
+            }
+        }
+        true
+    }
+
+    /// The current entry: its path and what it records; `None` after the last one (or at
+    /// anything malformed, which makes [`CacheReader::finish`] say false).
+    pub fn peek(&mut self) -> Option<(&[u8], Cached)> {
+        if self.current.is_none() {
+            if self.bad || self.count == 0 || !self.fill(4) {
+                return None;
+            }
+            let len =
+                u32::from_le_bytes(self.buf[self.pos..self.pos + 4].try_into().ok()?) as usize;
+            if !self.fill(4 + len + FIXED) {
+                self.bad = true;
+                return None;
+            }
+            let path = &self.buf[self.pos + 4..self.pos + 4 + len];
+            if self.count != self.total && self.prev.as_slice() >= path {
+                self.bad = true;
+                return None;
+            }
+            let f = &self.buf[self.pos + 4 + len..self.pos + 4 + len + FIXED];
+            let u = |i: usize| u64::from_le_bytes(f[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            let cached = Cached {
+                key: StatKey {
+                    dev: u(0),
+                    ino: u(1),
+                    size: u(2),
+                    mtime_ns: u(3) as i64,
+                    ctime_ns: u(4) as i64,
+                },
+                hash: Digest(f[40..72].try_into().expect("32 bytes")),
+            };
+            self.current = Some((len, cached));
+        }
+        let (len, cached) = self.current?;
+        Some((&self.buf[self.pos + 4..self.pos + 4 + len], cached))
+    }
+
+    /// Move past the current entry.
+    pub fn advance(&mut self) {
+        if self.peek().is_none() {
+            return;
+        }
+        let (len, _) = self.current.take().expect("peeked");
+        self.prev.clear();
+        self.prev
+            .extend_from_slice(&self.buf[self.pos + 4..self.pos + 4 + len]);
+        self.pos += 4 + len + FIXED;
+        self.count -= 1;
+    }
+
+    /// Read the rest, check the checksum, the count and the order: `Some(entries)` when the
+    /// whole file was sound, so that everything [`CacheReader::peek`] gave may be used.
+    pub fn finish(mut self) -> Option<u64> {
+        while self.peek().is_some() {
+            self.advance();
+        }
+        if self.bad || self.count != 0 || self.buf.len() != self.pos || self.left != 0 {
+            return None;
+        }
+        let mut trailer = [0u8; 32];
+        std::io::Read::read_exact(&mut self.file, &mut trailer).ok()?;
+        (self.hasher.finalize().as_bytes() == &trailer).then_some(self.total)
     }
 }
 
@@ -374,6 +540,51 @@ mod tests {
             std::fs::write(&file, &bad).unwrap();
             assert!(StatCache::open(dir.path(), root, true).is_empty());
         }
+    }
+
+    /// The streaming reader gives what was saved, in order, and says at the end whether the
+    /// file was sound: truncated, bit-flipped, unsorted or foreign files are not.
+    #[test]
+    fn reader_streams_entries_and_checks_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/data/train");
+        let c = StatCache::open(dir.path(), root, false);
+        let names: Vec<Vec<u8>> = (0..5000)
+            .map(|i| format!("d/{i:05}").into_bytes())
+            .collect();
+        let save = |order: &[usize]| {
+            c.save(order.iter().map(|&i| (names[i].as_slice(), entry(i as u8))))
+                .unwrap()
+        };
+        let all: Vec<usize> = (0..names.len()).collect();
+        save(&all);
+        let read_all = || {
+            let mut r = CacheReader::open(dir.path(), root)?;
+            let mut got = Vec::new();
+            while let Some((p, e)) = r.peek() {
+                got.push((p.to_vec(), e));
+                r.advance();
+            }
+            r.finish().map(|n| (n, got))
+        };
+        let (n, got) = read_all().unwrap();
+        assert_eq!(n, 5000);
+        assert_eq!(got.len(), 5000);
+        assert_eq!(got[4321], (names[4321].clone(), entry(4321u32 as u8)));
+        assert!(CacheReader::open(dir.path(), Path::new("/data/val")).is_none());
+
+        let file = c.file.clone().unwrap();
+        let good = std::fs::read(&file).unwrap();
+        let mut flipped = good.clone();
+        flipped[good.len() / 2] ^= 1;
+        for bad in [good[..good.len() - 1].to_vec(), flipped] {
+            std::fs::write(&file, &bad).unwrap();
+            assert!(read_all().is_none());
+        }
+        let mut unsorted = all.clone();
+        unsorted.swap(10, 11);
+        save(&unsorted);
+        assert!(read_all().is_none());
     }
 
     #[test]

@@ -3,4 +3,5 @@
 
 pub mod cache;
 pub mod digest;
+pub mod manifest;
 pub mod walk;

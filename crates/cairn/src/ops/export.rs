@@ -23,7 +23,7 @@ use serde_json::{json, Map, Value};
 use sha2::Digest as _;
 
 use crate::content::cache::StatKey;
-use crate::content::digest::{Digest, Entry, Kind, Manifest};
+use crate::content::digest::{Digest, Kind, Manifest};
 use crate::error::{Error, IoResultExt, Result};
 use crate::model::lockfile::{Artifact, InputSource, Location, Lock};
 use crate::probe::python::Source;
@@ -233,18 +233,10 @@ fn hash_dir_both(root: &Path, confine: &Path) -> Result<(Digest, String)> {
         .collect::<Result<_>>()?;
     let mut b3 = Manifest::default();
     let mut sha = Manifest::default();
-    for (f, (b, s)) in files.into_iter().zip(hashed) {
-        b3.entries.push(Entry {
-            path: f.rel.clone(),
-            hash: b,
-            size: Some(f.key.size),
-        });
-        // `Entry` holds any 32-byte hash; the manifest line is its hex, whatever the algorithm.
-        sha.entries.push(Entry {
-            path: f.rel,
-            hash: Digest(s),
-            size: Some(f.key.size),
-        });
+    for (f, (b, s)) in files.iter().zip(hashed) {
+        b3.push(&f.rel, b, Some(f.key.size));
+        // A manifest holds any 32-byte hash; its line is the hex, whatever the algorithm.
+        sha.push(&f.rel, Digest(s), Some(f.key.size));
     }
     let dir_hash1 = hex(&sha2::Sha256::digest(sha.to_text()));
     Ok((b3.digest(), dir_hash1))
