@@ -33,15 +33,19 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let g = &done.guess;
     let names: Vec<&str> = g.data.iter().map(|(n, _)| n.as_str()).collect();
     out.info(&format!(
-        "wrote {}: {} dataset(s){}, {} checkpoint pattern(s), python {}",
+        "wrote {}: {}{}, {}, python {}",
         done.config.display(),
-        g.data.len(),
+        crate::output::plural(g.data.len() as u64, "dataset", "datasets"),
         if names.is_empty() {
             String::new()
         } else {
             format!(" ({})", names.join(", "))
         },
-        g.checkpoints.len(),
+        crate::output::plural(
+            g.checkpoints.len() as u64,
+            "checkpoint pattern",
+            "checkpoint patterns"
+        ),
         g.python.as_deref().unwrap_or("from the environment"),
     ));
     if !g.not_yet.is_empty() {

@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use cairn::ops::lock::{DataArg, LockOptions, Outcome, Warning};
 
-use crate::output::Printer;
+use crate::output::{plural, Printer};
 use crate::LockArg;
 
 const LOCK_EXAMPLE: &str = "\
@@ -156,11 +156,11 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
                 None => "no code".into(),
             };
             out.info(&format!(
-                "locked {}: {code}, {} dataset(s), {} checkpoint(s), {} output(s)",
+                "locked {}: {code}, {}, {}, {}",
                 project.shown(&path),
-                lock.data.len(),
-                lock.checkpoints.len(),
-                lock.outputs.len()
+                plural(lock.data.len() as u64, "dataset", "datasets"),
+                plural(lock.checkpoints.len() as u64, "checkpoint", "checkpoints"),
+                plural(lock.outputs.len() as u64, "output", "outputs")
             ));
             Ok(crate::EXIT_OK)
         }
@@ -212,8 +212,8 @@ fn say(w: &Warning, project: &cairn::project::Project, out: &Printer) {
             "checkpoint {path} changed after it was added; the lock records its final content"
         )),
         Warning::Dirty { sidecar, paths } => out.warn(&format!(
-            "uncommitted changes in {} file(s) ({}{}) recorded in {} (commit it with the lock)",
-            paths.len(),
+            "uncommitted changes in {} ({}{}) recorded in {} (commit it with the lock)",
+            plural(paths.len() as u64, "file", "files"),
             paths.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
             if paths.len() > 3 { ", ..." } else { "" },
             project.shown(sidecar)

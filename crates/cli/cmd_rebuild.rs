@@ -317,8 +317,8 @@ fn print_plan(w: &mut impl Write, p: &RebuildPlan) -> std::io::Result<()> {
         )?;
         writeln!(
             w,
-            "          {} pinned package(s) from the package index (one without a wheel for this machine is built from source)",
-            p.registry_packages
+            "          {} from the package index (one without a wheel for this machine is built from source)",
+            crate::output::plural(p.registry_packages as u64, "pinned package", "pinned packages")
         )?;
         let indexes = p.index_url.iter().map(|u| ("index", u));
         for (label, url) in indexes.chain(p.extra_index_urls.iter().map(|u| ("extra index", u))) {

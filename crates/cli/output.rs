@@ -352,23 +352,8 @@ impl cairn::content::digest::Progress for HashBar {
     }
 }
 
-/// `n` with thousands separators: `2,800`.
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `n` and the noun, singular or plural: `1 file`, `2,800 files`.
-pub fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{} {}", count(n), if n == 1 { one } else { many })
-}
+/// Numbers and nouns as people write them (the library's rebuild messages use the same).
+pub use cairn::text::{count, plural};
 
 /// How many differences a summary lists of each group before "... and N more".
 pub const SAMPLE: usize = 5;

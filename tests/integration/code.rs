@@ -18,7 +18,7 @@ fn dirty_run_is_rebuildable_with_git_apply() {
     let out = r
         .cairn(["lock", "--data", "data/train", "--data", "data/val"])
         .expect(0);
-    out.stderr_has("uncommitted changes in 4 file(s)");
+    out.stderr_has("uncommitted changes in 4 files");
 
     let lock = r.lock_toml("cairn.lock");
     let code = lock["code"].as_table().unwrap();

@@ -11,7 +11,7 @@ fn init_then_lock_and_verify() {
     std::fs::create_dir(r.join("runs")).unwrap();
     let out = r.cairn(["init"]).expect(0);
     assert!(out.stdout.is_empty());
-    out.stderr_has("2 dataset(s) (train, val), 1 checkpoint pattern(s)")
+    out.stderr_has("2 datasets (train, val), 1 checkpoint pattern")
         .stderr_has("added .cairn/cache/ to")
         .stderr_has("next: check cairn.toml, then lock a run:\n  cairn lock -- python train.py");
     let config: toml::Table = r.read("cairn.toml").parse().unwrap();
@@ -125,7 +125,7 @@ fn a_gitignore_link_is_refused_before_anything_is_written() {
 fn a_directory_that_does_not_exist_gets_no_checkpoint_glob() {
     let r = Repo::ml();
     let out = r.cairn(["init"]).expect(0);
-    out.stderr_has("0 checkpoint pattern(s)").stderr_has(
+    out.stderr_has("0 checkpoint patterns").stderr_has(
         "warning: no checkpoint glob guessed for runs/: the scripts name it but it does not exist yet",
     );
     let text = r.read("cairn.toml");

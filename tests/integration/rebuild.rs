@@ -780,7 +780,7 @@ fn yes_builds_the_environment_and_only_run_runs_the_command() {
     .expect(0);
     dry.stdout_has("Plan: rebuild run")
         .stdout_has("(in this repository)")
-        .stdout_has("pinned package(s) from the package index")
+        .stdout_has("pinned packages from the package index")
         .stdout_has("CAIRN_SEED=7");
     assert!(
         !target.path().join("dry").exists(),

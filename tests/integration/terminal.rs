@@ -171,7 +171,7 @@ fn lock_without_a_command_does_not_silently_replace_a_run() {
     out.stderr_has("its exit code 0");
     out.stderr_has("its times (");
     out.stderr_has("the uncommitted change it ran with");
-    out.stderr_has("1 checkpoint(s)");
+    out.stderr_has("1 checkpoint");
     out.stderr_has("hint: to record a new run, give its command: cairn lock -- python3 train.py");
     out.stderr_has("--replace-run");
     assert_eq!(r.read("cairn.lock"), run, "the run's record was replaced");
@@ -345,7 +345,7 @@ fn progress_bars_leave_nothing_on_the_terminal() {
     let (during, _) = rest.split_once("TRAINING-END").expect("the command ran");
     assert!(!during.contains("hashing"), "a bar drew during the command");
     assert!(
-        before.contains("uncommitted changes in 1 file(s) (train.py)"),
+        before.contains("uncommitted changes in 1 file (train.py)"),
         "{before:?}"
     );
     assert!(

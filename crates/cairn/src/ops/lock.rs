@@ -570,7 +570,11 @@ pub fn refuse_replacing_a_run(
         ));
     }
     if !prev.checkpoints.is_empty() {
-        what.push(format!("{} checkpoint(s)", prev.checkpoints.len()));
+        let n = prev.checkpoints.len();
+        what.push(format!(
+            "{n} {}",
+            if n == 1 { "checkpoint" } else { "checkpoints" }
+        ));
     }
     Err(Error::Refused {
         message: format!(

@@ -64,9 +64,9 @@ pub(super) fn check_data(
         };
         if hashed.digest == d.digest && hashed.kind == d.kind {
             step.actions.push(format!(
-                "{}: {} file(s) match the lock at {}",
+                "{}: {} match the lock at {}",
                 d.name,
-                hashed.files,
+                crate::text::plural(hashed.files, "file", "files"),
                 source.display()
             ));
         } else {

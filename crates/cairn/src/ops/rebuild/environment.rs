@@ -1,6 +1,7 @@
 //! The environment step: a venv with every locked package installed exactly.
 
 use super::*;
+use crate::text::plural;
 
 use crate::probe::python::file_url_path;
 
@@ -368,8 +369,8 @@ pub(super) fn build_environment(
             "conda",
             Change::Unchecked,
             Some(format!(
-                "the lock records {} conda package(s); rebuild makes a venv and does not install conda packages",
-                locked.conda.len()
+                "the lock records {}; rebuild makes a venv and does not install conda packages",
+                plural(locked.conda.len() as u64, "conda package", "conda packages")
             )),
         );
     }
@@ -390,8 +391,8 @@ pub(super) fn build_environment(
         };
         match out {
             Ok(o) if o.status.success() => step.actions.push(format!(
-                "{tool_name} install --no-deps{from}: {} package(s)",
-                reqs.len()
+                "{tool_name} install --no-deps{from}: {}",
+                plural(reqs.len() as u64, "package", "packages")
             )),
             _ => {
                 // Ctrl-C ended the installer: stop here, not one package at a time.
@@ -424,9 +425,9 @@ pub(super) fn build_environment(
                     }
                 }
                 step.actions.push(format!(
-                    "{tool_name} install --no-deps: {} of {} package(s) installed",
+                    "{tool_name} install --no-deps: {} of {} installed",
                     reqs.len() - failed,
-                    reqs.len()
+                    plural(reqs.len() as u64, "package", "packages")
                 ));
                 if failed > 0 {
                     step.status = Status::Failed;
@@ -500,8 +501,8 @@ pub(super) fn build_environment(
         step.differences.push(Difference::from(&d));
     }
     step.actions.push(format!(
-        "captured the venv: {} package(s)",
-        table.packages.len()
+        "captured the venv: {}",
+        plural(table.packages.len() as u64, "package", "packages")
     ));
     step.settle();
     Ok(step)

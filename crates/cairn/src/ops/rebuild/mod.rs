@@ -515,8 +515,8 @@ pub fn rebuild(
             let mut s = Step::new(StepName::Environment);
             s.status = Status::Skipped;
             s.notes.push(format!(
-                "not built: installing the lock's {} package(s) runs code the lock chose, so it needs consent (--yes, or --run)",
-                locked.packages.len()
+                "not built: installing the lock's {} runs code the lock chose, so it needs consent (--yes, or --run)",
+                crate::text::plural(locked.packages.len() as u64, "package", "packages")
             ));
             s
         }
@@ -524,9 +524,9 @@ pub fn rebuild(
             obs.started(
                 StepName::Environment,
                 &format!(
-                    "venv with Python {} and {} package(s)",
+                    "venv with Python {} and {}",
                     locked.version,
-                    locked.packages.len()
+                    crate::text::plural(locked.packages.len() as u64, "package", "packages")
                 ),
             );
             build_environment(locked, interp, installer, &venv, repo_root, &into, &guard)
@@ -546,7 +546,10 @@ pub fn rebuild(
     let env_built = lock.python.is_some() && consent >= Consent::Prepare;
     steps.push(env_step);
 
-    obs.started(StepName::Data, &format!("{} dataset(s)", data_plans.len()));
+    obs.started(
+        StepName::Data,
+        &crate::text::plural(data_plans.len() as u64, "dataset", "datasets"),
+    );
     let data_step = check_data(
         project,
         &lock,

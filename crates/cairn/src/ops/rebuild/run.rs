@@ -207,8 +207,11 @@ pub(super) fn run_and_compare(
                 match compare_json_output(project, a, &place, opts) {
                     JsonComparison::Within(n) => {
                         step.actions.push(format!(
-                            "output {} differs in bytes, and its {n} number(s) agree within rtol={} atol={}",
-                            a.path, opts.rtol, opts.atol
+                            "output {} differs in bytes, and its {} agree within rtol={} atol={}",
+                            a.path,
+                            crate::text::plural(n as u64, "number", "numbers"),
+                            opts.rtol,
+                            opts.atol
                         ));
                         continue;
                     }
