@@ -20,7 +20,7 @@ import keras
 
 import cairn
 
-from ._hooks import metrics as _metrics
+from ._hooks import record as _record
 
 __all__ = ["CairnCallback"]
 
@@ -41,6 +41,9 @@ class CairnCallback(keras.callbacks.Callback):
     run's previous checkpoint, if any). Only rank 0 saves and records (see :func:`cairn.rank`)
     unless ``all_ranks=True``. ``lock`` is passed on to :func:`cairn.checkpoint` (outside
     ``cairn lock``: an existing lock to add to).
+
+    Outside ``cairn lock`` (``python train.py`` alone) the training goes on: saves are not
+    recorded, and a ``RuntimeWarning`` says so once. Other errors are raised.
 
     ``saved`` lists the :class:`cairn.Checkpoint` of every save, in order.
     """
@@ -81,11 +84,11 @@ class CairnCallback(keras.callbacks.Callback):
             self.model.save_weights(path, overwrite=True)
         else:
             self.model.save(path, overwrite=True)
-        recorded = cairn.checkpoint(
+        recorded = _record(
             path,
             step=epoch + 1,
             parent=self._parent,
-            metrics=_metrics(logs),
+            logged=logs,
             lock=self.lock,
             all_ranks=self.all_ranks,
         )

@@ -24,7 +24,7 @@ except ImportError:  # the standalone pytorch_lightning distribution
 
 import cairn
 
-from ._hooks import metrics as _metrics
+from ._hooks import record as _record
 
 __all__ = ["CairnCallback"]
 
@@ -38,6 +38,9 @@ class CairnCallback(Callback):
     (finite numbers) and the previous save as its parent, or ``parent`` for the first (the
     checkpoint the training resumed from; by default cairn's: the run's previous checkpoint, if
     any). A ``save_last="link"`` symlink is not a save and is not recorded.
+
+    Outside ``cairn lock`` (``python train.py`` alone) the training goes on: saves are not
+    recorded, and a ``RuntimeWarning`` says so once. Other errors are raised.
 
     ``saved`` lists the :class:`cairn.Checkpoint` of every save, in order.
     """
@@ -62,7 +65,7 @@ class CairnCallback(Callback):
         def save_checkpoint(filepath: Any, *args: Any, **kwargs: Any) -> None:
             original(filepath, *args, **kwargs)
             if trainer.is_global_zero:
-                self._record(trainer, os.fspath(filepath))
+                self._after_save(trainer, os.fspath(filepath))
 
         trainer.save_checkpoint = save_checkpoint  # type: ignore[method-assign]
 
@@ -71,14 +74,15 @@ class CairnCallback(Callback):
             del trainer.save_checkpoint  # the instance attribute: the method shows again
             self._wrapped = None
 
-    def _record(self, trainer: Trainer, path: str) -> None:
-        recorded = cairn.checkpoint(
+    def _after_save(self, trainer: Trainer, path: str) -> None:
+        recorded = _record(
             path,
             step=trainer.global_step,
             parent=self._parent,
-            metrics=_metrics(trainer.callback_metrics),
+            logged=trainer.callback_metrics,
             lock=self.lock,
             all_ranks=True,
         )
-        self.saved.append(recorded)
+        if recorded is not None:
+            self.saved.append(recorded)
         self._parent = path

@@ -20,7 +20,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 import cairn
 
-from ._hooks import metrics as _metrics
+from ._hooks import record as _record
 
 __all__ = ["CairnCallback"]
 
@@ -34,6 +34,9 @@ class CairnCallback(TrainerCallback):
     training resumed from; by default cairn's: the run's previous checkpoint, if any). Only the
     world's main process records. With ``save_total_limit`` the Trainer deletes old checkpoints;
     the lock keeps their entries, and ``cairn verify`` then reports them missing.
+
+    Outside ``cairn lock`` (``python train.py`` alone) the training goes on: saves are not
+    recorded, and a ``RuntimeWarning`` says so once. Other errors are raised.
 
     ``saved`` lists the :class:`cairn.Checkpoint` of every save, in order.
     """
@@ -62,13 +65,14 @@ class CairnCallback(TrainerCallback):
         for entry in state.log_history:
             logged.update(entry)
         logged.pop("step", None)
-        recorded = cairn.checkpoint(
+        recorded = _record(
             path,
             step=state.global_step,
             parent=self._parent,
-            metrics=_metrics(logged),
+            logged=logged,
             lock=self.lock,
             all_ranks=True,
         )
-        self.saved.append(recorded)
+        if recorded is not None:
+            self.saved.append(recorded)
         self._parent = path
