@@ -165,7 +165,10 @@ fn keras_example_records_each_epoch_and_rebuilds_bit_identically() {
             );
         }
     }
-    assert!(history["val_accuracy"][2].as_f64().unwrap() > 0.8, "{history}");
+    assert!(
+        history["val_accuracy"][2].as_f64().unwrap() > 0.8,
+        "{history}"
+    );
     r.cairn(["verify", "--python", py]).expect(0);
     let lineage = r
         .cairn(["lineage", "ckpt/epoch-03.weights.h5"])
@@ -214,7 +217,9 @@ fn keras_callback_outside_a_run_saves_warns_once_and_trains_on() {
     )
     .expect(0);
     assert_eq!(
-        out.stderr.matches("cairn: checkpoints are saved but not recorded: not inside a locked run").count(),
+        out.stderr
+            .matches("cairn: checkpoints are saved but not recorded: not inside a locked run")
+            .count(),
         1,
         "{}",
         out.stderr
@@ -222,10 +227,14 @@ fn keras_callback_outside_a_run_saves_warns_once_and_trains_on() {
     assert!(r.join("ckpt/epoch-02.weights.h5").is_file());
     assert!(r.join("metrics.json").is_file());
     assert!(!r.join("cairn.lock").exists());
-    let out = Run::of(r.cmd_raw(py.to_str().unwrap()).args([
-        "-c",
-        "from cairn.keras import CairnCallback\nCairnCallback('ckpt/model.h5')",
-    ]))
+    let out = Run::of(
+        r.cmd_raw(py.to_str().unwrap())
+            .env("KERAS_BACKEND", "jax")
+            .args([
+                "-c",
+                "from cairn.keras import CairnCallback\nCairnCallback('ckpt/model.h5')",
+            ]),
+    )
     .expect(1);
     assert!(
         out.stderr
@@ -287,7 +296,7 @@ xs = torch.randn(32, 4)
 data = [{"x": x, "labels": x.sum()} for x in xs]
 args = TrainingArguments(
     output_dir="out", max_steps=6, save_steps=2, logging_steps=1,
-    per_device_train_batch_size=4, report_to=[], use_cpu=True, save_safetensors=True,
+    per_device_train_batch_size=4, report_to=[], use_cpu=True,
 )
 callback = CairnCallback()
 Trainer(model=Tiny(), args=args, train_dataset=data, callbacks=[callback]).train()
