@@ -146,6 +146,11 @@ fn keras_example_records_each_epoch_and_rebuilds_bit_identically() {
     )
     .expect(0);
     let lock = r.lock_toml("cairn.lock");
+    // The rebuild installs from the index recorded here: the local one, without the network.
+    assert_eq!(
+        lock["python"]["index-url"].as_str(),
+        Some(env.index_url.as_str())
+    );
     let got = checkpoints(&lock, "ckpt/");
     let expected = [
         ("ckpt/epoch-01.weights.h5", 1),
