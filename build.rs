@@ -1,6 +1,8 @@
 //! Build script of the root package: tells the Python API tests (tests/integration/python_api.rs)
 //! whether maturin is there to build the wheel, so that without it they are ignored with the
-//! reason instead of failing or passing without running.
+//! reason instead of failing or passing without running. Likewise the Keras tests
+//! (tests/integration/frameworks.rs) need the directory of wheels CAIRN_TEST_KERAS_WHEELS names
+//! (cfg `cairn_keras`).
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(cairn_maturin)");
@@ -16,5 +18,13 @@ fn main() {
         });
     if found {
         println!("cargo::rustc-cfg=cairn_maturin");
+    }
+    println!("cargo::rustc-check-cfg=cfg(cairn_keras)");
+    println!("cargo::rerun-if-env-changed=CAIRN_TEST_KERAS_WHEELS");
+    if std::env::var_os("CAIRN_TEST_KERAS_WHEELS")
+        .filter(|v| !v.is_empty())
+        .is_some_and(|dir| std::path::Path::new(&dir).is_dir())
+    {
+        println!("cargo::rustc-cfg=cairn_keras");
     }
 }

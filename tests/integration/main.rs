@@ -11,6 +11,7 @@ mod digests;
 mod environment;
 mod export;
 mod fidelity;
+mod frameworks;
 mod hardening;
 mod init;
 mod lineage;

@@ -54,6 +54,17 @@ fn python() -> PathBuf {
     venv().join("bin/python")
 }
 
+/// The cairn-ml wheel the venv was installed from (built once per test run), for the tests of
+/// other modules that install it into venvs of their own (tests/integration/frameworks.rs).
+pub(crate) fn wheel() -> PathBuf {
+    let wheels = venv().parent().unwrap().join("wheels");
+    std::fs::read_dir(&wheels)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .expect("maturin wrote a wheel")
+}
+
 /// Run `script` with the venv's Python in the repository root (hermetic, plus `env`).
 fn py(r: &Repo, env: &[(&str, &str)], script: &str) -> Run {
     Run::of(
@@ -108,7 +119,7 @@ fn the_wheel_installs_the_same_command_and_the_typed_module() {
     assert_eq!(
         out.stdout.trim(),
         format!(
-            "{} ['_cairn.abi3.so', '_cairn.pyi', '_errors.py', 'py.typed']",
+            "{} ['_cairn.abi3.so', '_cairn.pyi', '_errors.py', '_hooks.py', 'keras.py', 'lightning.py', 'py.typed', 'transformers.py']",
             env!("CARGO_PKG_VERSION")
         )
     );
