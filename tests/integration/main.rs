@@ -13,6 +13,7 @@ mod export;
 mod fidelity;
 mod hardening;
 mod init;
+mod journal;
 mod lineage;
 mod lock_verify;
 mod numerics;
