@@ -325,9 +325,13 @@ pub fn add(project: &Project, lock_path: &Path, abs: &Path, opts: &AddOptions) -
         // Inside a run: one record appended to this writer's journal, no lock taken.
         let lock = Lock::load(lock_path)?;
         return journal::with_writer(|appender| {
-            let (parent, parent_run) = journal::visit(lock_path, |records, _| {
-                choose(&|| journal::previous(&lock.checkpoints, records, opts.step, &rel))
-            })?;
+            // The journals are read only when the parent is inferred from them.
+            let (parent, parent_run) = match (&opts.parent, &resolved) {
+                (ParentChoice::Previous, None) => journal::visit(lock_path, |records, _| {
+                    choose(&|| journal::previous(&lock.checkpoints, records, opts.step, &rel))
+                })?,
+                _ => choose(&|| None),
+            };
             let entry = entry(parent, parent_run);
             appender.append(lock_path, &entry)?;
             Ok(entry)
