@@ -120,7 +120,10 @@ exit 0"#
     let ckpts = checkpoints(&r);
     let paths: Vec<&str> = ckpts.iter().map(|c| c.0.as_str()).collect();
     let want: Vec<String> = (0..10).map(|i| format!("runs/ckpt-{i:02}.bin")).collect();
-    assert_eq!(paths, want, "the ten completed adds, nothing after the kill");
+    assert_eq!(
+        paths, want,
+        "the ten completed adds, nothing after the kill"
+    );
     for (i, c) in ckpts.iter().enumerate() {
         let parent = (i > 0).then(|| format!("runs/ckpt-{:02}.bin", i - 1));
         assert_eq!(c.2, parent, "{}", c.0);

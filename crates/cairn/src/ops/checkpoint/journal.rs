@@ -348,7 +348,11 @@ pub(crate) fn visit<T>(lock_path: &Path, f: impl FnOnce(&[&Record], &[String]) -
 
 /// Bring what this process has seen of one journal up to date; returns a note when its last
 /// line is incomplete.
-fn read_journal(seen: &mut HashMap<PathBuf, Seen>, path: &Path, name: &str) -> Result<Option<String>> {
+fn read_journal(
+    seen: &mut HashMap<PathBuf, Seen>,
+    path: &Path,
+    name: &str,
+) -> Result<Option<String>> {
     let fd = match rustix::fs::open(
         path,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -519,9 +523,24 @@ mod tests {
         a2.bytes = 9;
         let b = artifact("ckpt/b.bin", 2);
         let rs = [
-            Record { artifact: a2.clone(), t_ns: 30, writer: "x".into(), seq: 1 },
-            Record { artifact: a1, t_ns: 10, writer: "x".into(), seq: 0 },
-            Record { artifact: b.clone(), t_ns: 20, writer: "y".into(), seq: 0 },
+            Record {
+                artifact: a2.clone(),
+                t_ns: 30,
+                writer: "x".into(),
+                seq: 1,
+            },
+            Record {
+                artifact: a1,
+                t_ns: 10,
+                writer: "x".into(),
+                seq: 0,
+            },
+            Record {
+                artifact: b.clone(),
+                t_ns: 20,
+                writer: "y".into(),
+                seq: 0,
+            },
         ];
         let refs: Vec<&Record> = rs.iter().collect();
         assert_eq!(merge(&[], &refs), vec![b, a2]);
