@@ -547,4 +547,37 @@ mod tests {
         let p = previous(&[], &refs, Some(9), &RelPath::parse("ckpt/c.bin").unwrap());
         assert_eq!(p, Some(Parent::Path(RelPath::parse("ckpt/a.bin").unwrap())));
     }
+
+    #[test]
+    fn a_reader_sees_a_record_once_its_line_is_whole_and_names_a_torn_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("run.lock");
+        std::fs::create_dir(dir_of(&lock)).unwrap();
+        let journal = dir_of(&lock).join("h-1-abcd.jsonl");
+        let line = encode(&artifact("ckpt/a.bin", 1), 5, 0);
+        let (first, rest) = line.split_at(40);
+        std::fs::write(&journal, first).unwrap();
+        let read = || visit(&lock, |r, n| (merge(&[], r), n.to_vec())).unwrap();
+        let (seen, notes) = read();
+        assert!(seen.is_empty());
+        assert!(notes[0].contains("h-1-abcd.jsonl: an incomplete checkpoint record (40 bytes"));
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .unwrap();
+        f.write_all(rest).unwrap();
+        let (seen, notes) = read();
+        assert_eq!(seen, vec![artifact("ckpt/a.bin", 1)]);
+        assert!(notes.is_empty(), "{notes:?}");
+        // A damaged whole line is skipped with its number; the records around it are kept.
+        let mut bad = encode(&artifact("ckpt/b.bin", 2), 6, 1);
+        bad[20] ^= 1;
+        f.write_all(&bad).unwrap();
+        f.write_all(&encode(&artifact("ckpt/c.bin", 3), 7, 2))
+            .unwrap();
+        let (seen, notes) = read();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].starts_with("skipped line 2 of "), "{notes:?}");
+    }
 }
