@@ -28,8 +28,11 @@ enum Sub {
 /// into cairn.lock when the command ends. Outside a run it would rewrite a finished (usually
 /// committed) lock, so it is refused unless you pass --amend; then it goes to cairn.lock (or
 /// --lock). Safe to call from
-/// several processes at once (one per GPU rank): each add takes a file lock and rewrites the lock
-/// atomically, so nothing is lost and a crash leaves a valid lock.
+/// several processes at once (one per GPU rank, on one host or many sharing a filesystem):
+/// inside a run each add appends one record to a journal of its own process beside the run's
+/// lock, with no file lock, and a writer killed mid-run loses none of the adds it completed
+/// (they are synced when `cairn lock` writes the final lock). With --amend each add takes a file
+/// lock and rewrites the lock atomically, so a crash leaves a valid lock.
 ///
 /// Each add prints one short line on stderr (the path, the step and a short digest); --quiet
 /// prints nothing.

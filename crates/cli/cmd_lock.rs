@@ -222,6 +222,7 @@ fn say(w: &Warning, project: &cairn::project::Project, out: &Printer) {
             "{what} {pattern}: {}/ does not exist yet; the command must create it, or nothing will match",
             project.shown(dir)
         )),
+        Warning::Journal(note) => out.warn(&format!("checkpoint journal: {note}")),
         Warning::NotRemembered(why) => out.warn(&format!(
             "where the external data is was not remembered on this machine ({why}); verify will need --data NAME=PATH"
         )),

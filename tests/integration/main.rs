@@ -14,6 +14,7 @@ mod fidelity;
 mod frameworks;
 mod hardening;
 mod init;
+mod journal;
 mod lineage;
 mod lock_verify;
 mod numerics;

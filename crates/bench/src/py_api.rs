@@ -44,8 +44,11 @@ pub(crate) fn bench_py(args: &Args, rows: &mut Vec<Row>) -> Result<()> {
     }
     let fresh = std::fs::read(&lock)?;
     let run_lock = project.join("bench-run.cairn.lock");
+    let journals = project.join("bench-run.cairn.lock.d");
     let reset = |_| -> Result<()> {
         std::fs::write(&run_lock, &fresh)?;
+        // Checkpoint adds inside a run append to journals beside the run lock (#16).
+        let _ = std::fs::remove_dir_all(&journals);
         Ok(())
     };
     let in_process = Cmd::new(

@@ -7,8 +7,11 @@
 //! both valid.
 //!
 //! During `cairn lock -- COMMAND`, the command's environment has `CAIRN_RUN_LOCK` pointing at the
-//! run's in-progress lock (`.cairn/cache/running/<run id>.lock`); `cairn checkpoint add` writes
-//! there, and `cairn lock` takes those checkpoints into the final lock when the command ends.
+//! run's in-progress lock (`.cairn/cache/running/<run id>.lock`). There `cairn checkpoint add`
+//! takes no lock and rewrites nothing: it appends one record to a journal of its own writer
+//! beside that lock ([`journal`]), which works for ranks on many hosts sharing a filesystem
+//! without locks across hosts. `cairn lock` merges the journals into the final lock when the
+//! command ends; [`in_progress`] merges them for any reader before that.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,28 @@ use crate::project::Project;
 
 /// The environment variable naming the in-progress lock of the running `cairn lock`.
 pub const RUN_LOCK_ENV: &str = "CAIRN_RUN_LOCK";
+
+pub mod journal;
+
+/// The checkpoints of an in-progress lock as a reader sees them mid-run: the lock's own merged
+/// with every writer's journal ([`journal::merge`]), and notes naming the journal lines skipped
+/// (an incomplete last record of a writer killed while writing it, or still writing it).
+pub fn in_progress(lock_path: &Path) -> Result<(Vec<Artifact>, Vec<String>)> {
+    let lock = Lock::load(lock_path)?;
+    journal::visit(lock_path, |records, notes| {
+        (journal::merge(&lock.checkpoints, records), notes.to_vec())
+    })
+}
+
+/// The checkpoints of the lock at `lock_path` now (with its journals when a run writes them),
+/// or `None` when it does not exist yet.
+fn current_checkpoints(lock_path: &Path) -> Result<Option<Vec<Artifact>>> {
+    match in_progress(lock_path) {
+        Ok((c, _)) => Ok(Some(c)),
+        Err(Error::Missing { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 /// What the parent of a new checkpoint is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,15 +112,11 @@ pub fn resolve_parent(
     })?;
     // The target lock as it is now (it is replaced atomically, so one read is one state); a
     // lock that does not exist yet has no checkpoints.
-    let current = match Lock::load(lock_path) {
-        Ok(l) => Some(l),
-        Err(Error::Missing { .. }) => None,
-        Err(e) => return Err(e),
-    };
+    let current = current_checkpoints(lock_path)?;
     let ours = |f: &dyn Fn(&Artifact) -> bool| {
         current
             .as_ref()
-            .and_then(|l| l.checkpoints.iter().find(|a| f(a)))
+            .and_then(|c| c.iter().find(|a| f(a)))
             .map(|a| a.path.clone())
     };
     if let Some(p) = ours(&|a| a.path == rel) {
@@ -277,31 +298,49 @@ pub fn add(project: &Project, lock_path: &Path, abs: &Path, opts: &AddOptions) -
         ParentChoice::Given(Parent::Digest(d)) => Some(find_digest(project, *d)),
         _ => None,
     };
+    let entry = |parent: Option<Parent>, parent_run: Option<String>| Artifact {
+        path: rel.clone(),
+        kind: h.kind,
+        digest: h.digest,
+        files: (h.kind == Kind::Dir).then_some(h.files),
+        bytes: h.bytes,
+        step: opts.step,
+        parent,
+        created_at: Some(lockfile::rfc3339(SystemTime::now())),
+        parent_run,
+        deleted_by_run: false,
+        metrics: opts
+            .metrics
+            .iter()
+            .map(|(k, v)| (k.clone(), Metric(*v)))
+            .collect(),
+    };
+    let choose = |previous: &dyn Fn() -> Option<Parent>| match (&opts.parent, &resolved) {
+        (_, Some(r)) => (Some(r.parent.clone()), r.run.clone()),
+        (ParentChoice::Previous, _) => (previous(), None),
+        (ParentChoice::Given(p), _) => (Some(p.clone()), None),
+        _ => (None, None),
+    };
+    if in_run(lock_path) {
+        // Inside a run: one record appended to this writer's journal, no lock taken.
+        let lock = Lock::load(lock_path)?;
+        return journal::with_writer(|appender| {
+            // The journals are read only when the parent is inferred from them.
+            let (parent, parent_run) = match (&opts.parent, &resolved) {
+                (ParentChoice::Previous, None) => journal::visit(lock_path, |records, _| {
+                    choose(&|| journal::previous(&lock.checkpoints, records, opts.step, &rel))
+                })?,
+                _ => choose(&|| None),
+            };
+            let entry = entry(parent, parent_run);
+            appender.append(lock_path, &entry)?;
+            Ok(entry)
+        });
+    }
     with_lockfile_lock(project, lock_path, || {
         let mut lock = Lock::load(lock_path)?;
-        let (parent, parent_run) = match (&opts.parent, &resolved) {
-            (_, Some(r)) => (Some(r.parent.clone()), r.run.clone()),
-            (ParentChoice::Previous, _) => (previous(&lock, opts.step, &rel), None),
-            (ParentChoice::Given(p), _) => (Some(p.clone()), None),
-            _ => (None, None),
-        };
-        let entry = Artifact {
-            path: rel.clone(),
-            kind: h.kind,
-            digest: h.digest,
-            files: (h.kind == Kind::Dir).then_some(h.files),
-            bytes: h.bytes,
-            step: opts.step,
-            parent,
-            created_at: Some(lockfile::rfc3339(SystemTime::now())),
-            parent_run,
-            deleted_by_run: false,
-            metrics: opts
-                .metrics
-                .iter()
-                .map(|(k, v)| (k.clone(), Metric(*v)))
-                .collect(),
-        };
+        let (parent, parent_run) = choose(&|| previous(&lock, opts.step, &rel));
+        let entry = entry(parent, parent_run);
         lock.checkpoints.retain(|a| a.path != rel);
         lock.checkpoints.push(entry.clone());
         crate::fs::write_if_changed(lock_path, lock.to_toml().as_bytes())?;

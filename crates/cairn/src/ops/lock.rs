@@ -127,6 +127,8 @@ pub enum Warning {
         /// The directory that does not exist.
         dir: PathBuf,
     },
+    /// A checkpoint journal line of the run was skipped (an incomplete or damaged record).
+    Journal(String),
 }
 
 /// How a lock ended.
@@ -316,6 +318,16 @@ fn hash_artifact(
         deleted_by_run: false,
         metrics: BTreeMap::new(),
     })
+}
+
+/// The in-progress lock of a run and its checkpoint journals, removed when dropped.
+struct RunFiles(PathBuf);
+
+impl Drop for RunFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(checkpoint::journal::dir_of(&self.0));
+    }
 }
 
 /// Checkpoints added during the run (with their step, parent and metrics) and those matched by
@@ -803,6 +815,7 @@ pub fn lock_with(
     let mut failure: Option<String> = None;
     let mut interrupted = false;
     let mut added: Vec<Artifact> = Vec::new();
+    let mut _run_files: Option<RunFiles> = None;
     if !opts.command.is_empty() {
         let running = project
             .cairn_dir()
@@ -811,13 +824,17 @@ pub fn lock_with(
             .join(format!("{}.lock", lock.run.id));
         crate::fs::atomic_write(&running, lock.to_toml().as_bytes())?;
         let outcome = run_command(project, opts, &running, &mut lock.run);
-        // Whatever happened, collect what was added during the run, then drop the record.
-        let during = checkpoint::with_lockfile_lock(project, &running, || Lock::load(&running));
-        let _ = std::fs::remove_file(&running);
+        // Whatever happened, collect what was added during the run: the in-progress lock merged
+        // with its writers' journals. They are removed when this function returns, after the
+        // final lock (or the failed run's record) is written and synced.
+        _run_files = Some(RunFiles(running.clone()));
+        let during = checkpoint::in_progress(&running);
         let finished = outcome?;
         interrupted = finished.is_some_and(|f| f.interrupted);
         failure = finished.and_then(|f| f.failure());
-        added = during?.checkpoints;
+        let (during, notes) = during?;
+        added = during;
+        warnings.extend(notes.into_iter().map(Warning::Journal));
     }
 
     // Checkpoints and outputs, after the command. A declared path that is missing after a
