@@ -125,6 +125,39 @@ fn the_wheel_installs_the_same_command_and_the_typed_module() {
     );
 }
 
+/// `uv tool install` of the wheel (offline, into the test's own directories) gives the same
+/// `cairn` command, as the README says.
+#[test]
+#[cfg_attr(
+    not(cairn_maturin),
+    ignore = "needs maturin (pip install maturin); .ci/run installs it"
+)]
+fn uv_tool_install_of_the_wheel_gives_the_command() {
+    crate::util::require_tool("uv", "uv tool install of the wheel; .ci/run installs uv");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    run_ok(
+        command("uv")
+            .args(["tool", "install", "--offline", "--python", "python3"])
+            .arg(wheel())
+            .env("UV_TOOL_DIR", dir.path().join("tools"))
+            .env("UV_TOOL_BIN_DIR", &bin)
+            .env("UV_CACHE_DIR", dir.path().join("cache"))
+            .env("UV_PYTHON_DOWNLOADS", "never"),
+    );
+    let installed = bin.join("cairn");
+    let r = Repo::ml();
+    for args in [&["--version"][..], &["verify"][..]] {
+        let theirs = Run::of(r.cmd_raw(installed.to_str().unwrap()).args(args));
+        let direct = r.cairn(args);
+        assert_eq!(
+            (theirs.code, &theirs.stdout, &theirs.stderr),
+            (direct.code, &direct.stdout, &direct.stderr),
+            "{args:?}"
+        );
+    }
+}
+
 /// 8 processes each record 50 checkpoints at once, inside a real `cairn lock -- python` run:
 /// all 400 reach the final lock, with their steps, metrics and digests.
 #[test]

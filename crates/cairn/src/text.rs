@@ -58,6 +58,24 @@ fn needs_escape(c: char) -> bool {
             | '\u{200b}'..='\u{200d}' | '\u{2028}' | '\u{2029}' | '\u{feff}')
 }
 
+/// `n` with thousands separators: `2,800`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `n` and the noun, singular or plural: `1 file`, `2,800 files`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,22 +99,4 @@ mod tests {
         assert_eq!(visible("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
         assert!(has_control("a\nb") && has_control("\u{2066}") && !has_control("a b"));
     }
-}
-
-/// `n` with thousands separators: `2,800`.
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `n` and the noun, singular or plural: `1 file`, `2,800 files`.
-pub fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{} {}", count(n), if n == 1 { one } else { many })
 }
