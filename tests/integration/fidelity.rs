@@ -60,13 +60,16 @@ fn ckpt_project() -> Repo {
     r
 }
 
+/// `cairn rebuild --into INTO --run --format json` in `r`, which must exit with `code`: its report.
+fn rebuild_and_run(r: &Repo, into: &Path, code: i32) -> serde_json::Value {
+    crate::rebuild::rebuild(r, into, &["--run", "--format", "json"])
+        .expect(code)
+        .json()
+}
+
+/// The `run` step of a `rebuild --format json` report.
 fn run_step(report: &serde_json::Value) -> &serde_json::Value {
-    report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step"] == "run")
-        .unwrap_or_else(|| panic!("no run step: {report}"))
+    crate::rebuild::step(report, "run")
 }
 
 #[test]
@@ -74,17 +77,7 @@ fn rebuild_makes_the_directories_the_run_writes_into() {
     let r = ckpt_project();
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
-    let out = r
-        .cairn([
-            "rebuild",
-            "--into",
-            into.to_str().unwrap(),
-            "--run",
-            "--format",
-            "json",
-        ])
-        .expect(0);
-    let report = out.json();
+    let report = rebuild_and_run(&r, &into, 0);
     let run = run_step(&report);
     assert_eq!(run["status"], "reproduced", "{report}");
     let actions = run["actions"].to_string();
@@ -141,17 +134,7 @@ fn a_hostile_lock_path_creates_nothing_outside_the_worktree() {
     let before = snapshot(&[outside.path()]);
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
-    let out = r
-        .cairn([
-            "rebuild",
-            "--into",
-            into.to_str().unwrap(),
-            "--run",
-            "--format",
-            "json",
-        ])
-        .expect(1);
-    let report = out.json();
+    let report = rebuild_and_run(&r, &into, 1);
     let run = run_step(&report);
     assert_eq!(run["status"], "failed", "{report}");
     assert!(

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::rebuild::{rebuild, step};
 use crate::util::{Repo, Run};
 
 /// A script that lives in `src/` and is run from there, writing relative to where it runs.
@@ -12,21 +13,6 @@ with open("out/model.bin", "w") as f:
     here = "the root" if os.path.isdir("src") else os.path.basename(os.getcwd())
     f.write("ran in %s\n" % here)
 "#;
-
-fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step"] == name)
-        .unwrap_or_else(|| panic!("no step {name}: {report}"))
-}
-
-fn rebuild(r: &Repo, into: &Path, args: &[&str]) -> Run {
-    let mut cmd = r.cmd();
-    cmd.arg("rebuild").arg("--into").arg(into).args(args);
-    Run::of(&mut cmd)
-}
 
 fn project() -> Repo {
     let r = Repo::new();
@@ -509,6 +495,35 @@ fn git_worktrees(r: &Repo) -> usize {
         .count()
 }
 
+/// `project()` locked, and committed, with the interpreter of `own`.
+fn locked_with(own: &crate::util::Venv) -> Repo {
+    let r = project();
+    let py = own.python();
+    r.cairn(["lock", "--python", py.to_str().unwrap(), "--", "true"])
+        .expect(0);
+    r.commit_all("lock");
+    r
+}
+
+/// Start `cairn rebuild --into <into>`, with what `more` adds (variables, options), in a
+/// process group of its own, so that `ctrl_c` reaches it and everything it started, with its
+/// output captured.
+fn spawn_rebuild(
+    r: &Repo,
+    into: &Path,
+    more: impl FnOnce(&mut std::process::Command),
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = r.cmd();
+    cmd.arg("rebuild").arg("--into").arg(into);
+    more(&mut cmd);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
 /// A Python lock, and a stub interpreter (for `--python`) that answers every question with a
 /// venv of the test's own and, where `at` matches its arguments, says so into the FIFO
 /// `started` and then waits on a FIFO nobody writes: Ctrl-C is what ends it.
@@ -538,29 +553,16 @@ fn stalling_python(
 /// and the rebuild removes its directory and git worktree, and says so (exit 2).
 #[test]
 fn ctrl_c_while_the_environment_is_made_leaves_nothing() {
-    use std::os::unix::process::CommandExt;
-    let r = project();
     let own = crate::util::Venv::new();
-    let py = own.python();
-    r.cairn(["lock", "--python", py.to_str().unwrap(), "--", "true"])
-        .expect(0);
-    r.commit_all("lock");
+    let r = locked_with(&own);
     let tools = tempfile::tempdir().unwrap();
     let (stub, started) = stalling_python(&own, tools.path(), "*'-m venv'*");
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
-    let child = r
-        .cmd()
-        .arg("rebuild")
-        .arg("--into")
-        .arg(&into)
-        .args(["--installer", "pip", "--yes", "--python"])
-        .arg(&stub)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let child = spawn_rebuild(&r, &into, |cmd| {
+        cmd.args(["--installer", "pip", "--yes", "--python"])
+            .arg(&stub);
+    });
     wait_for(&started, "making the venv");
     assert!(into.join(".git").exists(), "the worktree is there by now");
     ctrl_c(&child);
@@ -576,30 +578,17 @@ fn ctrl_c_while_the_environment_is_made_leaves_nothing() {
 /// ends as any program does, and there is nothing to clean.
 #[test]
 fn ctrl_c_in_the_preflight_makes_nothing() {
-    use std::os::unix::process::CommandExt;
-    let r = project();
     let own = crate::util::Venv::new();
-    let py = own.python();
-    r.cairn(["lock", "--python", py.to_str().unwrap(), "--", "true"])
-        .expect(0);
-    r.commit_all("lock");
+    let r = locked_with(&own);
     let tools = tempfile::tempdir().unwrap();
     // The first thing cairn asks an interpreter is a `-c` script (the probe).
     let (stub, started) = stalling_python(&own, tools.path(), "*-c*");
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
-    let child = r
-        .cmd()
-        .arg("rebuild")
-        .arg("--into")
-        .arg(&into)
-        .args(["--installer", "pip", "--yes", "--python"])
-        .arg(&stub)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let child = spawn_rebuild(&r, &into, |cmd| {
+        cmd.args(["--installer", "pip", "--yes", "--python"])
+            .arg(&stub);
+    });
     wait_for(&started, "the interpreter probe");
     ctrl_c(&child);
     let out = child.wait_with_output().unwrap();
@@ -612,7 +601,6 @@ fn ctrl_c_in_the_preflight_makes_nothing() {
 /// directory is kept for inspection with a note saying how to remove it.
 #[test]
 fn ctrl_c_during_the_run_keeps_the_directory_and_says_how_to_remove_it() {
-    use std::os::unix::process::CommandExt;
     let r = Repo::new();
     // Blocks only when the test asks (a variable cairn does not record or restore).
     r.write(
@@ -638,19 +626,11 @@ fn ctrl_c_during_the_run_keeps_the_directory_and_says_how_to_remove_it() {
     mkfifo(&never);
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
-    let child = r
-        .cmd()
-        .env("CAIRN_TEST_STARTED", &started)
-        .env("CAIRN_TEST_NEVER", &never)
-        .arg("rebuild")
-        .arg("--into")
-        .arg(&into)
-        .args(["--run", "--format", "json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let child = spawn_rebuild(&r, &into, |cmd| {
+        cmd.env("CAIRN_TEST_STARTED", &started)
+            .env("CAIRN_TEST_NEVER", &never)
+            .args(["--run", "--format", "json"]);
+    });
     wait_for(&started, "the rebuilt command");
     ctrl_c(&child);
     let report = Run::from(child.wait_with_output().unwrap())
