@@ -29,6 +29,27 @@ pub const MAX_SIDECAR_BYTES: u64 = 1 << 30;
 /// The most a manifest (`.cairn/manifests/*.b3`) or a stat cache file may hold.
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 30;
 
+/// The names of `components`, a path below a directory: `.` is skipped, and `..`, a root or
+/// a prefix is refused (the path would leave the directory).
+fn names_below<'a>(
+    components: impl IntoIterator<Item = Component<'a>>,
+) -> std::io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for c in components {
+        match c {
+            Component::Normal(n) => names.push(n.to_os_string()),
+            Component::CurDir => {}
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the path leaves its directory (`..` or an absolute part)",
+                ))
+            }
+        }
+    }
+    Ok(names)
+}
+
 /// The anchor of `path` and the components below it (the last one names the file itself).
 fn anchored(path: &Path) -> std::io::Result<(PathBuf, Vec<OsString>)> {
     let comps: Vec<Component<'_>> = path.components().collect();
@@ -42,19 +63,7 @@ fn anchored(path: &Path) -> std::io::Result<(PathBuf, Vec<OsString>)> {
     } else {
         anchor
     };
-    let mut below = Vec::new();
-    for c in &comps[cut..] {
-        match c {
-            Component::Normal(n) => below.push(n.to_os_string()),
-            Component::CurDir => {}
-            _ => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "the path leaves its directory (`..` or an absolute part)",
-                ))
-            }
-        }
-    }
+    let below = names_below(comps[cut..].iter().copied())?;
     if below.is_empty() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -133,20 +142,7 @@ pub fn create_dir_all(path: &Path) -> Result<()> {
 /// from elsewhere names is only ever made inside `anchor`.
 pub fn create_dir_all_in(anchor: &Path, below: &Path) -> Result<()> {
     let path = anchor.join(below);
-    let mut names = Vec::new();
-    for c in below.components() {
-        match c {
-            Component::Normal(n) => names.push(n.to_os_string()),
-            Component::CurDir => {}
-            _ => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "the path leaves its directory (`..` or an absolute part)",
-                ))
-                .ctx("cannot create directory", &path)
-            }
-        }
-    }
+    let names = names_below(below.components()).ctx("cannot create directory", &path)?;
     if !anchor.is_dir() {
         return Err(std::io::Error::from(std::io::ErrorKind::NotFound))
             .ctx("cannot create directory", &path);
