@@ -193,6 +193,31 @@ pub fn user_dir(xdg_var: &str, under_home: &str) -> Option<PathBuf> {
 /// are read whatever `stat` said. A symlink, device, FIFO or directory, or a file larger than
 /// `limit`, is an error that says so.
 pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let (file, size) = open_regular(path)?;
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "it is larger than {}, the most cairn reads for this file",
+                show_size(limit)
+            ),
+        )
+    };
+    if size > limit {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(size as usize);
+    file.take(limit + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(out)
+}
+
+/// Open the regular file `path` for reading the way [`read_bounded`] does (no final symlink
+/// followed, no blocking, the type checked on the open file), for a caller that streams it;
+/// with its size.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<(File, u64)> {
     let (dir, name) = open_parent(path, false)?;
     let fd = rustix::fs::openat(
         &dir,
@@ -216,44 +241,6 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
                 "it is {}; cairn reads only regular files here",
                 file_kind(kind)
             ),
-        ));
-    }
-    let too_large = || {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "it is larger than {}, the most cairn reads for this file",
-                show_size(limit)
-            ),
-        )
-    };
-    if st.st_size as u64 > limit {
-        return Err(too_large());
-    }
-    let mut out = Vec::with_capacity(st.st_size as usize);
-    File::from(fd).take(limit + 1).read_to_end(&mut out)?;
-    if out.len() as u64 > limit {
-        return Err(too_large());
-    }
-    Ok(out)
-}
-
-/// Open the regular file `path` for reading the way [`read_bounded`] does (no final symlink
-/// followed, no blocking, the type checked on the open file), for a caller that streams it;
-/// with its size.
-pub(crate) fn open_regular(path: &Path) -> std::io::Result<(File, u64)> {
-    let (dir, name) = open_parent(path, false)?;
-    let fd = rustix::fs::openat(
-        &dir,
-        name.as_os_str(),
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
-        Mode::empty(),
-    )?;
-    let st = rustix::fs::fstat(&fd)?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not a regular file",
         ));
     }
     Ok((File::from(fd), st.st_size as u64))
