@@ -36,27 +36,38 @@ with open("logs/run/metrics.json", "w") as f:
 "#;
 
 fn ckpt_project() -> Repo {
+    ckpt_project_with(None, true)
+}
+
+/// The checkpoint project, with a committed link `evil` to `link_out` when given, locked with
+/// the metrics file as an output when `output`.
+fn ckpt_project_with(link_out: Option<&Path>, output: bool) -> Repo {
     let r = Repo::new();
     r.write("train.py", TRAIN_INTO_CKPT);
     r.write("data/train.txt", "some training text\n");
     r.write(".gitignore", "ckpt/\nlogs/\n");
-    r.commit_all("training code");
+    match link_out {
+        Some(to) => {
+            std::os::unix::fs::symlink(to, r.join("evil")).unwrap();
+            r.commit_all("training code and a link out");
+        }
+        None => r.commit_all("training code"),
+    }
     std::fs::create_dir_all(r.join("ckpt")).unwrap();
     std::fs::create_dir_all(r.join("logs/run")).unwrap();
-    r.cairn([
+    let mut args = vec![
         "lock",
         "--no-python",
         "--data",
         "data/train.txt",
         "--checkpoint",
         "ckpt/model.bin",
-        "--output",
-        "logs/run/metrics.json",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    ];
+    if output {
+        args.extend(["--output", "logs/run/metrics.json"]);
+    }
+    args.extend(["--", "python3", "train.py"]);
+    r.cairn(args).expect(0);
     r
 }
 
@@ -95,29 +106,10 @@ fn rebuild_makes_the_directories_the_run_writes_into() {
 
 #[test]
 fn a_hostile_lock_path_creates_nothing_outside_the_worktree() {
-    let r = Repo::new();
     // A committed link `evil` leads to a directory outside the repository.
     let outside = tempfile::tempdir().unwrap();
     let marker = outside.path().join("MARKER");
-    r.write("train.py", TRAIN_INTO_CKPT);
-    r.write("data/train.txt", "some training text\n");
-    r.write(".gitignore", "ckpt/\nlogs/\n");
-    std::os::unix::fs::symlink(outside.path(), r.join("evil")).unwrap();
-    r.commit_all("training code and a link out");
-    std::fs::create_dir_all(r.join("ckpt")).unwrap();
-    std::fs::create_dir_all(r.join("logs/run")).unwrap();
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--data",
-        "data/train.txt",
-        "--checkpoint",
-        "ckpt/model.bin",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    let r = ckpt_project_with(Some(outside.path()), false);
     // The lock is edited to name a checkpoint below the link; the command would touch the
     // marker if it ran.
     let mut lock = r.lock_toml("cairn.lock");
