@@ -55,7 +55,7 @@ fn lock_touching(r: &Repo, marker: &Path, edit: impl FnOnce(&mut toml::Table)) {
         marker.to_str().unwrap(),
     ])
     .expect(0);
-    std::fs::remove_file(&marker).unwrap();
+    std::fs::remove_file(marker).unwrap();
     let mut t = r.lock_toml("cairn.lock");
     edit(t["run"].as_table_mut().unwrap());
     r.write("cairn.lock", toml::to_string(&t).unwrap());
