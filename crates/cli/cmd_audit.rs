@@ -8,7 +8,6 @@ use anyhow::Result;
 use cairn::content::digest::HashOptions;
 use cairn::ops::audit::{self, Level, RULES};
 use cairn::ops::lineage::{self, Graph};
-use cairn::text::visible;
 
 use crate::output::{plural, Human, Printer};
 
@@ -70,18 +69,6 @@ fn level_name(l: Level) -> &'static str {
     }
 }
 
-/// Escape a GitHub Actions workflow-command value.
-fn gh_escape(s: &str, property: bool) -> String {
-    let mut out = s
-        .replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A");
-    if property {
-        out = out.replace(':', "%3A").replace(',', "%2C");
-    }
-    out
-}
-
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
@@ -123,13 +110,12 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         }
         Format::Github => {
             for f in &report.findings {
-                writeln!(
-                    w,
-                    "::{} file={},title={}::{}",
+                crate::verify_github::annotation(
+                    &mut w,
                     level_name(f.level),
-                    gh_escape(&visible(&f.lock), true),
-                    gh_escape(&format!("cairn audit: {}", f.rule), true),
-                    gh_escape(&visible(&format!("{}: {}", f.subject, f.message)), false)
+                    Some(&f.lock),
+                    &format!("cairn audit: {}", f.rule),
+                    &format!("{}: {}", f.subject, f.message),
                 )?;
             }
         }

@@ -292,7 +292,8 @@ fn checked_words(r: &Report) -> String {
     )
 }
 
-fn area_name(a: Area) -> &'static str {
+/// The name of an area as reports print it (`code`, `data`, `environment`...).
+pub(crate) fn area_name(a: Area) -> &'static str {
     match a {
         Area::Code => "code",
         Area::Data => "data",

@@ -18,6 +18,8 @@ use cairn::ops::verify::{Area, Report, Severity};
 use cairn::project::Project;
 use cairn::text::visible;
 
+use crate::cmd_verify::area_name;
+
 /// `cairn verify --format`: `human`, `json` (spec/verify-report.md) or `github`.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum VerifyFormat {
@@ -41,15 +43,25 @@ pub fn escape(s: &str, property: bool) -> String {
     out
 }
 
-fn area_name(a: Area) -> &'static str {
-    match a {
-        Area::Code => "code",
-        Area::Data => "data",
-        Area::Checkpoint => "checkpoint",
-        Area::Output => "output",
-        Area::Environment => "environment",
-        Area::Host => "host",
-    }
+/// Write one workflow command, `::LEVEL file=FILE,title=TITLE::MESSAGE` (`file=` only when
+/// there is one): the file and the message as `visible` shows them, every value escaped.
+/// `cairn audit --format github` writes its findings with this too.
+pub fn annotation<W: Write>(
+    w: &mut W,
+    level: &str,
+    file: Option<&str>,
+    title: &str,
+    message: &str,
+) -> std::io::Result<()> {
+    let file = file
+        .map(|p| format!("file={},", escape(&visible(p), true)))
+        .unwrap_or_default();
+    writeln!(
+        w,
+        "::{level} {file}title={}::{}",
+        escape(title, true),
+        escape(&visible(message), false)
+    )
 }
 
 /// The repository path a finding is about, when it is one: a code file, or one of the
@@ -85,9 +97,7 @@ pub fn print<W: Write>(w: &mut W, report: &Report, project: &Project) -> std::io
             Severity::Warning => "warning",
             Severity::Info => "notice",
         };
-        let file = file_of(f, project, &depfiles)
-            .map(|p| format!("file={},", escape(&visible(&p), true)))
-            .unwrap_or_default();
+        let file = file_of(f, project, &depfiles);
         let title = format!(
             "cairn verify: {} {}",
             area_name(f.area),
@@ -100,12 +110,7 @@ pub fn print<W: Write>(w: &mut W, report: &Report, project: &Project) -> std::io
         if let Some(d) = &f.line.detail {
             message.push_str(&format!(" ({d})"));
         }
-        writeln!(
-            w,
-            "::{level} {file}title={}::{}",
-            escape(&title, true),
-            escape(&visible(&message), false)
-        )?;
+        annotation(w, level, file.as_deref(), &title, &message)?;
     }
     // Notes are facts, not differences (the code matching at a later commit is one on nearly
     // every run): plain log lines, not annotations. A line cannot start a workflow command.

@@ -7,7 +7,6 @@
 //! change) and compared.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use crate::util::{Repo, Venv};
 
@@ -59,19 +58,6 @@ fn named(items: &[(&str, &str, &str, &str)]) -> Named {
         .collect()
 }
 
-/// A distribution installed by hand (a `.dist-info` with its METADATA): what pip leaves, without
-/// the network.
-fn install_fake(site: &Path, name: &str, version: &str) {
-    let dir = site.join(format!("{name}-{version}.dist-info"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("METADATA"),
-        format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"),
-    )
-    .unwrap();
-    std::fs::write(dir.join("INSTALLER"), "pip\n").unwrap();
-}
-
 #[test]
 fn verify_diff_and_rebuild_name_the_same_differences() {
     let r = Repo::ml();
@@ -83,7 +69,7 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
     std::fs::create_dir_all(&external).unwrap();
     std::fs::write(external.join("x.txt"), "external\n").unwrap();
     let venv = Venv::new();
-    install_fake(&venv.site_packages(), "cairnfake", "1.0");
+    crate::summaries::install(&venv.site_packages(), "cairnfake", "1.0", None);
     let py = venv.python();
     let py = py.to_str().unwrap();
     let ext = external.to_str().unwrap();
@@ -136,7 +122,7 @@ fn verify_diff_and_rebuild_name_the_same_differences() {
     r.write("data/train/c.txt", "gamma\n");
     std::fs::remove_file(r.join("data/train/b.txt")).unwrap();
     std::fs::remove_dir_all(venv.site_packages().join("cairnfake-1.0.dist-info")).unwrap();
-    install_fake(&venv.site_packages(), "cairnfake", "2.0");
+    crate::summaries::install(&venv.site_packages(), "cairnfake", "2.0", None);
     r.write("utils.py", "def helper():\n    return 1\n");
     r.commit_all("a new commit");
     r.write("train.py", "print('rewritten, not committed')\n");

@@ -221,18 +221,7 @@ fn environment(
             .args(["-m", "venv", "--without-pip"])
             .arg(&venv),
     );
-    let lib = venv.join("lib");
-    let site = std::fs::read_dir(&lib)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("python")
-        })
-        .unwrap()
-        .join("site-packages");
+    let site = crate::util::site_packages_of(&venv);
     for (name, version) in installed {
         let info = site.join(format!("{}-{version}.dist-info", name.replace('-', "_")));
         std::fs::create_dir_all(&info).unwrap();

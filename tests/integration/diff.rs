@@ -1,7 +1,7 @@
 //! `cairn diff` end to end: two locks, or a lock and the current state. (The package and data
 //! causes of a real retraining are checked with a real venv in rebuild.rs.)
 
-use crate::util::{diff_keys, names_in, Repo};
+use crate::util::{amend_checkpoint, diff_keys, names_in, Repo};
 
 fn k(section: &str, subject: &str, path: &str) -> (String, String, String) {
     (section.into(), subject.into(), path.into())
@@ -225,27 +225,14 @@ fn checkpoint_metrics_are_compared() {
     let r = Repo::ml();
     r.cairn(["lock", "--no-python"]).expect(0);
     r.write("runs/a.bin", "weights");
-    r.cairn([
-        "checkpoint",
-        "add",
-        "--amend",
+    r.cairn(amend_checkpoint(
         "runs/a.bin",
-        "--metric",
-        "loss=1.5",
-        "--metric",
-        "acc=0.5",
-    ])
+        &["--metric", "loss=1.5", "--metric", "acc=0.5"],
+    ))
     .expect(0);
     std::fs::copy(r.join("cairn.lock"), r.join("first.cairn.lock")).unwrap();
-    r.cairn([
-        "checkpoint",
-        "add",
-        "--amend",
-        "runs/a.bin",
-        "--metric",
-        "loss=0.75",
-    ])
-    .expect(0);
+    r.cairn(amend_checkpoint("runs/a.bin", &["--metric", "loss=0.75"]))
+        .expect(0);
     let report = diff_json(&r, &["first.cairn.lock", "cairn.lock"], 1);
     let metrics: Vec<(String, String)> = report["effects"]
         .as_array()

@@ -36,37 +36,51 @@ with open("logs/run/metrics.json", "w") as f:
 "#;
 
 fn ckpt_project() -> Repo {
+    ckpt_project_with(None, true)
+}
+
+/// The checkpoint project, with a committed link `evil` to `link_out` when given, locked with
+/// the metrics file as an output when `output`.
+fn ckpt_project_with(link_out: Option<&Path>, output: bool) -> Repo {
     let r = Repo::new();
     r.write("train.py", TRAIN_INTO_CKPT);
     r.write("data/train.txt", "some training text\n");
     r.write(".gitignore", "ckpt/\nlogs/\n");
-    r.commit_all("training code");
+    match link_out {
+        Some(to) => {
+            std::os::unix::fs::symlink(to, r.join("evil")).unwrap();
+            r.commit_all("training code and a link out");
+        }
+        None => r.commit_all("training code"),
+    }
     std::fs::create_dir_all(r.join("ckpt")).unwrap();
     std::fs::create_dir_all(r.join("logs/run")).unwrap();
-    r.cairn([
+    let mut args = vec![
         "lock",
         "--no-python",
         "--data",
         "data/train.txt",
         "--checkpoint",
         "ckpt/model.bin",
-        "--output",
-        "logs/run/metrics.json",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    ];
+    if output {
+        args.extend(["--output", "logs/run/metrics.json"]);
+    }
+    args.extend(["--", "python3", "train.py"]);
+    r.cairn(args).expect(0);
     r
 }
 
+/// `cairn rebuild --into INTO --run --format json` in `r`, which must exit with `code`: its report.
+fn rebuild_and_run(r: &Repo, into: &Path, code: i32) -> serde_json::Value {
+    crate::rebuild::rebuild(r, into, &["--run", "--format", "json"])
+        .expect(code)
+        .json()
+}
+
+/// The `run` step of a `rebuild --format json` report.
 fn run_step(report: &serde_json::Value) -> &serde_json::Value {
-    report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step"] == "run")
-        .unwrap_or_else(|| panic!("no run step: {report}"))
+    crate::rebuild::step(report, "run")
 }
 
 #[test]
@@ -74,17 +88,7 @@ fn rebuild_makes_the_directories_the_run_writes_into() {
     let r = ckpt_project();
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
-    let out = r
-        .cairn([
-            "rebuild",
-            "--into",
-            into.to_str().unwrap(),
-            "--run",
-            "--format",
-            "json",
-        ])
-        .expect(0);
-    let report = out.json();
+    let report = rebuild_and_run(&r, &into, 0);
     let run = run_step(&report);
     assert_eq!(run["status"], "reproduced", "{report}");
     let actions = run["actions"].to_string();
@@ -102,29 +106,10 @@ fn rebuild_makes_the_directories_the_run_writes_into() {
 
 #[test]
 fn a_hostile_lock_path_creates_nothing_outside_the_worktree() {
-    let r = Repo::new();
     // A committed link `evil` leads to a directory outside the repository.
     let outside = tempfile::tempdir().unwrap();
     let marker = outside.path().join("MARKER");
-    r.write("train.py", TRAIN_INTO_CKPT);
-    r.write("data/train.txt", "some training text\n");
-    r.write(".gitignore", "ckpt/\nlogs/\n");
-    std::os::unix::fs::symlink(outside.path(), r.join("evil")).unwrap();
-    r.commit_all("training code and a link out");
-    std::fs::create_dir_all(r.join("ckpt")).unwrap();
-    std::fs::create_dir_all(r.join("logs/run")).unwrap();
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--data",
-        "data/train.txt",
-        "--checkpoint",
-        "ckpt/model.bin",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    let r = ckpt_project_with(Some(outside.path()), false);
     // The lock is edited to name a checkpoint below the link; the command would touch the
     // marker if it ran.
     let mut lock = r.lock_toml("cairn.lock");
@@ -141,17 +126,7 @@ fn a_hostile_lock_path_creates_nothing_outside_the_worktree() {
     let before = snapshot(&[outside.path()]);
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
-    let out = r
-        .cairn([
-            "rebuild",
-            "--into",
-            into.to_str().unwrap(),
-            "--run",
-            "--format",
-            "json",
-        ])
-        .expect(1);
-    let report = out.json();
+    let report = rebuild_and_run(&r, &into, 1);
     let run = run_step(&report);
     assert_eq!(run["status"], "failed", "{report}");
     assert!(

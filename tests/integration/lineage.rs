@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::util::Repo;
+use crate::util::{amend_checkpoint, Repo};
 
 const PRETRAIN: &str = r#"import os, subprocess
 os.makedirs("runs/pretrain", exist_ok=True)
@@ -360,35 +360,16 @@ fn checkpoint_add_bad_input() {
         .expect(2)
         .stderr_has("checkpoint does not exist");
     let outside = tempfile::NamedTempFile::new().unwrap();
-    r.cairn([
-        "checkpoint",
-        "add",
-        "--amend",
-        outside.path().to_str().unwrap(),
-    ])
-    .expect(2)
-    .stderr_has("inside the project");
+    r.cairn(amend_checkpoint(outside.path().to_str().unwrap(), &[]))
+        .expect(2)
+        .stderr_has("inside the project");
     r.write("runs/a.bin", "a");
-    r.cairn([
-        "checkpoint",
-        "add",
-        "--amend",
-        "runs/a.bin",
-        "--metric",
-        "loss=abc",
-    ])
-    .expect(2)
-    .stderr_has("is not a number");
-    r.cairn([
-        "checkpoint",
-        "add",
-        "--amend",
-        "runs/a.bin",
-        "--parent",
-        "../x",
-    ])
-    .expect(2)
-    .stderr_has("escapes the project");
+    r.cairn(amend_checkpoint("runs/a.bin", &["--metric", "loss=abc"]))
+        .expect(2)
+        .stderr_has("is not a number");
+    r.cairn(amend_checkpoint("runs/a.bin", &["--parent", "../x"]))
+        .expect(2)
+        .stderr_has("escapes the project");
     assert_eq!(r.read("cairn.lock"), before, "nothing written on bad input");
     // A lock from a newer cairn is never rewritten.
     let newer = before.replacen("version = 1", "version = 9", 1);

@@ -22,18 +22,27 @@ fn project() -> Repo {
     r
 }
 
+/// `cairn lock --lock LOCK --no-python` of the training run.
 fn lock_args(lock: &str) -> Vec<&str> {
-    vec![
-        "lock",
-        "--lock",
-        lock,
-        "--no-python",
+    lock_args_python(lock, None)
+}
+
+/// `cairn lock --lock LOCK` of the training run, with the interpreter `python` (or
+/// `--no-python`).
+fn lock_args_python<'a>(lock: &'a str, python: Option<&'a str>) -> Vec<&'a str> {
+    let mut args = vec!["lock", "--lock", lock];
+    match python {
+        Some(py) => args.extend(["--python", py]),
+        None => args.push("--no-python"),
+    }
+    args.extend([
         "--checkpoint",
         "runs/model.bin",
         "--",
         "python3",
         "train.py",
-    ]
+    ]);
+    args
 }
 
 /// Rewrite the `[host]` table of the lock `rel` as another machine would have written it.
@@ -250,17 +259,8 @@ fn blas_of_numeric_packages_is_read_from_their_files() {
     );
     let r = project();
     let py = venv.python();
-    r.cairn([
-        "lock",
-        "--python",
-        py.to_str().unwrap(),
-        "--checkpoint",
-        "runs/model.bin",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    r.cairn(lock_args_python("cairn.lock", py.to_str()))
+        .expect(0);
     assert!(!marker.exists(), "a numeric package was imported");
     let t = r.lock_toml("cairn.lock");
     let blas: Vec<(String, String, String, String)> = t["host"]["blas"]
@@ -300,19 +300,8 @@ fn blas_of_numeric_packages_is_read_from_their_files() {
     );
     std::fs::write(r.join("train.py"), THREAD_DEPENDENT.replace("cpus=", "n=")).unwrap();
     r.commit_all("another format");
-    r.cairn([
-        "lock",
-        "--lock",
-        "b.cairn.lock",
-        "--python",
-        py.to_str().unwrap(),
-        "--checkpoint",
-        "runs/model.bin",
-        "--",
-        "python3",
-        "train.py",
-    ])
-    .expect(0);
+    r.cairn(lock_args_python("b.cairn.lock", py.to_str()))
+        .expect(0);
     let d = r
         .cairn(["diff", "cairn.lock", "b.cairn.lock", "--format", "json"])
         .expect(1)

@@ -342,23 +342,26 @@ exec "$PYENV_ROOT/versions/$version/bin/$program" "$@"
     }
 }
 
-#[test]
-fn switching_the_pyenv_version_shows_up_in_the_next_verify() {
+/// A fake pyenv in a temporary directory with two versions, `a` and `b` (venvs with the
+/// distributions `only-in-a` and `only-in-b`), `a` the global one.
+fn pyenv_a_and_b() -> (tempfile::TempDir, Venv, Venv, FakePyenv) {
     let (a, b) = (Venv::new(), Venv::new());
     fake_distribution(&a.site_packages(), "only-in-a", "1.0");
     fake_distribution(&b.site_packages(), "only-in-b", "1.0");
     let work = tempfile::tempdir().unwrap();
     let pyenv = FakePyenv::new(work.path(), &[("a", &a), ("b", &b)]);
     pyenv.set_global("a");
+    (work, a, b, pyenv)
+}
+
+#[test]
+fn switching_the_pyenv_version_shows_up_in_the_next_verify() {
+    let (work, _a, _b, pyenv) = pyenv_a_and_b();
 
     let r = Repo::new();
     r.write("train.py", "print('hi')\n");
     r.commit_all("initial");
-    let path = format!(
-        "{}:{}",
-        pyenv.root.join("shims").display(),
-        std::env::var("PATH").unwrap()
-    );
+    let path = pyenv.path();
     // The shim runs in the probe's new directory under the temporary directory, so the
     // `.python-version` files pyenv finds up the tree are those above it.
     let tmp = work.path().join("tmp");
@@ -443,12 +446,7 @@ fn pyenv_run(
 
 #[test]
 fn a_pyenv_version_that_is_no_installed_version_is_refused() {
-    let (a, b) = (Venv::new(), Venv::new());
-    fake_distribution(&a.site_packages(), "only-in-a", "1.0");
-    fake_distribution(&b.site_packages(), "only-in-b", "1.0");
-    let work = tempfile::tempdir().unwrap();
-    let pyenv = FakePyenv::new(work.path(), &[("a", &a), ("b", &b)]);
-    pyenv.set_global("a");
+    let (work, _a, _b, pyenv) = pyenv_a_and_b();
     // What a name would reach if it were taken as a path: a program that leaves a mark.
     let marker = work.path().join("MARKER");
     let evil = work.path().join("evil/bin");

@@ -91,6 +91,24 @@ fn locked_plain() -> Repo {
     r
 }
 
+/// `project(TRAIN_SIX)` with the project's own package `mylib` in `pkg/`, committed and
+/// installed editable (from the repository) into `venv`.
+fn project_with_own_package(venv: &Venv) -> Repo {
+    let r = project(TRAIN_SIX);
+    r.write(
+        "pkg/pyproject.toml",
+        "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n[project]\nname = \"mylib\"\nversion = \"0.1.0\"\n",
+    );
+    r.write("pkg/mylib/__init__.py", "NAME = 'mylib 0.1'\n");
+    r.write(
+        ".gitignore",
+        "runs/\ndata/\n*.egg-info/\nbuild/\n__pycache__/\n",
+    );
+    r.commit_all("the project's own package");
+    venv.pip(&["install", "-e", r.join("pkg").to_str().unwrap()]);
+    r
+}
+
 /// The `cairn rebuild --into INTO ARGS...` command in `r`, for a test that sets more on it.
 fn rebuild_cmd(r: &Repo, into: &Path, args: &[&str]) -> Command {
     let mut cmd = r.cmd();
@@ -99,11 +117,12 @@ fn rebuild_cmd(r: &Repo, into: &Path, args: &[&str]) -> Command {
 }
 
 /// Run `cairn rebuild --into INTO ARGS...` in `r`.
-fn rebuild(r: &Repo, into: &Path, args: &[&str]) -> Run {
+pub(crate) fn rebuild(r: &Repo, into: &Path, args: &[&str]) -> Run {
     Run::of(&mut rebuild_cmd(r, into, args))
 }
 
-fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+/// The step `name` (`code`, `environment`, `run`...) of a `rebuild --format json` report.
+pub(crate) fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     report["steps"]
         .as_array()
         .unwrap()
@@ -132,18 +151,8 @@ fn rebuilt_run_is_bit_identical_and_diff_names_the_two_causes() {
     venv.pip(&["install", "six==1.16.0"]);
     let py = venv.python();
     let py = py.to_str().unwrap();
-    let r = project(TRAIN_SIX);
-    r.write(
-        "pkg/pyproject.toml",
-        "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n[project]\nname = \"mylib\"\nversion = \"0.1.0\"\n",
-    );
-    r.write("pkg/mylib/__init__.py", "NAME = 'mylib 0.1'\n");
-    r.write(
-        ".gitignore",
-        "runs/\ndata/\n*.egg-info/\nbuild/\n__pycache__/\n",
-    );
-    r.commit_all("the project's own package");
-    venv.pip(&["install", "-e", r.join("pkg").to_str().unwrap()]);
+    // The project's own package, editable from the repository.
+    let r = project_with_own_package(&venv);
     r.cairn(lock_args(&["--python", py], py, None)).expect(0);
     let model = std::fs::read(r.join("runs/model.bin")).unwrap();
     let metrics = r.read("runs/metrics.json");
@@ -693,19 +702,8 @@ fn rebuild_with_uv_when_it_is_on_path() {
     venv.pip(&["install", "six==1.16.0"]);
     let py = venv.python();
     let py = py.to_str().unwrap();
-    let r = project(TRAIN_SIX);
-    // The project's own package, editable from the repository, as in the pip test above.
-    r.write(
-        "pkg/pyproject.toml",
-        "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n[project]\nname = \"mylib\"\nversion = \"0.1.0\"\n",
-    );
-    r.write("pkg/mylib/__init__.py", "NAME = 'mylib 0.1'\n");
-    r.write(
-        ".gitignore",
-        "runs/\ndata/\n*.egg-info/\nbuild/\n__pycache__/\n",
-    );
-    r.commit_all("the project's own package");
-    venv.pip(&["install", "-e", r.join("pkg").to_str().unwrap()]);
+    // The project's own package, editable from the repository.
+    let r = project_with_own_package(&venv);
     r.cairn(lock_args(&["--python", py], py, None)).expect(0);
     r.commit_all("lock the run");
     let target = tempfile::tempdir().unwrap();

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::rebuild::{rebuild, step};
 use crate::util::{Repo, Run};
 
 /// A script that lives in `src/` and is run from there, writing relative to where it runs.
@@ -13,27 +14,72 @@ with open("out/model.bin", "w") as f:
     f.write("ran in %s\n" % here)
 "#;
 
-fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step"] == name)
-        .unwrap_or_else(|| panic!("no step {name}: {report}"))
-}
-
-fn rebuild(r: &Repo, into: &Path, args: &[&str]) -> Run {
-    let mut cmd = r.cmd();
-    cmd.arg("rebuild").arg("--into").arg(into).args(args);
-    Run::of(&mut cmd)
-}
-
 fn project() -> Repo {
     let r = Repo::new();
     r.write("src/train.py", TRAIN_IN_SRC);
     r.write(".gitignore", "out/\nwork/\n");
     r.commit_all("initial");
     r
+}
+
+/// Write `t` as `bad.cairn.lock` and check that `rebuild --lock bad.cairn.lock --run` refuses
+/// it (exit 2, saying `says`) and makes nothing. The lock's text as written, for the caller to
+/// check that nothing rewrote it.
+fn rebuild_refuses(r: &Repo, t: &toml::Table, says: &str) -> String {
+    r.write("bad.cairn.lock", toml::to_string(t).unwrap());
+    let before = r.read("bad.cairn.lock");
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("rebuilt");
+    r.cairn([
+        "rebuild",
+        "--lock",
+        "bad.cairn.lock",
+        "--into",
+        into.to_str().unwrap(),
+        "--run",
+    ])
+    .expect(2)
+    .stderr_has(says);
+    assert!(!into.exists());
+    before
+}
+
+/// Lock `r` with a command that touches `marker` (removed again), edit the lock's `[run]`
+/// table with `edit`, and commit it.
+fn lock_touching(r: &Repo, marker: &Path, edit: impl FnOnce(&mut toml::Table)) {
+    r.cairn([
+        "lock",
+        "--no-python",
+        "--",
+        "touch",
+        marker.to_str().unwrap(),
+    ])
+    .expect(0);
+    std::fs::remove_file(marker).unwrap();
+    let mut t = r.lock_toml("cairn.lock");
+    edit(t["run"].as_table_mut().unwrap());
+    r.write("cairn.lock", toml::to_string(&t).unwrap());
+    r.commit_all("lock");
+}
+
+/// `rebuild --run --format json` into `into` runs nothing: the run step is `not-run`, its
+/// first note saying `says`.
+fn rebuild_does_not_run(r: &Repo, into: &Path, says: &str) {
+    let report = rebuild(r, into, &["--run", "--format", "json"])
+        .expect(0)
+        .json();
+    let run = step(&report, "run");
+    assert_eq!(run["status"], "not-run", "{report}");
+    assert!(run["notes"][0].as_str().unwrap().contains(says), "{report}");
+}
+
+/// `rebuild --run --format json` into `into` reproduces the run: its report.
+fn rebuild_reproduces(r: &Repo, into: &Path) -> serde_json::Value {
+    let report = rebuild(r, into, &["--run", "--format", "json"])
+        .expect(0)
+        .json();
+    assert_eq!(step(&report, "run")["status"], "reproduced", "{report}");
+    report
 }
 
 /// Run from a subdirectory, the lock records it relative to the repository root, and the
@@ -63,10 +109,7 @@ fn the_command_runs_where_it_ran() {
     r.commit_all("lock");
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
-    let report = rebuild(&r, &into, &["--run", "--format", "json"])
-        .expect(0)
-        .json();
-    assert_eq!(step(&report, "run")["status"], "reproduced", "{report}");
+    let report = rebuild_reproduces(&r, &into);
     let cwd = into.canonicalize().unwrap().join("src");
     assert_eq!(report["command"]["cwd"], cwd.to_str().unwrap(), "{report}");
     assert_eq!(
@@ -101,10 +144,7 @@ fn an_ignored_working_directory_is_made() {
     r.commit_all("lock");
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
-    let report = rebuild(&r, &into, &["--run", "--format", "json"])
-        .expect(0)
-        .json();
-    assert_eq!(step(&report, "run")["status"], "reproduced", "{report}");
+    rebuild_reproduces(&r, &into);
     assert_eq!(
         std::fs::read_to_string(into.join("work/out/model.bin")).unwrap(),
         "ran in work\n"
@@ -147,35 +187,13 @@ fn a_command_that_ran_outside_the_repository_is_not_run() {
     let r = project();
     let outside = tempfile::tempdir().unwrap();
     let marker = outside.path().join("MARKER");
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--",
-        "touch",
-        marker.to_str().unwrap(),
-    ])
-    .expect(0);
-    std::fs::remove_file(&marker).unwrap();
-    let mut t = r.lock_toml("cairn.lock");
-    let run = t["run"].as_table_mut().unwrap();
-    run.remove("cwd");
-    run.insert("cwd-outside".into(), true.into());
-    r.write("cairn.lock", toml::to_string(&t).unwrap());
-    r.commit_all("lock");
+    lock_touching(&r, &marker, |run| {
+        run.remove("cwd");
+        run.insert("cwd-outside".into(), true.into());
+    });
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
-    let report = rebuild(&r, &into, &["--run", "--format", "json"])
-        .expect(0)
-        .json();
-    let run = step(&report, "run");
-    assert_eq!(run["status"], "not-run", "{report}");
-    assert!(
-        run["notes"][0]
-            .as_str()
-            .unwrap()
-            .contains("ran outside the repository"),
-        "{report}"
-    );
+    rebuild_does_not_run(&r, &into, "ran outside the repository");
     assert!(!marker.exists(), "the command ran");
     rebuild(&r, &target.path().join("human"), &["--run"])
         .expect(0)
@@ -191,37 +209,13 @@ fn a_working_directory_that_leads_out_is_refused() {
     std::os::unix::fs::symlink(outside.path(), r.join("escape")).unwrap();
     r.commit_all("a link out");
     let marker = outside.path().join("MARKER");
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--",
-        "touch",
-        marker.to_str().unwrap(),
-    ])
-    .expect(0);
-    std::fs::remove_file(&marker).unwrap();
-    let mut t = r.lock_toml("cairn.lock");
-    t["run"]
-        .as_table_mut()
-        .unwrap()
-        .insert("cwd".into(), "escape".into());
-    r.write("cairn.lock", toml::to_string(&t).unwrap());
-    r.commit_all("lock");
+    lock_touching(&r, &marker, |run| {
+        run.insert("cwd".into(), "escape".into());
+    });
     let before = crate::util::snapshot(&[outside.path()]);
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
-    let report = rebuild(&r, &into, &["--run", "--format", "json"])
-        .expect(0)
-        .json();
-    let run = step(&report, "run");
-    assert_eq!(run["status"], "not-run", "{report}");
-    assert!(
-        run["notes"][0]
-            .as_str()
-            .unwrap()
-            .contains("leads outside the rebuilt worktree"),
-        "{report}"
-    );
+    rebuild_does_not_run(&r, &into, "leads outside the rebuilt worktree");
     assert!(!marker.exists(), "the command ran");
     assert_eq!(crate::util::snapshot(&[outside.path()]), before);
 }
@@ -248,21 +242,7 @@ fn bad_working_directories_are_refused() {
                 .unwrap()
                 .insert("cwd-outside".into(), true.into());
         }
-        r.write("bad.cairn.lock", toml::to_string(&t).unwrap());
-        let before = r.read("bad.cairn.lock");
-        let target = tempfile::tempdir().unwrap();
-        let into = target.path().join("rebuilt");
-        r.cairn([
-            "rebuild",
-            "--lock",
-            "bad.cairn.lock",
-            "--into",
-            into.to_str().unwrap(),
-            "--run",
-        ])
-        .expect(2)
-        .stderr_has(says);
-        assert!(!into.exists());
+        let before = rebuild_refuses(&r, &t, says);
         r.cairn(["verify", "--lock", "bad.cairn.lock"])
             .expect(2)
             .stderr_has(says);
@@ -412,21 +392,7 @@ fn a_bad_index_url_is_refused() {
         py.insert("version".into(), "3.11.7".into());
         py.insert("index-url".into(), bad.into());
         t.insert("python".into(), py.into());
-        r.write("bad.cairn.lock", toml::to_string(&t).unwrap());
-        let before = r.read("bad.cairn.lock");
-        let target = tempfile::tempdir().unwrap();
-        let into = target.path().join("rebuilt");
-        r.cairn([
-            "rebuild",
-            "--lock",
-            "bad.cairn.lock",
-            "--into",
-            into.to_str().unwrap(),
-            "--run",
-        ])
-        .expect(2)
-        .stderr_has("`python.index-url`");
-        assert!(!into.exists());
+        let before = rebuild_refuses(&r, &t, "`python.index-url`");
         assert_eq!(r.read("bad.cairn.lock"), before);
     }
 }
@@ -509,6 +475,35 @@ fn git_worktrees(r: &Repo) -> usize {
         .count()
 }
 
+/// `project()` locked, and committed, with the interpreter of `own`.
+fn locked_with(own: &crate::util::Venv) -> Repo {
+    let r = project();
+    let py = own.python();
+    r.cairn(["lock", "--python", py.to_str().unwrap(), "--", "true"])
+        .expect(0);
+    r.commit_all("lock");
+    r
+}
+
+/// Start `cairn rebuild --into <into>`, with what `more` adds (variables, options), in a
+/// process group of its own, so that `ctrl_c` reaches it and everything it started, with its
+/// output captured.
+fn spawn_rebuild(
+    r: &Repo,
+    into: &Path,
+    more: impl FnOnce(&mut std::process::Command),
+) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = r.cmd();
+    cmd.arg("rebuild").arg("--into").arg(into);
+    more(&mut cmd);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
 /// A Python lock, and a stub interpreter (for `--python`) that answers every question with a
 /// venv of the test's own and, where `at` matches its arguments, says so into the FIFO
 /// `started` and then waits on a FIFO nobody writes: Ctrl-C is what ends it.
@@ -534,33 +529,49 @@ fn stalling_python(
     (stub, started)
 }
 
+/// A rebuild with pip of a project locked with a venv of the test's own, started (as
+/// `spawn_rebuild` does) with the stub interpreter of `stalling_python(.., at)`.
+struct Stalled {
+    r: Repo,
+    into: std::path::PathBuf,
+    /// The FIFO the stub writes into when it starts to wait.
+    started: std::path::PathBuf,
+    child: std::process::Child,
+    /// The venv and temporary directories, kept until the test ends.
+    _keep: (crate::util::Venv, tempfile::TempDir, tempfile::TempDir),
+}
+
+fn stalled_rebuild(at: &str) -> Stalled {
+    let own = crate::util::Venv::new();
+    let r = locked_with(&own);
+    let tools = tempfile::tempdir().unwrap();
+    let (stub, started) = stalling_python(&own, tools.path(), at);
+    let target = tempfile::tempdir().unwrap();
+    let into = target.path().join("rebuilt");
+    let child = spawn_rebuild(&r, &into, |cmd| {
+        cmd.args(["--installer", "pip", "--yes", "--python"])
+            .arg(&stub);
+    });
+    Stalled {
+        r,
+        into,
+        started,
+        child,
+        _keep: (own, tools, target),
+    }
+}
+
 /// Ctrl-C while the environment is being made (the venv half-created): the installer stops,
 /// and the rebuild removes its directory and git worktree, and says so (exit 2).
 #[test]
 fn ctrl_c_while_the_environment_is_made_leaves_nothing() {
-    use std::os::unix::process::CommandExt;
-    let r = project();
-    let own = crate::util::Venv::new();
-    let py = own.python();
-    r.cairn(["lock", "--python", py.to_str().unwrap(), "--", "true"])
-        .expect(0);
-    r.commit_all("lock");
-    let tools = tempfile::tempdir().unwrap();
-    let (stub, started) = stalling_python(&own, tools.path(), "*'-m venv'*");
-    let target = tempfile::tempdir().unwrap();
-    let into = target.path().join("rebuilt");
-    let child = r
-        .cmd()
-        .arg("rebuild")
-        .arg("--into")
-        .arg(&into)
-        .args(["--installer", "pip", "--yes", "--python"])
-        .arg(&stub)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let Stalled {
+        r,
+        into,
+        started,
+        child,
+        _keep,
+    } = stalled_rebuild("*'-m venv'*");
     wait_for(&started, "making the venv");
     assert!(into.join(".git").exists(), "the worktree is there by now");
     ctrl_c(&child);
@@ -576,30 +587,14 @@ fn ctrl_c_while_the_environment_is_made_leaves_nothing() {
 /// ends as any program does, and there is nothing to clean.
 #[test]
 fn ctrl_c_in_the_preflight_makes_nothing() {
-    use std::os::unix::process::CommandExt;
-    let r = project();
-    let own = crate::util::Venv::new();
-    let py = own.python();
-    r.cairn(["lock", "--python", py.to_str().unwrap(), "--", "true"])
-        .expect(0);
-    r.commit_all("lock");
-    let tools = tempfile::tempdir().unwrap();
     // The first thing cairn asks an interpreter is a `-c` script (the probe).
-    let (stub, started) = stalling_python(&own, tools.path(), "*-c*");
-    let target = tempfile::tempdir().unwrap();
-    let into = target.path().join("rebuilt");
-    let child = r
-        .cmd()
-        .arg("rebuild")
-        .arg("--into")
-        .arg(&into)
-        .args(["--installer", "pip", "--yes", "--python"])
-        .arg(&stub)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let Stalled {
+        r,
+        into,
+        started,
+        child,
+        _keep,
+    } = stalled_rebuild("*-c*");
     wait_for(&started, "the interpreter probe");
     ctrl_c(&child);
     let out = child.wait_with_output().unwrap();
@@ -612,7 +607,6 @@ fn ctrl_c_in_the_preflight_makes_nothing() {
 /// directory is kept for inspection with a note saying how to remove it.
 #[test]
 fn ctrl_c_during_the_run_keeps_the_directory_and_says_how_to_remove_it() {
-    use std::os::unix::process::CommandExt;
     let r = Repo::new();
     // Blocks only when the test asks (a variable cairn does not record or restore).
     r.write(
@@ -638,19 +632,11 @@ fn ctrl_c_during_the_run_keeps_the_directory_and_says_how_to_remove_it() {
     mkfifo(&never);
     let target = tempfile::tempdir().unwrap();
     let into = target.path().join("rebuilt");
-    let child = r
-        .cmd()
-        .env("CAIRN_TEST_STARTED", &started)
-        .env("CAIRN_TEST_NEVER", &never)
-        .arg("rebuild")
-        .arg("--into")
-        .arg(&into)
-        .args(["--run", "--format", "json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let child = spawn_rebuild(&r, &into, |cmd| {
+        cmd.env("CAIRN_TEST_STARTED", &started)
+            .env("CAIRN_TEST_NEVER", &never)
+            .args(["--run", "--format", "json"]);
+    });
     wait_for(&started, "the rebuilt command");
     ctrl_c(&child);
     let report = Run::from(child.wait_with_output().unwrap())

@@ -194,7 +194,7 @@ fn quiet_verify_prints_only_what_fails() {
 
 /// A distribution as installers leave it: `NAME-VERSION.dist-info` with METADATA, and
 /// `top_level.txt` when `provides` names its modules.
-fn install(site: &Path, name: &str, version: &str, provides: Option<&str>) {
+pub(crate) fn install(site: &Path, name: &str, version: &str, provides: Option<&str>) {
     let dir = site.join(format!("{}-{version}.dist-info", name.replace('-', "_")));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(

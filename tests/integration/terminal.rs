@@ -7,6 +7,19 @@ use std::path::Path;
 
 use crate::util::{Repo, LOCK_ML_NO_PYTHON};
 
+/// `cairn lock --no-python --replace-run -- sh -c SCRIPT`.
+fn replace_run_sh(script: &str) -> [&str; 7] {
+    [
+        "lock",
+        "--no-python",
+        "--replace-run",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]
+}
+
 #[test]
 fn the_commands_exit_status_passes_through() {
     let r = Repo::ml();
@@ -146,15 +159,9 @@ fn checkpoint_add_outside_a_run_is_refused_unless_amend() {
     assert!(r.read("cairn.lock").contains("runs/later.bin"));
     // Inside a run no flag is needed: the add goes to the run's in-progress lock.
     let bin = env!("CARGO_BIN_EXE_cairn");
-    r.cairn([
-        "lock",
-        "--no-python",
-        "--replace-run",
-        "--",
-        "sh",
-        "-c",
-        &format!("echo w > runs/during.bin && {bin} checkpoint add runs/during.bin"),
-    ])
+    r.cairn(replace_run_sh(&format!(
+        "echo w > runs/during.bin && {bin} checkpoint add runs/during.bin"
+    )))
     .expect(0);
     assert!(r.read("cairn.lock").contains("runs/during.bin"));
 }
@@ -224,20 +231,7 @@ fn lock_paths_work_like_gits() {
         .expect(0);
     // Printed relative to where cairn runs: the change sidecar and the failed record too.
     r.write("train.py", "# changed\n");
-    let out = r
-        .cairn_in(
-            "src",
-            [
-                "lock",
-                "--no-python",
-                "--replace-run",
-                "--",
-                "sh",
-                "-c",
-                "exit 4",
-            ],
-        )
-        .expect(4);
+    let out = r.cairn_in("src", replace_run_sh("exit 4")).expect(4);
     out.stderr_has("recorded in ../.cairn/changes/");
     out.stderr_has(
         "; ../cairn.lock was left as it was, and this run's record is in ../.cairn/failed/",

@@ -676,18 +676,7 @@ impl Venv {
     }
 
     pub fn site_packages(&self) -> PathBuf {
-        let lib = self.dir.path().join("venv/lib");
-        let py = std::fs::read_dir(&lib)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("python")
-            })
-            .unwrap();
-        py.join("site-packages")
+        site_packages_of(&self.dir.path().join("venv"))
     }
 
     /// Run pip in the venv. Only where packages come from (index, local wheels, certificates,
@@ -729,4 +718,27 @@ pub fn replay_nvidia_smi(dir: &Path) -> PathBuf {
         ),
     );
     script
+}
+
+/// The `site-packages` directory of the virtual environment at `venv` (`lib/pythonX.Y/...`).
+pub fn site_packages_of(venv: &Path) -> PathBuf {
+    let py = std::fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("python")
+        })
+        .unwrap();
+    py.join("site-packages")
+}
+
+/// The arguments of `cairn checkpoint add --amend PATH MORE...` (recording a checkpoint into
+/// a finished lock).
+pub fn amend_checkpoint<'a>(path: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["checkpoint", "add", "--amend", path];
+    args.extend_from_slice(more);
+    args
 }

@@ -29,6 +29,27 @@ pub const MAX_SIDECAR_BYTES: u64 = 1 << 30;
 /// The most a manifest (`.cairn/manifests/*.b3`) or a stat cache file may hold.
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 30;
 
+/// The names of `components`, a path below a directory: `.` is skipped, and `..`, a root or
+/// a prefix is refused (the path would leave the directory).
+fn names_below<'a>(
+    components: impl IntoIterator<Item = Component<'a>>,
+) -> std::io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for c in components {
+        match c {
+            Component::Normal(n) => names.push(n.to_os_string()),
+            Component::CurDir => {}
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the path leaves its directory (`..` or an absolute part)",
+                ))
+            }
+        }
+    }
+    Ok(names)
+}
+
 /// The anchor of `path` and the components below it (the last one names the file itself).
 fn anchored(path: &Path) -> std::io::Result<(PathBuf, Vec<OsString>)> {
     let comps: Vec<Component<'_>> = path.components().collect();
@@ -42,19 +63,7 @@ fn anchored(path: &Path) -> std::io::Result<(PathBuf, Vec<OsString>)> {
     } else {
         anchor
     };
-    let mut below = Vec::new();
-    for c in &comps[cut..] {
-        match c {
-            Component::Normal(n) => below.push(n.to_os_string()),
-            Component::CurDir => {}
-            _ => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "the path leaves its directory (`..` or an absolute part)",
-                ))
-            }
-        }
-    }
+    let below = names_below(comps[cut..].iter().copied())?;
     if below.is_empty() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -133,20 +142,7 @@ pub fn create_dir_all(path: &Path) -> Result<()> {
 /// from elsewhere names is only ever made inside `anchor`.
 pub fn create_dir_all_in(anchor: &Path, below: &Path) -> Result<()> {
     let path = anchor.join(below);
-    let mut names = Vec::new();
-    for c in below.components() {
-        match c {
-            Component::Normal(n) => names.push(n.to_os_string()),
-            Component::CurDir => {}
-            _ => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "the path leaves its directory (`..` or an absolute part)",
-                ))
-                .ctx("cannot create directory", &path)
-            }
-        }
-    }
+    let names = names_below(below.components()).ctx("cannot create directory", &path)?;
     if !anchor.is_dir() {
         return Err(std::io::Error::from(std::io::ErrorKind::NotFound))
             .ctx("cannot create directory", &path);
@@ -197,6 +193,31 @@ pub fn user_dir(xdg_var: &str, under_home: &str) -> Option<PathBuf> {
 /// are read whatever `stat` said. A symlink, device, FIFO or directory, or a file larger than
 /// `limit`, is an error that says so.
 pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let (file, size) = open_regular(path)?;
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "it is larger than {}, the most cairn reads for this file",
+                show_size(limit)
+            ),
+        )
+    };
+    if size > limit {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(size as usize);
+    file.take(limit + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(out)
+}
+
+/// Open the regular file `path` for reading the way [`read_bounded`] does (no final symlink
+/// followed, no blocking, the type checked on the open file), for a caller that streams it;
+/// with its size.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<(File, u64)> {
     let (dir, name) = open_parent(path, false)?;
     let fd = rustix::fs::openat(
         &dir,
@@ -220,44 +241,6 @@ pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
                 "it is {}; cairn reads only regular files here",
                 file_kind(kind)
             ),
-        ));
-    }
-    let too_large = || {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "it is larger than {}, the most cairn reads for this file",
-                show_size(limit)
-            ),
-        )
-    };
-    if st.st_size as u64 > limit {
-        return Err(too_large());
-    }
-    let mut out = Vec::with_capacity(st.st_size as usize);
-    File::from(fd).take(limit + 1).read_to_end(&mut out)?;
-    if out.len() as u64 > limit {
-        return Err(too_large());
-    }
-    Ok(out)
-}
-
-/// Open the regular file `path` for reading the way [`read_bounded`] does (no final symlink
-/// followed, no blocking, the type checked on the open file), for a caller that streams it;
-/// with its size.
-pub(crate) fn open_regular(path: &Path) -> std::io::Result<(File, u64)> {
-    let (dir, name) = open_parent(path, false)?;
-    let fd = rustix::fs::openat(
-        &dir,
-        name.as_os_str(),
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
-        Mode::empty(),
-    )?;
-    let st = rustix::fs::fstat(&fd)?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not a regular file",
         ));
     }
     Ok((File::from(fd), st.st_size as u64))

@@ -311,16 +311,7 @@ mod tests {
     use super::*;
     use crate::content::digest::Entry;
 
-    fn m(items: &[(&[u8], u8)]) -> Manifest {
-        items
-            .iter()
-            .map(|(p, h)| Entry {
-                path: p,
-                hash: Digest([*h; 32]),
-                size: None,
-            })
-            .collect()
-    }
+    use crate::content::manifest::test_manifest as m;
 
     #[test]
     fn merge_and_map_diffs_agree() {
@@ -352,14 +343,8 @@ mod stream_tests {
     use super::*;
 
     fn m(items: &[(&str, u8)]) -> Manifest {
-        items
-            .iter()
-            .map(|(p, h)| Entry {
-                path: p.as_bytes(),
-                hash: Digest([*h; 32]),
-                size: None,
-            })
-            .collect()
+        let items: Vec<(&[u8], u8)> = items.iter().map(|(p, h)| (p.as_bytes(), *h)).collect();
+        crate::content::manifest::test_manifest(&items)
     }
 
     /// Streaming the stored side gives what parsing it whole gives, in either direction; a

@@ -37,6 +37,22 @@ use crate::error::Result;
 const MAGIC: &[u8; 8] = b"CAIRNSC2";
 const FIXED: usize = 8 * 5 + 32;
 
+/// The fixed part of an entry (`FIXED` bytes): device, inode, size, mtime and ctime as
+/// little-endian `u64`s, then the digest.
+fn decode_fixed(f: &[u8]) -> Cached {
+    let u = |i: usize| u64::from_le_bytes(f[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    Cached {
+        key: StatKey {
+            dev: u(0),
+            ino: u(1),
+            size: u(2),
+            mtime_ns: u(3) as i64,
+            ctime_ns: u(4) as i64,
+        },
+        hash: Digest(f[40..72].try_into().expect("32 bytes")),
+    }
+}
+
 /// What identifies one version of a file, from `stat`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatKey {
@@ -168,18 +184,9 @@ impl StatCache {
             .ok()?;
         let off = self.offsets[i];
         let len = self.path_at(off).len();
-        let f = &self.raw[off + 4 + len..off + 4 + len + FIXED];
-        let u = |i: usize| u64::from_le_bytes(f[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        Some(Cached {
-            key: StatKey {
-                dev: u(0),
-                ino: u(1),
-                size: u(2),
-                mtime_ns: u(3) as i64,
-                ctime_ns: u(4) as i64,
-            },
-            hash: Digest(f[40..72].try_into().expect("32 bytes")),
-        })
+        Some(decode_fixed(
+            &self.raw[off + 4 + len..off + 4 + len + FIXED],
+        ))
     }
 
     /// Replace the cache file with these entries (sorted by path, as a manifest is). Written to
@@ -337,18 +344,7 @@ impl CacheReader {
                 self.bad = true;
                 return None;
             }
-            let f = &self.buf[self.pos + 4 + len..self.pos + 4 + len + FIXED];
-            let u = |i: usize| u64::from_le_bytes(f[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-            let cached = Cached {
-                key: StatKey {
-                    dev: u(0),
-                    ino: u(1),
-                    size: u(2),
-                    mtime_ns: u(3) as i64,
-                    ctime_ns: u(4) as i64,
-                },
-                hash: Digest(f[40..72].try_into().expect("32 bytes")),
-            };
+            let cached = decode_fixed(&self.buf[self.pos + 4 + len..self.pos + 4 + len + FIXED]);
             self.current = Some((len, cached));
         }
         let (len, cached) = self.current?;

@@ -315,20 +315,24 @@ fn unescape(s: &str, out: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
+/// A manifest of `(path, h)` entries, the digest of each `h` repeated 32 times: for tests.
+#[cfg(test)]
+pub(crate) fn test_manifest(items: &[(&[u8], u8)]) -> Manifest {
+    items
+        .iter()
+        .map(|(p, h)| Entry {
+            path: p,
+            hash: Digest([*h; 32]),
+            size: None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn m(items: &[(&[u8], u8)]) -> Manifest {
-        items
-            .iter()
-            .map(|(p, h)| Entry {
-                path: p,
-                hash: Digest::of_bytes(&[*h]),
-                size: None,
-            })
-            .collect()
-    }
+    use super::test_manifest as m;
 
     #[test]
     fn manifest_escapes_like_b3sum_and_parses_back() {
