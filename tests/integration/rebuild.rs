@@ -717,7 +717,17 @@ fn rebuild_with_uv_when_it_is_on_path() {
     let report = out.json();
     let env = step(&report, "environment");
     assert_eq!(env["status"], "reproduced", "{report}");
-    assert!(env["actions"][0].as_str().unwrap().starts_with("uv venv"));
+    // `UV venv ...`, UV being the uv found on PATH (by its absolute path: cairn never runs a uv
+    // from inside the repository).
+    let first: Vec<&str> = env["actions"][0]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert!(
+        first[0].rsplit('/').next() == Some("uv") && first[1] == "venv",
+        "{first:?}: {report}"
+    );
     assert_same_bytes(&into.join("runs/model.bin"), &r.join("runs/model.bin"));
 }
 
