@@ -33,7 +33,8 @@ class CairnCallback(TrainerCallback):
     numbers only), its parent the previous save, or ``parent`` for the first (the checkpoint the
     training resumed from; by default cairn's: the run's previous checkpoint, if any). Only the
     world's main process records. With ``save_total_limit`` the Trainer deletes old checkpoints;
-    the lock keeps their entries, and ``cairn verify`` then reports them missing.
+    the lock keeps their entries marked deleted by the run, which ``cairn verify`` reports as
+    such, not as missing.
 
     Outside ``cairn lock`` (``python train.py`` alone) the training goes on: saves are not
     recorded, and a ``RuntimeWarning`` says so once. Other errors are raised.
