@@ -284,26 +284,7 @@ impl FakePyenv {
             .unwrap();
         }
         let pyenv = root.join("libexec/pyenv");
-        std::fs::write(
-            &pyenv,
-            r#"#!/bin/sh
-# pyenv exec PROGRAM ARGS..., choosing the version as pyenv does.
-echo run >> "$PYENV_ROOT/runs"
-[ "$1" = exec ] || exit 2
-shift
-program="$1"; shift
-version="$PYENV_VERSION"
-dir="${PYENV_DIR:-$PWD}"
-while [ -z "$version" ] && [ -n "$dir" ]; do
-  [ -f "$dir/.python-version" ] && version=$(head -n1 "$dir/.python-version")
-  [ "$dir" = / ] && break
-  dir=$(dirname "$dir")
-done
-[ -n "$version" ] || version=$(head -n1 "$PYENV_ROOT/version")
-exec "$PYENV_ROOT/versions/$version/bin/$program" "$@"
-"#,
-        )
-        .unwrap();
+        std::fs::write(&pyenv, include_str!("../fixtures/fake-pyenv.sh")).unwrap();
         let shim = root.join("shims/python3");
         std::fs::write(
             &shim,

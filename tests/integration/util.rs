@@ -433,28 +433,7 @@ pub fn require_tool(program: &str, why: &str) {
 /// so this waits for the condition instead of sleeping a guessed time, and holds on a loaded
 /// machine and on file systems with whole-second timestamps alike.
 pub fn settle(dir: &Path) {
-    use cairn::content::cache::{now_ns, racy_window, trustworthy, StatKey};
-    let mut keys = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let meta = std::fs::symlink_metadata(e.path()).unwrap();
-            if meta.is_dir() {
-                if e.file_name() != ".git" {
-                    stack.push(e.path());
-                }
-            } else if meta.is_file() {
-                keys.push(StatKey::of(&meta));
-            }
-        }
-    }
-    for key in keys {
-        while !trustworthy(&key, now_ns()) {
-            let left = key.mtime_ns.max(key.ctime_ns) + racy_window(&key) - now_ns();
-            std::thread::sleep(std::time::Duration::from_nanos(left.max(1_000_000) as u64));
-        }
-    }
+    cairn::content::cache::settle(dir).unwrap();
 }
 
 /// Give the file at `path` an mtime `secs` seconds from now (negative: in the past). A file whose mtime

@@ -20,20 +20,7 @@ pub(crate) fn pyenv_style_shims(dir: &Path, venv: &Path) -> Result<PathBuf> {
     let pyenv = root.join("libexec/pyenv");
     std::fs::write(
         &pyenv,
-        r#"#!/bin/sh
-[ "$1" = exec ] || exit 2
-shift
-program="$1"; shift
-version="$PYENV_VERSION"
-dir="${PYENV_DIR:-$PWD}"
-while [ -z "$version" ] && [ -n "$dir" ]; do
-  [ -f "$dir/.python-version" ] && version=$(head -n1 "$dir/.python-version")
-  [ "$dir" = / ] && break
-  dir=$(dirname "$dir")
-done
-[ -n "$version" ] || version=$(head -n1 "$PYENV_ROOT/version")
-exec "$PYENV_ROOT/versions/$version/bin/$program" "$@"
-"#,
+        include_str!("../../../tests/fixtures/fake-pyenv.sh"),
     )?;
     let shim = root.join("shims/python3");
     std::fs::write(

@@ -114,7 +114,7 @@ fn parallel_and_cached_digests_equal_the_reference() {
     };
     let first = digest::hash_path_with(&root, &opts).unwrap();
     assert_eq!(first.digest.to_string(), want);
-    std::thread::sleep(std::time::Duration::from_millis(250));
+    cairn::content::cache::settle(&root).unwrap();
     let _settle = digest::hash_path_with(&root, &opts).unwrap();
     let cached = digest::hash_path_with(&root, &opts).unwrap();
     assert_eq!(cached.digest.to_string(), want);

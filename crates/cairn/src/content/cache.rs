@@ -123,6 +123,36 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Wait until every regular file below `dir` (`.git` left out) is outside the racy window, so
+/// that the next hash trusts its stat and caches it. For tests and benchmarks: the window is
+/// measured from the files' own timestamps with the rule of [`trustworthy`]; ctime cannot be
+/// set back, so this waits for that condition rather than sleeping a guessed time, and holds on
+/// a loaded machine and on file systems with whole-second timestamps alike.
+pub fn settle(dir: &Path) -> std::io::Result<()> {
+    let mut keys = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let meta = std::fs::symlink_metadata(e.path())?;
+            if meta.is_dir() {
+                if e.file_name() != ".git" {
+                    stack.push(e.path());
+                }
+            } else if meta.is_file() {
+                keys.push(StatKey::of(&meta));
+            }
+        }
+    }
+    for key in keys {
+        while !trustworthy(&key, now_ns()) {
+            let left = key.mtime_ns.max(key.ctime_ns) + racy_window(&key) - now_ns();
+            std::thread::sleep(std::time::Duration::from_nanos(left.max(1_000_000) as u64));
+        }
+    }
+    Ok(())
+}
+
 /// The loaded cache of one root.
 #[derive(Debug, Default)]
 pub struct StatCache {

@@ -627,8 +627,8 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, vec![i as u8; 100 + i]).unwrap();
         }
-        // ctime cannot be set: wait until no file is racy (this is a lower bound, not a race).
-        std::thread::sleep(std::time::Duration::from_millis(250));
+        // ctime cannot be set: wait until no file is racy (a condition, not a guessed time).
+        crate::content::cache::settle(&root).unwrap();
         let opts = HashOptions {
             cache_dir: Some(&cache),
             use_cache: true,
@@ -659,7 +659,7 @@ mod tests {
 
         // A same-size rewrite is seen (its ctime moved), and only it is read.
         std::fs::write(root.join("b/c"), vec![9u8; 101]).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(250));
+        crate::content::cache::settle(&root).unwrap();
         let changed = hash_dir(&root, &opts).unwrap();
         assert_eq!(changed.files_read, 1);
         assert_eq!(
