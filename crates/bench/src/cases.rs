@@ -58,19 +58,7 @@ pub(crate) fn bench_tree(
     let cairn = args.cairn.to_str().unwrap();
     let what = format!("{count} x {}", human_size(size));
 
-    // Cold lock: no stat cache, no lock.
-    let lock = Cmd::new(
-        &project,
-        &[cairn, "lock", "--quiet", "--no-python", "--data", "data/ds"],
-    );
-    let clear = |_: usize| -> Result<()> {
-        let _ = std::fs::remove_dir_all(project.join(".cairn"));
-        let _ = std::fs::remove_file(project.join("cairn.lock"));
-        Ok(())
-    };
-    let t_lock = measure(args.runs, &lock, clear)?;
-    clear(0)?;
-    let lock_rss = lock.peak_rss()?;
+    let (t_lock, lock_rss) = cold_lock(&project, cairn, args.runs)?;
     let xargs = Cmd::sh(
         &project,
         "find data/ds -type f -print0 | xargs -0 b3sum > /dev/null",
@@ -221,6 +209,23 @@ pub(crate) fn bench_tree(
     Ok(())
 }
 
+/// Cold `cairn lock --data data/ds` in `project` (no stat cache and no lock before each run):
+/// the median of `runs` and the peak RSS, leaving no lock behind.
+fn cold_lock(project: &Path, cairn: &str, runs: usize) -> Result<(Duration, u64)> {
+    let lock = Cmd::new(
+        project,
+        &[cairn, "lock", "--quiet", "--no-python", "--data", "data/ds"],
+    );
+    let clear = |_: usize| -> Result<()> {
+        let _ = std::fs::remove_dir_all(project.join(".cairn"));
+        let _ = std::fs::remove_file(project.join("cairn.lock"));
+        Ok(())
+    };
+    let t = measure(runs, &lock, clear)?;
+    clear(0)?;
+    Ok((t, lock.peak_rss()?))
+}
+
 /// A bare git directory tracking `tree` (after `git add -A`, made once), and `git status
 /// --porcelain` on it: the peer of a warm `cairn verify`.
 fn git_status_of(base: &Path, tree: &Path) -> Result<Cmd> {
@@ -263,20 +268,9 @@ pub(crate) fn bench_1m(args: &Args, rows: &mut Vec<Row>, notes: &mut Vec<String>
     let ds = project.join("data/ds");
     generate(&ds, 1_000_000, 256)?;
     let cairn = args.cairn.to_str().unwrap();
-    let lock = Cmd::new(
-        &project,
-        &[cairn, "lock", "--quiet", "--no-python", "--data", "data/ds"],
-    );
-    let clear = |_: usize| -> Result<()> {
-        let _ = std::fs::remove_dir_all(project.join(".cairn"));
-        let _ = std::fs::remove_file(project.join("cairn.lock"));
-        Ok(())
-    };
     // A million-file run takes seconds: three are enough for a median.
     let runs = args.runs.min(3);
-    let t_lock = measure(runs, &lock, clear)?;
-    clear(0)?;
-    let lock_rss = lock.peak_rss()?;
+    let (t_lock, lock_rss) = cold_lock(&project, cairn, runs)?;
     rows.push(Row {
         case: "1,000,000 x 256 B: cold `cairn lock`".into(),
         cairn: t_lock,
