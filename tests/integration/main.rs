@@ -24,6 +24,7 @@ mod rebuild;
 mod rebuild_env;
 mod schemas;
 mod shell;
+mod slurm;
 mod summaries;
 mod terminal;
 mod untrusted;
