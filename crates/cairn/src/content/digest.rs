@@ -420,52 +420,16 @@ pub fn hash_dir(root: &Path, opts: &HashOptions<'_>) -> Result<Hashed> {
         skipped,
     } = walk::walk_tree(root, confine, cold)?;
     let files: usize = chunks.iter().map(walk::Chunk::len).sum();
-    // Entries in a sound cache file that was read (`None`: none, or not sound).
-    let mut cached_entries = None;
-    if let Some(reader) = reader {
-        cached_entries = merge_cache(reader, &mut chunks);
-        if cached_entries.is_none() {
-            for c in &mut chunks {
-                c.flags.fill(0);
-            }
-        }
-        if let Some(p) = opts.progress {
-            p.start(files as u64);
-        }
-        chunks
-            .par_iter_mut()
-            .try_for_each(|c| hash_rest(root, c, started, opts.progress))?;
-    }
-    if let Some(p) = opts.progress {
-        p.finish();
-    }
-    let (mut files_read, mut bytes_read, mut cacheable) = (0u64, 0u64, 0usize);
-    for c in &chunks {
-        for (k, f) in c.keys.iter().zip(&c.flags) {
-            if f & walk::READ != 0 {
-                files_read += 1;
-                bytes_read += k.size;
-            }
-            cacheable += usize::from(f & walk::CACHEABLE != 0);
-        }
-    }
-    if files_read > 0 || cached_entries != Some(cacheable as u64) {
-        if let Some(dir) = opts.cache_dir {
-            let entries = chunks.iter().flat_map(|c| {
-                (0..c.len())
-                    .filter(|&i| c.flags[i] & walk::CACHEABLE != 0)
-                    .map(|i| {
-                        let cached = Cached {
-                            key: c.keys[i],
-                            hash: c.seg.hashes[i],
-                        };
-                        (c.seg.path(i), cached)
-                    })
-            });
-            // A cache that cannot be written only costs a re-read next time.
-            let _ = StatCache::open(dir, root, false).save(ExactLen(entries, cacheable));
-        }
-    }
+    let rest = reader.is_some();
+    let (files_read, bytes_read) = hash_chunks(
+        root,
+        &mut chunks,
+        reader,
+        opts.cache_dir.map(|d| (d, root)),
+        started,
+        opts.progress,
+        rest.then_some(files as u64),
+    )?;
     let segments = chunks
         .into_iter()
         .map(|c| {
@@ -485,6 +449,70 @@ pub fn hash_dir(root: &Path, opts: &HashOptions<'_>) -> Result<Hashed> {
         manifest: Some(manifest),
         skipped,
     })
+}
+
+/// Finish hashing walked files: take what the cache `reader` vouches for, read the rest in
+/// parallel (when `rest` gives their number: a cold walk has read them all already), and save
+/// the stat cache of `save_to` (cache directory, root) when anything changed. Returns the
+/// files and bytes read, here or by the walk.
+pub(crate) fn hash_chunks(
+    root: &Path,
+    chunks: &mut [walk::Chunk],
+    reader: Option<CacheReader>,
+    save_to: Option<(&Path, &Path)>,
+    started: i64,
+    progress: Option<&dyn Progress>,
+    rest: Option<u64>,
+) -> Result<(u64, u64)> {
+    // Entries in a sound cache file that was read (`None`: none, or not sound).
+    let mut cached_entries = None;
+    if let Some(reader) = reader {
+        cached_entries = merge_cache(reader, chunks);
+        if cached_entries.is_none() {
+            for c in chunks.iter_mut() {
+                c.flags.fill(0);
+            }
+        }
+    }
+    if let Some(files) = rest {
+        if let Some(p) = progress {
+            p.start(files);
+        }
+        chunks
+            .par_iter_mut()
+            .try_for_each(|c| hash_rest(root, c, started, progress))?;
+    }
+    if let Some(p) = progress {
+        p.finish();
+    }
+    let (mut files_read, mut bytes_read, mut cacheable) = (0u64, 0u64, 0usize);
+    for c in chunks.iter() {
+        for (k, f) in c.keys.iter().zip(&c.flags) {
+            if f & walk::READ != 0 {
+                files_read += 1;
+                bytes_read += k.size;
+            }
+            cacheable += usize::from(f & walk::CACHEABLE != 0);
+        }
+    }
+    if files_read > 0 || cached_entries != Some(cacheable as u64) {
+        if let Some((dir, root)) = save_to {
+            let entries = chunks.iter().flat_map(|c| {
+                (0..c.len())
+                    .filter(|&i| c.flags[i] & walk::CACHEABLE != 0)
+                    .map(|i| {
+                        let cached = Cached {
+                            key: c.keys[i],
+                            hash: c.seg.hashes[i],
+                        };
+                        (c.seg.path(i), cached)
+                    })
+            });
+            // A cache that cannot be written only costs a re-read next time.
+            let _ = StatCache::open(dir, root, false).save(ExactLen(entries, cacheable));
+        }
+    }
+    Ok((files_read, bytes_read))
 }
 
 /// Take from the cache every digest whose stat still matches the walk's, in one pass over both

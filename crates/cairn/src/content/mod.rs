@@ -4,4 +4,5 @@
 pub mod cache;
 pub mod digest;
 pub mod manifest;
+pub mod shard;
 pub mod walk;
