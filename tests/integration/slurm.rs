@@ -188,7 +188,7 @@ fn merge_log(parts: &Path, id: &str) -> String {
 
 /// The part of shard `k` of 3 in `parts`.
 fn part(parts: &Path, k: u32) -> PathBuf {
-    parts.join(format!("shard-{k}-of-3.part"))
+    parts.join(format!("corpus.{k}-of-3.part"))
 }
 
 #[test]
