@@ -226,8 +226,10 @@ fn say(w: &Warning, project: &cairn::project::Project, out: &Printer) {
             if paths.len() > 3 { ", ..." } else { "" },
             project.shown(sidecar)
         )),
-        Warning::NoDirectoryYet { what, pattern, dir } => out.warn(&format!(
-            "{what} {pattern}: {}/ does not exist yet; the command must create it, or nothing will match",
+        // Most training scripts make their output directory: a note, not a warning. Should the
+        // command not create it, the glob that matched nothing is a warning after the run.
+        Warning::NoDirectoryYet { what, pattern, dir } => out.info(&format!(
+            "note: {what} {pattern}: {}/ does not exist yet; the command is expected to create it",
             project.shown(dir)
         )),
         Warning::Journal(note) => out.warn(&format!("checkpoint journal: {note}")),

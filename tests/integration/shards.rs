@@ -191,7 +191,10 @@ fn a_missing_twice_given_or_killed_shard_is_named_and_nothing_is_locked() {
     let mut torn = first.to_vec();
     stdout.read_to_end(&mut torn).unwrap();
     let full = std::fs::read(&list[1]).unwrap();
-    assert!(full.len() > 2 * 65536, "the part must not fit in a pipe (64 KiB)");
+    assert!(
+        full.len() > 2 * 65536,
+        "the part must not fit in a pipe (64 KiB)"
+    );
     assert!(torn.len() < full.len(), "the part came through whole");
     let torn_part = parts.path().join("torn.part");
     std::fs::write(&torn_part, &torn).unwrap();
