@@ -95,13 +95,13 @@ fn project() -> Repo {
     repo
 }
 
-/// Run examples/slurm/submit.sh from `repo` with `path_first` ahead of PATH (where the jobs
-/// find `cairn`: sbatch passes the environment on) and `env` on top; returns the ids of the
-/// array job and of the merge job.
+/// Run `examples/slurm/submit.sh DATA 3 PARTS PROJECT corpus --no-python` with `repo` as the
+/// project, `path_first` ahead of PATH (where the jobs find `cairn`: sbatch passes the
+/// environment on) and `env` on top; returns the ids of the array job and of the merge job.
 fn submit(
     repo: &Repo,
-    args: &[&Path],
-    n: &str,
+    data: &Path,
+    parts: &Path,
     path_first: &[&Path],
     env: &[(&str, &Path)],
 ) -> (String, String) {
@@ -115,9 +115,10 @@ fn submit(
     .unwrap();
     let mut cmd = repo.cmd_raw("bash");
     cmd.arg(script)
-        .arg(args[0])
-        .arg(n)
-        .args(&args[1..])
+        .arg(data)
+        .arg("3")
+        .arg(parts)
+        .arg(repo.path())
         .arg("corpus")
         .arg("--no-python")
         .env("PATH", path)
@@ -202,7 +203,7 @@ fn array_hash_merge_and_lock_match_one_machine_and_b3sum() {
     let parts = parts.path().join("parts");
     let bin = Path::new(env!("CARGO_BIN_EXE_cairn")).parent().unwrap();
 
-    let (array, merge) = submit(&repo, &[&data, &parts, repo.path()], "3", &[bin], &[]);
+    let (array, merge) = submit(&repo, &data, &parts, &[bin], &[]);
     let merged = wait_job(&merge);
     let log = merge_log(&parts, &merge);
     assert_eq!(
@@ -291,8 +292,8 @@ fn shard_killed_while_running_is_named_and_nothing_is_locked() {
     let real = PathBuf::from(env!("CARGO_BIN_EXE_cairn"));
     let (array, merge) = submit(
         &repo,
-        &[&data, &parts, repo.path()],
-        "3",
+        &data,
+        &parts,
         &[&shim],
         &[("REAL_CAIRN", &real), ("SHARD_PID", &pid_file)],
     );
