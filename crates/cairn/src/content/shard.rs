@@ -92,10 +92,12 @@ pub struct Listing {
 }
 
 /// Computes a [`Listing`]: for each file in manifest order, its path's length (u64, little
-/// endian), the path's bytes, and its size (u64, little endian).
+/// endian), the path's bytes, and its size (u64, little endian). Fed to BLAKE3 in blocks: a
+/// million tiny updates would cost more than the hashing.
 #[derive(Default)]
 pub struct ListingHasher {
     hasher: blake3::Hasher,
+    pending: Vec<u8>,
     files: u64,
     bytes: u64,
 }
@@ -103,17 +105,24 @@ pub struct ListingHasher {
 impl ListingHasher {
     /// Add the next file.
     pub fn add(&mut self, path: &[u8], size: u64) {
-        self.hasher.update(&(path.len() as u64).to_le_bytes());
-        self.hasher.update(path);
-        self.hasher.update(&size.to_le_bytes());
+        self.pending
+            .extend_from_slice(&(path.len() as u64).to_le_bytes());
+        self.pending.extend_from_slice(path);
+        self.pending.extend_from_slice(&size.to_le_bytes());
+        if self.pending.len() >= 64 << 10 {
+            self.hasher.update(&self.pending);
+            self.pending.clear();
+        }
         self.files += 1;
         self.bytes += size;
     }
 
     /// The listing of everything added.
     pub fn finish(&self) -> Listing {
+        let mut hasher = self.hasher.clone();
+        hasher.update(&self.pending);
         Listing {
-            digest: self.hasher.finalize().into(),
+            digest: hasher.finalize().into(),
             files: self.files,
             bytes: self.bytes,
         }
@@ -690,6 +699,8 @@ fn merge(mut parts: Vec<Opened>) -> Result<Merged> {
         let (mut files, mut bytes) = (0u64, 0u64);
         let mut fault: Option<Error> = None;
         let mut reader = o.body()?;
+        // The checksum is fed in blocks, not a line at a time.
+        let mut pending: Vec<u8> = Vec::with_capacity(72 << 10);
         loop {
             line.clear();
             let got = reader
@@ -699,6 +710,8 @@ fn merge(mut parts: Vec<Opened>) -> Result<Merged> {
                 return Err(incomplete(&o.path, Some(o.header.shard)));
             }
             if let Some(rest) = line.strip_prefix(b"end ") {
+                o.hasher.update(&pending);
+                pending.clear();
                 let want = std::str::from_utf8(&rest[..rest.len() - 1])
                     .ok()
                     .and_then(|s| s.parse::<Digest>().ok());
@@ -716,7 +729,11 @@ fn merge(mut parts: Vec<Opened>) -> Result<Merged> {
                 }
                 break;
             }
-            o.hasher.update(&line);
+            pending.extend_from_slice(&line);
+            if pending.len() >= 64 << 10 {
+                o.hasher.update(&pending);
+                pending.clear();
+            }
             if fault.is_some() {
                 // Read on to the checksum: a damaged part says so rather than what broke.
                 continue;
