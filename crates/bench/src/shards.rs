@@ -150,6 +150,36 @@ fn header_number(part: &Path, key: &str) -> Result<u64> {
     bail!("{} has no `{key} = ` line", part.display())
 }
 
+/// The CPU time (user + system) of one run of `cmd`, from GNU time: unlike the wall time, it
+/// does not grow when other work shares the cores.
+fn cpu_time(cmd: &Cmd) -> Result<Duration> {
+    let mut timed = cmd.clone();
+    timed.argv.splice(
+        0..0,
+        [
+            "/usr/bin/time".into(),
+            "-f".into(),
+            "CAIRN_BENCH_CPU=%U %S".into(),
+        ],
+    );
+    let out = timed
+        .command()
+        .output()
+        .context("cannot run /usr/bin/time")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let secs: Option<f64> = err
+        .lines()
+        .find_map(|l| l.strip_prefix("CAIRN_BENCH_CPU="))
+        .and_then(|v| {
+            v.split_whitespace()
+                .map(|t| t.parse::<f64>().ok())
+                .sum::<Option<f64>>()
+        });
+    let secs =
+        secs.with_context(|| format!("no CPU time from GNU time for {}: {err}", cmd.shown()))?;
+    Ok(Duration::from_secs_f64(secs))
+}
+
 /// `cairn hash DIR --shard K/N -o PART`.
 fn shard_cmd(cairn: &str, at: &Path, dir: &str, k: u32, n: u32, part: &Path) -> Cmd {
     Cmd::new(
@@ -192,6 +222,8 @@ struct Split {
     n: u32,
     /// Median time of each shard run alone.
     shard_times: Vec<Duration>,
+    /// CPU time of each shard (one run).
+    shard_cpu: Vec<Duration>,
     /// Bytes of each shard's range.
     shard_bytes: Vec<u64>,
     merge: Duration,
@@ -208,6 +240,9 @@ impl Split {
     }
     fn mean(&self) -> Duration {
         self.sum() / self.n
+    }
+    fn max_cpu(&self) -> Duration {
+        self.shard_cpu.iter().copied().max().unwrap_or_default()
     }
     fn balance(&self) -> f64 {
         let max = self.shard_bytes.iter().copied().max().unwrap_or(0) as f64;
@@ -259,9 +294,11 @@ pub(crate) fn bench_shards(
         let part = |k: u32| parts.join(format!("{k}.part"));
         let mut shard_times = Vec::new();
         let mut shard_bytes = Vec::new();
+        let mut shard_cpu = Vec::new();
         for k in 1..=n {
             let cmd = shard_cmd(cairn, &base, dir, k, n, &part(k));
             shard_times.push(measure(args.runs, &cmd, no_setup)?);
+            shard_cpu.push(cpu_time(&cmd)?);
             shard_bytes.push(header_number(&part(k), "bytes")?);
         }
         let mut merge_argv = vec![cairn.to_string(), "hash".into(), "--merge".into()];
@@ -296,6 +333,7 @@ pub(crate) fn bench_shards(
         splits.push(Split {
             n,
             shard_times,
+            shard_cpu,
             shard_bytes,
             merge: t_merge,
             together,
@@ -315,19 +353,22 @@ pub(crate) fn bench_shards(
     let per_core = bytes as f64 / t_core.as_secs_f64();
 
     let t1 = splits[0].max();
-    let _ = writeln!(note, "\n| N | slowest shard | mean shard | ideal T1/N | slowest / ideal | bytes per shard, max / mean | merge | merge / sum of shards | N at once (wall) | N at once, one core each (wall) |");
-    let _ = writeln!(note, "|---|---|---|---|---|---|---|---|---|---|");
+    let c1 = splits[0].max_cpu();
+    let _ = writeln!(note, "\n| N | slowest shard | mean shard | ideal T1/N | slowest / ideal | slowest shard's CPU time | its share of T1's CPU time x N | bytes per shard, max / mean | merge | merge / sum of shards | N at once (wall) | N at once, one core each (wall) |");
+    let _ = writeln!(note, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in &splits {
         let ideal = t1 / s.n;
         let share = ratio(s.merge, s.sum());
         let _ = writeln!(
             note,
-            "| {} | {} | {} | {} | {:.3} | {:.3} | {} | {:.2} % | {} | {} |",
+            "| {} | {} | {} | {} | {:.3} | {} | {:.3} | {:.3} | {} | {:.2} % | {} | {} |",
             s.n,
             secs(s.max()),
             secs(s.mean()),
             secs(ideal),
             ratio(s.max(), ideal),
+            secs(s.max_cpu()),
+            ratio(s.max_cpu() * s.n, c1),
             s.balance(),
             secs(s.merge),
             100.0 * share,
