@@ -19,6 +19,31 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum Sub {
     Add(AddArgs),
+    List(ListArgs),
+}
+
+/// List a run's checkpoints, with those added since it started: while `cairn lock -- COMMAND`
+/// runs, every writer's journal is merged in (ranks on many hosts included), as the final lock
+/// will have them.
+///
+/// Which run: --lock; else, inside a run, that run (CAIRN_RUN_LOCK); else every run going on
+/// in this project (`.cairn/cache/running/`); else cairn.lock. One line per checkpoint: step,
+/// path, short digest, parent, metrics. Read-only: it writes nothing and runs nothing.
+#[derive(clap::Args)]
+struct ListArgs {
+    /// Output format: `human` or `json` (one object per lock: lock, run, running, checkpoints,
+    /// notes).
+    #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+    format: ListFormat,
+
+    #[command(flatten)]
+    lock: crate::LockArg,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ListFormat {
+    Human,
+    Json,
 }
 
 /// Add a checkpoint (file or directory) to the current run's lock, with its digest, step,
@@ -82,7 +107,10 @@ Example, from a training loop:
                   \"--metric\", f\"loss={loss}\"], check=True)";
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
-    let Sub::Add(a) = &args.command;
+    let a = match &args.command {
+        Sub::Add(a) => a,
+        Sub::List(l) => return list(l, out),
+    };
     let cwd = std::env::current_dir()?;
     let project = crate::open_project(&cwd, false, out)?;
     let lock_path = match &a.lock.lock {
@@ -137,5 +165,114 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         entry.path,
         &entry.digest.hex()[..12]
     ));
+    Ok(crate::EXIT_OK)
+}
+
+fn list(args: &ListArgs, out: &Printer) -> Result<u8> {
+    use std::io::Write;
+    let cwd = std::env::current_dir()?;
+    let project = crate::open_project(&cwd, false, out)?;
+    let locks = match &args.lock.lock {
+        Some(p) => vec![project.lock_path(Some(p))?],
+        None => match std::env::var_os(checkpoint::RUN_LOCK_ENV).filter(|v| !v.is_empty()) {
+            Some(p) => vec![PathBuf::from(p)],
+            None => {
+                let running = checkpoint::running_locks(&project);
+                if running.is_empty() {
+                    vec![project.lock_path(None)?]
+                } else {
+                    running
+                }
+            }
+        },
+    };
+    let mut listed = Vec::new();
+    for path in &locks {
+        listed.push((path, checkpoint::list(&project, path)?));
+    }
+    let stdout = std::io::stdout();
+    let mut w = stdout.lock();
+    if args.format == ListFormat::Json {
+        let value: Vec<serde_json::Value> = listed
+            .iter()
+            .map(|(path, l)| {
+                serde_json::json!({
+                    "lock": path.display().to_string(),
+                    "run": l.lock.run.id,
+                    "running": l.running,
+                    "checkpoints": l.checkpoints.iter().map(|c| serde_json::json!({
+                        "path": c.path.as_str(),
+                        "digest": c.digest.to_string(),
+                        "step": c.step,
+                        "parent": c.parent.as_ref().map(|p| p.to_string()),
+                        "parent_run": c.parent_run,
+                        "deleted_by_run": c.deleted_by_run,
+                        "metrics": c.metrics.iter().map(|(k, v)| (k.clone(), serde_json::json!(v.0))).collect::<serde_json::Map<_, _>>(),
+                    })).collect::<Vec<_>>(),
+                    "notes": l.notes,
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut w, &value)?;
+        writeln!(w)?;
+        return Ok(crate::EXIT_OK);
+    }
+    for (path, l) in &listed {
+        for n in &l.notes {
+            out.warn(&format!("checkpoint journal: {n}"));
+        }
+        let shown = crate::output::shown_path(&cwd, path);
+        let what = if l.running { "running" } else { "finished" };
+        writeln!(
+            w,
+            "{}",
+            cairn::text::visible(&format!(
+                "run {} ({what}, {shown}): {}",
+                l.lock.run.id,
+                crate::output::plural(l.checkpoints.len() as u64, "checkpoint", "checkpoints")
+            ))
+        )?;
+        for c in &l.checkpoints {
+            let step = c
+                .step
+                .map(|s| format!("step {s}"))
+                .unwrap_or_else(|| "-".into());
+            let parent = match &c.parent {
+                Some(p) => {
+                    let p = p.to_string();
+                    if p.starts_with("blake3:") {
+                        format!("from {}", &p[..p.len().min(19)])
+                    } else {
+                        format!("from {p}")
+                    }
+                }
+                None => "no parent".into(),
+            };
+            let metrics: Vec<String> = c
+                .metrics
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.0))
+                .collect();
+            let deleted = if c.deleted_by_run {
+                "  (deleted by the run)"
+            } else {
+                ""
+            };
+            writeln!(
+                w,
+                "{}",
+                cairn::text::visible(&format!(
+                    "  {step:<10} {}  blake3:{}  {parent}{}{deleted}",
+                    c.path,
+                    &c.digest.hex()[..12],
+                    if metrics.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  {}", metrics.join(" "))
+                    }
+                ))
+            )?;
+        }
+    }
     Ok(crate::EXIT_OK)
 }

@@ -95,6 +95,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
                 python: args.python.clone(),
                 no_python: args.no_python,
                 no_cache: args.no_cache,
+                shards: Vec::new(),
             })
         }
     };

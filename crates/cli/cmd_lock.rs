@@ -53,6 +53,13 @@ pub struct Args {
     #[arg(long = "data", value_name = "[NAME=]PATH")]
     data: Vec<String>,
 
+    /// Part files from `cairn hash DIR --shard K/N` runs (on other machines): a --data
+    /// directory they are of takes its digest from them, merged, instead of being read here.
+    /// The merge fails, naming the shard, unless the parts cover the directory exactly once;
+    /// the directory is still walked (not read) to check it is the tree the shards saw.
+    #[arg(long = "from-shards", value_name = "PART", num_args = 1..)]
+    from_shards: Vec<std::path::PathBuf>,
+
     /// A checkpoint path or glob to record after the command (repeatable).
     #[arg(long = "checkpoint", value_name = "PATH|GLOB")]
     checkpoints: Vec<String>,
@@ -121,6 +128,7 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
         seed: args.seed,
         inputs: args.inputs.clone(),
         replace_run: args.replace_run,
+        shards: args.from_shards.clone(),
     };
     let bar = out.progress();
     let progress = bar
@@ -218,8 +226,10 @@ fn say(w: &Warning, project: &cairn::project::Project, out: &Printer) {
             if paths.len() > 3 { ", ..." } else { "" },
             project.shown(sidecar)
         )),
-        Warning::NoDirectoryYet { what, pattern, dir } => out.warn(&format!(
-            "{what} {pattern}: {}/ does not exist yet; the command must create it, or nothing will match",
+        // Most training scripts make their output directory: a note, not a warning. Should the
+        // command not create it, the glob that matched nothing is a warning after the run.
+        Warning::NoDirectoryYet { what, pattern, dir } => out.info(&format!(
+            "note: {what} {pattern}: {}/ does not exist yet; the command is expected to create it",
             project.shown(dir)
         )),
         Warning::Journal(note) => out.warn(&format!("checkpoint journal: {note}")),

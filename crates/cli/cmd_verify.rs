@@ -76,6 +76,25 @@ pub struct Args {
     /// files).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
+
+    /// Verify in shards on many machines: hash only shard K of N of every locked dataset
+    /// directory (K = 1..N; balanced by bytes; each shard with its own stat cache) and write
+    /// the parts into --parts DIR. Compares nothing: a `cairn verify --from-shards DIR/*.part`
+    /// afterwards merges them and reports as a plain verify would.
+    #[arg(long, value_name = "K/N", requires = "parts", conflicts_with_all = ["from_shards", "format", "verbose"])]
+    shard: Option<cairn::content::shard::Shard>,
+
+    /// With --shard: the directory the parts go into (shared by all shards), as
+    /// `<dataset>.<K>-of-<N>.part`.
+    #[arg(long, value_name = "DIR", requires = "shard")]
+    parts: Option<std::path::PathBuf>,
+
+    /// Part files written by `cairn verify --shard K/N` (or `cairn hash DIR --shard K/N`):
+    /// the datasets they are of take their content from them, merged (each directory still
+    /// walked, not read, to check it is the tree the shards saw). Fails, naming the shard, when
+    /// one is missing, given twice or incomplete.
+    #[arg(long = "from-shards", value_name = "PART", num_args = 1..)]
+    from_shards: Vec<std::path::PathBuf>,
 }
 
 use crate::verify_github::VerifyFormat as Format;
@@ -90,9 +109,13 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
             python: args.python.clone(),
             no_python: false,
             no_cache: args.no_cache,
+            shards: cairn::content::shard::merge_files(&args.from_shards)?,
         },
         strict: args.strict,
     };
+    if let (Some(shard), Some(dir)) = (args.shard, &args.parts) {
+        return run_shard(&project, &lock_path, shard, dir, &opts, out);
+    }
     if args.format == Format::Github {
         let report = cairn::ops::verify::verify(&project, &lock_path, &opts, None)?;
         let stdout = std::io::stdout();
@@ -133,6 +156,46 @@ pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     } else {
         crate::EXIT_DIFF
     })
+}
+
+/// `cairn verify --shard K/N --parts DIR`: write this shard's parts, say what they cover.
+fn run_shard(
+    project: &cairn::project::Project,
+    lock_path: &std::path::Path,
+    shard: cairn::content::shard::Shard,
+    dir: &std::path::Path,
+    opts: &VerifyOptions,
+    out: &Printer,
+) -> Result<u8> {
+    let dir = cairn::model::paths::absolutize(&project.cwd, dir);
+    let bar = out.progress();
+    let report = cairn::ops::verify::verify_shard(
+        project,
+        lock_path,
+        shard,
+        &dir,
+        opts,
+        bar.as_ref()
+            .map(|b| b as &dyn cairn::content::digest::Progress),
+    )?;
+    drop(bar);
+    for w in &report.written {
+        let h = &w.hashed.part.header;
+        out.info(&format!(
+            "{}: shard {shard}, {} of {} files ({} read), {} of {} -> {}",
+            w.name,
+            h.files,
+            h.tree.files,
+            w.hashed.files_read,
+            indicatif::HumanBytes(h.bytes),
+            indicatif::HumanBytes(h.tree.bytes),
+            w.part.display()
+        ));
+    }
+    for (name, why) in &report.left {
+        out.info(&format!("{name}: not sharded ({why})"));
+    }
+    Ok(crate::EXIT_OK)
 }
 
 /// The summary of a verification: the differences (grouped, causes first; every one with

@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::util::{require_tool, sh, Repo};
 
 /// The pipeline from spec/lockfile.md, run by the shell.
-fn b3sum_pipeline(dir: &Path) -> String {
+pub(crate) fn b3sum_pipeline(dir: &Path) -> String {
     sh(dir, &format!("{MANIFEST} | b3sum --no-names"))
         .trim()
         .to_string()
@@ -15,7 +15,7 @@ fn b3sum_pipeline(dir: &Path) -> String {
 /// The manifest part of the pipeline: b3sum's lines for every file, sorted by path bytes.
 const MANIFEST: &str = "find -L . -type f -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 -r b3sum";
 
-fn require_b3sum() {
+pub(crate) fn require_b3sum() {
     require_tool(
         "b3sum",
         "these tests compare against the real b3sum: `cargo install b3sum`, as .ci/run does",
@@ -25,7 +25,7 @@ fn require_b3sum() {
 /// A directory with the awkward cases: names that sort differently per directory and as
 /// whole paths, escaping characters, symlinks to files and directories, empty files and
 /// directories, and files around blake3's 16 KiB mmap threshold.
-fn awkward_tree(root: &Path) {
+pub(crate) fn awkward_tree(root: &Path) {
     let w = |rel: &str, bytes: &[u8]| {
         let p = root.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();

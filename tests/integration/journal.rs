@@ -143,3 +143,92 @@ fn outside_a_run_amend_still_rewrites_the_lock_under_a_file_lock() {
     assert!(r.join(".cairn/cache/flock").is_dir());
     assert!(!r.join("cairn.lock.d").exists());
 }
+
+/// `cairn checkpoint list` while a run is going shows what every writer added so far (from the
+/// journals), from another terminal and from inside the run; afterwards, the finished lock.
+#[test]
+fn checkpoint_list_reads_a_running_runs_journals() {
+    let r = Repo::ml();
+    for i in 1..=3 {
+        r.write(&format!("runs/ckpt-{i}.bin"), format!("weights {i}"));
+    }
+    let sync = tempfile::tempdir().unwrap();
+    let (ready, go) = (sync.path().join("ready"), sync.path().join("go"));
+    for f in [&ready, &go] {
+        crate::util::run_ok(std::process::Command::new("mkfifo").arg(f));
+    }
+    let bin = env!("CARGO_BIN_EXE_cairn");
+    // Two writer processes, then the run's own view, then it says it is ready and waits.
+    let script = format!(
+        r#"{bin} checkpoint add runs/ckpt-1.bin --step 1 --metric loss=2.5 >/dev/null || exit 1
+( {bin} checkpoint add runs/ckpt-2.bin --step 2 >/dev/null ) || exit 1
+( {bin} checkpoint add runs/ckpt-3.bin --step 3 >/dev/null ) || exit 1
+{bin} checkpoint list > {dir}/inside.txt || exit 1
+echo ready > {ready}
+read line < {go}
+exit 0"#,
+        dir = sync.path().display(),
+        ready = ready.display(),
+        go = go.display()
+    );
+    let mut run = r
+        .cmd()
+        .args(["lock", "--no-python", "--", "bash", "-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Blocks until the script has opened the FIFO: the adds are done, the run is not.
+    let said = std::fs::read_to_string(&ready).unwrap();
+    assert_eq!(said.trim(), "ready");
+
+    let json = r
+        .cairn(["checkpoint", "list", "--format", "json"])
+        .expect(0)
+        .json();
+    let runs = json.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{json}");
+    assert_eq!(runs[0]["running"], true);
+    let ckpts = runs[0]["checkpoints"].as_array().unwrap();
+    let got: Vec<(&str, i64, Option<&str>)> = ckpts
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap(),
+                c["step"].as_i64().unwrap(),
+                c["parent"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("runs/ckpt-1.bin", 1, None),
+            ("runs/ckpt-2.bin", 2, Some("runs/ckpt-1.bin")),
+            ("runs/ckpt-3.bin", 3, Some("runs/ckpt-2.bin")),
+        ]
+    );
+    assert_eq!(ckpts[0]["metrics"]["loss"], 2.5);
+    crate::schemas::assert_valid("checkpoint-list.schema.json", &json, "checkpoint list");
+    let mut broken = json.clone();
+    broken[0]["checkpoints"][0]["digest"] = "sha256:00".into();
+    assert!(!crate::schemas::validator("checkpoint-list.schema.json").is_valid(&broken));
+    let human = r.cairn(["checkpoint", "list"]).expect(0);
+    human
+        .stdout_has("(running, ")
+        .stdout_has("3 checkpoints")
+        .stdout_has("step 3")
+        .stdout_has("from runs/ckpt-2.bin");
+    let inside = std::fs::read_to_string(sync.path().join("inside.txt")).unwrap();
+    assert!(
+        inside.contains("3 checkpoints") && inside.contains("(running, "),
+        "{inside}"
+    );
+
+    std::fs::write(&go, "go\n").unwrap();
+    assert!(run.wait().unwrap().success());
+    r.cairn(["checkpoint", "list"])
+        .expect(0)
+        .stdout_has("(finished, cairn.lock): 3 checkpoints");
+    assert_run_files_gone_and_no_flock(&r);
+}

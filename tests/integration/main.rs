@@ -23,6 +23,7 @@ mod python_api;
 mod rebuild;
 mod rebuild_env;
 mod schemas;
+mod shards;
 mod shell;
 mod summaries;
 mod terminal;

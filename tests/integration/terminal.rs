@@ -353,7 +353,9 @@ fn progress_bars_leave_nothing_on_the_terminal() {
     );
     let start = shown.iter().position(|l| l == "TRAINING-START").unwrap();
     assert!(
-        shown[..start].iter().all(|l| l.starts_with("warning:")),
+        shown[..start]
+            .iter()
+            .all(|l| l.starts_with("warning:") || l.starts_with("note:")),
         "{shown:#?}"
     );
     assert!(

@@ -221,6 +221,7 @@ fn verify(
                 python,
                 no_python: false,
                 no_cache,
+                shards: Vec::new(),
             },
             strict,
         };

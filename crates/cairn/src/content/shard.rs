@@ -546,6 +546,24 @@ pub fn merge_files(paths: &[PathBuf]) -> Result<Vec<Merged>> {
         let o = open_part(p)?;
         by_root.entry(o.header.root.clone()).or_default().push(o);
     }
+    // One tree hashed under two paths (mounted at /lustre/data on some nodes and at
+    // /mnt/lustre/data on others) would only show up as shards missing from each: say so.
+    let heads: Vec<&PartHeader> = by_root.values().map(|v| &v[0].header).collect();
+    for (i, a) in heads.iter().enumerate() {
+        if let Some(b) = heads[i + 1..]
+            .iter()
+            .find(|b| b.tree == a.tree && b.shard.n == a.shard.n)
+        {
+            return Err(refused(
+                format!(
+                    "the parts are of one tree seen at two paths: {} and {}",
+                    a.root.display(),
+                    b.root.display()
+                ),
+                "every shard must see the directory at the same path: mount it at the same place on every machine, or hash through a path that is the same everywhere",
+            ));
+        }
+    }
     by_root.into_values().map(merge).collect()
 }
 
@@ -672,36 +690,40 @@ fn merge(mut parts: Vec<Opened>) -> Result<Merged> {
                     REHASH,
                 )
             };
-            let entry = (|| -> Result<(u64, Vec<u8>, Digest)> {
-                let text = std::str::from_utf8(&line[..line.len() - 1])
-                    .map_err(|_| bad("a line is not UTF-8".into()))?;
-                let shape = || bad("a line is not `<size> <hex>  <path>`".into());
-                let (size, rest) = text.split_once(' ').ok_or_else(shape)?;
-                let size: u64 = size.parse().map_err(|_| shape())?;
-                let (path, hash) = manifest::parse_line(rest, 0, &mut scratch).map_err(&bad)?;
-                Ok((size, path.to_vec(), hash))
-            })();
-            let (size, path, hash) = match entry {
+            let shape = || bad("a line is not `<size> <hex>  <path>`".into());
+            let Some((size, rest)) = std::str::from_utf8(&line[..line.len() - 1])
+                .ok()
+                .and_then(|t| t.split_once(' '))
+            else {
+                fault = Some(shape());
+                continue;
+            };
+            let Ok(size) = size.parse::<u64>() else {
+                fault = Some(shape());
+                continue;
+            };
+            let (path, hash) = match manifest::parse_line(rest, 0, &mut scratch) {
                 Ok(e) => e,
                 Err(e) => {
-                    fault = Some(e);
+                    fault = Some(bad(e));
                     continue;
                 }
             };
-            if !(merged.is_empty() || prev < path) {
+            if !(merged.is_empty() || prev.as_slice() < path) {
                 fault = Some(refused(
                     format!(
                         "{} overlaps or is out of order with the parts before it (at {:?})",
                         o.path.display(),
-                        String::from_utf8_lossy(&path)
+                        String::from_utf8_lossy(path)
                     ),
                     "give the parts of one `--shard K/N` run, unchanged",
                 ));
                 continue;
             }
-            listing.add(&path, size);
-            merged.push(&path, hash, Some(size));
-            prev = path;
+            listing.add(path, size);
+            merged.push(path, hash, Some(size));
+            prev.clear();
+            prev.extend_from_slice(path);
             files += 1;
             bytes += size;
         }
@@ -898,7 +920,10 @@ mod tests {
         let msg = |r: Result<Vec<Merged>>| r.unwrap_err().to_string();
 
         let m = msg(merge_files(&[parts[0].clone(), parts[2].clone()]));
-        assert!(m.contains("shard 2/3 is missing"), "{m}");
+        assert!(
+            m.contains("shard 2/3 of") && m.contains("is missing"),
+            "{m}"
+        );
         let m = msg(merge_files(&[
             parts[0].clone(),
             parts[1].clone(),
@@ -947,6 +972,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(m.contains("changed since its shards were hashed"), "{m}");
+    }
+
+    #[test]
+    fn one_tree_at_two_paths_is_named() {
+        let dir = tree();
+        let out = tempfile::tempdir().unwrap();
+        let link = out.path().join("mounted-elsewhere");
+        let copy = out.path().join("copy");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        // A copy of the tree at another path: same listing, other root.
+        for e in walkdir::WalkDir::new(dir.path()) {
+            let e = e.unwrap();
+            let to = copy.join(e.path().strip_prefix(dir.path()).unwrap());
+            if e.file_type().is_dir() {
+                std::fs::create_dir_all(&to).unwrap();
+            } else {
+                std::fs::copy(e.path(), &to).unwrap();
+            }
+        }
+        let a = hash_shard(dir.path(), Shard { k: 1, n: 2 }, &HashOptions::default()).unwrap();
+        let b = hash_shard(&copy, Shard { k: 2, n: 2 }, &HashOptions::default()).unwrap();
+        let (pa, pb) = (out.path().join("a.part"), out.path().join("b.part"));
+        a.part.write_file(&pa).unwrap();
+        b.part.write_file(&pb).unwrap();
+        let m = merge_files(&[pa.clone(), pb]).unwrap_err().to_string();
+        assert!(m.contains("one tree seen at two paths"), "{m}");
+        // Through a link, the canonical path is recorded: the same tree, the same root.
+        let c = hash_shard(&link, Shard { k: 2, n: 2 }, &HashOptions::default()).unwrap();
+        let pc = out.path().join("c.part");
+        c.part.write_file(&pc).unwrap();
+        assert_eq!(merge_files(&[pa, pc]).unwrap().len(), 1);
     }
 
     #[test]

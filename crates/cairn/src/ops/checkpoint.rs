@@ -38,6 +38,56 @@ pub fn in_progress(lock_path: &Path) -> Result<(Vec<Artifact>, Vec<String>)> {
     })
 }
 
+/// The in-progress locks of the `cairn lock -- COMMAND` runs going on in this project
+/// (`.cairn/cache/running/*.lock`), sorted; none when there is no such directory. Entries that
+/// are not regular files are left out (spec/security.md: `.cairn/` may come from a stranger).
+pub fn running_locks(project: &Project) -> Vec<PathBuf> {
+    let dir = project.cairn_dir().join("cache").join("running");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "lock"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// A lock's run and its checkpoints as a reader sees them now: for an in-progress lock, merged
+/// with every writer's journal ([`in_progress`]); for a finished one, as recorded.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// The lock read.
+    pub lock: Lock,
+    /// Whether it is the in-progress lock of a running `cairn lock -- COMMAND`.
+    pub running: bool,
+    /// The checkpoints, in the order a reader sees them.
+    pub checkpoints: Vec<Artifact>,
+    /// Journal lines skipped (an incomplete last record).
+    pub notes: Vec<String>,
+}
+
+/// Read the lock at `lock_path` for `cairn checkpoint list`.
+pub fn list(project: &Project, lock_path: &Path) -> Result<Listed> {
+    let running = lock_path.starts_with(project.cairn_dir().join("cache").join("running"))
+        || in_run(lock_path);
+    let lock = Lock::load(lock_path)?;
+    let (checkpoints, notes) = if running {
+        in_progress(lock_path)?
+    } else {
+        (lock.checkpoints.clone(), Vec::new())
+    };
+    Ok(Listed {
+        lock,
+        running,
+        checkpoints,
+        notes,
+    })
+}
+
 /// The checkpoints of the lock at `lock_path` now (with its journals when a run writes them),
 /// or `None` when it does not exist yet.
 fn current_checkpoints(lock_path: &Path) -> Result<Option<Vec<Artifact>>> {

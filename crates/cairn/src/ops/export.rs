@@ -114,10 +114,13 @@ pub fn in_toto(project: &Project, lock_path: &Path) -> Result<Exported> {
         match subject(&project.root, c)? {
             Some(s) => subjects.push(s),
             None => {
-                warnings.push(format!(
+                // One the run deleted itself (keep-last-N) is expected to be gone.
+                if !c.deleted_by_run {
+                    warnings.push(format!(
                     "checkpoint {} is not here; its subject carries only the blake3 digest from the lock",
                     c.path
-                ));
+                    ));
+                }
                 subjects.push(Subject {
                     name: c.path.to_string(),
                     blake3: c.digest,

@@ -78,6 +78,9 @@ pub struct LockOptions {
     /// Without a command, replace a lock that records a run (its command, exit code, times and
     /// change would be dropped); refused otherwise ([`refuse_replacing_a_run`]).
     pub replace_run: bool,
+    /// Part files of datasets hashed in shards (`--from-shards`): a dataset whose directory
+    /// they are of takes its digest and manifest from them, merged, instead of being read here.
+    pub shards: Vec<PathBuf>,
 }
 
 /// Things worth telling the user that did not stop the lock.
@@ -222,6 +225,34 @@ fn resolve_data(project: &Project, opts: &LockOptions) -> Result<Vec<Resolved>> 
         by_name.insert(r.name.clone(), r);
     }
     Ok(by_name.into_values().collect())
+}
+
+/// Merge the `--from-shards` parts and match each merged directory to the dataset it is of
+/// (by canonical path); parts of a directory no dataset names are a mistake.
+fn from_shards(
+    datasets: &[Resolved],
+    parts: &[PathBuf],
+) -> Result<BTreeMap<String, crate::content::shard::Merged>> {
+    let mut out = BTreeMap::new();
+    if parts.is_empty() {
+        return Ok(out);
+    }
+    for m in crate::content::shard::merge_files(parts)? {
+        let Some(d) = datasets
+            .iter()
+            .find(|d| std::fs::canonicalize(&d.abs).is_ok_and(|p| p == m.root))
+        else {
+            return Err(Error::Refused {
+                message: format!(
+                    "--from-shards: the parts are of {}, which is no dataset of this lock",
+                    m.root.display()
+                ),
+                hint: format!("name it: --data NAME={}", m.root.display()),
+            });
+        };
+        out.insert(d.name.clone(), m);
+    }
+    Ok(out)
 }
 
 /// Patterns that matched nothing.
@@ -672,6 +703,7 @@ pub fn lock_with(
 
     // Datasets, before the command runs.
     let datasets = resolve_data(project, opts)?;
+    let mut sharded = from_shards(&datasets, &opts.shards)?;
     let mut data = Vec::new();
     for d in &datasets {
         if !d.abs.exists() && std::fs::symlink_metadata(&d.abs).is_err() {
@@ -680,7 +712,11 @@ pub fn lock_with(
                 path: d.abs.clone(),
             });
         }
-        let h = digest::hash_path_with(&d.abs, &hopts)?;
+        let h = match sharded.remove(&d.name) {
+            // Hashed in shards elsewhere: only walked here, to check it is the tree they saw.
+            Some(m) => m.hashed(m.check_against(&d.abs, None)?),
+            None => digest::hash_path_with(&d.abs, &hopts)?,
+        };
         store_manifest(project, &h)?;
         for s in &h.skipped {
             warnings.push(Warning::Skipped {

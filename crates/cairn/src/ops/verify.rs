@@ -163,6 +163,97 @@ pub fn verify(
     })
 }
 
+/// One dataset's share written by [`verify_shard`].
+#[derive(Debug, Clone)]
+pub struct ShardWritten {
+    /// The dataset.
+    pub name: String,
+    /// The part file.
+    pub part: PathBuf,
+    /// What the shard covered and read.
+    pub hashed: crate::content::shard::ShardHash,
+}
+
+/// What [`verify_shard`] did: the parts it wrote, and the datasets it left to the merging
+/// verify (`--from-shards`), with why.
+#[derive(Debug, Clone, Default)]
+pub struct ShardReport {
+    /// Parts written, in lock order.
+    pub written: Vec<ShardWritten>,
+    /// Datasets not hashed by shards: a single file, or not found here (the merging verify
+    /// reads or reports them).
+    pub left: Vec<(String, String)>,
+}
+
+/// Hash shard `shard` of every locked dataset that is a directory, each through a stat cache of
+/// its own, and write the parts into `out_dir` as `<dataset>.<K>-of-<N>.part`. The datasets are
+/// found as [`verify`] finds them; nothing is compared here: `cairn verify --from-shards`
+/// merges the parts and compares.
+pub fn verify_shard(
+    project: &Project,
+    lock_path: &Path,
+    shard: crate::content::shard::Shard,
+    out_dir: &Path,
+    opts: &VerifyOptions,
+    progress: Option<&dyn Progress>,
+) -> Result<ShardReport> {
+    let lock = Lock::load(lock_path)?;
+    observe::check_data_names(&lock, &opts.observe.data)?;
+    let cache_dir = project.stat_cache_dir();
+    let hopts = crate::content::digest::HashOptions {
+        cache_dir: Some(&cache_dir),
+        use_cache: !opts.observe.no_cache,
+        progress,
+        confine: Some(project.boundary()),
+    };
+    let mut report = ShardReport::default();
+    for d in &lock.data {
+        let (place, _) = observe::dataset_place(project, d, &opts.observe);
+        let place = match place {
+            Ok(p) if p.is_dir() => p,
+            Ok(p) if p.exists() => {
+                report.left.push((
+                    d.name.clone(),
+                    "a single file: the merging verify reads it".into(),
+                ));
+                continue;
+            }
+            Ok(p) => {
+                report.left.push((
+                    d.name.clone(),
+                    format!("{} does not exist here", p.display()),
+                ));
+                continue;
+            }
+            Err(why) => {
+                let why = match why {
+                    compare::Absence::Unlocated => {
+                        "external, and not located here (--data NAME=PATH says where)".into()
+                    }
+                    compare::Absence::LeadsOutside { place, .. } => format!(
+                        "{} leads out of the repository; not read (--data NAME=PATH reads it)",
+                        place.display()
+                    ),
+                    compare::Absence::NotFound(p) | compare::Absence::DeletedByRun(p) => {
+                        format!("{} does not exist here", p.display())
+                    }
+                };
+                report.left.push((d.name.clone(), why));
+                continue;
+            }
+        };
+        let hashed = crate::content::shard::hash_shard(&place, shard, &hopts)?;
+        let part = out_dir.join(crate::content::shard::part_name(&d.name, shard));
+        hashed.part.write_file(&part)?;
+        report.written.push(ShardWritten {
+            name: d.name.clone(),
+            part,
+            hashed,
+        });
+    }
+    Ok(report)
+}
+
 /// What the locked command imports ([`crate::probe::imports`]), read only when a package
 /// differs.
 pub fn package_imports(

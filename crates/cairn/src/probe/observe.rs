@@ -32,6 +32,10 @@ pub struct ObserveOptions {
     pub no_python: bool,
     /// Read every file, even those the stat cache knows.
     pub no_cache: bool,
+    /// Datasets hashed in shards (`cairn verify --shard K/N` on other machines), merged: a
+    /// dataset whose directory one of these is of is walked (stat only) to check it is the tree
+    /// the shards saw, and takes its content from the parts instead of being read.
+    pub shards: Vec<crate::content::shard::Merged>,
 }
 
 /// What was read to observe the datasets, checkpoints and outputs.
@@ -116,6 +120,33 @@ fn lock_place(project: &Project, rel: &RelPath) -> std::result::Result<PathBuf, 
     }
 }
 
+/// Where to read a locked dataset (or why it cannot be read), and a note when the place came
+/// from this user's own record of where `cairn lock` found it.
+pub fn dataset_place(
+    project: &Project,
+    d: &crate::model::lockfile::Data,
+    opts: &ObserveOptions,
+) -> (std::result::Result<PathBuf, Absence>, Option<compare::Note>) {
+    match (
+        user_location(project, &d.name, &d.location, &opts.data),
+        &d.location,
+    ) {
+        (Some(p), Location::External)
+            if !opts.data.contains_key(&d.name) && !project.config.data.contains_key(&d.name) =>
+        {
+            // Found only through this user's own record: say where it was read.
+            let note = compare::Note::Remembered {
+                name: d.name.clone(),
+                place: p.clone(),
+            };
+            (Ok(p), Some(note))
+        }
+        (Some(p), _) => (Ok(p), None),
+        (None, Location::Path(rel)) => (lock_place(project, rel), None),
+        (None, Location::External) => (Err(Absence::Unlocated), None),
+    }
+}
+
 /// Observe the project now at the places `lock` names: the code (with the lock's exclusions),
 /// its datasets, checkpoints and outputs, the Python environment it records, the dependency
 /// lock files, the determinism variables and the host.
@@ -159,27 +190,30 @@ pub fn observe(
     };
     let mut data = BTreeMap::new();
     let mut remembered = Vec::new();
+    let mut shards_used = vec![false; opts.shards.len()];
     for d in &lock.data {
-        let place = match (
-            user_location(project, &d.name, &d.location, &opts.data),
-            &d.location,
-        ) {
-            (Some(p), Location::External)
-                if !opts.data.contains_key(&d.name)
-                    && !project.config.data.contains_key(&d.name) =>
-            {
-                // Found only through this user's own record: say where it was read.
-                remembered.push(compare::Note::Remembered {
-                    name: d.name.clone(),
-                    place: p.clone(),
-                });
-                Ok(p)
+        let (place, note) = dataset_place(project, d, opts);
+        remembered.extend(note);
+        let merged = place.as_ref().ok().and_then(|p| {
+            let real = p.canonicalize().ok()?;
+            opts.shards.iter().position(|m| m.root == real)
+        });
+        let content = match (merged, &place) {
+            (Some(i), Ok(p)) => {
+                shards_used[i] = true;
+                let m = &opts.shards[i];
+                let confine = Some(project.boundary()).filter(|b| m.root.starts_with(b));
+                m.check_against(p, confine)?;
+                read.files += m.tree.files;
+                read.bytes += m.tree.bytes;
+                Ok(Content {
+                    kind: digest::Kind::Dir,
+                    digest: m.digest,
+                    manifest: Some(m.manifest.clone()),
+                })
             }
-            (Some(p), _) => Ok(p),
-            (None, Location::Path(rel)) => lock_place(project, rel),
-            (None, Location::External) => Err(Absence::Unlocated),
+            _ => hash(place, &mut read)?,
         };
-        let content = hash(place, &mut read)?;
         if content.is_ok() || matches!(content, Err(Absence::NotFound(_))) {
             read.data += 1;
         }
@@ -189,6 +223,15 @@ pub fn observe(
             metrics: None,
         };
         data.insert(d.name.clone(), item);
+    }
+    if let Some(i) = shards_used.iter().position(|used| !used) {
+        return Err(Error::Refused {
+            message: format!(
+                "--from-shards: the parts are of {}, which is no dataset of this lock (or not where it is read from)",
+                opts.shards[i].root.display()
+            ),
+            hint: "give the parts `cairn verify --shard K/N` wrote for this lock's datasets, or say where a dataset is with --data NAME=PATH".into(),
+        });
     }
     let mut artifacts = |list: &[crate::model::lockfile::Artifact],
                          count: fn(&mut ReadStats) -> &mut u64|
