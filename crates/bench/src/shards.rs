@@ -387,7 +387,11 @@ pub(crate) fn bench_shards(
             });
         }
         rows.push(Row {
-            case: format!("{what}: `cairn hash --merge` of {} parts", s.n),
+            case: format!(
+                "{what}: `cairn hash --merge` of {} part{}",
+                s.n,
+                if s.n == 1 { "" } else { "s" }
+            ),
             cairn: s.merge,
             cairn_rss: None,
             peer: Some((format!("sum of the {} shards", s.n), s.sum())),
