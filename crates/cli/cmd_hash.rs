@@ -19,19 +19,13 @@ use crate::output::Printer;
 /// `cd DIR && find -L . -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 -r b3sum | b3sum --no-names`.
 ///
 /// A directory too big for one machine is hashed in shards, one per machine (a job array),
-/// then merged into the same digest, byte for byte:
-///
-///   cairn hash /data/corpus --shard 3/32 -o parts/corpus.3.part     (on each machine, K = 1..32)
-///   cairn hash --merge parts/corpus.*.part                          (once, when all are done)
-///   cairn lock --data corpus=/data/corpus --from-shards parts/corpus.*.part
-///
-/// Each shard walks the whole directory (stat only), takes one N-th of its bytes (whole files,
-/// contiguous in path order) and reads only those. The merge checks that the parts cover the
-/// directory exactly once: a shard that failed or is missing, given twice, cut short or made
-/// from a directory that changed meanwhile is named, and nothing is printed. docs/cluster.md
-/// shows a Slurm job array.
+/// then merged into the same digest, byte for byte (example below). Each shard walks the whole
+/// directory (stat only), takes one N-th of its bytes (whole files, contiguous in path order)
+/// and reads only those. The merge checks that the parts cover the directory exactly once: a
+/// shard that failed or is missing, given twice, cut short or made from a directory that
+/// changed meanwhile is named, and nothing is printed. docs/cluster.md shows a Slurm job array.
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_long_help = SHARD_EXAMPLE)]
 pub struct Args {
     /// Files or directories to hash; with --merge, the part files to merge.
     #[arg(required = true, value_name = "PATH")]
@@ -58,6 +52,12 @@ pub struct Args {
     #[arg(long)]
     merge: bool,
 }
+
+const SHARD_EXAMPLE: &str = "\
+Example, a directory hashed by 32 machines:
+  cairn hash /data/corpus --shard 3/32 -o parts/corpus.3.part      (on machine K = 1..32)
+  cairn hash --merge parts/corpus.*.part                           (once all are done)
+  cairn lock --data corpus=/data/corpus --from-shards parts/corpus.*.part";
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
     if let Some(shard) = args.shard {

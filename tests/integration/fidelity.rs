@@ -541,7 +541,11 @@ fn checkpoints_the_run_deleted_are_not_missing() {
     // An export keeps its subject (blake3 from the lock) without warning that it is gone.
     let export = r.cairn(["export"]).expect(0);
     export.stderr_lacks("ckpt-1");
-    assert!(export.stdout.contains("runs/ckpt-1.bin"), "{}", export.stdout);
+    assert!(
+        export.stdout.contains("runs/ckpt-1.bin"),
+        "{}",
+        export.stdout
+    );
 
     // A rebuild that runs it again does not expect it either.
     r.commit_all("the lock");

@@ -25,6 +25,7 @@ mod rebuild_env;
 mod schemas;
 mod shards;
 mod shell;
+mod slurm;
 mod summaries;
 mod terminal;
 mod untrusted;

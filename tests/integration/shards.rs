@@ -325,3 +325,32 @@ fn a_bad_shard_argument_is_explained() {
         .expect(2)
         .stderr_has("is not a shard part");
 }
+
+/// A merge of more parts than the process may hold files open: each part is open only while
+/// it is read.
+#[test]
+fn a_merge_of_more_parts_than_open_files_allowed() {
+    let r = Repo::plain();
+    let dir = r.join("d");
+    for i in 0..300 {
+        std::fs::create_dir_all(dir.join(format!("s{}", i % 9))).unwrap();
+        std::fs::write(dir.join(format!("s{}/f{i}", i % 9)), vec![i as u8; i * 7]).unwrap();
+    }
+    let parts = r.join("parts");
+    std::fs::create_dir(&parts).unwrap();
+    let n = 200;
+    let cairn = env!("CARGO_BIN_EXE_cairn");
+    crate::util::sh(
+        r.path(),
+        &format!("for k in $(seq 1 {n}); do {cairn} hash d --shard $k/{n} -o parts/$k.part 2>/dev/null || exit 1; done"),
+    );
+    let one = r.cairn(["hash", "d"]).expect(0);
+    let merged = crate::util::sh(
+        r.path(),
+        &format!("ulimit -n 64 && {cairn} hash --merge parts/*.part"),
+    );
+    assert_eq!(
+        digest_of(merged.trim_end()),
+        digest_of(one.stdout.trim_end())
+    );
+}

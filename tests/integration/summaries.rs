@@ -374,6 +374,7 @@ fn help_texts_wrap_at_any_width() {
         &["hash"],
         &["env"],
         &["checkpoint", "add"],
+        &["checkpoint", "list"],
         &["lineage"],
         &["audit"],
         &["rebuild"],

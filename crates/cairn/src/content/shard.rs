@@ -407,11 +407,40 @@ impl Part {
 }
 
 /// A part file read back: where it came from, its header, and where its body starts.
+/// Only the header is read and the file closed again: a merge of thousands of parts must not
+/// hold thousands of files open. The body is read by [`Opened::body`].
 struct Opened {
     path: PathBuf,
     header: PartHeader,
-    reader: std::io::BufReader<std::fs::File>,
+    /// Where the body starts.
+    body_at: u64,
+    /// Which file it was (device, inode), so the body comes from the same one.
+    id: (u64, u64),
+    /// The checksum's state after the header.
     hasher: blake3::Hasher,
+}
+
+impl Opened {
+    /// The part's file again, positioned at its body.
+    fn body(&self) -> Result<std::io::BufReader<std::fs::File>> {
+        use std::io::Seek;
+        use std::os::unix::fs::MetadataExt;
+        let (mut file, _) = crate::fs::open_regular(&self.path)
+            .map_err(|e| Error::reading("part", &self.path, e))?;
+        let meta = file.metadata().ctx("cannot read", &self.path)?;
+        if (meta.dev(), meta.ino()) != self.id {
+            return Err(refused(
+                format!(
+                    "{} was replaced while it was being merged",
+                    self.path.display()
+                ),
+                "merge again once nothing writes to the parts",
+            ));
+        }
+        file.seek(std::io::SeekFrom::Start(self.body_at))
+            .ctx("cannot read", &self.path)?;
+        Ok(std::io::BufReader::with_capacity(256 << 10, file))
+    }
 }
 
 fn refused(message: String, hint: &str) -> Error {
@@ -426,7 +455,13 @@ const REHASH: &str = "hash that shard again (`cairn hash DIR --shard K/N -o PART
 /// Read the header of a part file (the body is read by [`merge`]).
 fn open_part(path: &Path) -> Result<Opened> {
     let (file, _) = crate::fs::open_regular(path).map_err(|e| Error::reading("part", path, e))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let id = {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata().ctx("cannot read", path)?;
+        (meta.dev(), meta.ino())
+    };
+    let mut reader = std::io::BufReader::with_capacity(64 << 10, file);
+    let mut body_at = 0u64;
     let mut hasher = blake3::Hasher::new();
     let bad = |why: &str| {
         refused(
@@ -450,6 +485,7 @@ fn open_part(path: &Path) -> Result<Opened> {
             });
         }
         hasher.update(&line);
+        body_at += line.len() as u64;
         let text =
             std::str::from_utf8(&line[..line.len() - 1]).map_err(|_| bad("header is not UTF-8"))?;
         if first {
@@ -500,7 +536,8 @@ fn open_part(path: &Path) -> Result<Opened> {
     Ok(Opened {
         path: path.to_path_buf(),
         header,
-        reader,
+        body_at,
+        id,
         hasher,
     })
 }
@@ -652,10 +689,10 @@ fn merge(mut parts: Vec<Opened>) -> Result<Merged> {
     for o in &mut parts {
         let (mut files, mut bytes) = (0u64, 0u64);
         let mut fault: Option<Error> = None;
+        let mut reader = o.body()?;
         loop {
             line.clear();
-            let got = o
-                .reader
+            let got = reader
                 .read_until(b'\n', &mut line)
                 .ctx("cannot read", &o.path)?;
             if got == 0 || line.last() != Some(&b'\n') {
@@ -667,7 +704,7 @@ fn merge(mut parts: Vec<Opened>) -> Result<Merged> {
                     .and_then(|s| s.parse::<Digest>().ok());
                 let mut tail = [0u8; 1];
                 let more =
-                    std::io::Read::read(&mut o.reader, &mut tail).ctx("cannot read", &o.path)?;
+                    std::io::Read::read(&mut reader, &mut tail).ctx("cannot read", &o.path)?;
                 if want != Some(o.hasher.finalize().into()) || more != 0 {
                     return Err(refused(
                         format!(
