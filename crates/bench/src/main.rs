@@ -54,7 +54,8 @@ usage: cairn-bench [--dir DIR] [--cairn PATH] [--runs N] [--skip-dvc] [--skip-1m
                 only with it
   --shard-gib G the size of the shards case's tree of mixed file sizes, in GiB [default: 10]
 
-Needs b3sum (cargo install b3sum), git, python3 (for the DVC venv) and GNU time (/usr/bin/time).";
+Needs b3sum (cargo install b3sum), git, python3 (for the DVC venv) and GNU time (/usr/bin/time);
+the shards case also taskset (util-linux).";
 
 pub(crate) fn parse_args() -> Result<Args> {
     let mut args = Args {

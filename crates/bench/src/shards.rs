@@ -167,6 +167,9 @@ fn cpu_time(cmd: &Cmd) -> Result<Duration> {
         .output()
         .context("cannot run /usr/bin/time")?;
     let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("{} failed:\n{err}", cmd.shown());
+    }
     let secs: Option<f64> = err
         .lines()
         .find_map(|l| l.strip_prefix("CAIRN_BENCH_CPU="))
