@@ -17,6 +17,7 @@ mod measure;
 mod py_api;
 mod python;
 mod rebuild_env;
+mod shards;
 
 pub(crate) use cases::*;
 pub(crate) use data::*;
@@ -32,23 +33,29 @@ pub(crate) struct Args {
     pub(crate) skip_1m: bool,
     pub(crate) only: Vec<String>,
     pub(crate) wheel: Option<PathBuf>,
+    pub(crate) shard_gib: u64,
 }
 
 pub(crate) const HELP: &str = "\
 cairn-bench: time cairn against b3sum, DVC and git on generated data
 
 usage: cairn-bench [--dir DIR] [--cairn PATH] [--runs N] [--skip-dvc] [--skip-1m] [--only NAME]... [--wheel PATH]
+                   [--shard-gib G]
 
   --dir DIR     where datasets, repositories and the DVC venv go [default: $TMPDIR/cairn-bench]
   --cairn PATH  the cairn binary [default: target/release/cairn]
   --runs N      timed runs per measurement, median reported [default: 5]
   --skip-dvc    do not install or run DVC
   --skip-1m     skip the 1,000,000-file case
-  --only NAME   run only these cases: 1g, 20k, 100k, 1m, env, empty, rebuild-env, py (repeatable)
+  --only NAME   run only these cases: 1g, 20k, 100k, 1m, env, empty, rebuild-env, py, shards
+                (repeatable;
+                shards runs only when named)
   --wheel PATH  the cairn-ml wheel (crates/py/build-wheel DIR) for the py case, which runs
                 only with it
+  --shard-gib G the size of the shards case's tree of mixed file sizes, in GiB [default: 10]
 
-Needs b3sum (cargo install b3sum), git, python3 (for the DVC venv) and GNU time (/usr/bin/time).";
+Needs b3sum (cargo install b3sum), git, python3 (for the DVC venv) and GNU time (/usr/bin/time);
+the shards case also taskset (util-linux).";
 
 pub(crate) fn parse_args() -> Result<Args> {
     let mut args = Args {
@@ -59,6 +66,7 @@ pub(crate) fn parse_args() -> Result<Args> {
         skip_1m: false,
         only: Vec::new(),
         wheel: None,
+        shard_gib: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -71,6 +79,9 @@ pub(crate) fn parse_args() -> Result<Args> {
             "--skip-1m" => args.skip_1m = true,
             "--only" => args.only.push(value()?),
             "--wheel" => args.wheel = Some(PathBuf::from(value()?)),
+            "--shard-gib" => {
+                args.shard_gib = value()?.parse().context("--shard-gib takes a number")?
+            }
             "-h" | "--help" => {
                 println!("{HELP}");
                 std::process::exit(0);
@@ -80,6 +91,9 @@ pub(crate) fn parse_args() -> Result<Args> {
     }
     if args.runs < 1 {
         bail!("--runs must be at least 1");
+    }
+    if args.shard_gib < 1 {
+        bail!("--shard-gib must be at least 1");
     }
     args.cairn = std::fs::canonicalize(&args.cairn).with_context(|| {
         format!(
@@ -171,6 +185,10 @@ pub(crate) fn main() -> Result<()> {
     }
     if wants(&args, "py") && (args.wheel.is_some() || !args.only.is_empty()) {
         bench_py(&args, &mut rows)?;
+    }
+    // 10 GiB of data and minutes: only when asked for by name.
+    if args.only.iter().any(|o| o == "shards") {
+        shards::bench_shards(&args, &mut rows, &mut notes)?;
     }
     println!("machine: {}", machine());
     println!(
