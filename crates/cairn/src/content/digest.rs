@@ -430,15 +430,7 @@ pub fn hash_dir(root: &Path, opts: &HashOptions<'_>) -> Result<Hashed> {
         opts.progress,
         rest.then_some(files as u64),
     )?;
-    let segments = chunks
-        .into_iter()
-        .map(|c| {
-            let mut seg = c.seg;
-            seg.sizes = c.keys.iter().map(|k| k.size).collect();
-            seg
-        })
-        .collect();
-    let manifest = Manifest::from_segments(segments);
+    let manifest = manifest_of(chunks);
     Ok(Hashed {
         kind: Kind::Dir,
         digest: manifest.digest(),
@@ -449,6 +441,19 @@ pub fn hash_dir(root: &Path, opts: &HashOptions<'_>) -> Result<Hashed> {
         manifest: Some(manifest),
         skipped,
     })
+}
+
+/// The manifest of hashed chunks (their digests known), with the walk's sizes.
+pub(crate) fn manifest_of(chunks: Vec<walk::Chunk>) -> Manifest {
+    let segments = chunks
+        .into_iter()
+        .map(|c| {
+            let mut seg = c.seg;
+            seg.sizes = c.keys.iter().map(|k| k.size).collect();
+            seg
+        })
+        .collect();
+    Manifest::from_segments(segments)
 }
 
 /// Finish hashing walked files: take what the cache `reader` vouches for, read the rest in

@@ -252,13 +252,7 @@ pub fn hash_shard(dir: &Path, shard: Shard, opts: &HashOptions<'_>) -> Result<Sh
     let confine = opts.confine.filter(|b| root.starts_with(b));
     // Walk what the user named (as `hash_dir` does); the part records the canonical path.
     let tree = walk::walk_tree(dir, confine, None)?;
-    let mut listing = ListingHasher::default();
-    for c in &tree.chunks {
-        for i in 0..c.len() {
-            listing.add(c.seg.path(i), c.keys[i].size);
-        }
-    }
-    let listing = listing.finish();
+    let listing = listing_of(&tree.chunks);
     let weights = tree
         .chunks
         .iter()
@@ -309,15 +303,7 @@ pub fn hash_shard(dir: &Path, shard: Shard, opts: &HashOptions<'_>) -> Result<Sh
         opts.progress,
         Some(files),
     )?;
-    let segments: Vec<Segment> = chunks
-        .into_iter()
-        .map(|c| {
-            let mut seg = c.seg;
-            seg.sizes = c.keys.iter().map(|k| k.size).collect();
-            seg
-        })
-        .collect();
-    let manifest = Manifest::from_segments(segments);
+    let manifest = digest::manifest_of(chunks);
     let bytes = manifest.bytes().unwrap_or(0);
     Ok(ShardHash {
         part: Part {
@@ -340,13 +326,18 @@ pub fn hash_shard(dir: &Path, shard: Shard, opts: &HashOptions<'_>) -> Result<Sh
 /// tree), and what the walk skipped.
 pub fn listing(dir: &Path, confine: Option<&Path>) -> Result<(Listing, Vec<Skipped>)> {
     let tree = walk::walk_tree(dir, confine, None)?;
+    Ok((listing_of(&tree.chunks), tree.skipped))
+}
+
+/// The listing of walked files.
+fn listing_of(chunks: &[Chunk]) -> Listing {
     let mut listing = ListingHasher::default();
-    for c in &tree.chunks {
+    for c in chunks {
         for i in 0..c.len() {
             listing.add(c.seg.path(i), c.keys[i].size);
         }
     }
-    Ok((listing.finish(), tree.skipped))
+    listing.finish()
 }
 
 /// A path as a part's `root` line writes it: the manifest's escaping.
