@@ -846,7 +846,7 @@ impl Merged {
     }
 
     /// As a hashed directory (nothing read here).
-    pub fn hashed(&self, skipped: Vec<Skipped>) -> digest::Hashed {
+    pub fn hashed(self, skipped: Vec<Skipped>) -> digest::Hashed {
         digest::Hashed {
             kind: digest::Kind::Dir,
             digest: self.digest,
@@ -854,7 +854,7 @@ impl Merged {
             bytes: self.tree.bytes,
             files_read: 0,
             bytes_read: 0,
-            manifest: Some(self.manifest.clone()),
+            manifest: Some(self.manifest),
             skipped,
         }
     }

@@ -714,7 +714,10 @@ pub fn lock_with(
         }
         let h = match sharded.remove(&d.name) {
             // Hashed in shards elsewhere: only walked here, to check it is the tree they saw.
-            Some(m) => m.hashed(m.check_against(&d.abs, None)?),
+            Some(m) => {
+                let skipped = m.check_against(&d.abs, None)?;
+                m.hashed(skipped)
+            }
             None => digest::hash_path_with(&d.abs, &hopts)?,
         };
         store_manifest(project, &h)?;
