@@ -42,9 +42,22 @@ pub struct Args {
     shard: Option<Shard>,
 
     /// With --shard: write the part to FILE (atomically: a killed shard leaves no part)
-    /// instead of to stdout.
-    #[arg(short, long, value_name = "FILE", requires = "shard")]
+    /// instead of to stdout. With --list: where the listing goes.
+    #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+
+    /// Write the directory's listing (every file's path and size, from one walk) to -o FILE
+    /// instead of hashing, for `--shard K/N --listing FILE`: the shards then read it rather
+    /// than each walking the whole tree (on a network filesystem with millions of files, N
+    /// walks are N times the load on its metadata servers).
+    #[arg(long, requires = "output", conflicts_with_all = ["shard", "merge", "manifest"])]
+    list: bool,
+
+    /// With --shard: take the directory's files from this listing (`--list`) instead of walking
+    /// it; only this shard's files are stat'ed and read. A listed file that is gone or has
+    /// another size is an error: make the listing again.
+    #[arg(long, value_name = "FILE", requires = "shard")]
+    listing: Option<PathBuf>,
 
     /// Merge the part files written by `--shard K/N` runs into the directory's digest. Fails,
     /// naming the shard, unless the parts are shards 1..N of one listing of the directory,
@@ -57,9 +70,21 @@ const SHARD_EXAMPLE: &str = "\
 Example, a directory hashed by 32 machines:
   cairn hash /data/corpus --shard 3/32 -o parts/corpus.3.part      (on machine K = 1..32)
   cairn hash --merge parts/corpus.*.part                           (once all are done)
-  cairn lock --data corpus=/data/corpus --from-shards parts/corpus.*.part";
+  cairn lock --data corpus=/data/corpus --from-shards parts/corpus.*.part
+
+With many files on a network filesystem, list the directory once and let the shards read it:
+  cairn hash /data/corpus --list -o parts/corpus.listing                        (once)
+  cairn hash /data/corpus --shard 3/32 --listing parts/corpus.listing -o parts/corpus.3.part";
 
 pub fn run(args: &Args, out: &Printer) -> Result<u8> {
+    if args.output.is_some() && args.shard.is_none() && !args.list {
+        bail!(cairn::Error::Usage(
+            "-o/--output goes with --shard (the part) or --list (the listing)".into()
+        ));
+    }
+    if args.list {
+        return run_list(args, out);
+    }
     if let Some(shard) = args.shard {
         return run_shard(args, shard, out);
     }
@@ -102,7 +127,10 @@ fn run_shard(args: &Args, shard: Shard, out: &Printer) -> Result<u8> {
         progress: bar.as_ref().map(|b| b as &dyn Progress),
         ..HashOptions::default()
     };
-    let h = shard::hash_shard(dir, shard, &opts)?;
+    let h = match &args.listing {
+        Some(listing) => shard::hash_shard_listed(dir, shard, listing, &opts)?,
+        None => shard::hash_shard(dir, shard, &opts)?,
+    };
     drop(bar);
     for s in &h.skipped {
         out.warn(&format!(
@@ -132,6 +160,33 @@ fn run_shard(args: &Args, shard: Shard, out: &Printer) -> Result<u8> {
             .as_ref()
             .map(|f| format!(" -> {}", f.display()))
             .unwrap_or_default()
+    ));
+    Ok(crate::EXIT_OK)
+}
+
+fn run_list(args: &Args, out: &Printer) -> Result<u8> {
+    let [dir] = args.paths.as_slice() else {
+        bail!(cairn::Error::Usage(
+            "--list lists one directory: give exactly one PATH".into()
+        ));
+    };
+    let file = args.output.as_ref().expect("clap requires -o with --list");
+    let listing = shard::list_tree(dir)?;
+    for s in &listing.skipped {
+        out.warn(&format!(
+            "skipped {}: {}",
+            dir.join(&s.path).display(),
+            s.reason
+        ));
+    }
+    listing.write_file(file)?;
+    let tree = listing.tree();
+    out.info(&format!(
+        "listed {}: {} files, {} -> {}",
+        listing.root().display(),
+        tree.files,
+        HumanBytes(tree.bytes),
+        file.display()
     ));
     Ok(crate::EXIT_OK)
 }

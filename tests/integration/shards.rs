@@ -354,3 +354,67 @@ fn a_merge_of_more_parts_than_open_files_allowed() {
         digest_of(one.stdout.trim_end())
     );
 }
+
+/// A listing made once feeds every shard (none walks the tree); the merge is the one-machine
+/// digest, and a file changed since the listing stops its shard.
+#[test]
+fn shards_from_one_listing_merge_to_the_one_machine_digest() {
+    require_b3sum();
+    let r = Repo::plain();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("corpus");
+    corpus(&dir);
+    let out = tempfile::tempdir().unwrap();
+    let listing = out.path().join("corpus.listing");
+    r.cairn([
+        "hash".as_ref(),
+        dir.as_os_str(),
+        "--list".as_ref(),
+        "-o".as_ref(),
+        listing.as_os_str(),
+    ])
+    .expect(0)
+    .stderr_has("listed ");
+    let mut parts = Vec::new();
+    for k in 1..=4 {
+        let part = out.path().join(format!("{k}.part"));
+        let shard = format!("{k}/4");
+        r.cairn([
+            "hash".as_ref(),
+            dir.as_os_str(),
+            "--shard".as_ref(),
+            shard.as_ref(),
+            "--listing".as_ref(),
+            listing.as_os_str(),
+            "-o".as_ref(),
+            part.as_os_str(),
+        ])
+        .expect(0);
+        parts.push(part);
+    }
+    let merged = merge(&r, &parts).expect(0);
+    assert_eq!(
+        digest_of(merged.stdout.trim_end()),
+        format!("blake3:{}", b3sum_pipeline(&dir))
+    );
+    // -o alone is a mistake; a changed file stops the shard that holds it.
+    r.cairn([
+        "hash".as_ref(),
+        dir.as_os_str(),
+        "-o".as_ref(),
+        "x".as_ref(),
+    ])
+    .expect(2)
+    .stderr_has("-o/--output goes with --shard");
+    std::fs::write(dir.join("a.txt"), b"a longer text than before").unwrap();
+    r.cairn([
+        "hash".as_ref(),
+        dir.as_os_str(),
+        "--shard".as_ref(),
+        "1/1".as_ref(),
+        "--listing".as_ref(),
+        listing.as_os_str(),
+    ])
+    .expect(2)
+    .stderr_has("a.txt changed since the listing was made");
+}

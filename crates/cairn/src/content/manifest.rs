@@ -292,7 +292,8 @@ pub(crate) fn parse_line<'a>(
     Ok((path, hash))
 }
 
-fn unescape(s: &str, out: &mut Vec<u8>) -> Option<()> {
+/// Undo a manifest path's escaping (`\\`, `\n`, `\r`, `\xHH`) into `out`; `None` for a bad escape.
+pub(crate) fn unescape(s: &str, out: &mut Vec<u8>) -> Option<()> {
     out.clear();
     let mut bytes = s.bytes();
     while let Some(b) = bytes.next() {

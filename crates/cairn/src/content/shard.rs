@@ -32,6 +32,10 @@ use crate::error::{Error, IoResultExt, Result};
 pub const PART_MAGIC: &str = "cairn-shard-part";
 /// The part format this cairn writes and reads.
 pub const PART_VERSION: u32 = 1;
+/// The first line of a listing file, with its format version.
+pub const LISTING_MAGIC: &str = "cairn-shard-listing";
+/// The listing format this cairn writes and reads.
+pub const LISTING_VERSION: u32 = 1;
 /// What a file weighs beyond its bytes when shards are balanced: about the cost of opening,
 /// reading and closing one small file, so that a shard of many tiny files is not overloaded.
 pub const FILE_WEIGHT: u64 = 4096;
@@ -175,9 +179,7 @@ pub fn split(weights: impl Iterator<Item = u64>, total: u128, n: u32) -> Vec<usi
     let mut shard = 0usize;
     let mut count = 0usize;
     for w in weights {
-        let middle = 2 * before + u128::from(w);
-        // floor(middle / 2 * n / total), without the halving's rounding.
-        let s = ((middle * u128::from(n)) / (2 * total.max(1))).min(u128::from(n) - 1) as usize;
+        let s = shard_of(before, w, total, n);
         while shard < s {
             shard += 1;
             starts[shard] = count;
@@ -190,6 +192,14 @@ pub fn split(weights: impl Iterator<Item = u64>, total: u128, n: u32) -> Vec<usi
         starts[shard] = count;
     }
     starts
+}
+
+/// The shard (from 0) of a file of weight `w` with `before` weight before it, of `total`: the
+/// one in whose share its middle falls, `floor((2 * before + w) * n / (2 * total))`, at most
+/// `n - 1`.
+fn shard_of(before: u128, w: u64, total: u128, n: u32) -> usize {
+    let middle = 2 * before + u128::from(w);
+    ((middle * u128::from(n)) / (2 * total.max(1))).min(u128::from(n) - 1) as usize
 }
 
 /// The cache identity of one shard of `root`: its range has a stat cache of its own
@@ -317,6 +327,274 @@ pub fn hash_shard(dir: &Path, shard: Shard, opts: &HashOptions<'_>) -> Result<Sh
             manifest,
         },
         skipped,
+        files_read,
+        bytes_read,
+    })
+}
+
+/// A directory's listing made once, for shards that should not each walk the whole tree
+/// (`cairn hash DIR --list -o LISTING`, then `--shard K/N --listing LISTING`): on a network
+/// filesystem with millions of files, N walks are N times the metadata load.
+pub struct TreeListing {
+    root: PathBuf,
+    tree: Listing,
+    chunks: Vec<Chunk>,
+    /// What the walk skipped (FIFOs, dangling links...).
+    pub skipped: Vec<Skipped>,
+}
+
+/// Walk `dir` (stat only) into a [`TreeListing`].
+pub fn list_tree(dir: &Path) -> Result<TreeListing> {
+    let root = canonical_dir(dir)?;
+    let tree = walk::walk_tree(dir, None, None)?;
+    Ok(TreeListing {
+        root,
+        tree: listing_of(&tree.chunks),
+        chunks: tree.chunks,
+        skipped: tree.skipped,
+    })
+}
+
+impl TreeListing {
+    /// The directory (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// What every shard made from it will record as the tree.
+    pub fn tree(&self) -> Listing {
+        self.tree
+    }
+
+    /// Write it: `cairn-shard-listing 1`, `root`, `tree`, `tree-files`, `tree-bytes`, a blank
+    /// line, `[\\]<size> <path>` per file in manifest order (the path escaped as in a manifest,
+    /// the line flagged with a leading backslash when it is), then `end blake3:<hex>` over
+    /// everything before it.
+    pub fn write_to(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(72 << 10);
+        let mut hasher = blake3::Hasher::new();
+        write!(
+            out,
+            "{LISTING_MAGIC} {LISTING_VERSION}\nroot = {}\ntree = {}\ntree-files = {}\ntree-bytes = {}\n\n",
+            escaped(&self.root),
+            self.tree.digest,
+            self.tree.files,
+            self.tree.bytes
+        )?;
+        for c in &self.chunks {
+            for i in 0..c.len() {
+                let (path, flagged) = Entry {
+                    path: c.seg.path(i),
+                    hash: Digest::default(),
+                    size: None,
+                }
+                .display_path();
+                if flagged {
+                    out.push(b'\\');
+                }
+                write!(out, "{} {path}\n", c.keys[i].size)?;
+                if out.len() >= 64 << 10 {
+                    hasher.update(&out);
+                    w.write_all(&out)?;
+                    out.clear();
+                }
+            }
+        }
+        hasher.update(&out);
+        w.write_all(&out)?;
+        writeln!(w, "end {}", Digest::from(hasher.finalize()))
+    }
+
+    /// Write it to `path` atomically (temporary file, synced, renamed).
+    pub fn write_file(&self, path: &Path) -> Result<()> {
+        crate::fs::atomic_write_with(path, true, |w| self.write_to(w))
+    }
+}
+
+/// Hash shard `shard` of `dir` from a listing made once (`list_tree`) instead of walking the
+/// whole tree: the listing is read and checked (its checksum, its order, its digest), this
+/// shard's files are taken from it by the same split, and only they are stat'ed and read. A
+/// listed file that is gone or has another size now is an error (make the listing again). The
+/// part is the one a walking shard makes of the same tree. No confinement: for `cairn hash`.
+pub fn hash_shard_listed(
+    dir: &Path,
+    shard: Shard,
+    listing: &Path,
+    opts: &HashOptions<'_>,
+) -> Result<ShardHash> {
+    use rayon::prelude::*;
+    let started = now_ns();
+    let root = canonical_dir(dir)?;
+    let mut head = read_head(listing, LISTING)?;
+    let listed_root = head.root(listing, LISTING)?;
+    if listed_root != root {
+        return Err(refused(
+            format!(
+                "{} is the listing of {}, not of {}",
+                listing.display(),
+                listed_root.display(),
+                root.display()
+            ),
+            "give the listing of this directory, made where every shard sees it at the same path",
+        ));
+    }
+    let tree = head.tree(listing, LISTING)?;
+    let total = u128::from(tree.bytes) + u128::from(FILE_WEIGHT) * u128::from(tree.files);
+    let damaged = || {
+        refused(
+            format!(
+                "{} is damaged: its content does not match its checksum or its header",
+                listing.display()
+            ),
+            "make the listing again (`cairn hash DIR --list -o LISTING`)",
+        )
+    };
+    let mut kept: Vec<(Vec<u8>, u64)> = Vec::new();
+    let mut check = ListingHasher::default();
+    let (mut before, mut prev) = (0u128, Vec::new());
+    let (mut line, mut scratch) = (Vec::new(), Vec::new());
+    let mut pending: Vec<u8> = Vec::with_capacity(72 << 10);
+    let mut shape = false;
+    loop {
+        line.clear();
+        let got = head
+            .reader
+            .read_until(b'\n', &mut line)
+            .ctx("cannot read", listing)?;
+        if got == 0 || line.last() != Some(&b'\n') {
+            return Err(incomplete(listing, None));
+        }
+        if let Some(rest) = line.strip_prefix(b"end ") {
+            head.hasher.update(&pending);
+            let want = std::str::from_utf8(&rest[..rest.len() - 1])
+                .ok()
+                .and_then(|s| s.parse::<Digest>().ok());
+            let mut tail = [0u8; 1];
+            let more =
+                std::io::Read::read(&mut head.reader, &mut tail).ctx("cannot read", listing)?;
+            if want != Some(head.hasher.finalize().into()) || more != 0 {
+                return Err(damaged());
+            }
+            break;
+        }
+        pending.extend_from_slice(&line);
+        if pending.len() >= 64 << 10 {
+            head.hasher.update(&pending);
+            pending.clear();
+        }
+        if shape {
+            continue;
+        }
+        let text = std::str::from_utf8(&line[..line.len() - 1]).ok();
+        let (flagged, text) = match text.map(|t| (t.strip_prefix('\\'), t)) {
+            Some((Some(rest), _)) => (true, Some(rest)),
+            Some((None, t)) => (false, Some(t)),
+            None => (false, None),
+        };
+        let parsed = text
+            .and_then(|t| t.split_once(' '))
+            .and_then(|(size, path)| {
+                let size: u64 = size.parse().ok()?;
+                if flagged {
+                    manifest::unescape(path, &mut scratch)?;
+                } else {
+                    scratch.clear();
+                    scratch.extend_from_slice(path.as_bytes());
+                }
+                (!scratch.is_empty()).then_some(size)
+            });
+        let Some(size) = parsed else {
+            // Read on to the checksum: a damaged listing says so rather than what broke.
+            shape = true;
+            continue;
+        };
+        if !(check.files == 0 || prev.as_slice() < scratch.as_slice()) {
+            shape = true;
+            continue;
+        }
+        check.add(&scratch, size);
+        let w = size.saturating_add(FILE_WEIGHT);
+        if shard_of(before, w, total, shard.n) == shard.k as usize - 1 {
+            kept.push((scratch.clone(), size));
+        }
+        before += u128::from(w);
+        prev.clear();
+        prev.extend_from_slice(&scratch);
+    }
+    if shape || check.finish() != tree {
+        return Err(damaged());
+    }
+
+    // Only this shard's files are looked at, in parallel, each as the walk would (links
+    // followed); one that is gone or changed size since the listing stops the shard.
+    let keys: Vec<crate::content::cache::StatKey> = kept
+        .par_iter()
+        .with_min_len(64)
+        .map(|(rel, size)| {
+            let abs = dir.join(std::ffi::OsStr::from_bytes(rel));
+            let changed = |now: String| {
+                refused(
+                    format!(
+                        "{} changed since the listing was made: {now}, the listing says {size} bytes",
+                        abs.display()
+                    ),
+                    "make the listing again (`cairn hash DIR --list -o LISTING`) and hash every shard from it",
+                )
+            };
+            match std::fs::metadata(&abs) {
+                Ok(m) if m.is_file() && m.len() == *size => {
+                    Ok(crate::content::cache::StatKey::of(&m))
+                }
+                Ok(m) if m.is_file() => Err(changed(format!("it is {} bytes", m.len()))),
+                Ok(_) => Err(changed("it is no longer a regular file".into())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(changed("it is gone".into()))
+                }
+                Err(e) => Err(Error::reading("file", &abs, e)),
+            }
+        })
+        .collect::<Result<_>>()?;
+    let mut chunks: Vec<Chunk> = Vec::new();
+    for ((rel, _), key) in kept.iter().zip(keys) {
+        if !chunks.last().is_some_and(|c| c.seg.has_room(rel)) {
+            chunks.push(Chunk::default());
+        }
+        let c = chunks.last_mut().expect("pushed above");
+        c.seg.push_path(rel);
+        c.seg.hashes.push(Digest::default());
+        c.keys.push(key);
+        c.flags.push(0);
+    }
+    drop(kept);
+    let identity = cache_identity(&root, shard);
+    let reader = match (opts.use_cache, opts.cache_dir) {
+        (true, Some(cache)) => CacheReader::open(cache, &identity),
+        _ => None,
+    };
+    let files: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    let (files_read, bytes_read) = digest::hash_chunks(
+        dir,
+        &mut chunks,
+        reader,
+        opts.cache_dir.map(|c| (c, identity.as_path())),
+        started,
+        opts.progress,
+        Some(files),
+    )?;
+    let manifest = digest::manifest_of(chunks);
+    let bytes = manifest.bytes().unwrap_or(0);
+    Ok(ShardHash {
+        part: Part {
+            header: PartHeader {
+                root,
+                shard,
+                tree,
+                files,
+                bytes,
+            },
+            manifest,
+        },
+        skipped: Vec::new(),
         files_read,
         bytes_read,
     })
@@ -453,8 +731,87 @@ fn refused(message: String, hint: &str) -> Error {
 const REHASH: &str = "hash that shard again (`cairn hash DIR --shard K/N -o PART`); its job's log says why it failed";
 
 /// Read the header of a part file (the body is read by [`merge`]).
-fn open_part(path: &Path) -> Result<Opened> {
-    let (file, _) = crate::fs::open_regular(path).map_err(|e| Error::reading("part", path, e))?;
+/// What kind of file a header opens: its magic word, what it is called, and the version read.
+#[derive(Clone, Copy)]
+struct Kind {
+    magic: &'static str,
+    version: u32,
+    what: &'static str,
+    hint: &'static str,
+}
+
+const PART: Kind = Kind {
+    magic: PART_MAGIC,
+    version: PART_VERSION,
+    what: "shard part",
+    hint: "give the files `cairn hash DIR --shard K/N -o PART` wrote",
+};
+
+const LISTING: Kind = Kind {
+    magic: LISTING_MAGIC,
+    version: LISTING_VERSION,
+    what: "shard listing",
+    hint: "give the file `cairn hash DIR --list -o LISTING` wrote",
+};
+
+/// A header read: its fields, where the body starts, which file it was, and the checksum so far.
+struct Head {
+    fields: std::collections::BTreeMap<String, String>,
+    body_at: u64,
+    id: (u64, u64),
+    hasher: blake3::Hasher,
+    reader: std::io::BufReader<std::fs::File>,
+}
+
+impl Head {
+    fn get(&self, path: &Path, kind: Kind, k: &str) -> Result<&str> {
+        self.fields
+            .get(k)
+            .map(String::as_str)
+            .ok_or_else(|| not_a(path, kind, &format!("no `{k}` line")))
+    }
+
+    fn num(&self, path: &Path, kind: Kind, k: &str) -> Result<u64> {
+        self.get(path, kind, k)?
+            .parse()
+            .map_err(|_| not_a(path, kind, &format!("`{k}` is not a number")))
+    }
+
+    fn root(&self, path: &Path, kind: Kind) -> Result<PathBuf> {
+        let mut scratch = Vec::new();
+        let bytes = unescape_root(self.get(path, kind, "root")?, &mut scratch)
+            .ok_or_else(|| not_a(path, kind, "bad `root`"))?;
+        Ok(PathBuf::from(OsString::from_vec(bytes)))
+    }
+
+    fn tree(&self, path: &Path, kind: Kind) -> Result<Listing> {
+        Ok(Listing {
+            digest: self
+                .get(path, kind, "tree")?
+                .parse()
+                .map_err(|_| not_a(path, kind, "bad `tree` digest"))?,
+            files: self.num(path, kind, "tree-files")?,
+            bytes: self.num(path, kind, "tree-bytes")?,
+        })
+    }
+}
+
+fn not_a(path: &Path, kind: Kind, why: &str) -> Error {
+    refused(
+        format!("{} is not a {}: {why}", path.display(), kind.what),
+        kind.hint,
+    )
+}
+
+/// Read the header of a part or listing file: `<magic> <version>`, `key = value` lines, a blank
+/// line.
+fn read_head(path: &Path, kind: Kind) -> Result<Head> {
+    let what = if kind.magic == PART_MAGIC {
+        "part"
+    } else {
+        "listing"
+    };
+    let (file, _) = crate::fs::open_regular(path).map_err(|e| Error::reading(what, path, e))?;
     let id = {
         use std::os::unix::fs::MetadataExt;
         let meta = file.metadata().ctx("cannot read", path)?;
@@ -463,12 +820,7 @@ fn open_part(path: &Path) -> Result<Opened> {
     let mut reader = std::io::BufReader::with_capacity(64 << 10, file);
     let mut body_at = 0u64;
     let mut hasher = blake3::Hasher::new();
-    let bad = |why: &str| {
-        refused(
-            format!("{} is not a shard part: {why}", path.display()),
-            "give the files `cairn hash DIR --shard K/N -o PART` wrote",
-        )
-    };
+    let bad = |why: &str| not_a(path, kind, why);
     let mut fields = std::collections::BTreeMap::new();
     let mut line = Vec::new();
     let mut first = true;
@@ -491,16 +843,18 @@ fn open_part(path: &Path) -> Result<Opened> {
         if first {
             first = false;
             let version = text
-                .strip_prefix(PART_MAGIC)
+                .strip_prefix(kind.magic)
                 .and_then(|v| v.trim().parse::<u32>().ok())
-                .ok_or_else(|| bad("its first line is not `cairn-shard-part <version>`"))?;
-            if version > PART_VERSION {
+                .ok_or_else(|| bad(&format!("its first line is not `{} <version>`", kind.magic)))?;
+            if version > kind.version {
                 return Err(refused(
                     format!(
-                        "{} is a shard part of format {version}; this cairn reads format {PART_VERSION}",
-                        path.display()
+                        "{} is a {} of format {version}; this cairn reads format {}",
+                        path.display(),
+                        kind.what,
+                        kind.version
                     ),
-                    "merge with the cairn that hashed the shards (or a newer one)",
+                    "use the cairn that wrote it (or a newer one)",
                 ));
             }
             continue;
@@ -513,32 +867,33 @@ fn open_part(path: &Path) -> Result<Opened> {
             .ok_or_else(|| bad("a header line is not `key = value`"))?;
         fields.insert(k.to_string(), v.to_string());
     }
-    let get = |k: &str| fields.get(k).ok_or_else(|| bad(&format!("no `{k}` line")));
-    let num = |k: &str| -> Result<u64> {
-        get(k)?
-            .parse()
-            .map_err(|_| bad(&format!("`{k}` is not a number")))
-    };
-    let mut scratch = Vec::new();
-    let root_text = get("root")?;
-    let root_bytes = unescape_root(root_text, &mut scratch).ok_or_else(|| bad("bad `root`"))?;
+    Ok(Head {
+        fields,
+        body_at,
+        id,
+        hasher,
+        reader,
+    })
+}
+
+fn open_part(path: &Path) -> Result<Opened> {
+    let head = read_head(path, PART)?;
     let header = PartHeader {
-        root: PathBuf::from(OsString::from_vec(root_bytes)),
-        shard: get("shard")?.parse().map_err(|e: String| bad(&e))?,
-        tree: Listing {
-            digest: get("tree")?.parse().map_err(|_| bad("bad `tree` digest"))?,
-            files: num("tree-files")?,
-            bytes: num("tree-bytes")?,
-        },
-        files: num("files")?,
-        bytes: num("bytes")?,
+        root: head.root(path, PART)?,
+        shard: head
+            .get(path, PART, "shard")?
+            .parse()
+            .map_err(|e: String| not_a(path, PART, &e))?,
+        tree: head.tree(path, PART)?,
+        files: head.num(path, PART, "files")?,
+        bytes: head.num(path, PART, "bytes")?,
     };
     Ok(Opened {
         path: path.to_path_buf(),
         header,
-        body_at,
-        id,
-        hasher,
+        body_at: head.body_at,
+        id: head.id,
+        hasher: head.hasher,
     })
 }
 
@@ -1017,6 +1372,85 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(m.contains("changed since its shards were hashed"), "{m}");
+    }
+
+    #[test]
+    fn shards_from_a_listing_write_the_parts_walking_shards_write() {
+        let dir = tree();
+        let out = tempfile::tempdir().unwrap();
+        let listing = out.path().join("t.listing");
+        list_tree(dir.path()).unwrap().write_file(&listing).unwrap();
+        for n in [1, 2, 3, 5, 8] {
+            for k in 1..=n {
+                let shard = Shard { k, n };
+                let (walked, listed) = (out.path().join("w.part"), out.path().join("l.part"));
+                let opts = HashOptions::default();
+                hash_shard(dir.path(), shard, &opts)
+                    .unwrap()
+                    .part
+                    .write_file(&walked)
+                    .unwrap();
+                hash_shard_listed(dir.path(), shard, &listing, &opts)
+                    .unwrap()
+                    .part
+                    .write_file(&listed)
+                    .unwrap();
+                assert_eq!(
+                    std::fs::read(&walked).unwrap(),
+                    std::fs::read(&listed).unwrap(),
+                    "shard {shard}"
+                );
+            }
+        }
+        // A listed file that changed size, a damaged listing, another directory's listing.
+        let shard = Shard { k: 1, n: 1 };
+        let msg = |r: Result<ShardHash>| r.unwrap_err().to_string();
+        let good = std::fs::read(&listing).unwrap();
+        let mut bad = good.clone();
+        let at = bad.len() - 80;
+        bad[at] = if bad[at] == b'1' { b'2' } else { b'1' };
+        std::fs::write(&listing, &bad).unwrap();
+        let m = msg(hash_shard_listed(
+            dir.path(),
+            shard,
+            &listing,
+            &HashOptions::default(),
+        ));
+        assert!(m.contains("is damaged"), "{m}");
+        std::fs::write(&listing, &good[..good.len() - 10]).unwrap();
+        let m = msg(hash_shard_listed(
+            dir.path(),
+            shard,
+            &listing,
+            &HashOptions::default(),
+        ));
+        assert!(m.contains("is incomplete"), "{m}");
+        std::fs::write(&listing, &good).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let m = msg(hash_shard_listed(
+            other.path(),
+            shard,
+            &listing,
+            &HashOptions::default(),
+        ));
+        assert!(m.contains("is the listing of"), "{m}");
+        std::fs::write(dir.path().join("b/c"), b"another size").unwrap();
+        let m = msg(hash_shard_listed(
+            dir.path(),
+            shard,
+            &listing,
+            &HashOptions::default(),
+        ));
+        assert!(m.contains("changed since the listing was made"), "{m}");
+        std::fs::write(dir.path().join("b/c"), vec![1u8; 100]).unwrap();
+        std::fs::remove_file(dir.path().join("a")).unwrap();
+        let m = msg(hash_shard_listed(
+            dir.path(),
+            shard,
+            &listing,
+            &HashOptions::default(),
+        ));
+        assert!(m.contains("it is gone"), "{m}");
     }
 
     #[test]
