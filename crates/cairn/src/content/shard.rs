@@ -392,7 +392,7 @@ impl TreeListing {
                 if flagged {
                     out.push(b'\\');
                 }
-                write!(out, "{} {path}\n", c.keys[i].size)?;
+                writeln!(out, "{} {path}", c.keys[i].size)?;
                 if out.len() >= 64 << 10 {
                     hasher.update(&out);
                     w.write_all(&out)?;
