@@ -529,6 +529,49 @@ fn million(args: &Args, note: &mut String, rows: &mut Vec<Row>) -> Result<()> {
         note,
         "\nDigests: both merges printed {want}, the same as `cairn hash DIR`."
     );
+
+    // One walk for all shards: the listing, then shard 3 of 32 from it against the same shard
+    // walking; the two parts must be the same bytes.
+    let listing = base.join("1m.listing");
+    let list = Cmd::new(
+        &base,
+        &[cairn, "hash", dir, "--list", "-o", listing.to_str().unwrap()],
+    );
+    let t_list = measure(runs, &list, no_setup)?;
+    let list_rss = list.peak_rss()?;
+    let walked_part = base.join("walked-3-of-32.part");
+    let walked = shard_cmd(cairn, &base, dir, 3, 32, &walked_part);
+    let t_walked = measure(runs, &walked, no_setup)?;
+    let walked_rss = walked.peak_rss()?;
+    let listed_part = base.join("listed-3-of-32.part");
+    let mut listed = shard_cmd(cairn, &base, dir, 3, 32, &listed_part);
+    listed.argv.push("--listing".into());
+    listed.argv.push(listing.to_str().unwrap().into());
+    let t_listed = measure(runs, &listed, no_setup)?;
+    let listed_rss = listed.peak_rss()?;
+    if std::fs::read(&walked_part)? != std::fs::read(&listed_part)? {
+        bail!("shard 3/32 of the 1M tree from the listing differs from the walking shard's part");
+    }
+    let _ = writeln!(
+        note,
+        "\nOne listing for all shards: `cairn hash DIR --list` {} (peak RSS {}, {} MB of listing); shard 3/32 from it {} (peak RSS {}) against {} walking (peak RSS {}), **{:.3} x**; the two parts are the same bytes.",
+        secs(t_list),
+        mib(list_rss),
+        std::fs::metadata(&listing)?.len() / 1_000_000,
+        secs(t_listed),
+        mib(listed_rss),
+        secs(t_walked),
+        mib(walked_rss),
+        ratio(t_listed, t_walked)
+    );
+    rows.push(Row {
+        case: "1,000,000 x 256 B: shard 3/32 with `--listing` (no walk)".into(),
+        cairn: t_listed,
+        cairn_rss: Some(listed_rss),
+        peer: Some(("shard 3/32 walking the tree".into(), t_walked)),
+        target: "-".into(),
+        met: None,
+    });
     Ok(())
 }
 
