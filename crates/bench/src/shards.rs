@@ -535,7 +535,14 @@ fn million(args: &Args, note: &mut String, rows: &mut Vec<Row>) -> Result<()> {
     let listing = base.join("1m.listing");
     let list = Cmd::new(
         &base,
-        &[cairn, "hash", dir, "--list", "-o", listing.to_str().unwrap()],
+        &[
+            cairn,
+            "hash",
+            dir,
+            "--list",
+            "-o",
+            listing.to_str().unwrap(),
+        ],
     );
     let t_list = measure(runs, &list, no_setup)?;
     let list_rss = list.peak_rss()?;

@@ -1,15 +1,17 @@
 //! Sharded hashing: one directory hashed by many machines, each taking a share of its bytes,
 //! and the shares merged into the digest and manifest one machine would have made
-//! (spec/lockfile.md "Shard parts").
+//! (spec/lockfile.md §9.6).
 //!
 //! Every shard walks the whole tree (stat only: cheap next to reading the bytes), splits the
 //! sorted file list into N contiguous ranges of about equal weight (a file weighs its size plus
 //! [`FILE_WEIGHT`], the cost of opening it), and hashes its own range. Since the split is a
 //! function of the listing alone, shards that saw the same listing agree on it without talking
 //! to each other. Each writes a *part*: its range's manifest lines with their sizes, the
-//! listing's digest, and a checksum line at the end.
+//! listing's digest, and a checksum line at the end. With a listing made once ([`list_tree`],
+//! [`hash_shard_listed`]) the shards read it instead of walking, and look only at their own
+//! files.
 //!
-//! [`merge`] puts the parts together and proves they cover the tree exactly once: every part
+//! [`merge_files`] puts the parts together and proves they cover the tree exactly once: every part
 //! saw the same listing (same digest), every shard 1..=N is there once, every part is complete,
 //! and the concatenated entries, in order, have exactly that listing digest. The merged
 //! manifest is then the one-machine manifest line for line, so its BLAKE3 is the directory
@@ -730,7 +732,7 @@ fn refused(message: String, hint: &str) -> Error {
 
 const REHASH: &str = "hash that shard again (`cairn hash DIR --shard K/N -o PART`); its job's log says why it failed";
 
-/// Read the header of a part file (the body is read by [`merge`]).
+/// Read the header of a part file (the body is read when it is merged).
 /// What kind of file a header opens: its magic word, what it is called, and the version read.
 #[derive(Clone, Copy)]
 struct Kind {
@@ -930,8 +932,8 @@ pub struct Merged {
     pub digest: Digest,
 }
 
-/// Read the parts at `paths` and merge those of each directory. Every set must be whole: see
-/// [`merge`]. Sets come back in the order of their roots.
+/// Read the parts at `paths` and merge those of each directory. Every set must be whole (the
+/// checks of spec/lockfile.md §9.6). Sets come back in the order of their roots.
 pub fn merge_files(paths: &[PathBuf]) -> Result<Vec<Merged>> {
     let mut by_root: std::collections::BTreeMap<PathBuf, Vec<Opened>> = Default::default();
     for p in paths {
