@@ -732,7 +732,6 @@ fn refused(message: String, hint: &str) -> Error {
 
 const REHASH: &str = "hash that shard again (`cairn hash DIR --shard K/N -o PART`); its job's log says why it failed";
 
-/// Read the header of a part file (the body is read when it is merged).
 /// What kind of file a header opens: its magic word, what it is called, and the version read.
 #[derive(Clone, Copy)]
 struct Kind {
@@ -878,6 +877,7 @@ fn read_head(path: &Path, kind: Kind) -> Result<Head> {
     })
 }
 
+/// Read the header of a part file (the body is read when it is merged).
 fn open_part(path: &Path) -> Result<Opened> {
     let head = read_head(path, PART)?;
     let header = PartHeader {
