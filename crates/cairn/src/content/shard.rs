@@ -299,15 +299,46 @@ pub fn hash_shard(dir: &Path, shard: Shard, opts: &HashOptions<'_>) -> Result<Sh
         .filter(|s| in_stretch(s.path.as_os_str().as_bytes()))
         .collect();
 
-    let mut chunks = take_range(tree.chunks, lo, hi);
-    let identity = cache_identity(&root, shard);
+    let chunks = take_range(tree.chunks, lo, hi);
+    let what = Share {
+        dir,
+        root,
+        shard,
+        tree: listing,
+        skipped,
+    };
+    hash_share(what, chunks, opts, started)
+}
+
+/// A shard's range, found, to be read.
+struct Share<'a> {
+    /// The directory as named (files are read below it).
+    dir: &'a Path,
+    /// Its canonical path (recorded in the part).
+    root: PathBuf,
+    shard: Shard,
+    /// The whole tree's listing.
+    tree: Listing,
+    /// What the walk skipped in this shard's stretch.
+    skipped: Vec<Skipped>,
+}
+
+/// Read a shard's files (through its own stat cache, when `opts` has a cache directory) and
+/// make its part.
+fn hash_share(
+    what: Share<'_>,
+    mut chunks: Vec<Chunk>,
+    opts: &HashOptions<'_>,
+    started: i64,
+) -> Result<ShardHash> {
+    let identity = cache_identity(&what.root, what.shard);
     let reader = match (opts.use_cache, opts.cache_dir) {
         (true, Some(cache)) => CacheReader::open(cache, &identity),
         _ => None,
     };
-    let files = (hi - lo) as u64;
+    let files: u64 = chunks.iter().map(|c| c.len() as u64).sum();
     let (files_read, bytes_read) = digest::hash_chunks(
-        dir,
+        what.dir,
         &mut chunks,
         reader,
         opts.cache_dir.map(|c| (c, identity.as_path())),
@@ -320,15 +351,15 @@ pub fn hash_shard(dir: &Path, shard: Shard, opts: &HashOptions<'_>) -> Result<Sh
     Ok(ShardHash {
         part: Part {
             header: PartHeader {
-                root,
-                shard,
-                tree: listing,
+                root: what.root,
+                shard: what.shard,
+                tree: what.tree,
                 files,
                 bytes,
             },
             manifest,
         },
-        skipped,
+        skipped: what.skipped,
         files_read,
         bytes_read,
     })
@@ -568,38 +599,14 @@ pub fn hash_shard_listed(
         c.flags.push(0);
     }
     drop(kept);
-    let identity = cache_identity(&root, shard);
-    let reader = match (opts.use_cache, opts.cache_dir) {
-        (true, Some(cache)) => CacheReader::open(cache, &identity),
-        _ => None,
-    };
-    let files: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-    let (files_read, bytes_read) = digest::hash_chunks(
+    let what = Share {
         dir,
-        &mut chunks,
-        reader,
-        opts.cache_dir.map(|c| (c, identity.as_path())),
-        started,
-        opts.progress,
-        Some(files),
-    )?;
-    let manifest = digest::manifest_of(chunks);
-    let bytes = manifest.bytes().unwrap_or(0);
-    Ok(ShardHash {
-        part: Part {
-            header: PartHeader {
-                root,
-                shard,
-                tree,
-                files,
-                bytes,
-            },
-            manifest,
-        },
+        root,
+        shard,
+        tree,
         skipped: Vec::new(),
-        files_read,
-        bytes_read,
-    })
+    };
+    hash_share(what, chunks, opts, started)
 }
 
 /// The listing of `dir` as a stat-only walk sees it now (to check merged parts against the
