@@ -8,6 +8,10 @@
 # first: `squeue -j ID` follows them; the logs go to PARTS/slurm-*.out, the digest to the merge
 # job's log. NAME defaults to DATA's last component; LOCK_ARGs go to `cairn lock`.
 #
+# With CAIRN_SLURM_LISTING=1 a job of its own (list.sbatch) lists DATA once first, and every
+# shard reads that listing instead of walking the whole tree (worth it with millions of files on
+# a network filesystem); its id goes to stderr.
+#
 # PARTS must not exist or be empty, so that no part of an earlier run is merged.
 # Options for both jobs (partition, time, account, CPUs per task) go in the SBATCH_*
 # environment variables sbatch reads (SBATCH_PARTITION, SBATCH_TIMELIMIT, SBATCH_ACCOUNT, ...),
@@ -46,9 +50,22 @@ mkdir -p "$parts"
 parts="$(cd "$parts" && pwd)"
 [ -n "$name" ] || name="$(basename "$data")"
 
-array="$(sbatch --parsable --export=ALL --array="1-$n" \
+shard_args=("$data" "$parts")
+after=()
+if [ "${CAIRN_SLURM_LISTING:-}" = 1 ]; then
+    listing="$parts/$(basename "$data").listing"
+    list="$(sbatch --parsable --export=ALL --output="$parts/slurm-list-%j.out" \
+        "$here/list.sbatch" "$data" "$listing")"
+    list="${list%%;*}"
+    echo "submit: job $list lists $data once into $listing; the shards read it" >&2
+    shard_args=("$data" "$parts" "$n" "$listing")
+    # If the listing fails, the array is cancelled (not left pending forever) and the merge job
+    # names every shard missing.
+    after=(--dependency="afterok:$list" --kill-on-invalid-dep=yes)
+fi
+array="$(sbatch --parsable --export=ALL --array="1-$n" ${after[@]+"${after[@]}"} \
     --output="$parts/slurm-hash-%A_%a.out" \
-    "$here/hash-shards.sbatch" "$data" "$parts")"
+    "$here/hash-shards.sbatch" "${shard_args[@]}")"
 array="${array%%;*}"
 merge="$(sbatch --parsable --export=ALL --dependency="afterany:$array" \
     --output="$parts/slurm-merge-%j.out" \

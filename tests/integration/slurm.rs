@@ -361,3 +361,58 @@ fn shard_killed_while_running_is_named_and_nothing_is_locked() {
         .stderr_has(&format!("shard 2/3 of {}", canonical.display()))
         .stderr_has("missing");
 }
+
+/// With `CAIRN_SLURM_LISTING=1`, a job lists the tree once and the shards read that listing:
+/// the merged digest and the lock are the same as without it.
+#[test]
+#[ignore = "needs a running Slurm: .ci/run starts one (CAIRN_TEST_SLURM)"]
+fn array_from_one_listing_gives_the_same_digest() {
+    require_slurm();
+    let repo = project();
+    let data = repo.join("data/corpus");
+    build_tree(&data);
+    let parts = tempfile::tempdir().unwrap();
+    let parts = parts.path().join("parts");
+    let bin = Path::new(env!("CARGO_BIN_EXE_cairn")).parent().unwrap();
+
+    let (array, merge) = submit(
+        &repo,
+        &data,
+        &parts,
+        &[bin],
+        &[("CAIRN_SLURM_LISTING", Path::new("1"))],
+    );
+    let merged = wait_job(&merge);
+    let log = merge_log(&parts, &merge);
+    assert_eq!(
+        merged,
+        [(0, "COMPLETED".to_string())],
+        "merge job log:\n{log}"
+    );
+    assert_eq!(
+        wait_job(&array),
+        (1..=3)
+            .map(|k| (k, "COMPLETED".to_string()))
+            .collect::<Vec<_>>()
+    );
+    let listing = std::fs::read_to_string(parts.join("corpus.listing")).unwrap();
+    assert!(listing.starts_with("cairn-shard-listing 1"), "{listing}");
+    // Every shard read the listing (its log says which command ran).
+    for k in 1..=3 {
+        let log = std::fs::read_to_string(parts.join(format!("slurm-hash-{array}_{k}.out")))
+            .unwrap_or_default();
+        assert!(
+            log.contains(&format!("shard {k}/3")) && log.contains(", from the listing "),
+            "shard {k} log:\n{log}"
+        );
+    }
+    let digest = log
+        .lines()
+        .find(|l| l.starts_with("blake3:"))
+        .and_then(|l| l.split_once("  "))
+        .map(|(d, _)| d.to_string())
+        .unwrap_or_else(|| panic!("no digest in the merge log:\n{log}"));
+    assert_eq!(b3sum_pipeline(&data), digest);
+    let lock = repo.lock_toml("cairn.lock");
+    assert_eq!(lock["data"][0]["digest"].as_str(), Some(digest.as_str()));
+}
