@@ -416,3 +416,38 @@ fn array_from_one_listing_gives_the_same_digest() {
     let lock = repo.lock_toml("cairn.lock");
     assert_eq!(lock["data"][0]["digest"].as_str(), Some(digest.as_str()));
 }
+
+/// A listing job that fails (here: a symlink loop in the tree) cancels the array; the merge
+/// job still runs, names every shard missing and the listing job's log, and locks nothing.
+#[test]
+#[ignore = "needs a running Slurm: .ci/run starts one (CAIRN_TEST_SLURM)"]
+fn a_failed_listing_job_is_named_and_nothing_is_locked() {
+    require_slurm();
+    let repo = project();
+    let data = repo.join("data/corpus");
+    build_tree(&data);
+    std::fs::create_dir_all(data.join("loop")).unwrap();
+    std::os::unix::fs::symlink("..", data.join("loop/up")).unwrap();
+    let parts = tempfile::tempdir().unwrap();
+    let parts = parts.path().join("parts");
+    let bin = Path::new(env!("CARGO_BIN_EXE_cairn")).parent().unwrap();
+
+    let (_array, merge) = submit(
+        &repo,
+        &data,
+        &parts,
+        &[bin],
+        &[("CAIRN_SLURM_LISTING", Path::new("1"))],
+    );
+    let merged = wait_job(&merge);
+    let log = merge_log(&parts, &merge);
+    assert_eq!(merged, [(0, "FAILED".to_string())], "merge job log:\n{log}");
+    assert!(
+        log.contains("the listing job failed, so no shard ran"),
+        "{log}"
+    );
+    for k in 1..=3 {
+        assert!(log.contains(&format!("shard {k}/3 of")), "{log}");
+    }
+    assert!(!repo.join("cairn.lock").exists());
+}
