@@ -5,8 +5,8 @@
 //!
 //! These tests need a running Slurm and are ignored otherwise: .ci/run starts one and runs them
 //! with `--ignored slurm::` (by hand: `eval "$(.ci/slurm start)"`, then
-//! `cargo test --test integration -- --ignored slurm::`). They wait for jobs by polling
-//! `scontrol`, with a deadline, never by sleeping a guessed time.
+//! `cargo test --test integration -- --ignored slurm::`). They wait for jobs through Slurm
+//! itself (`srun --dependency=afterany:ID`), with a deadline, never by sleeping.
 
 use crate::util::{command, run_ok, snapshot, Repo};
 use std::path::{Path, PathBuf};
@@ -162,14 +162,27 @@ fn finished(state: &str) -> bool {
 }
 
 /// Wait, up to [`DEADLINE`], until every task of job `id` has finished; returns their states
-/// by task id.
+/// by task id. Slurm itself does the waiting: `srun --dependency=afterany:ID true` is granted
+/// only once job `id` (every task of an array) has ended, so nothing here sleeps a guessed time.
 fn wait_job(id: &str) -> Vec<(u32, String)> {
+    let waited = command("timeout")
+        .arg(DEADLINE.as_secs().to_string())
+        .args(["srun", "--quiet", "--ntasks=1"])
+        .arg(format!("--dependency=afterany:{id}"))
+        .arg("true")
+        .status()
+        .expect("srun runs");
+    assert!(
+        waited.success(),
+        "waiting for job {id} failed or passed {DEADLINE:?}: {waited}, {:?}",
+        job_states(id)
+    );
+    // A job that has ended may still be COMPLETING for a moment; ask until it is not.
     let start = Instant::now();
     loop {
-        let states = job_states(id);
+        let mut states = job_states(id);
         assert!(!states.is_empty(), "Slurm does not know job {id}");
         if states.iter().all(|(_, s)| finished(s)) {
-            let mut states = states;
             states.sort();
             return states;
         }
@@ -177,7 +190,6 @@ fn wait_job(id: &str) -> Vec<(u32, String)> {
             start.elapsed() < DEADLINE,
             "job {id} still not done after {DEADLINE:?}: {states:?}"
         );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -261,12 +273,12 @@ case " $* " in
         read -r _ _ state _ < "/proc/$pid/stat" || break
         [ "$state" = T ] && break
     done
+    # SHARD_PID is a FIFO the test reads: the write waits for the test, and the test for it.
     if [ "$state" = T ] && [ /proc/$pid/exe -ef "$real" ]; then
-        echo "$pid" > "$SHARD_PID.tmp"
+        echo "$pid" > "$SHARD_PID"
     else
-        echo lost > "$SHARD_PID.tmp"
+        echo lost > "$SHARD_PID"
     fi
-    mv "$SHARD_PID.tmp" "$SHARD_PID"
     wait "$pid"
     ;;
 *) exec "$real" "$@" ;;
@@ -289,6 +301,7 @@ fn shard_killed_while_running_is_named_and_nothing_is_locked() {
     let shim = tmp.path().join("shim");
     crate::util::write_executable(&shim.join("cairn"), STOPPING_SHIM);
     let pid_file = tmp.path().join("shard-2.pid");
+    run_ok(command("mkfifo").arg(&pid_file));
     let real = PathBuf::from(env!("CARGO_BIN_EXE_cairn"));
     let (array, merge) = submit(
         &repo,
@@ -298,17 +311,22 @@ fn shard_killed_while_running_is_named_and_nothing_is_locked() {
         &[("REAL_CAIRN", &real), ("SHARD_PID", &pid_file)],
     );
 
-    // Wait for shard 2's cairn to be stopped mid-way, then kill it.
-    let start = Instant::now();
-    while !pid_file.exists() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "shard 2 did not start within {DEADLINE:?}: {:?}",
-            job_states(&array)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    // Wait for shard 2's cairn to be stopped mid-way (the shim writes its pid into the FIFO,
+    // whose reading blocks until then), then kill it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let fifo = pid_file.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::read_to_string(&fifo));
+    });
+    let pid = rx
+        .recv_timeout(DEADLINE)
+        .unwrap_or_else(|_| {
+            panic!(
+                "shard 2 did not start within {DEADLINE:?}: {:?}",
+                job_states(&array)
+            )
+        })
+        .unwrap();
     let pid = pid.trim();
     assert_ne!(
         pid, "lost",
