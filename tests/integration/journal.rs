@@ -232,3 +232,41 @@ exit 0"#,
         .stdout_has("(finished, cairn.lock): 3 checkpoints");
     assert_run_files_gone_and_no_flock(&r);
 }
+
+/// A stranger's repository whose `.cairn/cache/running` (or a run's journal directory) is a
+/// link to elsewhere: `checkpoint list` reads nothing through it.
+#[test]
+fn checkpoint_list_follows_no_link_out_of_the_project() {
+    let r = Repo::ml_locked();
+    // Elsewhere on the disk: an in-progress lock of another run, with a journal.
+    let outside = tempfile::tempdir().unwrap();
+    let elsewhere = outside.path().join("running");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let mine = r.lock_toml("cairn.lock")["run"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = "0123456789abcdef0123456789abcdef";
+    let lock = r.read("cairn.lock").replacen(&mine, other, 1);
+    std::fs::write(elsewhere.join("0utside.lock"), &lock).unwrap();
+    // The locked run left an empty running directory; the stranger's is a link.
+    let _ = std::fs::remove_dir_all(r.join(".cairn/cache/running"));
+    std::fs::create_dir_all(r.join(".cairn/cache")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, r.join(".cairn/cache/running")).unwrap();
+    let out = r.cairn(["checkpoint", "list"]).expect(0);
+    out.stdout_lacks("0utside")
+        .stdout_has("(finished, cairn.lock)");
+
+    // A real running directory whose lock's journal directory is a link: its records are not
+    // read, and the lock's own checkpoints are listed.
+    std::fs::remove_file(r.join(".cairn/cache/running")).unwrap();
+    std::fs::create_dir_all(r.join(".cairn/cache/running")).unwrap();
+    std::fs::write(r.join(".cairn/cache/running/0utside.lock"), &lock).unwrap();
+    let journals = outside.path().join("journals");
+    std::fs::create_dir_all(&journals).unwrap();
+    std::fs::write(journals.join("h-1-00000000.jsonl"), "not a record\n").unwrap();
+    std::os::unix::fs::symlink(&journals, r.join(".cairn/cache/running/0utside.lock.d")).unwrap();
+    let out = r.cairn(["checkpoint", "list"]).expect(0);
+    out.stdout_has(&format!("run {other} (running, "))
+        .stderr_lacks("h-1-00000000");
+}

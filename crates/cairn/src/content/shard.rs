@@ -1234,6 +1234,10 @@ mod tests {
         for bad in ["0/4", "5/4", "1", "a/b", "1/0", "-1/2", "1/70000"] {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }
+        // A lock's dataset names may be `.` or `..`: a part's file name is never one of them.
+        let s = Shard { k: 1, n: 2 };
+        assert_eq!(part_name("..", s), "...1-of-2.part");
+        assert_eq!(part_name(".", s), "..1-of-2.part");
     }
 
     #[test]

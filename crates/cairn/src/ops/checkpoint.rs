@@ -40,9 +40,15 @@ pub fn in_progress(lock_path: &Path) -> Result<(Vec<Artifact>, Vec<String>)> {
 
 /// The in-progress locks of the `cairn lock -- COMMAND` runs going on in this project
 /// (`.cairn/cache/running/*.lock`), sorted; none when there is no such directory. Entries that
-/// are not regular files are left out (spec/security.md: `.cairn/` may come from a stranger).
+/// are not regular files, and a directory reached through a link, are left out
+/// (spec/security.md: `.cairn/` may come from a stranger).
 pub fn running_locks(project: &Project) -> Vec<PathBuf> {
     let dir = project.cairn_dir().join("cache").join("running");
+    // Reached without following a link below the project: a committed `.cairn/cache/running`
+    // that leads elsewhere lists nothing.
+    if !matches!(crate::fs::real_dir(&dir), Ok(true)) {
+        return Vec::new();
+    }
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };

@@ -194,10 +194,14 @@ pub fn observe(
     for d in &lock.data {
         let (place, note) = dataset_place(project, d, opts);
         remembered.extend(note);
-        let merged = place.as_ref().ok().and_then(|p| {
-            let real = p.canonicalize().ok()?;
-            opts.shards.iter().position(|m| m.root == real)
-        });
+        let merged = place
+            .as_ref()
+            .ok()
+            .filter(|_| !opts.shards.is_empty())
+            .and_then(|p| {
+                let real = p.canonicalize().ok()?;
+                opts.shards.iter().position(|m| m.root == real)
+            });
         let content = match (merged, &place) {
             (Some(i), Ok(p)) => {
                 shards_used[i] = true;

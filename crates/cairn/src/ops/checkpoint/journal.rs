@@ -312,7 +312,16 @@ static SEEN: Mutex<Option<HashMap<PathBuf, Seen>>> = Mutex::new(None);
 pub(crate) fn visit<T>(lock_path: &Path, f: impl FnOnce(&[&Record], &[String]) -> T) -> Result<T> {
     let dir = dir_of(lock_path);
     let mut names = Vec::new();
-    match std::fs::read_dir(&dir) {
+    // A journal directory that is a symbolic link (a stranger's `.cairn/` can hold one) is not
+    // followed: its writers never made it, so it holds no record of this run.
+    let real = crate::fs::real_dir(&dir).unwrap_or(false);
+    match std::fs::read_dir(&dir).and_then(|d| {
+        if real {
+            Ok(d)
+        } else {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+    }) {
         Ok(entries) => {
             for e in entries {
                 let e = e.ctx("cannot read the journal directory", &dir)?;
